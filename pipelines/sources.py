@@ -1,0 +1,146 @@
+"""Find the documents in the configured source folders and work out what changed since the last run."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.documents import Document, DocumentDelta, SkippedFile
+from pipelines.ledger import LedgerEntry
+from pipelines.parsing import UnparsableFile, parser_for
+from ragyard.settings import Settings, SourceSettings
+
+# Bump when parsing or chunking changes in a way that should re-index every document.
+PIPELINE_VERSION = 1
+_BINARY_SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    source: str
+    path: str  # relative to the source folder, with forward slashes
+    abspath: Path
+    size_bytes: int
+    mtime_ns: int
+
+    @property
+    def doc_id(self) -> str:
+        return f"{self.source}:{self.path}"
+
+
+@dataclass(frozen=True)
+class Scan:
+    files: list[SourceFile]
+    unavailable_sources: list[SkippedFile]  # folders that could not be listed: their documents stay
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """What a document's chunks and vectors depend on besides its own bytes."""
+    parts = {
+        "pipeline": PIPELINE_VERSION,
+        "chunker": settings.chunker.model_dump(),
+        "embedder": [settings.embedder.model, settings.embedder.dim],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _wanted(name: str, source: SourceSettings) -> bool:
+    return not name.startswith(".") and any(fnmatch.fnmatch(name, p) for p in source.include)
+
+
+def scan_sources(sources: list[SourceSettings]) -> Scan:
+    files: list[SourceFile] = []
+    unavailable: list[SkippedFile] = []
+    for source in sources:
+        if not source.path.is_dir():
+            unavailable.append(SkippedFile(source.name, str(source.path), "source folder is missing or not a folder"))
+            continue
+        for folder, dirnames, filenames in os.walk(source.path, onerror=None):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not _wanted(name, source):
+                    continue
+                abspath = Path(folder) / name
+                try:
+                    stat = abspath.stat()
+                except OSError:
+                    stat = None  # read_document reports the reason
+                files.append(
+                    SourceFile(
+                        source=source.name,
+                        path=abspath.relative_to(source.path).as_posix(),
+                        abspath=abspath,
+                        size_bytes=stat.st_size if stat else -1,
+                        mtime_ns=stat.st_mtime_ns if stat else -1,
+                    )
+                )
+    return Scan(files, unavailable)
+
+
+def read_bytes(file: SourceFile, max_bytes: int) -> bytes:
+    if file.size_bytes > max_bytes:
+        raise UnparsableFile(f"file is {file.size_bytes} bytes, above the limit of {max_bytes}")
+    try:
+        with open(file.abspath, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as e:
+        raise UnparsableFile(f"unreadable: {e.strerror or e}") from e
+    if len(data) > max_bytes:
+        raise UnparsableFile(f"file grew above the limit of {max_bytes} bytes while being read")
+    if not data.strip():
+        raise UnparsableFile("empty file")
+    if not file.path.lower().endswith(".pdf") and b"\x00" in data[:_BINARY_SNIFF_BYTES]:
+        raise UnparsableFile("binary content (NUL bytes) in a text file")
+    return data
+
+
+def parse_document(file: SourceFile, data: bytes, content_hash: str) -> Document:
+    parse = parser_for(file.path)
+    if parse is None:
+        raise UnparsableFile("no parser for this file type")
+    title, sections = parse(data)
+    if not sections:
+        raise UnparsableFile("no text left after parsing")
+    return Document(
+        doc_id=file.doc_id,
+        source=file.source,
+        path=file.path,
+        title=title or Path(file.path).name,
+        content_hash=content_hash,
+        sections=tuple(sections),
+        size_bytes=file.size_bytes,
+        mtime_ns=file.mtime_ns,
+    )
+
+
+def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str, max_bytes: int) -> DocumentDelta:
+    delta = DocumentDelta(fingerprint=fingerprint, skipped=list(scan.unavailable_sources))
+    for file in scan.files:
+        entry = indexed.get(file.doc_id)
+        current = entry is not None and entry.fingerprint == fingerprint
+        if current and (entry.size_bytes, entry.mtime_ns) == (file.size_bytes, file.mtime_ns):
+            delta.unchanged += 1
+            continue
+        try:
+            data = read_bytes(file, max_bytes)
+            content_hash = hashlib.sha256(data).hexdigest()
+            if current and entry.content_hash == content_hash:
+                delta.unchanged += 1  # touched, not changed
+                delta.restat.append(
+                    LedgerEntry(**{**entry.__dict__, "size_bytes": file.size_bytes, "mtime_ns": file.mtime_ns})
+                )
+                continue
+            delta.changed.append(parse_document(file, data, content_hash))
+        except UnparsableFile as e:
+            # A bad file is skipped; if an earlier version is indexed, that version stays.
+            delta.skipped.append(SkippedFile(file.source, file.path, str(e)))
+    present = {f.doc_id for f in scan.files}
+    unavailable = {s.source for s in scan.unavailable_sources}
+    delta.deleted = sorted(
+        doc_id for doc_id, entry in indexed.items() if doc_id not in present and entry.source not in unavailable
+    )
+    return delta

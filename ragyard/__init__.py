@@ -1,0 +1,1 @@
+"""ragyard: the platform-wide pieces (settings, local process supervision, CLI)."""

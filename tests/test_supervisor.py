@@ -1,0 +1,267 @@
+"""ragyard.supervisor with real processes: start, health, failure reports, and stop without orphans."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from ragyard.supervisor import ServiceFailed, ServiceSpec, Supervisor
+from tests.conftest import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A service that accepts TCP connections on 127.0.0.1:<argv[1]> (the kernel completes them
+# from the listen backlog; nothing needs to accept).
+TCP_LISTENER = "import socket, sys, time; s = socket.create_server(('127.0.0.1', int(sys.argv[1]))); time.sleep(300)"
+
+# A service that ignores SIGTERM, spawns a grandchild (which inherits the ignored SIGTERM),
+# writes the grandchild's pid to argv[2], then listens on argv[1].
+STUBBORN_WITH_GRANDCHILD = textwrap.dedent(
+    """
+    import signal, socket, subprocess, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    grandchild = subprocess.Popen(["sleep", "300"])
+    with open(sys.argv[2], "w") as f:
+        f.write(str(grandchild.pid))
+    s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+    time.sleep(300)
+    """
+)
+
+
+def tcp_service(name: str, **kwargs) -> ServiceSpec:
+    port = free_port()
+    return ServiceSpec(name, [sys.executable, "-c", TCP_LISTENER, str(port)], health_tcp=("127.0.0.1", port), **kwargs)
+
+
+def assert_gone(pid: int) -> None:
+    """Neither the process nor any member of its process group exists (not even as a zombie)."""
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+
+
+def test_start_two_services_then_stop_all(tmp_path):
+    http_port = free_port()
+    web = ServiceSpec(
+        "web",
+        [sys.executable, "-m", "http.server", str(http_port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        health_url=f"http://127.0.0.1:{http_port}/",
+        ui_url=f"http://127.0.0.1:{http_port}/",
+    )
+    tcp = tcp_service("tcp")
+    with Supervisor(tmp_path / "logs") as sup:
+        sup.start_all([web, tcp])
+        pids = sup.pids()
+        assert set(pids) == {"web", "tcp"}
+        for pid in pids.values():
+            # Each service leads its own session and process group.
+            assert os.getsid(pid) == pid
+            assert os.getpgid(pid) == pid
+        sup.check_alive()
+        sup.stop_all()
+        assert sup.pids() == {}
+        for pid in pids.values():
+            assert_gone(pid)
+        sup.stop_all()  # idempotent
+    assert (tmp_path / "logs" / "web.log").exists()
+    assert (tmp_path / "logs" / "tcp.log").exists()
+
+
+def test_stop_kills_whole_group_when_sigterm_is_ignored(tmp_path, caplog):
+    port = free_port()
+    pid_file = tmp_path / "grandchild.pid"
+    spec = ServiceSpec(
+        "stubborn",
+        [sys.executable, "-c", STUBBORN_WITH_GRANDCHILD, str(port), str(pid_file)],
+        health_tcp=("127.0.0.1", port),
+        startup_timeout_s=30,
+    )
+    with Supervisor(tmp_path / "logs", stop_timeout_s=1.0) as sup:
+        sup.start_all([spec])
+        pid = sup.pids()["stubborn"]
+        grandchild = int(pid_file.read_text())
+        assert os.getpgid(grandchild) == pid
+        with caplog.at_level("WARNING", logger="ragyard.supervisor"):
+            started = time.monotonic()
+            sup.stop_all()
+        assert time.monotonic() - started >= 1.0  # waited for the SIGTERM grace period
+        assert "SIGKILL" in caplog.text
+        assert_gone(pid)
+        with pytest.raises(ProcessLookupError):
+            os.kill(grandchild, 0)
+
+
+def test_child_gets_default_sigint_and_sigterm(tmp_path):
+    port = free_port()
+    report = tmp_path / "signals.txt"
+    reporter = textwrap.dedent(
+        """
+        import signal, socket, sys, time
+        with open(sys.argv[2], "w") as f:
+            f.write(repr(signal.getsignal(signal.SIGTERM)) + "\\n" + repr(signal.getsignal(signal.SIGINT)))
+        s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+        time.sleep(300)
+        """
+    )
+    spec = ServiceSpec(
+        "reporter", [sys.executable, "-c", reporter, str(port), str(report)], health_tcp=("127.0.0.1", port)
+    )
+    with Supervisor(tmp_path / "logs") as sup:
+        old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            # Premise: a plain child of this process inherits the ignored SIGTERM.
+            plain = subprocess.run(
+                [sys.executable, "-c", "import signal; print(repr(signal.getsignal(signal.SIGTERM)))"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            sup.start(spec)
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGINT, old_int)
+        assert "SIG_IGN" in plain.stdout
+        sup.wait_healthy("reporter")
+        term, int_ = report.read_text().splitlines()
+        assert "SIG_DFL" in term
+        # Python installs its KeyboardInterrupt handler for SIGINT only if SIGINT was not ignored.
+        assert "default_int_handler" in int_
+
+
+def test_service_exiting_at_once_is_reported_with_code_and_log(tmp_path):
+    code = "import sys; print('MARKER-crash-7f3a', file=sys.stderr); sys.exit(3)"
+    spec = ServiceSpec(
+        "crasher", [sys.executable, "-c", code], health_tcp=("127.0.0.1", free_port()), startup_timeout_s=30
+    )
+    with Supervisor(tmp_path / "logs") as sup:
+        sup.start(spec)
+        with pytest.raises(ServiceFailed) as failed:
+            sup.wait_healthy("crasher")
+    message = str(failed.value)
+    assert "'crasher'" in message
+    assert "exited with code 3" in message
+    assert "MARKER-crash-7f3a" in message
+
+
+def test_service_never_healthy_times_out(tmp_path):
+    spec = ServiceSpec(
+        "silent",
+        [sys.executable, "-c", "import time; time.sleep(300)"],
+        health_tcp=("127.0.0.1", free_port()),
+        startup_timeout_s=1.5,
+    )
+    with Supervisor(tmp_path / "logs") as sup:
+        sup.start(spec)
+        started = time.monotonic()
+        with pytest.raises(ServiceFailed) as failed:
+            sup.wait_healthy("silent")
+        assert 1.5 <= time.monotonic() - started < 10
+        pid = sup.pids()["silent"]
+    assert "'silent'" in str(failed.value)
+    assert "timed out" in str(failed.value)
+    assert "1.5 s" in str(failed.value)
+    assert_gone(pid)  # the context manager stopped it
+
+
+def test_check_alive_raises_after_external_kill(tmp_path):
+    with Supervisor(tmp_path / "logs") as sup:
+        sup.start_all([tcp_service("victim")])
+        sup.check_alive()
+        os.kill(sup.pids()["victim"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        with pytest.raises(ServiceFailed) as failed:
+            while time.monotonic() < deadline:
+                sup.check_alive()
+                time.sleep(0.05)
+        assert "'victim'" in str(failed.value)
+        assert "SIGKILL" in str(failed.value)
+        # The process is known dead now, so wait_forever raises at its first check.
+        with pytest.raises(ServiceFailed):
+            sup.wait_forever(poll_s=0.05)
+
+
+def test_second_interrupt_while_stopping_kills_at_once(tmp_path):
+    port = free_port()
+    spec = ServiceSpec(
+        "stubborn",
+        [sys.executable, "-c", STUBBORN_WITH_GRANDCHILD, str(port), str(tmp_path / "grandchild.pid")],
+        health_tcp=("127.0.0.1", port),
+        startup_timeout_s=30,
+    )
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    with Supervisor(tmp_path / "logs", stop_timeout_s=60) as sup:
+        sup.start_all([spec])
+        pid = sup.pids()["stubborn"]
+        old_alarm = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                sup.stop_all()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_alarm)
+        assert time.monotonic() - started < 15  # not the 60 s grace period
+        assert sup.pids() == {}
+        assert_gone(pid)
+
+
+def test_sigterm_to_supervising_process_stops_services(tmp_path):
+    """End to end: install_signal_handlers + `with Supervisor` in a script that gets `kill`ed."""
+    pid_file = tmp_path / "service.pid"
+    script = textwrap.dedent(
+        """
+        import logging, sys
+        from pathlib import Path
+        from ragyard.supervisor import ServiceSpec, Supervisor, install_signal_handlers
+        logging.basicConfig(level=logging.INFO)
+        install_signal_handlers()
+        port = int(sys.argv[2])
+        listener = [sys.executable, "-c", sys.argv[3], str(port)]
+        with Supervisor(Path(sys.argv[1]) / "logs") as sup:
+            sup.start_all([ServiceSpec("svc", listener, health_tcp=("127.0.0.1", port))])
+            Path(sys.argv[1], "service.pid.tmp").write_text(str(sup.pids()["svc"]))
+            Path(sys.argv[1], "service.pid.tmp").rename(Path(sys.argv[1], "service.pid"))
+            sup.wait_forever(poll_s=0.1)
+        """
+    )
+    with open(tmp_path / "supervisor.log", "wb") as out:
+        supervising = subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path), str(free_port()), TCP_LISTENER],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            start_new_session=True,
+        )
+    service_pid = None
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and supervising.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pid_file.exists(), (tmp_path / "supervisor.log").read_text()
+        service_pid = int(pid_file.read_text())
+        supervising.send_signal(signal.SIGTERM)
+        supervising.wait(timeout=30)
+        log_text = (tmp_path / "supervisor.log").read_text()
+        assert "stopping svc" in log_text, log_text
+        assert_gone(service_pid)
+    finally:
+        # Only does something if the test failed: leave no process behind either way.
+        for pgid in (supervising.pid, service_pid):
+            if pgid is not None:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        supervising.wait()
