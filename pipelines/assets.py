@@ -1,6 +1,5 @@
 """The ingestion assets: documents -> chunks -> embeddings -> vector_index (the Milvus collection)."""
 
-
 import time
 from collections import Counter
 

@@ -1,6 +1,5 @@
 """What starts ingestion: a sensor on the source folders, a nightly schedule, and the job they run."""
 
-
 import hashlib
 
 import dagster as dg
@@ -12,6 +11,8 @@ from pipelines.sources import scan_sources, settings_fingerprint
 from ragyard.settings import Settings
 
 INGEST_CONCURRENCY_TAG = "ragyard/ingest"
+_ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+           dg.DagsterRunStatus.STARTED]
 
 ingest_job = dg.define_asset_job(
     "ingest",
@@ -58,6 +59,9 @@ def make_source_sensor(settings: Settings) -> dg.SensorDefinition:
         description="Starts ingestion when files in the source folders are added, changed or deleted.",
     )
     def source_files_sensor(context: dg.SensorEvaluationContext):
+        if context.instance.get_runs_count(dg.RunsFilter(job_name=ingest_job.name, statuses=_ACTIVE)):
+            # The running one will see these changes (or the next tick will); don't pile up runs.
+            return dg.SkipReason("an ingest run is queued or in progress")
         current = Settings()
         changes = pending_changes(current)
         if not any(changes.values()):

@@ -1,6 +1,5 @@
 """Asset checks that guard the vector index against drift from the ledger."""
 
-
 from collections import Counter
 
 import dagster as dg

@@ -102,7 +102,7 @@ def parse_rst(text: str) -> tuple[str, list[Section]]:
     heading_depth = 0  # len(path) without the object description at its end, if any
 
     def flush() -> None:
-        kept = "\n".join(clean_rst_inline(l) for l in _rst_lines_without_markup(body))
+        kept = "\n".join(clean_rst_inline(line) for line in _rst_lines_without_markup(body))
         content = textwrap.dedent(kept).strip()
         if content:
             sections.append(Section(tuple(path), _collapse_blank_lines(content)))

@@ -1,6 +1,5 @@
 """Dagster resources: the platform settings (from RAGYARD_* environment variables) and the embedder."""
 
-
 from functools import lru_cache
 
 import dagster as dg

@@ -46,7 +46,24 @@ class EmbedderSettings(BaseModel):
     dim: int = 384
     batch_size: int = Field(default=64, ge=1, le=4096)
     device: str = "cpu"
+    # The embedder bento: where it listens, and where other services reach it.
     port: int = 3001
+    url: str = "http://127.0.0.1:3001"
+    max_texts_per_request: int = Field(default=256, ge=1)
+    max_chars_per_text: int = Field(default=8192, ge=1)
+    cache_entries: int = Field(default=50_000, ge=0)
+
+
+class RetrieverSettings(BaseModel):
+    port: int = 3002
+    url: str = "http://127.0.0.1:3002"
+    # Fusion of dense and BM25 results in hybrid mode: "rrf" or "weighted".
+    fusion: str = Field(default="rrf", pattern=r"^(rrf|weighted)$")
+    rrf_k: int = Field(default=60, ge=1)
+    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)  # for "weighted"; BM25 gets the rest
+    max_top_k: int = Field(default=100, ge=1)
+    # A sentence-transformers CrossEncoder path; reranking is off while this is empty.
+    reranker_model: str = ""
 
 
 class ChunkerSettings(BaseModel):
@@ -97,6 +114,7 @@ class Settings(BaseSettings):
     home: Path = Path(".ragyard")
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    retriever: RetrieverSettings = Field(default_factory=RetrieverSettings)
     chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)

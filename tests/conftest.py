@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bentos.retriever import collection as col  # noqa: E402
+from pipelines.materialize import asset_metadata, materialize_ingest  # noqa: E402
 from ragyard.settings import ChunkerSettings, IngestSettings, MilvusSettings, Settings, SourceSettings  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -83,33 +84,13 @@ def settings(tmp_path, milvus_uri, corpus) -> Settings:
 
 
 def run_ingest(settings: Settings):
-    """Materialize the ingest job in this process with real resources; returns the result."""
-    import dagster as dg
-
-    from pipelines.assets import chunks, documents, embeddings, vector_index
-    from pipelines.checks import INDEX_CHECKS
-    from pipelines.resources import Embedder, PlatformSettings
-
-    platform = PlatformSettings(settings_json=settings.model_dump_json())
-    result = dg.materialize(
-        [documents, chunks, embeddings, vector_index, *INDEX_CHECKS],
-        resources={"platform": platform, "embedder": Embedder(platform=platform)},
-        instance=dg.DagsterInstance.ephemeral(),
-    )
+    result = materialize_ingest(settings)
     assert result.success
     return result
 
 
 def index_metadata(result) -> dict:
-    """The vector_index materialization's metadata as plain values."""
-    [materialization] = [
-        m for m in result.get_asset_materialization_events() if m.asset_key.path == ["vector_index"]
-    ]
-    return {k: v.value for k, v in materialization.materialization.metadata.items()}
-
-
-def check_results(result) -> dict[str, bool]:
-    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    return asset_metadata(result, "vector_index")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -117,7 +98,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     import json
 
     env = {"RAGYARD_HOME": str(settings.home)}
-    for group in ("milvus", "embedder", "chunker", "ingest", "mlflow", "dagster"):
+    for group in ("milvus", "embedder", "retriever", "chunker", "ingest", "mlflow", "dagster"):
         for key, value in getattr(settings, group).model_dump(mode="json").items():
             text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
             env[f"RAGYARD_{group.upper()}__{key.upper()}"] = text

@@ -49,3 +49,16 @@ def test_job_and_schedule_target_the_ingestion_assets(settings):
         "documents", "chunks", "embeddings", "vector_index"}
     schedule = make_nightly_schedule(settings)
     assert schedule.cron_schedule == settings.ingest.schedule_cron and schedule.job_name == "ingest"
+
+
+def test_sensor_waits_while_an_ingest_run_is_in_progress(settings, corpus, monkeypatch):
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    for key, value in settings_env(settings).items():
+        monkeypatch.setenv(key, value)
+    write_corpus(corpus, count=1)
+    sensor = make_source_sensor(settings)
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_run(DagsterRun(job_name="ingest", run_id="started-run", status=dg.DagsterRunStatus.STARTED))
+        result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert result.run_requests == [] and "queued or in progress" in result.skip_message

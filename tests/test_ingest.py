@@ -6,7 +6,8 @@ import threading
 from bentos.embedder.model import EmbeddingModel
 from bentos.retriever import collection as col
 from pipelines.ledger import Ledger
-from tests.conftest import check_results, index_metadata, run_ingest
+from pipelines.materialize import check_outcomes
+from tests.conftest import index_metadata, run_ingest
 from tests.corpus import rst_document, write_corpus
 
 ALL_CHECKS = {"row_count_matches_ledger": True, "no_orphan_vectors": True, "embedding_dimension": True}
@@ -32,10 +33,11 @@ def test_first_build_indexes_every_document(settings, corpus):
     assert len(ledger.entries()) == 7
     assert meta["embedded_chunks"] == meta["total_chunks"] == ledger.chunk_total() > 14
     assert col.row_count(_client(settings), settings.milvus.collection) == meta["total_chunks"]
-    assert check_results(result) == ALL_CHECKS
+    assert check_outcomes(result) == ALL_CHECKS
     # Stable, readable ids: document id from source and path, chunk id from position.
     rows = _doc_chunks(settings, "docs:guide/dictionaries.rst")
-    assert [r[col.CHUNK_ID] for r in rows][:2] == ["docs:guide/dictionaries.rst#00000", "docs:guide/dictionaries.rst#00001"]
+    assert [r[col.CHUNK_ID] for r in rows][:2] == [
+        "docs:guide/dictionaries.rst#00000", "docs:guide/dictionaries.rst#00001"]
     assert "Dictionaries > Using dictionaries part 1" in rows[1][col.TEXT]
     assert ":func:" not in " ".join(r[col.TEXT] for r in rows)  # reST roles are unwrapped
 
@@ -60,7 +62,7 @@ def test_rerun_with_nothing_changed_embeds_nothing(settings, corpus):
     meta = index_metadata(second)
     assert meta["embedded_chunks"] == 0
     assert meta["total_chunks"] == first["total_chunks"]
-    assert check_results(second) == ALL_CHECKS
+    assert check_outcomes(second) == ALL_CHECKS
 
 
 def test_touched_but_unchanged_file_is_not_reembedded(settings, corpus):
@@ -90,7 +92,7 @@ def test_one_file_edit_embeds_only_its_chunks(settings, corpus):
     assert [r[col.POSITION] for r in rows] == list(range(changed.chunk_count))
     assert {r[col.CONTENT_HASH] for r in rows} == {changed.content_hash}
     assert "revision 2" in rows[0][col.TEXT]
-    assert check_results(result) == ALL_CHECKS
+    assert check_outcomes(result) == ALL_CHECKS
 
 
 def test_shrunk_document_loses_its_surplus_chunks(settings, corpus):
@@ -103,7 +105,7 @@ def test_shrunk_document_loses_its_surplus_chunks(settings, corpus):
     assert new_count < old_count
     assert index_metadata(result)["removed_stale_chunks"] == old_count - new_count
     assert len(_doc_chunks(settings, "docs:reference/generators.rst")) == new_count
-    assert check_results(result) == ALL_CHECKS
+    assert check_outcomes(result) == ALL_CHECKS
 
 
 def test_deleted_file_leaves_the_index(settings, corpus):
@@ -116,7 +118,7 @@ def test_deleted_file_leaves_the_index(settings, corpus):
     assert meta["deleted_documents"] == 1 and meta["deleted_chunks"] == count
     assert _doc_chunks(settings, "docs:reference/lists.rst") == []
     assert "docs:reference/lists.rst" not in Ledger(settings.ledger_path).entries()
-    assert check_results(result) == ALL_CHECKS
+    assert check_outcomes(result) == ALL_CHECKS
 
 
 def test_bad_files_are_skipped_with_reasons_and_the_run_goes_on(settings, corpus):
@@ -141,7 +143,7 @@ def test_bad_files_are_skipped_with_reasons_and_the_run_goes_on(settings, corpus
     assert reasons["dangling.md"].startswith("unreadable")
     assert set(Ledger(settings.ledger_path).entries()) == {
         "docs:reference/lists.rst", "docs:guide/dictionaries.rst", "docs:notes.md"}
-    assert check_results(result) == ALL_CHECKS
+    assert check_outcomes(result) == ALL_CHECKS
 
 
 def test_a_file_gone_bad_keeps_its_indexed_version(settings, corpus):
@@ -151,7 +153,7 @@ def test_a_file_gone_bad_keeps_its_indexed_version(settings, corpus):
     (corpus / "guide" / "dictionaries.rst").write_bytes(b"\x00\x01\x02 corrupted")
     result = run_ingest(settings)
     assert _doc_chunks(settings, "docs:guide/dictionaries.rst") == before
-    assert check_results(result) == ALL_CHECKS
+    assert check_outcomes(result) == ALL_CHECKS
 
 
 def test_chunker_change_reindexes_every_document(settings, corpus):
@@ -168,7 +170,7 @@ def test_dropped_collection_is_rebuilt_from_scratch(settings, corpus):
     _client(settings).drop_collection(settings.milvus.collection)
     result = run_ingest(settings)
     assert index_metadata(result)["embedded_chunks"] == first["total_chunks"]
-    assert check_results(result) == ALL_CHECKS
+    assert check_outcomes(result) == ALL_CHECKS
 
 
 def test_search_keeps_answering_while_a_write_runs(settings, corpus):
@@ -199,4 +201,4 @@ def test_search_keeps_answering_while_a_write_runs(settings, corpus):
         stop.set()
         thread.join()
     assert errors == [] and empty == 0 and searches > 0
-    assert check_results(result) == ALL_CHECKS
+    assert check_outcomes(result) == ALL_CHECKS

@@ -7,8 +7,9 @@ import sys
 import time
 
 from pipelines.ledger import Ledger
+from pipelines.materialize import check_outcomes
 from ragyard.services import prepare_dagster_home
-from tests.conftest import check_results, index_metadata, run_ingest, settings_env
+from tests.conftest import index_metadata, run_ingest, settings_env
 from tests.corpus import rst_document
 
 DOCUMENTS = 60
@@ -40,5 +41,5 @@ def test_killed_run_then_rerun_ends_with_the_right_index(settings, corpus):
     assert meta["total_chunks"] == ledger.chunk_total()
     # What was recorded before the kill is kept; everything else is embedded again.
     assert meta["embedded_chunks"] == ledger.chunk_total() - written_chunks
-    assert check_results(result) == {
+    assert check_outcomes(result) == {
         "row_count_matches_ledger": True, "no_orphan_vectors": True, "embedding_dimension": True}

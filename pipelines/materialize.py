@@ -1,0 +1,28 @@
+"""Run the ingest assets and checks in this process, with real resources (benchmarks, tests)."""
+
+import dagster as dg
+
+from pipelines.assets import chunks, documents, embeddings, vector_index
+from pipelines.checks import INDEX_CHECKS
+from pipelines.resources import Embedder, PlatformSettings
+from ragyard.settings import Settings
+
+
+def materialize_ingest(settings: Settings, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    platform = PlatformSettings(settings_json=settings.model_dump_json())
+    return dg.materialize(
+        [documents, chunks, embeddings, vector_index, *INDEX_CHECKS],
+        resources={"platform": platform, "embedder": Embedder(platform=platform)},
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=True,
+    )
+
+
+def asset_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    """One asset's materialization metadata as plain values."""
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
