@@ -6,10 +6,11 @@ import dagster as dg
 import numpy as np
 from pymilvus import MilvusClient
 
+from bentos.embedder.client import EmbedderClient
 from bentos.embedder.model import EmbeddingModel
 from bentos.retriever import collection as col
 from pipelines.ledger import Ledger
-from ragyard.settings import Settings
+from ragyard.settings import EmbedderSettings, Settings
 
 
 class PlatformSettings(dg.ConfigurableResource):
@@ -35,15 +36,33 @@ def _loaded_model(name: str, device: str, batch_size: int) -> EmbeddingModel:
 
 
 class Embedder(dg.ConfigurableResource):
-    """Embeds chunk texts with the embedder's model code, in this process."""
+    """Embeds chunk texts: with the embedder's model code in this process (the default), or
+    through the embedder bento when `ingest.use_embedder_bento` is set."""
 
     platform: dg.ResourceDependency[PlatformSettings]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        embedder = self.platform.get().embedder
-        model = _loaded_model(embedder.model, embedder.device, embedder.batch_size)
-        if model.dim != embedder.dim:
+        settings = self.platform.get()
+        embedder = settings.embedder
+        if settings.ingest.use_embedder_bento:
+            vectors = _encode_with_bento(embedder, texts)
+            dim = vectors.shape[1] if len(vectors) else embedder.dim
+        else:
+            model = _loaded_model(embedder.model, embedder.device, embedder.batch_size)
+            vectors, dim = model.encode(texts), model.dim
+        if dim != embedder.dim:
             raise ValueError(
-                f"model {embedder.model!r} makes {model.dim}-dim vectors but RAGYARD_EMBEDDER__DIM is {embedder.dim}"
+                f"model {embedder.model!r} makes {dim}-dim vectors but RAGYARD_EMBEDDER__DIM is {embedder.dim}"
             )
-        return model.encode(texts)
+        return vectors
+
+
+def _encode_with_bento(embedder: EmbedderSettings, texts: list[str]) -> np.ndarray:
+    client = EmbedderClient(embedder.url, timeout_s=300)
+    step = embedder.max_texts_per_request
+    try:
+        parts = [client.embed(texts[i : i + step]).embeddings for i in range(0, len(texts), step)]
+    finally:
+        client.close()
+    rows = [row for part in parts for row in part]
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from ragyard.settings import Settings
+from ragyard.settings import Settings, settings_env
 from ragyard.supervisor import ServiceSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -77,11 +77,32 @@ def dagster_spec(settings: Settings) -> ServiceSpec:
     )
 
 
+def bento_spec(settings: Settings, name: str, target: str, port: int, health_path: str) -> ServiceSpec:
+    return ServiceSpec(
+        name=name,
+        argv=[str(_BIN / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}{health_path}",
+        ui_url=f"http://127.0.0.1:{port}",
+        env={**service_env(settings), **settings_env(settings), "BENTOML_HOME": str(settings.home / "bentoml")},
+        cwd=str(REPO_ROOT),
+        startup_timeout_s=180.0,
+    )
+
+
+def embedder_spec(settings: Settings) -> ServiceSpec:
+    return bento_spec(settings, "embedder", "bentos.embedder.service:Embedder", settings.embedder.port, "/readyz")
+
+
+def retriever_spec(settings: Settings) -> ServiceSpec:
+    # /healthz, not /readyz: the retriever is ready only once ingestion has created the collection.
+    return bento_spec(settings, "retriever", "bentos.retriever.service:Retriever", settings.retriever.port, "/healthz")
+
+
 def platform_services(settings: Settings) -> list[ServiceSpec]:
     specs = []
     if settings.milvus.run_local:
         specs.append(milvus_spec(settings))
     if settings.mlflow.run_local:
         specs.append(mlflow_spec(settings))
-    specs.append(dagster_spec(settings))
+    specs += [dagster_spec(settings), embedder_spec(settings), retriever_spec(settings)]
     return specs

@@ -6,6 +6,7 @@ Every default is the embedded, one-machine one; all state lives under ``RAGYARD_
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
@@ -86,6 +87,8 @@ class IngestSettings(BaseModel):
     )
     max_file_bytes: int = Field(default=8_000_000, ge=1)
     write_batch_rows: int = Field(default=512, ge=1)
+    # Embed through the embedder bento at embedder.url instead of loading the model in the run.
+    use_embedder_bento: bool = False
     sensor_interval_s: int = Field(default=30, ge=5)
     schedule_cron: str = "0 3 * * *"
 
@@ -147,5 +150,12 @@ class Settings(BaseSettings):
         return self.home / "logs"
 
 
-def load_settings() -> Settings:
-    return Settings()
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The RAGYARD_* environment variables that reproduce `settings` in another process."""
+    env = {"RAGYARD_HOME": str(settings.home)}
+    for group, model in settings:
+        if isinstance(model, BaseModel):
+            for key, value in model.model_dump(mode="json").items():
+                text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+                env[f"RAGYARD_{group.upper()}__{key.upper()}"] = text
+    return env

@@ -1,6 +1,7 @@
 """Shared fixtures: a real milvus-lite server, settings under a temporary RAGYARD_HOME, a corpus."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 # Offline: models come from packages, never from a hub.
@@ -19,6 +21,7 @@ from pipelines.materialize import asset_metadata, materialize_ingest  # noqa: E4
 from ragyard.settings import ChunkerSettings, IngestSettings, MilvusSettings, Settings, SourceSettings  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -40,6 +43,43 @@ def wait_for_milvus(uri: str, process: subprocess.Popen, timeout_s: float = 60) 
         except Exception:
             time.sleep(0.2)
     raise TimeoutError("milvus-lite did not start")
+
+
+def start_bento(target: str, port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """`bentoml serve TARGET` on 127.0.0.1:PORT in its own process group; stop it with `stop_bento`."""
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [str(VENV_BIN / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log.close()
+    return process
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 120,
+                     path: str = "/readyz") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready in {timeout_s}s:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_bento(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -91,15 +131,3 @@ def run_ingest(settings: Settings):
 
 def index_metadata(result) -> dict:
     return asset_metadata(result, "vector_index")
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The RAGYARD_* environment variables that reproduce `settings` in another process."""
-    import json
-
-    env = {"RAGYARD_HOME": str(settings.home)}
-    for group in ("milvus", "embedder", "retriever", "chunker", "ingest", "mlflow", "dagster"):
-        for key, value in getattr(settings, group).model_dump(mode="json").items():
-            text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-            env[f"RAGYARD_{group.upper()}__{key.upper()}"] = text
-    return env

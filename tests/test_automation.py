@@ -5,7 +5,8 @@ import os
 import dagster as dg
 
 from pipelines.automation import make_nightly_schedule, make_source_sensor, pending_changes
-from tests.conftest import run_ingest, settings_env
+from ragyard.settings import settings_env
+from tests.conftest import run_ingest
 from tests.corpus import write_corpus
 
 

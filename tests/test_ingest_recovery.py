@@ -9,7 +9,8 @@ import time
 from pipelines.ledger import Ledger
 from pipelines.materialize import check_outcomes
 from ragyard.services import prepare_dagster_home
-from tests.conftest import index_metadata, run_ingest, settings_env
+from ragyard.settings import settings_env
+from tests.conftest import index_metadata, run_ingest
 from tests.corpus import rst_document
 
 DOCUMENTS = 60

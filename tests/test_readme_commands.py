@@ -14,8 +14,8 @@ import pytest
 
 from bentos.retriever import collection as col
 from pipelines.ledger import Ledger
-from ragyard.settings import DagsterSettings, MlflowSettings
-from tests.conftest import free_port, settings_env
+from ragyard.settings import DagsterSettings, MlflowSettings, settings_env
+from tests.conftest import free_port
 from tests.corpus import write_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,10 +60,13 @@ def test_readme_names_the_two_commands():
 
 @pytest.mark.slow
 def test_make_run_builds_the_index_prints_urls_and_stops_cleanly(settings, corpus):
-    write_corpus(corpus, count=2)
+    write_corpus(corpus, count=4)
     settings.mlflow = MlflowSettings(url=f"http://127.0.0.1:{free_port()}")
     settings.dagster = DagsterSettings(port=free_port())
     settings.milvus.run_local = False  # the session's milvus-lite server stands in for the local one
+    for service in (settings.embedder, settings.retriever):
+        service.port = free_port()
+        service.url = f"http://127.0.0.1:{service.port}"
     env = {**os.environ, **settings_env(settings)}
     make = subprocess.Popen(["make", "run"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -76,14 +79,17 @@ def test_make_run_builds_the_index_prints_urls_and_stops_cleanly(settings, corpu
         assert f"dagster={settings.dagster.url}" in ready and f"mlflow={settings.mlflow.url}" in ready
         assert "index ready: " in output
         service_pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", output)]
-        assert len(service_pids) == 2  # mlflow and dagster dev
+        assert len(service_pids) == 4  # mlflow, dagster dev, the embedder and retriever bentos
 
         assert httpx.get(f"{settings.dagster.url}/server_info").status_code == 200
         assert httpx.get(f"{settings.mlflow.url}/health").text == "OK"
         ledger = Ledger(settings.ledger_path)
-        assert len(ledger.entries()) == 3
+        assert len(ledger.entries()) == 5
         client = col.connect(settings.milvus.uri)
         assert col.row_count(client, settings.milvus.collection) == ledger.chunk_total() > 0
+        hits = httpx.post(f"{settings.retriever.url}/search", json={"query": "how do decorators work"},
+                          timeout=60).json()["hits"]
+        assert hits[0]["doc_id"] == "docs:guide/decorators.rst"
     finally:
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         try:

@@ -63,8 +63,14 @@ def build_schema(dim: int):
     return schema
 
 
+# pymilvus pings every 10 s even on an idle channel; gRPC servers with default settings, as
+# milvus-lite's is, answer the third such ping with GOAWAY "too_many_pings" and the client's
+# reconnect can fail. Ping only during calls, and no more often than servers accept (5 min).
+_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 360_000, "grpc.keepalive_permit_without_calls": False}
+
+
 def connect(uri: str, token: str = "", timeout_s: float = 30.0) -> MilvusClient:
-    return MilvusClient(uri=uri, token=token, timeout=timeout_s)
+    return MilvusClient(uri=uri, token=token, timeout=timeout_s, grpc_options=_GRPC_OPTIONS)
 
 
 def collection_dim(client: MilvusClient, name: str) -> int:

@@ -1,0 +1,160 @@
+"""The embedder bento: texts in, vectors out, over `POST /embed` and OpenAI's `POST /v1/embeddings`.
+
+Start it with ``bentoml serve bentos.embedder.service:Embedder --host 127.0.0.1 --port 3001``.
+Both routes share one adaptive-batching API (`encode_batch`) and one LRU cache of vectors.
+"""
+
+import base64
+import functools
+from typing import Annotated
+
+import anyio
+import bentoml
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import Field
+from starlette.responses import JSONResponse
+
+from bentos.embedder.cache import EmbeddingCache, cache_key
+from bentos.embedder.model import EmbeddingModel, resolve_model_path
+from bentos.embedder.openai_schemas import (
+    OpenAIEmbedding,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    OpenAIUsage,
+    openai_error,
+)
+from bentos.embedder.schemas import EmbedRequest, EmbedResponse
+from ragyard.settings import EmbedderSettings, Settings
+
+# Decorator arguments are fixed when the module is imported, so the limits are read here too.
+LIMITS: EmbedderSettings = Settings().embedder
+# Each /embed or /v1/embeddings request holds one slot and, on a cache miss, a second one for the
+# in-process call to the batching API: 64 slots serve 32 concurrent clients without a 429.
+MAX_CONCURRENCY = 64
+MAX_BATCH_SIZE = max(2, LIMITS.batch_size)
+
+openai_app = FastAPI(title="ragyard embedder: OpenAI-compatible API", docs_url=None, redoc_url=None)
+
+
+@openai_app.exception_handler(RequestValidationError)
+async def _openai_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = loc[0] if loc else None  # the request field; the message keeps the full path
+    return JSONResponse(openai_error(f"{'.'.join(loc) or 'body'}: {first.get('msg')}", param, "invalid_value"),
+                        status_code=422)
+
+
+def too_large(texts: list[str], field: str, limits: EmbedderSettings) -> str | None:
+    """Why `texts` exceed the configured bounds, naming the field; None when they fit."""
+    if len(texts) > limits.max_texts_per_request:
+        return f"{field}: {len(texts)} texts exceed max_texts_per_request={limits.max_texts_per_request}"
+    for i, text in enumerate(texts):
+        if len(text) > limits.max_chars_per_text:
+            return f"{field}[{i}]: {len(text)} characters exceed max_chars_per_text={limits.max_chars_per_text}"
+    return None
+
+
+@functools.cache
+def cache_counters():
+    """Prometheus counters, created once per process after BentoML set up multiprocess metrics."""
+    import prometheus_client  # imported late on purpose: see bentoml.metrics
+
+    hits = prometheus_client.Counter(
+        "ragyard_embedder_cache_hits", "Texts answered from the embedding cache", ["model"])
+    misses = prometheus_client.Counter(
+        "ragyard_embedder_cache_misses", "Texts the embedding cache did not hold", ["model"])
+    return hits, misses
+
+
+@bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 60, "max_concurrency": MAX_CONCURRENCY})
+@bentoml.asgi_app(openai_app, path="/v1")
+class Embedder:
+    def __init__(self) -> None:
+        from transformers import AutoTokenizer
+
+        self.limits = Settings().embedder
+        self.model = EmbeddingModel(self.limits.model, device=self.limits.device, batch_size=self.limits.batch_size)
+        if self.model.dim != self.limits.dim:
+            raise RuntimeError(f"model {self.limits.model!r} makes {self.model.dim}-dim vectors, "
+                               f"settings say embedder.dim={self.limits.dim}")
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(self.limits.model))
+        hits, misses = cache_counters()
+        name = self.limits.model
+        self.cache = EmbeddingCache(
+            self.limits.cache_entries,
+            on_hits=lambda n: hits.labels(model=name).inc(n),
+            on_misses=lambda n: misses.labels(model=name).inc(n),
+        )
+
+    def __is_ready__(self) -> bool:
+        return self.model is not None
+
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=60_000)
+    def encode_batch(
+        self,
+        texts: Annotated[
+            list[Annotated[str, Field(max_length=LIMITS.max_chars_per_text)]],
+            Field(max_length=LIMITS.max_texts_per_request),
+        ],
+    ) -> list[list[float]]:
+        """Raw (unnormalized) vectors; the adaptive batcher merges concurrent callers' texts."""
+        return self.model.encode(texts, normalize=False).tolist()
+
+    async def vectors(self, texts: list[str], normalize: bool) -> np.ndarray:
+        """Vectors for `texts`, from the cache where possible, the rest through the batcher."""
+        keys = [cache_key(self.limits.model, normalize, text) for text in texts]
+        cached = self.cache.get_many(keys)
+        missing: dict = {}
+        for key, text, vector in zip(keys, texts, cached):
+            if vector is None:
+                missing.setdefault(key, text)
+        fresh: dict = {}
+        if missing:
+            raw = np.asarray(await self.to_async.encode_batch(texts=list(missing.values())), dtype=np.float32)
+            if normalize:
+                raw = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+            fresh = dict(zip(missing, [row.copy() for row in raw]))  # own rows: evicting one frees it
+            self.cache.put_many(list(fresh.items()))
+        return np.stack([vector if vector is not None else fresh[key] for key, vector in zip(keys, cached)])
+
+    @bentoml.api(route="/embed", input_spec=EmbedRequest)
+    async def embed(self, texts: list[str], normalize: bool = True) -> EmbedResponse:
+        """Embed up to `max_texts_per_request` texts of at most `max_chars_per_text` characters."""
+        if problem := too_large(texts, "texts", self.limits):
+            return JSONResponse({"error": problem}, status_code=413)
+        vectors = await self.vectors(texts, normalize)
+        return EmbedResponse(model=self.limits.model, dim=self.model.dim, embeddings=vectors.tolist())
+
+    def count_tokens(self, texts: list[str]) -> int:
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.model.max_seq_length)
+        return sum(len(ids) for ids in encoded["input_ids"])
+
+    @openai_app.post("/embeddings", response_model=OpenAIEmbeddingResponse)
+    async def openai_embeddings(self, request: OpenAIEmbeddingRequest):
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        if not texts:
+            return JSONResponse(openai_error("input: must not be empty", "input", "invalid_value"), status_code=422)
+        if request.model != self.limits.model:
+            return JSONResponse(openai_error(
+                f"model: {request.model!r} is not served here; use {self.limits.model!r}", "model",
+                "model_not_found"), status_code=404)
+        if request.dimensions is not None and request.dimensions != self.model.dim:
+            return JSONResponse(openai_error(
+                f"dimensions: this model makes {self.model.dim}-dim vectors only", "dimensions",
+                "invalid_value"), status_code=422)
+        if problem := too_large(texts, "input", self.limits):
+            return JSONResponse(openai_error(problem, "input", "too_large"), status_code=413)
+        vectors = await self.vectors(texts, normalize=True)
+        tokens = await anyio.to_thread.run_sync(self.count_tokens, texts)
+        if request.encoding_format == "base64":
+            encoded = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
+        else:
+            encoded = vectors.tolist()
+        return OpenAIEmbeddingResponse(
+            data=[OpenAIEmbedding(index=i, embedding=e) for i, e in enumerate(encoded)],
+            model=self.limits.model,
+            usage=OpenAIUsage(prompt_tokens=tokens, total_tokens=tokens),
+        )

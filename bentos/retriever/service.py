@@ -1,0 +1,128 @@
+"""The retriever bento: `POST /search` over the Milvus chunk collection (dense, BM25, hybrid, rerank).
+
+Start it with ``bentoml serve bentos.retriever.service:Retriever --host 127.0.0.1 --port 3002``;
+it reaches the embedder bento at ``RAGYARD_EMBEDDER__URL`` and Milvus at ``RAGYARD_MILVUS__URI``.
+"""
+
+import logging
+import time
+
+import bentoml
+from pymilvus import MilvusException
+from starlette.responses import JSONResponse
+
+from bentos.embedder.client import EmbedderClient, EmbedderUnavailable
+from bentos.retriever.filters import FilterError, filter_expression
+from bentos.retriever.rerank import Reranker
+from bentos.retriever.schemas import Hit, SearchRequest, SearchResponse, Timings
+from bentos.retriever.search import CollectionUnavailable, Searcher
+from ragyard.settings import Settings
+
+logger = logging.getLogger("ragyard.retriever")
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def candidate_count(top_k: int, rerank: bool, max_top_k: int) -> int:
+    """How many hits to fetch before reranking cuts them down to top_k."""
+    if not rerank:
+        return top_k
+    return max(top_k, min(max(4 * top_k, 20), 4 * max_top_k))
+
+
+@bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 60, "max_concurrency": 32}, threads=4)
+class Retriever:
+    def __init__(self) -> None:
+        settings = Settings()
+        self.settings = settings
+        self.limits = settings.retriever
+        self.embedder = EmbedderClient(settings.embedder.url)
+        self.searcher = Searcher(
+            settings.milvus.uri, settings.milvus.token, settings.milvus.collection, settings.embedder.dim,
+            settings.milvus.timeout_s, fusion=self.limits.fusion, rrf_k=self.limits.rrf_k,
+            dense_weight=self.limits.dense_weight,
+        )
+        self.reranker = Reranker(self.limits.reranker_model) if self.limits.reranker_model else None
+        try:
+            self.searcher.ensure_loaded()
+        except CollectionUnavailable as exc:  # not fatal: /readyz says so until ingestion made it
+            logger.warning("%s", exc)
+
+    def __is_ready__(self) -> bool:
+        """Ready once the collection exists and is loaded (an empty one is ready, and says so per search)."""
+        try:
+            self.searcher.ensure_loaded()
+            return True
+        except CollectionUnavailable:
+            return False
+
+    def problem(self, request: SearchRequest) -> JSONResponse | None:
+        """A 4xx for what the settings bound or refuse, naming the field; None if the request is fine."""
+        if request.top_k > self.limits.max_top_k:
+            return error(422, f"top_k: {request.top_k} exceeds max_top_k={self.limits.max_top_k}")
+        max_chars = self.settings.embedder.max_chars_per_text
+        if len(request.query) > max_chars:
+            return error(413, f"query: {len(request.query)} characters exceed max_chars_per_text={max_chars}")
+        if request.rerank and self.reranker is None:
+            return error(422, "rerank: no reranker is configured on this retriever "
+                              "(set RAGYARD_RETRIEVER__RERANKER_MODEL to a CrossEncoder path)")
+        return None
+
+    @bentoml.api(route="/search", input_spec=SearchRequest)
+    def search(self, query: str, top_k: int = 5, mode: str = "hybrid", filter: dict | None = None,
+               rerank: bool = False) -> SearchResponse:
+        """Top-k chunks for a query: dense, BM25 or hybrid (fused per settings), filtered, optionally reranked."""
+        request = SearchRequest.model_construct(query=query, top_k=top_k, mode=mode, filter=filter or {}, rerank=rerank)
+        if refusal := self.problem(request):
+            return refusal
+        try:
+            expr = filter_expression(request.filter)
+        except FilterError as exc:
+            return error(422, str(exc))
+        started = time.perf_counter()
+        try:
+            self.searcher.ensure_loaded()
+            embed_ms = 0.0
+            vector = None
+            if request.mode in ("dense", "hybrid"):
+                vector = self.embedder.embed([request.query]).embeddings[0]
+                embed_ms = (time.perf_counter() - started) * 1000
+            limit = candidate_count(request.top_k, request.rerank, self.limits.max_top_k)
+            search_started = time.perf_counter()
+            if request.mode == "dense":
+                hits = self.searcher.dense(vector, limit, expr)
+            elif request.mode == "bm25":
+                hits = self.searcher.bm25(request.query, limit, expr)
+            else:
+                hits = self.searcher.hybrid(vector, request.query, limit, expr, candidates=max(2 * limit, 20))
+            search_ms = (time.perf_counter() - search_started) * 1000
+            if not hits and self.searcher.is_empty():
+                return error(503, f"collection {self.searcher.name!r} is empty; run the ingestion first")
+        except EmbedderUnavailable as exc:
+            return error(503, str(exc))
+        except CollectionUnavailable as exc:
+            return error(503, str(exc))
+        except MilvusException as exc:
+            self.searcher.forget()
+            try:
+                self.searcher.ensure_loaded()
+            except CollectionUnavailable as missing:
+                return error(503, str(missing))
+            logger.exception("search failed")
+            return error(503, f"search failed in Milvus: {exc.message if hasattr(exc, 'message') else exc}")
+        rerank_ms = 0.0
+        if request.rerank and hits:
+            rerank_started = time.perf_counter()
+            scores = self.reranker.scores(request.query, [h["text"] for h in hits])
+            for hit, score in zip(hits, scores):
+                hit["score"] = score
+            hits.sort(key=lambda h: h["score"], reverse=True)
+            rerank_ms = (time.perf_counter() - rerank_started) * 1000
+        hits = hits[: request.top_k]
+        return SearchResponse(
+            hits=[Hit(**hit) for hit in hits],
+            timings=Timings(embed_ms=round(embed_ms, 2), search_ms=round(search_ms, 2), rerank_ms=round(rerank_ms, 2),
+                            total_ms=round((time.perf_counter() - started) * 1000, 2)),
+        )
