@@ -1,12 +1,14 @@
 """Ingestion benchmark: the whole pipeline on the Python docs against raw SentenceTransformer.encode.
 
-`python -m benchmarks.ingest` (or `make bench`): a fresh data directory and milvus-lite server,
+`python -m benchmarks.ingest` (or `make bench`): a fresh data directory and milvus-lite server
+(kept afterwards in $RAGYARD_BENCH_KEEP if set, e.g. to run the retrieval eval on the index),
 then (1) a full build, (2) a re-run with nothing changed, (3) a re-run after editing one file,
 and, in the same process, the raw library encoding exactly the chunks the pipeline embedded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -37,9 +39,18 @@ def _all_chunk_texts(settings: Settings) -> list[str]:
     return [c.text for d in delta.changed for c in chunk_document(d, settings.chunker)]
 
 
+def _workspace():
+    """A temporary folder, or RAGYARD_BENCH_KEEP (which must not exist yet) to keep the index."""
+    keep = os.environ.get("RAGYARD_BENCH_KEEP")
+    if not keep:
+        return tempfile.TemporaryDirectory(prefix="ragyard-bench-")
+    Path(keep).mkdir(parents=True)  # fails if it exists: a full build needs an empty index
+    return contextlib.nullcontext(keep)
+
+
 def main() -> None:
     original_source = Path(os.environ.get("RAGYARD_BENCH_SOURCE", PYTHON_DOCS))
-    with tempfile.TemporaryDirectory(prefix="ragyard-bench-") as tmp:
+    with _workspace() as tmp:
         source = Path(tmp) / "corpus"  # a copy, so that the one-file edit touches no installed file
         shutil.copytree(original_source, source)
         settings = Settings(

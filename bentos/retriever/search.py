@@ -87,7 +87,9 @@ class Searcher:
             output_fields=HIT_FIELDS, search_params=BM25_PARAMS)
         return hits(result)
 
-    def hybrid(self, vector: list[float], query: str, limit: int, expr: str, candidates: int) -> list[dict]:
+    def hybrid(self, vector: list[float], query: str, limit: int, expr: str) -> list[dict]:
+        # Each sub-search fetches more than the final limit, so that fusion has candidates to rank.
+        candidates = max(2 * limit, 20)
         filter_kw = {"expr": expr} if expr else {}
         requests = [
             AnnSearchRequest(data=[vector], anns_field=col.DENSE, param=dense_params(candidates),

@@ -96,7 +96,7 @@ class Retriever:
             elif request.mode == "bm25":
                 hits = self.searcher.bm25(request.query, limit, expr)
             else:
-                hits = self.searcher.hybrid(vector, request.query, limit, expr, candidates=max(2 * limit, 20))
+                hits = self.searcher.hybrid(vector, request.query, limit, expr)
             search_ms = (time.perf_counter() - search_started) * 1000
             if not hits and self.searcher.is_empty():
                 return error(503, f"collection {self.searcher.name!r} is empty; run the ingestion first")

@@ -1,0 +1,1 @@
+"""Evaluation harness: datasets it owns, pure metrics, and runs logged to MLflow."""

@@ -1,0 +1,196 @@
+"""The retrieval eval: metrics by hand, the shipped dataset against the docs, and a real run logged to MLflow."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from evals.metrics import ndcg_at_k, recall_at_k, reciprocal_rank_at_k
+from evals.retrieval import (DEFAULT_DATASET, METRIC_NAMES, MODES, Gold, gold_match, load_dataset, markdown_table,
+                             run_retrieval_eval)
+from ragyard.settings import PYTHON_DOCS, ChunkerSettings
+from tests.conftest import VENV_BIN, free_port, run_ingest
+from tests.corpus import write_corpus
+
+# ---- (a) metrics, computed by hand --------------------------------------------------------------
+
+
+def test_metrics_with_two_gold_entries_and_a_duplicate_hit():
+    # ranks: 1 miss, 2 gold#0, 3 miss, 4 gold#0 again (no new credit), 5 gold#1
+    ranked = [None, 0, None, 0, 1]
+    assert recall_at_k(ranked, 2, 3) == 0.5
+    assert recall_at_k(ranked, 2, 5) == 1.0
+    assert reciprocal_rank_at_k(ranked, 10) == 0.5
+    dcg = 1 / math.log2(3) + 1 / math.log2(6)
+    ideal = 1 + 1 / math.log2(3)
+    assert ndcg_at_k(ranked, 2, 10) == pytest.approx(dcg / ideal)
+    assert ndcg_at_k(ranked, 2, 10) == pytest.approx(0.624051, abs=1e-6)
+
+
+def test_metrics_when_nothing_is_relevant_or_the_hit_is_beyond_the_cut_off():
+    assert recall_at_k([None] * 10, 1, 10) == 0.0
+    assert reciprocal_rank_at_k([None] * 10, 10) == 0.0
+    assert ndcg_at_k([None] * 10, 1, 10) == 0.0
+    late = [None] * 10 + [0]
+    assert recall_at_k(late, 1, 10) == 0.0 and reciprocal_rank_at_k(late, 10) == 0.0
+    assert recall_at_k([None, None, 0], 1, 5) == 1.0
+    assert reciprocal_rank_at_k([None, None, 0], 10) == pytest.approx(1 / 3)
+    assert ndcg_at_k([None, None, 0], 1, 10) == pytest.approx(0.5)  # 1/log2(4) over 1
+
+
+def test_ideal_dcg_is_capped_at_ten_gold_entries():
+    perfect = list(range(10))
+    assert ndcg_at_k(perfect, 12, 10) == pytest.approx(1.0)
+    assert recall_at_k(perfect, 12, 10) == pytest.approx(10 / 12)
+    assert ndcg_at_k([0], 1, 10) == 1.0
+
+
+def test_a_hit_is_relevant_by_doc_id_and_section_substring():
+    gold = (Gold("python-docs:library/os.path.rst.txt", "abspath(path)"), Gold("python-docs:faq/design.rst.txt", "switch"))
+    assert gold_match({"doc_id": "python-docs:library/os.path.rst.txt",
+                       "section": "os.path --- Common pathname manipulations > abspath(path)"}, gold) == 0
+    assert gold_match({"doc_id": "python-docs:faq/design.rst.txt",
+                       "section": "Design and History FAQ > Why isn't there a switch or case statement in Python?"},
+                      gold) == 1
+    # the right section in another document, or another section of the right document, is not relevant
+    assert gold_match({"doc_id": "python-docs:library/os.rst.txt", "section": "x > abspath(path)"}, gold) is None
+    assert gold_match({"doc_id": "python-docs:library/os.path.rst.txt", "section": "os.path > join(path)"}, gold) is None
+
+
+def test_metrics_refuse_a_question_without_gold():
+    with pytest.raises(ValueError):
+        recall_at_k([0], 0, 10)
+
+
+# ---- (b) the shipped dataset against the Python docs ------------------------------------------
+
+
+def test_dataset_is_well_formed_and_spread():
+    questions = load_dataset(DEFAULT_DATASET)
+    assert len(questions) >= 110
+    folders = {g.doc_id.split(":", 1)[1].split("/")[0] for q in questions for g in q.gold}
+    assert {"library", "tutorial", "faq", "reference", "howto"} <= folders
+    assert len({g.doc_id for q in questions for g in q.gold}) >= 50
+    assert all(g.doc_id.startswith("python-docs:") for q in questions for g in q.gold)
+
+
+@pytest.mark.skipif(not PYTHON_DOCS.is_dir(), reason=f"the Python 3.11 docs ({PYTHON_DOCS}) are not installed "
+                                                      "(Debian package python3.11-doc)")
+def test_every_gold_section_is_a_chunk_section_of_its_document():
+    from pipelines.chunking import chunk_document
+    from pipelines.sources import SourceFile, parse_document, read_bytes
+
+    sections: dict[str, list[str]] = {}
+    missing = []
+    for question in load_dataset(DEFAULT_DATASET):
+        for gold in question.gold:
+            if gold.doc_id not in sections:
+                relative = gold.doc_id.split(":", 1)[1]
+                path = PYTHON_DOCS / relative
+                if not path.is_file():
+                    missing.append(f"{question.id}: no file {path}")
+                    sections[gold.doc_id] = []
+                    continue
+                stat = path.stat()
+                file = SourceFile("python-docs", relative, path, stat.st_size, stat.st_mtime_ns)
+                document = parse_document(file, read_bytes(file, 8_000_000), "-")
+                sections[gold.doc_id] = [c.section for c in chunk_document(document, ChunkerSettings())]
+            if sections[gold.doc_id] and not any(gold.section in s for s in sections[gold.doc_id]):
+                missing.append(f"{question.id}: no chunk of {gold.doc_id} has a section containing {gold.section!r}")
+    assert not missing, "\n".join(missing)
+
+
+# ---- (c) end to end: a real index, a real MLflow server ----------------------------------------
+
+
+@pytest.fixture
+def mlflow_url(tmp_path):
+    port = free_port()
+    log_path = tmp_path / "mlflow.log"
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
+         "--artifacts-destination", str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).text.strip() == "OK":
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mlflow server not healthy in 60 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+TINY_DATASET = [
+    {"id": "generators", "question": "how do generators work in everyday programs",
+     "gold": [{"doc_id": "docs:reference/generators.rst", "section": "Generators"}]},
+    {"id": "decorators-example", "question": "return decorators built from value example_1",
+     "gold": [{"doc_id": "docs:guide/decorators.rst", "section": "Decorators"}]},
+    {"id": "context-managers", "question": "context managers and the len builtin",
+     "gold": [{"doc_id": "docs:reference/context_managers.rst", "section": "Context Managers"}]},
+    {"id": "release-notes", "question": "which parser bug about dictionaries was fixed in this release",
+     "gold": [{"doc_id": "docs:notes.md", "section": "Release notes"}]},
+]
+
+
+def test_retrieval_eval_end_to_end_logs_one_run_per_mode(settings, corpus, mlflow_url, tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    write_corpus(corpus)
+    run_ingest(settings)
+    settings.mlflow.url = mlflow_url
+    dataset = tmp_path / "tiny_retrieval.jsonl"
+    dataset.write_text("".join(json.dumps(row) + "\n" for row in TINY_DATASET), encoding="utf-8")
+
+    report, run_ids = run_retrieval_eval(settings, dataset, MODES, experiment="ragyard-retrieval")
+    print(markdown_table(report))
+    assert "| bm25 |" in capsys.readouterr().out
+    assert [r.mode for r in report.results] == list(MODES) and len(run_ids) == 3
+
+    client = MlflowClient(tracking_uri=mlflow_url)
+    experiment = client.get_experiment_by_name("ragyard-retrieval")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_id for r in runs) == sorted(run_ids)
+    by_mode = {run.data.params["mode"]: run for run in runs}
+    assert set(by_mode) == set(MODES)
+    for mode, run in by_mode.items():
+        params = run.data.params
+        assert run.info.status == "FINISHED"
+        assert params["fusion"] == "rrf" and params["rrf_k"] == "60" and params["dense_weight"] == "0.5"
+        assert params["top_k"] == "10" and params["embedder_model"] == "all-MiniLM-L6-v2"
+        assert params["chunker_max_chars"] == "600" and params["chunker_overlap_chars"] == "100"
+        assert params["chunker_min_chars"] == "150"
+        assert params["collection"] == settings.milvus.collection
+        assert params["dataset"] == "tiny_retrieval" and params["dataset_size"] == "4"
+        for name in METRIC_NAMES:
+            assert 0.0 <= run.data.metrics[name] <= 1.0, (mode, name)
+        assert run.data.metrics["recall_at_5"] <= run.data.metrics["recall_at_10"]
+        logged = dict(zip(METRIC_NAMES, (run.data.metrics[n] for n in METRIC_NAMES)))
+        expected = next(r.metrics for r in report.results if r.mode == mode)
+        assert logged == pytest.approx(expected)
+        assert "per_question.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert by_mode["bm25"].data.metrics["recall_at_10"] > 0
