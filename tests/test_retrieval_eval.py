@@ -2,19 +2,24 @@
 
 import json
 import math
-import os
-import signal
-import subprocess
-import time
 
-import httpx
 import pytest
 
 from evals.metrics import ndcg_at_k, recall_at_k, reciprocal_rank_at_k
-from evals.retrieval import (DEFAULT_DATASET, METRIC_NAMES, MODES, Gold, gold_match, load_dataset, markdown_table,
-                             run_retrieval_eval)
-from ragyard.settings import PYTHON_DOCS, ChunkerSettings
-from tests.conftest import VENV_BIN, free_port, run_ingest
+from evals.retrieval import (
+    DEFAULT_DATASET,
+    METRIC_NAMES,
+    MODES,
+    Gold,
+    gold_match,
+    load_dataset,
+    markdown_table,
+    run_retrieval_eval,
+)
+from ragyard.services import mlflow_spec
+from ragyard.settings import PYTHON_DOCS, ChunkerSettings, MlflowSettings, Settings
+from ragyard.supervisor import Supervisor
+from tests.conftest import free_port, run_ingest
 from tests.corpus import write_corpus
 
 # ---- (a) metrics, computed by hand --------------------------------------------------------------
@@ -110,39 +115,11 @@ def test_every_gold_section_is_a_chunk_section_of_its_document():
 
 @pytest.fixture
 def mlflow_url(tmp_path):
-    port = free_port()
-    log_path = tmp_path / "mlflow.log"
-    log = open(log_path, "wb")
-    process = subprocess.Popen(
-        [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-         "--artifacts-destination", str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).text.strip() == "OK":
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mlflow server not healthy in 60 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+    """A real MLflow server on SQLite, started as `make run` starts it."""
+    settings = Settings(home=tmp_path / "mlflow-home", mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}"))
+    with Supervisor(settings.logs_dir) as supervisor:
+        supervisor.start_all([mlflow_spec(settings)])
+        yield settings.mlflow.url
 
 
 TINY_DATASET = [
