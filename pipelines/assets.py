@@ -26,13 +26,20 @@ def _skipped_table(delta: DocumentDelta) -> dg.MetadataValue:
     return dg.MetadataValue.table(rows, schema=schema)
 
 
+class DocumentsConfig(dg.Config):
+    # Hash every file instead of trusting an unchanged size and mtime (the nightly schedule sets it).
+    rehash_all: bool = False
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "filesystem"},
     description="Documents from the source folders that are new or changed since the index was written, "
     "parsed into titled sections; documents gone from their folder; files skipped and why.",
 )
-def documents(context: dg.AssetExecutionContext, platform: PlatformSettings) -> dg.MaterializeResult:
+def documents(
+    context: dg.AssetExecutionContext, config: DocumentsConfig, platform: PlatformSettings
+) -> dg.MaterializeResult:
     settings = platform.get()
     client = platform.milvus()
     ledger = platform.ledger()
@@ -41,7 +48,8 @@ def documents(context: dg.AssetExecutionContext, platform: PlatformSettings) -> 
         ledger.clear()
     started = time.perf_counter()
     scan = scan_sources(settings.ingest.sources)
-    delta = compute_delta(scan, ledger.entries(), settings_fingerprint(settings), settings.ingest.max_file_bytes)
+    delta = compute_delta(scan, ledger.entries(), settings_fingerprint(settings), settings.ingest.max_file_bytes,
+                          rehash_all=config.rehash_all)
     for skipped in delta.skipped:
         context.log.warning(f"skipped {skipped.source}:{skipped.path}: {skipped.reason}")
     reasons = Counter(s.reason.split(":")[0] for s in delta.skipped)
@@ -56,6 +64,7 @@ def documents(context: dg.AssetExecutionContext, platform: PlatformSettings) -> 
             "skipped_reasons": dict(reasons),
             "skipped": _skipped_table(delta),
             "scan_seconds": round(time.perf_counter() - started, 3),
+            "rehashed_all_files": config.rehash_all,
         },
     )
 

@@ -82,5 +82,6 @@ def make_nightly_schedule(settings: Settings) -> dg.ScheduleDefinition:
         job=ingest_job,
         cron_schedule=settings.ingest.schedule_cron,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="A full pass that catches edits a stat scan cannot see (same size and mtime).",
+        run_config={"ops": {"documents": {"config": {"rehash_all": True}}}},
+        description="A pass that hashes every file, catching edits a stat scan cannot see (same size and mtime).",
     )

@@ -8,12 +8,14 @@ from pipelines.resources import Embedder, PlatformSettings
 from ragyard.settings import Settings
 
 
-def materialize_ingest(settings: Settings, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+def materialize_ingest(settings: Settings, instance: dg.DagsterInstance | None = None,
+                       run_config: dict | None = None) -> dg.ExecuteInProcessResult:
     platform = PlatformSettings(settings_json=settings.model_dump_json())
     return dg.materialize(
         [documents, chunks, embeddings, vector_index, *INDEX_CHECKS],
         resources={"platform": platform, "embedder": Embedder(platform=platform)},
         instance=instance or dg.DagsterInstance.ephemeral(),
+        run_config=run_config,
         raise_on_error=True,
     )
 

@@ -117,12 +117,16 @@ def parse_document(file: SourceFile, data: bytes, content_hash: str) -> Document
     )
 
 
-def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str, max_bytes: int) -> DocumentDelta:
+def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str, max_bytes: int,
+                  rehash_all: bool = False) -> DocumentDelta:
+    """New, changed and deleted documents. A file whose size and mtime match the ledger is taken
+    as unchanged without reading it, unless `rehash_all` (the nightly run) asks to hash every file."""
     delta = DocumentDelta(fingerprint=fingerprint, skipped=list(scan.unavailable_sources))
     for file in scan.files:
         entry = indexed.get(file.doc_id)
         current = entry is not None and entry.fingerprint == fingerprint
-        if current and (entry.size_bytes, entry.mtime_ns) == (file.size_bytes, file.mtime_ns):
+        same_stat = current and (entry.size_bytes, entry.mtime_ns) == (file.size_bytes, file.mtime_ns)
+        if same_stat and not rehash_all:
             delta.unchanged += 1
             continue
         try:

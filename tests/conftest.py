@@ -123,8 +123,8 @@ def settings(tmp_path, milvus_uri, corpus) -> Settings:
     )
 
 
-def run_ingest(settings: Settings):
-    result = materialize_ingest(settings)
+def run_ingest(settings: Settings, run_config: dict | None = None):
+    result = materialize_ingest(settings, run_config=run_config)
     assert result.success
     return result
 

@@ -3,8 +3,11 @@
 import os
 import threading
 
+import dagster as dg
+
 from bentos.embedder.model import EmbeddingModel
 from bentos.retriever import collection as col
+from pipelines.automation import make_nightly_schedule
 from pipelines.ledger import Ledger
 from pipelines.materialize import check_outcomes
 from tests.conftest import index_metadata, run_ingest
@@ -72,6 +75,23 @@ def test_touched_but_unchanged_file_is_not_reembedded(settings, corpus):
     assert index_metadata(run_ingest(settings))["embedded_chunks"] == 0
     entry = Ledger(settings.ledger_path).entries()["docs:reference/lists.rst"]
     assert entry.mtime_ns == 1  # the new stat is recorded, so the next scan skips reading it
+
+
+def test_nightly_rehash_catches_an_edit_that_kept_size_and_mtime(settings, corpus):
+    write_corpus(corpus, count=2)
+    run_ingest(settings)
+    path = corpus / "reference" / "lists.rst"
+    stat = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("revision 1", "revision 7"))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert index_metadata(run_ingest(settings))["embedded_chunks"] == 0  # the stat scan cannot see it
+    nightly = make_nightly_schedule(settings)
+    result = run_ingest(settings, run_config=nightly.evaluate_tick(
+        dg.build_schedule_context()).run_requests[0].run_config)
+    entry = Ledger(settings.ledger_path).entries()["docs:reference/lists.rst"]
+    assert index_metadata(result)["embedded_chunks"] == entry.chunk_count > 0
+    assert "revision 7" in _doc_chunks(settings, "docs:reference/lists.rst")[0][col.TEXT]
 
 
 def test_one_file_edit_embeds_only_its_chunks(settings, corpus):
