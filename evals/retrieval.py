@@ -103,16 +103,6 @@ def score_question(hits: list[dict], gold: tuple[Gold, ...]) -> dict[str, float]
     }
 
 
-def search(searcher: Searcher, mode: str, query: str, vector: list[float] | None, top_k: int) -> list[dict]:
-    if mode == "dense":
-        return searcher.dense(vector, top_k, "")
-    if mode == "bm25":
-        return searcher.bm25(query, top_k, "")
-    if mode == "hybrid":
-        return searcher.hybrid(vector, query, top_k, "")
-    raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-
-
 def evaluate(questions: list[Question], searcher: Searcher, model: EmbeddingModel | None,
              modes: tuple[str, ...] = MODES, top_k: int = TOP_K, dataset_name: str = "") -> RetrievalReport:
     """Search every question in every mode and average the per-question metrics."""
@@ -132,7 +122,7 @@ def evaluate(questions: list[Question], searcher: Searcher, model: EmbeddingMode
         started = time.perf_counter()
         per_question = []
         for question, vector in zip(questions, vectors):
-            hits = search(searcher, mode, question.question, vector, top_k)
+            hits = searcher.search(mode, question.question, vector, top_k, "")
             scores = score_question(hits, question.gold)
             per_question.append({
                 "id": question.id,
@@ -142,12 +132,6 @@ def evaluate(questions: list[Question], searcher: Searcher, model: EmbeddingMode
         metrics = {name: mean([row[name] for row in per_question]) for name in METRIC_NAMES}
         results.append(ModeResult(mode, metrics, per_question, time.perf_counter() - started))
     return RetrievalReport(dataset_name, len(questions), top_k, results)
-
-
-def searcher_for(settings: Settings) -> Searcher:
-    r = settings.retriever
-    return Searcher(settings.milvus.uri, settings.milvus.token, settings.milvus.collection, settings.embedder.dim,
-                    settings.milvus.timeout_s, fusion=r.fusion, rrf_k=r.rrf_k, dense_weight=r.dense_weight)
 
 
 def markdown_table(report: RetrievalReport) -> str:
@@ -240,6 +224,7 @@ def run_retrieval_eval(settings: Settings, dataset: Path = DEFAULT_DATASET, mode
     if model is None and any(mode != "bm25" for mode in modes):
         e = settings.embedder
         model = EmbeddingModel(e.model, device=e.device, batch_size=e.batch_size)
-    report = evaluate(questions, searcher_for(settings), model, modes, TOP_K, Path(dataset).name.split(".")[0])
+    dataset_name = Path(dataset).name.split(".")[0]
+    report = evaluate(questions, Searcher.from_settings(settings), model, modes, TOP_K, dataset_name)
     run_ids = log_report(client, experiment, settings, report) if client is not None else []
     return report, run_ids

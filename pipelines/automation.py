@@ -7,7 +7,7 @@ import dagster as dg
 from pipelines.assets import chunks, documents, embeddings, vector_index
 from pipelines.checks import INDEX_CHECKS
 from pipelines.ledger import Ledger
-from pipelines.sources import scan_sources, settings_fingerprint
+from pipelines.sources import Scan, deleted_documents, is_current, same_stat, scan_sources, settings_fingerprint
 from ragyard.settings import Settings
 
 INGEST_CONCURRENCY_TAG = "ragyard/ingest"
@@ -25,9 +25,8 @@ ingest_job = dg.define_asset_job(
 )
 
 
-def pending_changes(settings: Settings) -> dict[str, list[str]]:
+def pending_changes(settings: Settings, scan: Scan) -> dict[str, list[str]]:
     """Files new, changed (size or mtime) or deleted relative to the ledger, by a cheap stat scan."""
-    scan = scan_sources(settings.ingest.sources)
     indexed = Ledger(settings.ledger_path).entries()
     fingerprint = settings_fingerprint(settings)
     new, changed = [], []
@@ -35,19 +34,16 @@ def pending_changes(settings: Settings) -> dict[str, list[str]]:
         entry = indexed.get(file.doc_id)
         if entry is None:
             new.append(file.doc_id)
-        elif entry.fingerprint != fingerprint or (entry.size_bytes, entry.mtime_ns) != (file.size_bytes, file.mtime_ns):
+        elif not (is_current(entry, fingerprint) and same_stat(entry, file)):
             changed.append(file.doc_id)
-    present = {f.doc_id for f in scan.files}
-    unavailable = {s.source for s in scan.unavailable_sources}
-    deleted = [d for d, e in indexed.items() if d not in present and e.source not in unavailable]
-    return {"new": new, "changed": changed, "deleted": deleted}
+    return {"new": new, "changed": changed, "deleted": deleted_documents(scan, indexed)}
 
 
-def _stat_key(settings: Settings, changes: dict[str, list[str]]) -> str:
+def _run_key(scan: Scan, changes: dict[str, list[str]]) -> str:
     # The same pending state yields the same run key, so Dagster launches it once: a file that is
     # skipped as bad on every run does not trigger a run on every tick.
-    scan = {f.doc_id: (f.size_bytes, f.mtime_ns) for f in scan_sources(settings.ingest.sources).files}
-    described = sorted((kind, d, scan.get(d)) for kind, ids in changes.items() for d in ids)
+    stats = {f.doc_id: (f.size_bytes, f.mtime_ns) for f in scan.files}
+    described = sorted((kind, d, stats.get(d)) for kind, ids in changes.items() for d in ids)
     return hashlib.sha256(repr(described).encode()).hexdigest()[:24]
 
 
@@ -63,13 +59,14 @@ def make_source_sensor(settings: Settings) -> dg.SensorDefinition:
             # The running one will see these changes (or the next tick will); don't pile up runs.
             return dg.SkipReason("an ingest run is queued or in progress")
         current = Settings()
-        changes = pending_changes(current)
+        scan = scan_sources(current.ingest.sources)
+        changes = pending_changes(current, scan)
         if not any(changes.values()):
             return dg.SkipReason("source folders match the index")
         counts = {kind: len(ids) for kind, ids in changes.items()}
         context.log.info(f"pending changes: {counts}")
         return dg.RunRequest(
-            run_key=_stat_key(current, changes),
+            run_key=_run_key(scan, changes),
             tags={f"ragyard/{kind}_files": str(n) for kind, n in counts.items()},
         )
 

@@ -117,6 +117,22 @@ def parse_document(file: SourceFile, data: bytes, content_hash: str) -> Document
     )
 
 
+def is_current(entry: LedgerEntry | None, fingerprint: str) -> bool:
+    """The ledger holds this document under the present chunker and embedder settings."""
+    return entry is not None and entry.fingerprint == fingerprint
+
+
+def same_stat(entry: LedgerEntry, file: SourceFile) -> bool:
+    return (entry.size_bytes, entry.mtime_ns) == (file.size_bytes, file.mtime_ns)
+
+
+def deleted_documents(scan: Scan, indexed: dict[str, LedgerEntry]) -> list[str]:
+    """Indexed documents gone from their folder; a folder that cannot be listed keeps its documents."""
+    present = {f.doc_id for f in scan.files}
+    unavailable = {s.source for s in scan.unavailable_sources}
+    return sorted(doc_id for doc_id, e in indexed.items() if doc_id not in present and e.source not in unavailable)
+
+
 def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str, max_bytes: int,
                   rehash_all: bool = False) -> DocumentDelta:
     """New, changed and deleted documents. A file whose size and mtime match the ledger is taken
@@ -124,9 +140,8 @@ def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str,
     delta = DocumentDelta(fingerprint=fingerprint, skipped=list(scan.unavailable_sources))
     for file in scan.files:
         entry = indexed.get(file.doc_id)
-        current = entry is not None and entry.fingerprint == fingerprint
-        same_stat = current and (entry.size_bytes, entry.mtime_ns) == (file.size_bytes, file.mtime_ns)
-        if same_stat and not rehash_all:
+        current = is_current(entry, fingerprint)
+        if current and same_stat(entry, file) and not rehash_all:
             delta.unchanged += 1
             continue
         try:
@@ -142,9 +157,5 @@ def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str,
         except UnparsableFile as e:
             # A bad file is skipped; if an earlier version is indexed, that version stays.
             delta.skipped.append(SkippedFile(file.source, file.path, str(e)))
-    present = {f.doc_id for f in scan.files}
-    unavailable = {s.source for s in scan.unavailable_sources}
-    delta.deleted = sorted(
-        doc_id for doc_id, entry in indexed.items() if doc_id not in present and entry.source not in unavailable
-    )
+    delta.deleted = deleted_documents(scan, indexed)
     return delta

@@ -25,9 +25,9 @@ def prepare_dagster_home(settings: Settings) -> Path:
 
 
 def service_env(settings: Settings) -> dict[str, str]:
-    """Environment every service gets: one data directory, offline model loading."""
+    """Environment every service gets: the settings themselves, offline model loading."""
     return {
-        "RAGYARD_HOME": str(settings.home),
+        **settings_env(settings),
         "DAGSTER_HOME": str(settings.dagster_home),
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
         "TRANSFORMERS_OFFLINE": os.environ.get("TRANSFORMERS_OFFLINE", "1"),
@@ -83,7 +83,7 @@ def bento_spec(settings: Settings, name: str, target: str, port: int, health_pat
         argv=[str(_BIN / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
         health_url=f"http://127.0.0.1:{port}{health_path}",
         ui_url=f"http://127.0.0.1:{port}",
-        env={**service_env(settings), **settings_env(settings), "BENTOML_HOME": str(settings.home / "bentoml")},
+        env={**service_env(settings), "BENTOML_HOME": str(settings.home / "bentoml")},
         cwd=str(REPO_ROOT),
         startup_timeout_s=180.0,
     )

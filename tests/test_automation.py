@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from pipelines.automation import make_nightly_schedule, make_source_sensor, pending_changes
+from pipelines.sources import scan_sources
 from ragyard.settings import settings_env
 from tests.conftest import run_ingest
 from tests.corpus import write_corpus
@@ -33,7 +34,8 @@ def test_sensor_requests_a_run_for_new_changed_and_deleted_files(settings, corpu
     os.utime(paths[0], ns=(10**18, 10**18))
     paths[1].unlink()
     (corpus / "new.md").write_text("# New\n\nA new page.\n")
-    assert {k: len(v) for k, v in pending_changes(settings).items()} == {"new": 1, "changed": 1, "deleted": 1}
+    pending = pending_changes(settings, scan_sources(settings.ingest.sources))
+    assert {k: len(v) for k, v in pending.items()} == {"new": 1, "changed": 1, "deleted": 1}
     changed = _evaluate(sensor)
     [request] = changed.run_requests
     assert {k: v for k, v in request.tags.items() if k.startswith("ragyard/")} == {

@@ -14,7 +14,7 @@ import pytest
 
 from bentos.retriever import collection as col
 from pipelines.ledger import Ledger
-from ragyard.settings import DagsterSettings, MlflowSettings, settings_env
+from ragyard.settings import DagsterSettings, EmbedderSettings, MlflowSettings, RetrieverSettings, settings_env
 from tests.conftest import free_port
 from tests.corpus import write_corpus
 
@@ -64,9 +64,8 @@ def test_make_run_builds_the_index_prints_urls_and_stops_cleanly(settings, corpu
     settings.mlflow = MlflowSettings(url=f"http://127.0.0.1:{free_port()}")
     settings.dagster = DagsterSettings(port=free_port())
     settings.milvus.run_local = False  # the session's milvus-lite server stands in for the local one
-    for service in (settings.embedder, settings.retriever):
-        service.port = free_port()
-        service.url = f"http://127.0.0.1:{service.port}"
+    settings.embedder = EmbedderSettings(port=free_port())  # its url follows the port
+    settings.retriever = RetrieverSettings(port=free_port())
     env = {**os.environ, **settings_env(settings)}
     make = subprocess.Popen(["make", "run"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -8,7 +8,15 @@ import pytest
 
 from bentos.retriever import collection as col
 from bentos.retriever.filters import FilterError, filter_expression
-from ragyard.settings import ChunkerSettings, IngestSettings, MilvusSettings, Settings, SourceSettings, settings_env
+from ragyard.settings import (
+    ChunkerSettings,
+    EmbedderSettings,
+    IngestSettings,
+    MilvusSettings,
+    Settings,
+    SourceSettings,
+    settings_env,
+)
 from tests.conftest import free_port, run_ingest, start_bento, stop_bento, wait_until_ready
 from tests.corpus import write_corpus
 
@@ -47,8 +55,7 @@ def stack(tmp_path_factory, milvus_uri):
         chunker=ChunkerSettings(max_chars=600, overlap_chars=100, min_chars=150),
     )
     run_ingest(settings)
-    settings.embedder.port = free_port()
-    settings.embedder.url = f"http://127.0.0.1:{settings.embedder.port}"
+    settings.embedder = EmbedderSettings(port=free_port())
     reranker = build_tiny_cross_encoder(root / "tiny-cross-encoder")
     base_env = {**settings_env(settings), "BENTOML_HOME": str(root / "bentoml")}
     variants = {

@@ -7,6 +7,7 @@ import threading
 from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker, WeightedRanker
 
 from bentos.retriever import collection as col
+from ragyard.settings import Settings
 
 HIT_FIELDS = [col.CHUNK_ID, col.DOC_ID, col.SOURCE, col.TITLE, col.SECTION, col.TEXT]
 
@@ -32,6 +33,12 @@ class Searcher:
         self._client: MilvusClient | None = None
         self._loaded = False
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Searcher":
+        r = settings.retriever
+        return cls(settings.milvus.uri, settings.milvus.token, settings.milvus.collection, settings.embedder.dim,
+                   settings.milvus.timeout_s, fusion=r.fusion, rrf_k=r.rrf_k, dense_weight=r.dense_weight)
 
     def ranker(self):
         if self.fusion == "weighted":
@@ -99,6 +106,17 @@ class Searcher:
         result = self.ensure_loaded().hybrid_search(
             self.name, reqs=requests, ranker=self.ranker(), limit=limit, output_fields=HIT_FIELDS)
         return hits(result)
+
+
+    def search(self, mode: str, query: str, vector: list[float] | None, limit: int, expr: str) -> list[dict]:
+        """One search in `mode`: "dense" and "hybrid" need the query's vector, "bm25" only its text."""
+        if mode == "dense":
+            return self.dense(vector, limit, expr)
+        if mode == "bm25":
+            return self.bm25(query, limit, expr)
+        if mode == "hybrid":
+            return self.hybrid(vector, query, limit, expr)
+        raise ValueError(f"unknown search mode {mode!r}")
 
 
 def hits(result) -> list[dict]:

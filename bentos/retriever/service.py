@@ -39,11 +39,7 @@ class Retriever:
         self.settings = settings
         self.limits = settings.retriever
         self.embedder = EmbedderClient(settings.embedder.url)
-        self.searcher = Searcher(
-            settings.milvus.uri, settings.milvus.token, settings.milvus.collection, settings.embedder.dim,
-            settings.milvus.timeout_s, fusion=self.limits.fusion, rrf_k=self.limits.rrf_k,
-            dense_weight=self.limits.dense_weight,
-        )
+        self.searcher = Searcher.from_settings(settings)
         self.reranker = Reranker(self.limits.reranker_model) if self.limits.reranker_model else None
         try:
             self.searcher.ensure_loaded()
@@ -91,12 +87,7 @@ class Retriever:
                 embed_ms = (time.perf_counter() - started) * 1000
             limit = candidate_count(request.top_k, request.rerank, self.limits.max_top_k)
             search_started = time.perf_counter()
-            if request.mode == "dense":
-                hits = self.searcher.dense(vector, limit, expr)
-            elif request.mode == "bm25":
-                hits = self.searcher.bm25(request.query, limit, expr)
-            else:
-                hits = self.searcher.hybrid(vector, request.query, limit, expr)
+            hits = self.searcher.search(request.mode, request.query, vector, limit, expr)
             search_ms = (time.perf_counter() - search_started) * 1000
             if not hits and self.searcher.is_empty():
                 return error(503, f"collection {self.searcher.name!r} is empty; run the ingestion first")
