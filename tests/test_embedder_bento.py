@@ -184,3 +184,10 @@ def test_ingestion_embeds_through_the_bento_when_configured(embedder_url, settin
         settings.milvus.collection, filter="", output_fields=[col.TEXT, col.DENSE], limit=5)
     local = EmbeddingModel(MODEL).encode([r[col.TEXT] for r in rows])
     assert np.allclose(local, np.asarray([r[col.DENSE] for r in rows]), atol=1e-4)
+
+
+@pytest.mark.parametrize("path", ["/embed", "/v1/embeddings"])
+def test_a_body_that_is_not_json_is_a_4xx(embedder_url, path):
+    response = httpx.post(f"{embedder_url}{path}", content=b"{not json", timeout=30,
+                          headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text

@@ -202,3 +202,9 @@ def test_missing_then_empty_collection_answer_503_with_a_message(stack):
         assert down.status_code == 503 and "embedder at" in down.json()["error"]
     finally:
         client.drop_collection(stack["missing_collection"])
+
+
+def test_a_body_that_is_not_json_is_a_4xx(stack):
+    response = httpx.post(f"{stack['plain']}/search", content=b"{not json", timeout=30,
+                          headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
