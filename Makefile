@@ -33,7 +33,7 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) -m benchmarks.ingest
+	$(PY) -m benchmarks $(BENCH)
 
 clean:
 	rm -rf .ragyard

@@ -77,6 +77,18 @@ class RetrieverSettings(ServiceEndpoint):
     reranker_model: str = ""
 
 
+class LLMSettings(ServiceEndpoint):
+    port: int = 3003
+
+
+class SafetySettings(ServiceEndpoint):
+    port: int = 3004
+
+
+class RouterSettings(ServiceEndpoint):
+    port: int = 3000
+
+
 class ChunkerSettings(BaseModel):
     max_chars: int = Field(default=1200, ge=200, le=8000)
     overlap_chars: int = Field(default=200, ge=0)
@@ -128,6 +140,9 @@ class Settings(BaseSettings):
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     retriever: RetrieverSettings = Field(default_factory=RetrieverSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
     chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
