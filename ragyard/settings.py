@@ -115,7 +115,7 @@ class LLMSettings(ServiceEndpoint):
     port: int = 3003
     models: list[CatalogModel] = Field(default_factory=default_catalog, min_length=1)
     default_model: str = ""  # used when a request names no model; "" means the first in `models`
-    models_dir: Path | None = None  # assembled model files; None means RAGYARD_HOME/models
+    models_dir: str = ""  # assembled model files; "" means RAGYARD_HOME/models
     max_tokens: int = Field(default=1024, ge=1)  # the cap on a request's max_tokens
     # Requests waiting per model beyond those running; one more is a 429 with Retry-After.
     queue_size: int = Field(default=16, ge=0)
@@ -235,7 +235,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def llm_models_dir(self) -> Path:
-        return self.llm.models_dir or self.home / "models"
+        return Path(self.llm.models_dir).expanduser().resolve() if self.llm.models_dir else self.home / "models"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
