@@ -174,7 +174,7 @@ class ModelHub:
     async def run(self, prepared: Prepared) -> AsyncIterator[Piece | TokenUsage]:
         """Wait for a slot, generate, measure. Closing this iterator stops the generation."""
         name = prepared.entry.name
-        outcome, usage = "cancelled", None
+        outcome, usage, pieces = "cancelled", None, 0
         try:
             async with self.admission[name].slot():
                 started = time.perf_counter()
@@ -184,6 +184,7 @@ class ModelHub:
                         usage = item
                     else:
                         first = first or time.perf_counter()
+                        pieces += bool(item.content or item.tool_calls)
                         if item.finish_reason:
                             outcome = item.finish_reason
                     yield item
@@ -194,6 +195,8 @@ class ModelHub:
             outcome = "error"
             raise
         finally:
+            if usage is None and outcome == "cancelled":  # what was delivered before the client left
+                usage = TokenUsage(prepared.prompt_tokens or 0, pieces)
             self.on_finish(name, outcome, usage)
 
     async def aclose(self) -> None:

@@ -58,7 +58,9 @@ async def _api_error(_: Request, exc: APIError) -> JSONResponse:
 
 @openai_app.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0]
+    errors = exc.errors()
+    # Of a union's alternatives, the deepest error says most (content[0].type, not "not a string").
+    first = max(errors, key=lambda e: len(e.get("loc", ()))) if errors else {}
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
     if first.get("type") == "json_invalid":
         return JSONResponse(APIError(400, f"body: not valid JSON ({first.get('msg')})", None, "invalid_json").body(),

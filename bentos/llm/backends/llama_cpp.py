@@ -35,6 +35,26 @@ class ChatTokenizer:
                                        special=True))
 
 
+class SampledTokens:
+    """A logits processor called once per sampled token: counts them (the usage) and applies logit_bias.
+
+    The bias is applied here rather than through llama-cpp-python's `logit_bias` argument: 0.3.36
+    drops both the bias and any other logits processor when given the two together
+    (`logits_processor = logits_processor.extend(...)` assigns None).
+    """
+
+    def __init__(self, logit_bias: dict[int, float] | None):
+        self.count = 0
+        self.bias = logit_bias or {}
+
+    def __call__(self, input_ids, logits):
+        self.count += 1
+        for token, bias in self.bias.items():
+            if 0 <= token < len(logits):
+                logits[token] += bias
+        return logits
+
+
 def load_llama(path: Path, context_length: int, n_threads: int, vocab_only: bool = False):
     from llama_cpp import Llama
 
@@ -59,35 +79,28 @@ class LlamaCppBackend(ChatBackend):
     async def count_prompt_tokens(self, messages, tools) -> int:
         return await asyncio.to_thread(self.tokenizer.count, messages, tools)
 
-    def _arguments(self, request: Generation, count_sampled) -> dict[str, Any]:
+    def _arguments(self, request: Generation, sampler: "SampledTokens") -> dict[str, Any]:
         from llama_cpp import LogitsProcessorList
 
         return dict(
             messages=request.messages, max_tokens=request.max_tokens, temperature=request.temperature,
             top_p=request.top_p, stop=request.stop or None, seed=request.seed,
             response_format=request.response_format, tools=request.tools, tool_choice=request.tool_choice,
-            logit_bias=request.logit_bias, presence_penalty=request.presence_penalty,
-            frequency_penalty=request.frequency_penalty, repeat_penalty=1.0, stream=True,
-            # Called once per sampled token: the exact completion token count for the usage.
-            logits_processor=LogitsProcessorList([count_sampled]),
+            presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
+            repeat_penalty=1.0, stream=True, logits_processor=LogitsProcessorList([sampler]),
         )
 
     async def generate(self, request: Generation, prompt_tokens: int | None) -> AsyncIterator[Piece | TokenUsage]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
-        sampled = 0
-
-        def count_sampled(input_ids, logits):
-            nonlocal sampled
-            sampled += 1
-            return logits
+        sampler = SampledTokens(request.logit_bias)
 
         def produce() -> None:
             # llama.cpp blocks, so it runs in this thread; the event loop gets each chunk as it comes.
             try:
                 with self._busy:
-                    chunks = self.llama.create_chat_completion(**self._arguments(request, count_sampled))
+                    chunks = self.llama.create_chat_completion(**self._arguments(request, sampler))
                     try:
                         for chunk in chunks:
                             if stop.is_set():
@@ -112,7 +125,7 @@ class LlamaCppBackend(ChatBackend):
                 if delta.get("content") or delta.get("tool_calls") or choice.get("finish_reason"):
                     yield Piece(delta.get("content"), delta.get("tool_calls"), choice.get("finish_reason"))
             # A natural stop samples one end-of-turn token that is not part of the answer.
-            completion = sampled - 1 if finish_reason == "stop" else sampled
+            completion = sampler.count - 1 if finish_reason == "stop" else sampler.count
             yield TokenUsage(prompt_tokens or 0, max(completion, 0))
         finally:
             stop.set()  # the client went away or the caller closed us: stop after this token
