@@ -98,11 +98,16 @@ def retriever_spec(settings: Settings) -> ServiceSpec:
     return bento_spec(settings, "retriever", "bentos.retriever.service:Retriever", settings.retriever.port, "/healthz")
 
 
+def llm_spec(settings: Settings) -> ServiceSpec:
+    # /readyz turns green once every catalog model is loaded and its throughput measured.
+    return bento_spec(settings, "llm", "bentos.llm.service:LLM", settings.llm.port, "/readyz")
+
+
 def platform_services(settings: Settings) -> list[ServiceSpec]:
     specs = []
     if settings.milvus.run_local:
         specs.append(milvus_spec(settings))
     if settings.mlflow.run_local:
         specs.append(mlflow_spec(settings))
-    specs += [dagster_spec(settings), embedder_spec(settings), retriever_spec(settings)]
+    specs += [dagster_spec(settings), embedder_spec(settings), retriever_spec(settings), llm_spec(settings)]
     return specs
