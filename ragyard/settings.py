@@ -125,7 +125,7 @@ class LLMSettings(ServiceEndpoint):
     machine_cost_per_hour: float = Field(default=0.10, ge=0)
     # Tokens generated per self-hosted model at start-up to measure its throughput (0: no probe,
     # the derived price then follows the live measurements only).
-    probe_tokens: int = Field(default=32, ge=0)
+    probe_tokens: int = Field(default=16, ge=0)
 
     @model_validator(mode="after")
     def _catalog_is_consistent(self) -> "LLMSettings":

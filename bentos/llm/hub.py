@@ -118,6 +118,8 @@ class ModelHub:
 
     async def probe(self, max_tokens: int) -> None:
         """Measure each self-hosted model's throughput once (and warm it up) for the derived prices."""
+        if max_tokens < 1:
+            return
         for name, entry in self.entries.items():
             if self.backends[name].self_hosted and not self.priced(entry):
                 request = ChatCompletionRequest(
