@@ -273,3 +273,22 @@ def test_full_queue_answers_429_with_retry_after_and_serves_the_rest(llm_url):
         assert refused.json()["error"]["type"] == "rate_limit_error"
     for served in (r for r in responses if r.status_code == 200):
         assert served.json()["usage"]["completion_tokens"] == 24
+
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_forced_tool_call_comes_back_whole_and_streamed(client):
+    request = dict(model=LOCAL, max_tokens=40, temperature=0, tools=[WEATHER_TOOL],
+                   tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                   messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    answer = client.chat.completions.create(**request)
+    call = answer.choices[0].message.tool_calls[0]
+    assert answer.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) == {"city"}
+    chunks = list(client.chat.completions.create(stream=True, **request))
+    deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].function.name == "get_weather" and all(d.function.name is None for d in deltas[1:])
+    assert "".join(d.function.arguments for d in deltas) == call.function.arguments

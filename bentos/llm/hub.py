@@ -70,6 +70,32 @@ def logit_bias(request: ChatCompletionRequest) -> dict[int, float] | None:
         raise APIError(400, "logit_bias: keys must be token ids (integers as strings)", "logit_bias") from None
 
 
+def trim_tool_deltas(deltas: list[dict[str, Any]], seen: set[int]) -> list[dict[str, Any]]:
+    """OpenAI's stream shape: a tool call's id, type and name only in its first delta, then arguments."""
+    trimmed = []
+    for delta in deltas:
+        index = delta.get("index", 0)
+        if index in seen:
+            delta = {"index": index, "function": {"arguments": delta.get("function", {}).get("arguments", "")}}
+        seen.add(index)
+        trimmed.append(delta)
+    return trimmed
+
+
+def merge_tool_deltas(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Streamed tool-call deltas as whole calls: the first delta of each index, arguments joined."""
+    calls: dict[int, dict[str, Any]] = {}
+    for delta in deltas:
+        index = delta.get("index", 0)
+        arguments = delta.get("function", {}).get("arguments", "")
+        if index not in calls:
+            calls[index] = {key: value for key, value in delta.items() if key != "index"}
+            calls[index]["function"] = {**delta.get("function", {}), "arguments": arguments}
+        else:
+            calls[index]["function"]["arguments"] += arguments
+    return [calls[index] for index in sorted(calls)]
+
+
 class ModelHub:
     def __init__(self, settings: Settings, on_finish: FinishHook = lambda *_: None):
         self.limits = settings.llm

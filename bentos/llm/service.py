@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 
 from bentos.llm.backends import Piece, TokenUsage
 from bentos.llm.errors import APIError
-from bentos.llm.hub import ModelHub, Prepared
+from bentos.llm.hub import ModelHub, Prepared, merge_tool_deltas, trim_tool_deltas
 from bentos.llm.schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -154,7 +154,7 @@ class LLM:
             tool_calls += item.tool_calls or []
             finish_reason = item.finish_reason or finish_reason
         message = ResponseMessage(content="".join(content) if not tool_calls else None,
-                                  tool_calls=tool_calls or None)
+                                  tool_calls=merge_tool_deltas(tool_calls) or None)
         return ChatCompletion(id=completion_id, created=int(time.time()), model=prepared.entry.name,
                               choices=[Choice(message=message, finish_reason=finish_reason)],
                               usage=usage_of(usage))
@@ -168,6 +168,7 @@ class LLM:
                                        choices=choices, usage=usage).model_dump_json(exclude_none=False)
 
         generation = self.hub.run(prepared)
+        tool_calls_seen: set[int] = set()
         try:
             started = False
             async for item in generation:
@@ -175,7 +176,8 @@ class LLM:
                     yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
                     started = True
                 if isinstance(item, Piece):
-                    delta = Delta(content=item.content, tool_calls=item.tool_calls)
+                    tool_calls = trim_tool_deltas(item.tool_calls, tool_calls_seen) if item.tool_calls else None
+                    delta = Delta(content=item.content, tool_calls=tool_calls)
                     yield chunk([ChunkChoice(delta=delta, finish_reason=item.finish_reason)])
                 else:
                     yield chunk([], usage_of(item))
