@@ -111,3 +111,8 @@ def test_split_model_with_wrong_bytes_is_refused_and_leaves_no_file(sliced_model
     with pytest.raises(RuntimeError, match="SHA-256"):
         install(wrong, tmp_path / "models", log=lambda _: None)
     assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_a_provider_entry_needs_its_url_and_prices():
+    with pytest.raises(ValidationError, match="base_url, input_per_1k and output_per_1k"):
+        LLMSettings(models=[{"name": "p", "backend": "openai", "model": "gpt", "base_url": "http://x/v1"}])

@@ -13,7 +13,7 @@ from typing import Any
 
 from bentos.llm.admission import Admission
 from bentos.llm.backends import ChatBackend, Generation, Piece, TokenUsage, make_backend
-from bentos.llm.errors import APIError, QueueFull
+from bentos.llm.errors import APIError
 from bentos.llm.pricing import ThroughputMeter, price_per_1k
 from bentos.llm.schemas import ChatCompletionRequest, ModelCard, Pricing
 from ragyard.settings import CatalogModel, Settings
@@ -195,9 +195,7 @@ class ModelHub:
 
     def check_capacity(self, prepared: Prepared) -> None:
         """Refuse now (a 429 before any response starts) when the model's queue is full."""
-        admission = self.admission[prepared.entry.name]
-        if admission.admitted >= admission.running + admission.waiting:
-            raise QueueFull(admission.model, admission.waiting, admission.retry_after_s)
+        self.admission[prepared.entry.name].refuse_if_full()
 
     async def run(self, prepared: Prepared) -> AsyncIterator[Piece | TokenUsage]:
         """Wait for a slot, generate, measure. Closing this iterator stops the generation."""
