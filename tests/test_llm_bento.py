@@ -189,25 +189,29 @@ def test_json_object_response_format_constrains_the_answer(client):
         assert isinstance(json.loads(content), dict)
 
 
-def test_client_that_disconnects_mid_stream_stops_its_generation(llm_url, client):
-    before = httpx.get(f"{llm_url}/metrics", timeout=10).text
-    body = {"model": LOCAL, "messages": QUESTION, "max_tokens": 256, "stream": True, "logit_bias": {str(EOS): -100}}
-    with httpx.stream("POST", f"{llm_url}/v1/chat/completions", json=body, timeout=60) as response:
-        lines = response.iter_lines()
-        received = [line for line, _ in zip(lines, range(6)) if line.startswith("data:")]
-    assert len(received) >= 3
-    deadline = time.monotonic() + 30
+def wait_for_cancellation(llm_url: str, before: str) -> float:
+    """Completion tokens the cancelled generation produced, once the bento has recorded it."""
     cancelled = metric(before, "ragyard_llm_generations_total", model=LOCAL, outcome="cancelled")
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         after = httpx.get(f"{llm_url}/metrics", timeout=10).text
         if metric(after, "ragyard_llm_generations_total", model=LOCAL, outcome="cancelled") == cancelled + 1:
-            break
+            return metric(after, "ragyard_llm_completion_tokens_total", model=LOCAL) - \
+                metric(before, "ragyard_llm_completion_tokens_total", model=LOCAL)
         time.sleep(0.2)
-    else:
-        pytest.fail("the disconnected stream was not recorded as cancelled")
-    delivered = metric(after, "ragyard_llm_completion_tokens_total", model=LOCAL) - \
-        metric(before, "ragyard_llm_completion_tokens_total", model=LOCAL)
-    assert delivered < 128  # far fewer than the 256 it asked for
+    pytest.fail("the abandoned generation was not recorded as cancelled")
+
+
+LONG = {"model": LOCAL, "messages": QUESTION, "max_tokens": 256, "logit_bias": {str(EOS): -100}}
+
+
+def test_client_that_disconnects_mid_stream_stops_its_generation(llm_url, client):
+    before = httpx.get(f"{llm_url}/metrics", timeout=10).text
+    with httpx.stream("POST", f"{llm_url}/v1/chat/completions", json={**LONG, "stream": True}, timeout=60) as response:
+        lines = response.iter_lines()
+        received = [line for line, _ in zip(lines, range(6)) if line.startswith("data:")]
+    assert len(received) >= 3
+    assert wait_for_cancellation(llm_url, before) < 128  # far fewer than the 256 it asked for
     # The model is free again: the next request gets its whole answer.
     answer = client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=4)
     assert answer.usage.completion_tokens == 4
@@ -292,3 +296,12 @@ def test_forced_tool_call_comes_back_whole_and_streamed(client):
     deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
     assert deltas[0].function.name == "get_weather" and all(d.function.name is None for d in deltas[1:])
     assert "".join(d.function.arguments for d in deltas) == call.function.arguments
+
+
+def test_client_that_gives_up_on_a_whole_answer_stops_its_generation(llm_url, client):
+    before = httpx.get(f"{llm_url}/metrics", timeout=10).text
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{llm_url}/v1/chat/completions", json=LONG, timeout=httpx.Timeout(10, read=0.3))
+    assert wait_for_cancellation(llm_url, before) < 256
+    answer = client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=4)
+    assert answer.usage.completion_tokens == 4
