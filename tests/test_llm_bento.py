@@ -255,6 +255,13 @@ def test_context_overflow_names_the_numbers(client):
     assert 2048 in numbers and 200 in numbers and any(n > 2048 for n in numbers)
 
 
+def test_unknown_route_and_method_answer_in_openai_shape(llm_url):
+    missing = httpx.post(f"{llm_url}/v1/completions/chat", json={}, timeout=10)
+    assert missing.status_code == 404 and "/v1/completions/chat" in missing.json()["error"]["message"]
+    wrong_method = httpx.get(f"{llm_url}/v1/chat/completions", timeout=10)
+    assert wrong_method.status_code == 404 and "GET /v1/chat/completions" in wrong_method.json()["error"]["message"]
+
+
 def test_non_json_body_is_a_400(llm_url):
     response = httpx.post(f"{llm_url}/v1/chat/completions", content=b"{not json",
                           headers={"content-type": "application/json"}, timeout=30)

@@ -24,6 +24,7 @@ import bentoml
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from bentos.llm.backends import Piece, TokenUsage
@@ -54,6 +55,14 @@ openai_app = FastAPI(title="ragyard llm: OpenAI-compatible API", docs_url=None, 
 @openai_app.exception_handler(APIError)
 async def _api_error(_: Request, exc: APIError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+@openai_app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # An unknown route or method, in the same shape as every other error.
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return JSONResponse(APIError(exc.status_code, message, None, "not_found" if exc.status_code == 404
+                                 else "invalid_request").body(), status_code=exc.status_code, headers=exc.headers)
 
 
 @openai_app.exception_handler(RequestValidationError)
@@ -188,3 +197,10 @@ class LLM:
         finally:
             await generation.aclose()  # a client that left stops its generation here
         yield "[DONE]"
+
+
+@openai_app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def _unknown_route(path: str, request: Request) -> JSONResponse:
+    # Registered after the service's routes: whatever they do not match, in OpenAI's error shape.
+    raise APIError(404, f"{request.method} /v1/{path}: no such route; this server has /v1/models and "
+                        "/v1/chat/completions", None, "not_found")
