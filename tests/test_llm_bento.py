@@ -172,9 +172,10 @@ def test_remote_provider_over_http_gives_the_same_greedy_answer(client):
     assert chunks[-1].usage.completion_tokens == local.usage.completion_tokens
 
 
-def test_unreachable_provider_is_a_502_in_openai_shape(client):
+@pytest.mark.parametrize("stream", [False, True])
+def test_unreachable_provider_is_a_502_in_openai_shape(client, stream):
     with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(model=DOWN, messages=QUESTION, max_tokens=4)
+        client.chat.completions.create(model=DOWN, messages=QUESTION, max_tokens=4, stream=stream)
     assert caught.value.status_code == 502
     assert DOWN in caught.value.message and caught.value.body["type"] == "api_error"
 
@@ -273,7 +274,9 @@ def test_full_queue_answers_429_with_retry_after_and_serves_the_rest(llm_url):
 
     async def main():
         async with httpx.AsyncClient(timeout=120) as http:
-            return await asyncio.gather(*[http.post(f"{llm_url}/v1/chat/completions", json=body) for _ in range(8)])
+            # Streams and whole answers share the queue; half of each.
+            return await asyncio.gather(*[
+                http.post(f"{llm_url}/v1/chat/completions", json={**body, "stream": i % 2 == 1}) for i in range(8)])
 
     responses = asyncio.run(main())
     codes = sorted(r.status_code for r in responses)
@@ -283,7 +286,11 @@ def test_full_queue_answers_429_with_retry_after_and_serves_the_rest(llm_url):
         assert refused.headers["retry-after"] == "2"
         assert refused.json()["error"]["type"] == "rate_limit_error"
     for served in (r for r in responses if r.status_code == 200):
-        assert served.json()["usage"]["completion_tokens"] == 24
+        if served.headers["content-type"].startswith("text/event-stream"):
+            usage = json.loads(served.text.split("data: ")[-2])["usage"]
+        else:
+            usage = served.json()["usage"]
+        assert usage["completion_tokens"] == 24
 
 
 WEATHER_TOOL = {"type": "function", "function": {

@@ -118,15 +118,15 @@ class ModelHub:
         return entry.input_per_1k is not None and entry.output_per_1k is not None
 
     def pricing(self, entry: CatalogModel) -> Pricing:
+        """Configured prices; else (self-hosted: providers must configure theirs) derived from throughput."""
         meter = self.meters[entry.name]
-        cost = self.limits.machine_cost_per_hour
-        derived = self.backends[entry.name].self_hosted
-        return Pricing(
-            input_per_1k=entry.input_per_1k if entry.input_per_1k is not None
-            else price_per_1k(cost, meter.prompt_tok_s) if derived else 0.0,
-            output_per_1k=entry.output_per_1k if entry.output_per_1k is not None
-            else price_per_1k(cost, meter.decode_tok_s) if derived else 0.0,
-        )
+
+        def price(configured: float | None, tokens_per_s: float | None) -> float:
+            return configured if configured is not None else price_per_1k(self.limits.machine_cost_per_hour,
+                                                                          tokens_per_s)
+
+        return Pricing(input_per_1k=price(entry.input_per_1k, meter.prompt_tok_s),
+                       output_per_1k=price(entry.output_per_1k, meter.decode_tok_s))
 
     def cards(self) -> list[ModelCard]:
         return [
@@ -149,7 +149,7 @@ class ModelHub:
         for name, entry in self.entries.items():
             if self.backends[name].self_hosted and not self.priced(entry):
                 request = ChatCompletionRequest(
-                    model=name, max_tokens=max_tokens, temperature=0.0, seed=0,
+                    model=name, max_tokens=min(max_tokens, self.limits.max_tokens), temperature=0.0, seed=0,
                     messages=[{"role": "user", "content": "Explain what a Python list comprehension is."}])
                 async for _ in self.run(await self.prepare(request)):
                     pass
@@ -192,10 +192,6 @@ class ModelHub:
             presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
         )
         return Prepared(entry, generation, prompt_tokens)
-
-    def check_capacity(self, prepared: Prepared) -> None:
-        """Refuse now (a 429 before any response starts) when the model's queue is full."""
-        self.admission[prepared.entry.name].refuse_if_full()
 
     async def run(self, prepared: Prepared) -> AsyncIterator[Piece | TokenUsage]:
         """Wait for a slot, generate, measure. Closing this iterator stops the generation."""

@@ -142,10 +142,17 @@ class LLM:
     @openai_app.post("/chat/completions", response_model=ChatCompletion)
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
         prepared = await self.hub.prepare(body)
-        self.hub.check_capacity(prepared)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
-            return EventSourceResponse(self.events(prepared, completion_id), sep="\n", ping=15)
+            # Wait for the first piece before answering, so that a full queue (429) or a failing
+            # provider (502) is the response's status rather than an error inside a 200 stream.
+            generation = self.hub.run(prepared)
+            try:
+                first = await anext(generation)
+            except BaseException:
+                await generation.aclose()
+                raise
+            return EventSourceResponse(self.events(prepared, completion_id, first, generation), sep="\n", ping=15)
         work = asyncio.create_task(self.complete(prepared, completion_id))
         watcher = asyncio.create_task(watch_disconnect(request, work))
         try:
@@ -168,7 +175,8 @@ class LLM:
                               choices=[Choice(message=message, finish_reason=finish_reason)],
                               usage=usage_of(usage))
 
-    async def events(self, prepared: Prepared, completion_id: str) -> AsyncIterator[str]:
+    async def events(self, prepared: Prepared, completion_id: str, first: Piece | TokenUsage,
+                     generation: AsyncIterator[Piece | TokenUsage]) -> AsyncIterator[str]:
         """SSE data blocks: a role chunk, content chunks, the finish chunk, a usage chunk, [DONE]."""
         created = int(time.time())
 
@@ -176,14 +184,15 @@ class LLM:
             return ChatCompletionChunk(id=completion_id, created=created, model=prepared.entry.name,
                                        choices=choices, usage=usage).model_dump_json(exclude_none=False)
 
-        generation = self.hub.run(prepared)
+        async def items():
+            yield first
+            async for item in generation:
+                yield item
+
         tool_calls_seen: set[int] = set()
         try:
-            started = False
-            async for item in generation:
-                if not started:
-                    yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
-                    started = True
+            yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
+            async for item in items():
                 if isinstance(item, Piece):
                     tool_calls = trim_tool_deltas(item.tool_calls, tool_calls_seen) if item.tool_calls else None
                     delta = Delta(content=item.content, tool_calls=tool_calls)
