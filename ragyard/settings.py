@@ -103,7 +103,8 @@ class CatalogModel(BaseModel):
 
     @model_validator(mode="after")
     def _provider_needs_url_and_prices(self) -> "CatalogModel":
-        if self.backend == "openai" and (not self.base_url or self.input_per_1k is None or self.output_per_1k is None):
+        unpriced = self.input_per_1k is None or self.output_per_1k is None
+        if self.backend == "openai" and (not self.base_url or unpriced):
             raise ValueError(f"llm.models[{self.name}]: backend 'openai' needs base_url, input_per_1k and output_per_1k")
         return self
 

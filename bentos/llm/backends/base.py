@@ -49,7 +49,8 @@ class ChatBackend(ABC):
     context_length: int
 
     @abstractmethod
-    async def count_prompt_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int | None:
+    async def count_prompt_tokens(self, messages: list[dict[str, Any]],
+                                  tools: list[dict[str, Any]] | None) -> int | None:
         """Prompt tokens after the chat template; None when this backend cannot count locally."""
 
     @abstractmethod
