@@ -124,12 +124,12 @@ async def measure(url: str, settings: Settings) -> tuple[list[dict], dict[int, f
 def report(comparisons: list[dict], scaling: dict[int, float], load_before: str, load_after: str,
            n_threads: int) -> str:
     lines = [
-        f"Streamed, greedy, {MAX_TOKENS} new tokens per answer, {len(PROMPTS)} prompts per model, raw and bento "
-        f"alternating in one run; llama.cpp with {n_threads} threads in both. Load average before / after: "
-        f"{load_before} / {load_after} (other work shared the 2 cores).",
+        (f"Streamed, greedy, {MAX_TOKENS} new tokens per answer, {len(PROMPTS)} prompts per model, raw and bento "
+         f"alternating in one run; llama.cpp with {n_threads} threads in both. Load average before / after: "
+         f"{load_before} / {load_after} (other work shared the 2 cores)."),
         "",
-        "| model | raw tok/s | bento tok/s | ratio (target >= 0.9) | raw TTFT ms | bento TTFT ms | added ms "
-        "(target <= 20) | same text |",
+        ("| model | raw tok/s | bento tok/s | ratio (target >= 0.9) | raw TTFT ms | bento TTFT ms | added ms "
+         "(target <= 20) | same text |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in comparisons:
@@ -139,8 +139,8 @@ def report(comparisons: list[dict], scaling: dict[int, float], load_before: str,
             f"| {c['same_text']}/{len(PROMPTS)} |")
     lines += [
         "",
-        f"Aggregate completion tokens/s through the bento, {MODELS[0]}, concurrent streams (each model runs one "
-        "generation at a time; the others wait in its bounded queue):",
+        (f"Aggregate completion tokens/s through the bento, {MODELS[0]}, concurrent streams (each model runs one "
+         "generation at a time; the others wait in its bounded queue):"),
         "",
         "| streams | tokens/s |",
         "| --- | --- |",

@@ -299,9 +299,9 @@ WEATHER_TOOL = {"type": "function", "function": {
 
 
 def test_forced_tool_call_comes_back_whole_and_streamed(client):
-    request = dict(model=LOCAL, max_tokens=40, temperature=0, tools=[WEATHER_TOOL],
-                   tool_choice={"type": "function", "function": {"name": "get_weather"}},
-                   messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    request = {"model": LOCAL, "max_tokens": 40, "temperature": 0, "tools": [WEATHER_TOOL],
+               "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+               "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
     answer = client.chat.completions.create(**request)
     call = answer.choices[0].message.tool_calls[0]
     assert answer.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"

@@ -78,7 +78,7 @@ def package_dir(package: str) -> Path | None:
     spec = importlib.util.find_spec(package.replace("-", "_"))
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def slice_paths(model: PackagedModel) -> list[Path]:

@@ -23,8 +23,9 @@ class ChatTokenizer:
         template = llama.metadata.get("tokenizer.chat_template")
         if not template:
             raise RuntimeError(f"{llama.model_path}: the GGUF has no chat template (tokenizer.chat_template)")
-        special = lambda token_id: llama.detokenize([token_id], special=True).decode("utf-8", "replace") \
-            if token_id >= 0 else ""  # noqa: E731
+        def special(token_id: int) -> str:
+            return llama.detokenize([token_id], special=True).decode("utf-8", "replace") if token_id >= 0 else ""
+
         self.llama = llama
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=special(llama.token_eos()),
                                              bos_token=special(llama.token_bos()), stop_token_ids=[llama.token_eos()])
@@ -81,7 +82,7 @@ class LlamaCppBackend(ChatBackend):
         # typical prompts, less than a hop to a worker thread costs on a busy machine.
         return self.tokenizer.count(messages, tools)
 
-    def _arguments(self, request: Generation, sampler: "SampledTokens") -> dict[str, Any]:
+    def _arguments(self, request: Generation, sampler: SampledTokens) -> dict[str, Any]:
         from llama_cpp import LogitsProcessorList
 
         return dict(
@@ -110,7 +111,7 @@ class LlamaCppBackend(ChatBackend):
                             loop.call_soon_threadsafe(queue.put_nowait, chunk)
                     finally:
                         chunks.close()
-            except Exception as exc:  # reported to the caller below, never swallowed
+            except Exception as exc:  # noqa: BLE001 - any engine failure is reported to the caller below
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
