@@ -71,6 +71,9 @@ def llm_url(tmp_path_factory, llama_server):
         yield url
     finally:
         stop_bento(process)
+    # A request left hanging (e.g. by a client that gave up) would keep the worker from shutting
+    # down, and it would outlive the server as an orphan.
+    assert "Service instance cleanup finalized" in log_path.read_text(), log_path.read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import bentoml
 from fastapi import FastAPI, Request
@@ -105,13 +106,30 @@ def usage_of(usage: TokenUsage) -> Usage:
                  total_tokens=usage.prompt_tokens + usage.completion_tokens)
 
 
-async def watch_disconnect(request: Request, work: asyncio.Task, every_s: float = 0.25) -> None:
-    """Cancel `work` when the client of a non-streamed request hangs up."""
-    while not work.done():
-        if await request.is_disconnected():
-            work.cancel()
-            return
+async def client_gone(request: Request, every_s: float = 0.25) -> None:
+    """Returns once the client of a non-streamed request has hung up."""
+    while not await request.is_disconnected():
         await asyncio.sleep(every_s)
+
+
+async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, ChatCompletion]):
+    """`work`'s answer, or, when the client hangs up first, `work` cancelled and a 499 nobody reads.
+
+    The handler returns normally either way: a CancelledError escaping it would leave the request
+    open inside the server, which then never finishes its graceful shutdown.
+    """
+    answer, gone = asyncio.create_task(work), asyncio.create_task(client_gone(request))
+    try:
+        done, _ = await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if answer in done:
+            return answer.result()
+        answer.cancel()
+        await asyncio.gather(answer, return_exceptions=True)
+        gone_error = APIError(499, "the client closed the request", None, "client_closed")
+        return JSONResponse(gone_error.body(), status_code=499)
+    finally:
+        for task in (answer, gone):
+            task.cancel()
 
 
 @bentoml.service(resources=RESOURCES, traffic={"timeout": 600, "max_concurrency": 1024})
@@ -153,12 +171,7 @@ class LLM:
                 await generation.aclose()
                 raise
             return EventSourceResponse(self.events(prepared, completion_id, first, generation), sep="\n", ping=15)
-        work = asyncio.create_task(self.complete(prepared, completion_id))
-        watcher = asyncio.create_task(watch_disconnect(request, work))
-        try:
-            return await work
-        finally:
-            watcher.cancel()
+        return await unless_client_leaves(request, self.complete(prepared, completion_id))
 
     async def complete(self, prepared: Prepared, completion_id: str) -> ChatCompletion:
         content, tool_calls, finish_reason, usage = [], [], "stop", None
