@@ -93,7 +93,8 @@ class CategoryPolicy(BaseModel):
 
 
 class DirectionPolicy(BaseModel):
-    pii: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="redact", threshold=0.5))
+    # Presidio scores a phone number without context words 0.4: 0.5 would miss most of them.
+    pii: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="redact", threshold=0.4))
     # Injection threshold from the safety eval (docs/evals.md): the classifier's score at 1% FPR
     # on benign Python-docs questions and paragraphs.
     injection: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="block", threshold=0.9))
@@ -118,10 +119,10 @@ class SafetyPolicy(BaseModel):
 
 
 def _default_policies() -> dict[str, SafetyPolicy]:
-    strict_input = DirectionPolicy(pii=CategoryPolicy(action="block", threshold=0.4),
+    strict_input = DirectionPolicy(pii=CategoryPolicy(action="block", threshold=0.3),
                                    injection=CategoryPolicy(action="block", threshold=0.5),
                                    toxicity=CategoryPolicy(action="block", threshold=0.5))
-    strict_output = DirectionPolicy(pii=CategoryPolicy(action="redact", threshold=0.4),
+    strict_output = DirectionPolicy(pii=CategoryPolicy(action="redact", threshold=0.3),
                                     injection=CategoryPolicy(action="flag", threshold=0.5),
                                     toxicity=CategoryPolicy(action="block", threshold=0.5))
     return {
@@ -149,6 +150,8 @@ class SafetySettings(ServiceEndpoint):
     pii_entities: list[str] = Field(default_factory=lambda: [
         "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "STREET_ADDRESS",
         "US_SSN", "SECRET"])
+    # Words never reported as PII: domain terms the small NER model takes for names ("Python" as a PERSON).
+    pii_allow_list: list[str] = Field(default_factory=lambda: ["Python", "CPython", "asyncio"])
     # Key of the placeholders' keyed hash (same value -> same placeholder); random per process when empty.
     pseudonym_key: str = ""
     # Folder of jailguard's MiniLM ONNX file; empty: <home>/models/jailguard, exported there on first start.

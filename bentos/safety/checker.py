@@ -33,7 +33,7 @@ def decide(rules: DirectionPolicy, findings: list[Finding]) -> Action:
 class SafetyChecker:
     def __init__(self, settings: SafetySettings, model_home: Path):
         self.settings = settings
-        self.pii = PiiDetector(settings.spacy_model, settings.pii_entities)
+        self.pii = PiiDetector(settings.spacy_model, settings.pii_entities, settings.pii_allow_list)
         self.injection = InjectionDetector(Path(settings.injection_model_dir) if settings.injection_model_dir
                                            else model_home / "models" / "jailguard")
         self.toxicity = ToxicityDetector()

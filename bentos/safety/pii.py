@@ -27,7 +27,7 @@ def expand_entities(entities: list[str]) -> list[str]:
 
 
 class PiiDetector:
-    def __init__(self, spacy_model: str, entities: list[str]):
+    def __init__(self, spacy_model: str, entities: list[str], allow_list: list[str] | None = None):
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NlpEngineProvider
 
@@ -43,10 +43,20 @@ class PiiDetector:
         for recognizer in [*secret_recognizers(), address_recognizer()]:
             registry.add_recognizer(recognizer)
         self.entities = expand_entities(entities)
+        self.allow_list = list(allow_list or [])
         self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"])
 
     def detect(self, text: str, threshold: float = 0.0) -> list[Finding]:
-        results = self.analyzer.analyze(text=text, language="en", entities=self.entities, score_threshold=threshold)
+        results = self.analyzer.analyze(text=text, language="en", entities=self.entities, score_threshold=threshold,
+                                        allow_list=self.allow_list)
         findings = [Finding(category="pii", type=r.entity_type, start=r.start, end=r.end, score=round(min(r.score, 1.0), 4))
                     for r in results]
-        return sorted(findings, key=lambda f: (f.start, -f.end))
+        return sorted(drop_contained(findings), key=lambda f: (f.start, -f.end))
+
+
+def drop_contained(findings: list[Finding]) -> list[Finding]:
+    """Drop a finding that lies inside a longer one scoring at least as high ("Malik Lodge" as a
+    PERSON inside a STREET_ADDRESS): the longer one says more, and redacts the same characters."""
+    return [f for f in findings
+            if not any(o is not f and o.start <= f.start and f.end <= o.end and (o.end - o.start) > (f.end - f.start)
+                       and o.score >= f.score for o in findings)]
