@@ -14,9 +14,11 @@ import functools
 import importlib.resources
 import inspect
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -164,7 +166,7 @@ def test_each_bento_pod_environment_loads_as_settings(overlay, monkeypatch):
     docs = rendered(overlay)
     configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
     for bento in BENTOS:
-        for name in [n for n in list(__import__("os").environ) if n.startswith("RAGYARD_")]:
+        for name in [n for n in os.environ if n.startswith("RAGYARD_")]:
             monkeypatch.delenv(name)
         for name, value in pod_environment(configmaps, bento_container(docs, bento)).items():
             monkeypatch.setenv(name, value)
@@ -472,3 +474,20 @@ def test_bentofiles_are_valid_build_configs(path):
     assert config.python.lock_packages is False  # offline builds
     if path.name == "bentofile.gpu.yaml":
         assert config.docker.cuda_version and any(p.startswith("vllm==") for p in config.python.packages)
+
+
+def test_gpu_bento_builds_on_a_cuda_base_with_vllm(tmp_path):
+    """`bentoml build` runs offline; the Dockerfile it generates is what `containerize` builds."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "bentoml"), "build",
+         "-f", "bentos/llm/bentofile.gpu.yaml", "--version", "infra-test", "."],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True"},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    bento = tmp_path / "bentos" / "ragyard-llm-gpu" / "infra-test"
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^FROM nvidia/cuda:12\.8\.\d+-cudnn-runtime", dockerfile, re.M), dockerfile[:500]
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text().split()
+    assert "vllm==0.33.0" in requirements and not [r for r in requirements if r.startswith("torch==")]
+    assert (bento / "src" / "bentos" / "llm" / "backends" / "vllm.py").is_file()
