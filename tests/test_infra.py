@@ -253,6 +253,7 @@ def test_bento_has_deployment_service_hpa_pdb_on_its_settings_port(overlay, bent
     assert container["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     assert {"configMapRef": {"name": "ragyard-settings"}} in container["envFrom"]
 
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     service = find(docs, "Service", bento)
