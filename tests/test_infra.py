@@ -195,6 +195,15 @@ def test_llm_catalog_is_vllm_on_gpu_in_base_and_prod_and_llama_cpp_in_dev(monkey
             assert gpus is None and "nodeSelector" not in pod and "tolerations" not in pod
 
 
+def test_prod_llm_adds_a_provider_whose_key_comes_from_a_secret(monkeypatch):
+    container = bento_container(rendered("overlays/prod"), "llm")
+    monkeypatch.setenv("RAGYARD_LLM__MODELS", env_value(container, "RAGYARD_LLM__MODELS"))
+    monkeypatch.setenv("RAGYARD_LLM__DEFAULT_MODEL", env_value(container, "RAGYARD_LLM__DEFAULT_MODEL"))
+    provider = next(m for m in Settings().llm.models if m.backend == "openai")
+    (key,) = [e for e in container["env"] if e["name"] == provider.api_key_env]
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "ragyard-llm-providers", "key": "openai-api-key"}
+
+
 # ---- Kubernetes schemas -----------------------------------------------------------------------------
 
 
