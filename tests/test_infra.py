@@ -501,3 +501,19 @@ def test_gpu_bento_builds_on_a_cuda_base_with_vllm(tmp_path):
     requirements = (bento / "env" / "python" / "requirements.txt").read_text().split()
     assert "vllm==0.33.0" in requirements and not [r for r in requirements if r.startswith("torch==")]
     assert (bento / "src" / "bentos" / "llm" / "backends" / "vllm.py").is_file()
+
+
+
+def test_mlflow_accepts_its_service_name_and_rejects_other_hosts(monkeypatch):
+    """The manifest's --allowed-hosts through MLflow's own host check (the flag sets this variable):
+    in-cluster clients send Host "mlflow:5000", which the DNS-rebinding guard rejects unless listed."""
+    from mlflow.server.security import get_allowed_hosts
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    for overlay in OVERLAYS:
+        args = find(rendered(overlay), "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]["args"]
+        monkeypatch.setenv("MLFLOW_SERVER_ALLOWED_HOSTS", args[args.index("--allowed-hosts") + 1])
+        allowed = get_allowed_hosts()
+        for host in ["mlflow:5000", "mlflow.ragyard.svc.cluster.local:5000", "localhost:5000"]:
+            assert is_allowed_host_header(allowed, host), host
+        assert not is_allowed_host_header(allowed, "attacker.example:5000")
