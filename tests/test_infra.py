@@ -482,8 +482,9 @@ def test_bentofiles_are_valid_build_configs(path):
     source = REPO / (module.replace(".", "/") + ".py")
     assert source.is_file() and re.search(rf"^class {cls}\b", source.read_text(), re.M), config.service
     assert config.python.lock_packages is False  # offline builds
-    if path.name == "bentofile.gpu.yaml":
-        assert config.docker.cuda_version and any(p.startswith("vllm==") for p in config.python.packages)
+    if any(package.startswith("vllm") for package in config.python.packages or []):
+        # vLLM needs the CUDA runtime: without docker.cuda_version the image is python:3.11-slim.
+        assert config.docker.cuda_version, f"{path.name} installs vllm on a base image without CUDA"
 
 
 def test_gpu_bento_builds_on_a_cuda_base_with_vllm(tmp_path):
