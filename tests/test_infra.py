@@ -161,21 +161,37 @@ def pod_environment(configmaps: dict[str, dict], container: dict) -> dict[str, s
     return env
 
 
+def settings_in(environment: dict[str, str], monkeypatch) -> Settings:
+    """The settings a process with exactly these RAGYARD_* variables reads."""
+    for name in [n for n in os.environ if n.startswith("RAGYARD_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return Settings()  # raises on a value the settings reject (bad JSON, out of range)
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_bento_pod_environment_loads_as_settings(overlay, monkeypatch):
     docs = rendered(overlay)
     configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
     for bento in BENTOS:
-        for name in [n for n in os.environ if n.startswith("RAGYARD_")]:
-            monkeypatch.delenv(name)
-        for name, value in pod_environment(configmaps, bento_container(docs, bento)).items():
-            monkeypatch.setenv(name, value)
-        settings = Settings()  # raises on a value the settings reject (bad JSON, out of range)
+        settings = settings_in(pod_environment(configmaps, bento_container(docs, bento)), monkeypatch)
         assert settings.milvus.uri == "http://milvus:19530" and not settings.milvus.run_local
         for other in BENTOS:
             endpoint = getattr(settings, other)
             assert endpoint.url == f"http://{other}:{default_port(other)}"
             assert endpoint.port == default_port(other)
+
+
+def test_dagster_code_location_reads_its_sources_and_ledger_from_its_volumes(monkeypatch):
+    configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in rendered("base") if d["kind"] == "ConfigMap"}
+    (deployment,) = helm_values("dagster")["dagster-user-deployments"]["deployments"]
+    container = {"envFrom": [{"configMapRef": ref} for ref in deployment["envConfigMaps"]], "env": deployment["env"]}
+    settings = settings_in(pod_environment(configmaps, container), monkeypatch)
+    mounts = {m["name"]: Path(m["mountPath"]) for m in deployment["volumeMounts"]}
+    assert settings.ledger_path.is_relative_to(mounts["state"])
+    assert all(source.path.is_relative_to(mounts["sources"]) for source in settings.ingest.sources)
+    assert settings.ingest.use_embedder_bento and settings.embedder.url == "http://embedder:3001"
 
 
 def test_llm_catalog_is_vllm_on_gpu_in_base_and_prod_and_llama_cpp_in_dev(monkeypatch):
