@@ -197,8 +197,8 @@ def test_dagster_code_location_reads_its_sources_and_ledger_from_its_volumes(mon
 def test_llm_catalog_is_vllm_on_gpu_in_base_and_prod_and_llama_cpp_in_dev(monkeypatch):
     for overlay, backend in [("base", "vllm"), ("overlays/prod", "vllm"), ("overlays/dev", "llama_cpp")]:
         container = bento_container(rendered(overlay), "llm")
-        monkeypatch.setenv("RAGYARD_LLM__MODELS", env_value(container, "RAGYARD_LLM__MODELS"))
-        models = Settings().llm.models
+        catalog = {"RAGYARD_LLM__MODELS": env_value(container, "RAGYARD_LLM__MODELS")}
+        models = settings_in(catalog, monkeypatch).llm.models
         assert models[0].backend == backend, overlay
         gpus = container["resources"].get("limits", {}).get("nvidia.com/gpu")
         pod = find(rendered(overlay), "Deployment", "llm")["spec"]["template"]["spec"]
@@ -213,9 +213,9 @@ def test_llm_catalog_is_vllm_on_gpu_in_base_and_prod_and_llama_cpp_in_dev(monkey
 
 def test_prod_llm_adds_a_provider_whose_key_comes_from_a_secret(monkeypatch):
     container = bento_container(rendered("overlays/prod"), "llm")
-    monkeypatch.setenv("RAGYARD_LLM__MODELS", env_value(container, "RAGYARD_LLM__MODELS"))
-    monkeypatch.setenv("RAGYARD_LLM__DEFAULT_MODEL", env_value(container, "RAGYARD_LLM__DEFAULT_MODEL"))
-    provider = next(m for m in Settings().llm.models if m.backend == "openai")
+    names = ["RAGYARD_LLM__MODELS", "RAGYARD_LLM__DEFAULT_MODEL"]
+    llm = settings_in({name: env_value(container, name) for name in names}, monkeypatch).llm
+    provider = next(m for m in llm.models if m.backend == "openai")
     (key,) = [e for e in container["env"] if e["name"] == provider.api_key_env]
     assert key["valueFrom"]["secretKeyRef"] == {"name": "ragyard-llm-providers", "key": "openai-api-key"}
 
@@ -458,7 +458,9 @@ def test_compose_dagster_instance_is_valid_for_dagster():
     assert config["run_coordinator"]["config"]["tag_concurrency_limits"] == [{"key": "ragyard/ingest", "limit": 1}]
     workspace = yaml.safe_load((COMPOSE / "dagster" / "workspace.yaml").read_text())
     (location,) = workspace["load_from"]
-    assert location["grpc_server"]["host"] == "dagster-code" and "-p" in compose()["services"]["dagster-code"]["command"]
+    code_server = compose()["services"]["dagster-code"]["command"]
+    assert location["grpc_server"]["host"] == "dagster-code"
+    assert code_server[code_server.index("-p") + 1] == str(location["grpc_server"]["port"])
 
 
 # ---- images -------------------------------------------------------------------------------------------
