@@ -1,0 +1,538 @@
+"""The deployment files (infra/): they parse, validate, and agree with the code.
+
+Offline and fast. Kustomize overlays render with the kustomize built into kubectl and validate
+against the Kubernetes JSON schemas that kubernetes-validate ships (strict: unknown fields fail);
+docker-compose.yml against the compose-spec schema vendored by check-jsonschema; the Dagster
+instance file against Dagster's own schema; bentofiles against BentoML's build-config classes.
+Every RAGYARD_* name in a manifest must be a field of ragyard.settings.Settings, ports must be the
+settings' defaults, and probe paths the ones BentoML serves.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import inspect
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterator
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from ragyard.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+INFRA = REPO / "infra"
+K8S = INFRA / "k8s"
+COMPOSE = INFRA / "compose"
+# The oldest Kubernetes minor the manifests target (topologySpreadConstraints.matchLabelKeys: 1.27+).
+K8S_VERSION = "1.29"
+OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
+BENTOS = ["router", "embedder", "retriever", "llm", "safety"]
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY|ACCESSKEY|SALT|ENCRYPTION_KEY|REDIS_AUTH")
+
+
+def default_port(bento: str) -> int:
+    """The bento's port as ragyard/settings.py defines it (not as this process's environment says)."""
+    return Settings.model_fields[bento].default_factory().port
+
+
+# ---- loading ---------------------------------------------------------------------------------------
+
+
+@functools.cache
+def rendered(overlay: str) -> tuple[dict, ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (which ships kustomize) is not installed; the raw manifests are still checked")
+    out = subprocess.run([kubectl, "kustomize", str(K8S / overlay)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
+
+
+def resource_files() -> list[Path]:
+    """Manifest files that are whole resources: not kustomizations, not patches."""
+    return sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml" and "patches" not in p.parts)
+
+
+def find(docs: tuple[dict, ...], kind: str, name: str) -> dict:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def pod_specs(docs: tuple[dict, ...]) -> Iterator[tuple[str, dict]]:
+    for doc in docs:
+        if doc["kind"] in WORKLOAD_KINDS:
+            yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
+
+
+def containers(pod: dict) -> list[dict]:
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def bento_container(docs: tuple[dict, ...], bento: str) -> dict:
+    (container,) = find(docs, "Deployment", bento)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def env_value(container: dict, name: str) -> str | None:
+    return next((e.get("value") for e in container.get("env", []) if e["name"] == name), None)
+
+
+def compose() -> dict:
+    return yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
+
+
+def helm_values(chart: str) -> dict:
+    return yaml.safe_load((INFRA / "helm" / f"{chart}-values.yaml").read_text())
+
+
+# ---- the settings cross-check -----------------------------------------------------------------------
+
+
+def settings_field_exists(env_name: str) -> bool:
+    """RAGYARD_HOME, RAGYARD_MILVUS__URI, ...: a path of fields through Settings' nested models."""
+    model: Any = Settings
+    for part in env_name.removeprefix("RAGYARD_").lower().split("__"):
+        if not (inspect.isclass(model) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return False
+        model = model.model_fields[part].annotation
+    return True
+
+
+def ragyard_env_names() -> dict[str, set[str]]:
+    """Every RAGYARD_* name the deployment files set, with where each is set."""
+    found: dict[str, set[str]] = {}
+
+    def add(names, where: str) -> None:
+        for name in names:
+            if name.startswith("RAGYARD_"):
+                found.setdefault(name, set()).add(where)
+
+    for overlay in OVERLAYS:
+        for doc in rendered(overlay):
+            if doc["kind"] == "ConfigMap":
+                add(doc.get("data", {}), f"{overlay}: ConfigMap/{doc['metadata']['name']}")
+        for where, pod in pod_specs(rendered(overlay)):
+            for container in containers(pod):
+                add((e["name"] for e in container.get("env", [])), f"{overlay}: {where}")
+    for name, service in compose()["services"].items():
+        add(service.get("environment", {}), f"compose: {name}")
+    for deployment in helm_values("dagster")["dagster-user-deployments"]["deployments"]:
+        add((e["name"] for e in deployment["env"]), f"helm/dagster: {deployment['name']}")
+    return found
+
+
+def test_the_settings_walk_tells_real_names_from_typos():
+    assert settings_field_exists("RAGYARD_HOME")
+    assert settings_field_exists("RAGYARD_MILVUS__URI")
+    assert settings_field_exists("RAGYARD_INGEST__USE_EMBEDDER_BENTO")
+    assert not settings_field_exists("RAGYARD_MILVUS__URL")
+    assert not settings_field_exists("RAGYARD_HOME__X")
+
+
+def test_every_ragyard_env_name_is_a_settings_field():
+    names = ragyard_env_names()
+    assert len(names) >= 15, sorted(names)  # the walk found the manifests, compose and Helm values
+    unknown = {name: sorted(where) for name, where in names.items() if not settings_field_exists(name)}
+    assert not unknown, f"names that ragyard/settings.py does not read: {unknown}"
+
+
+def pod_environment(configmaps: dict[str, dict], container: dict) -> dict[str, str]:
+    """The environment a container starts with; a Secret's value stands in as 'from-a-secret'."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(configmaps[source["configMapRef"]["name"]])
+    for var in container.get("env", []):
+        env[var["name"]] = var.get("value", "from-a-secret")
+    return env
+
+
+def settings_in(environment: dict[str, str], monkeypatch) -> Settings:
+    """The settings a process with exactly these RAGYARD_* variables reads."""
+    for name in [n for n in os.environ if n.startswith("RAGYARD_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return Settings()  # raises on a value the settings reject (bad JSON, out of range)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_bento_pod_environment_loads_as_settings(overlay, monkeypatch):
+    docs = rendered(overlay)
+    configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    for bento in BENTOS:
+        settings = settings_in(pod_environment(configmaps, bento_container(docs, bento)), monkeypatch)
+        assert settings.milvus.uri == "http://milvus:19530" and not settings.milvus.run_local
+        for other in BENTOS:
+            endpoint = getattr(settings, other)
+            assert endpoint.url == f"http://{other}:{default_port(other)}"
+            assert endpoint.port == default_port(other)
+
+
+def test_dagster_code_location_reads_its_sources_and_ledger_from_its_volumes(monkeypatch):
+    configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in rendered("base") if d["kind"] == "ConfigMap"}
+    (deployment,) = helm_values("dagster")["dagster-user-deployments"]["deployments"]
+    container = {"envFrom": [{"configMapRef": ref} for ref in deployment["envConfigMaps"]], "env": deployment["env"]}
+    settings = settings_in(pod_environment(configmaps, container), monkeypatch)
+    mounts = {m["name"]: Path(m["mountPath"]) for m in deployment["volumeMounts"]}
+    assert settings.ledger_path.is_relative_to(mounts["state"])
+    assert all(source.path.is_relative_to(mounts["sources"]) for source in settings.ingest.sources)
+    assert settings.ingest.use_embedder_bento and settings.embedder.url == "http://embedder:3001"
+
+
+def test_llm_catalog_is_vllm_on_gpu_in_base_and_prod_and_llama_cpp_in_dev(monkeypatch):
+    for overlay, backend in [("base", "vllm"), ("overlays/prod", "vllm"), ("overlays/dev", "llama_cpp")]:
+        container = bento_container(rendered(overlay), "llm")
+        catalog = {"RAGYARD_LLM__MODELS": env_value(container, "RAGYARD_LLM__MODELS")}
+        models = settings_in(catalog, monkeypatch).llm.models
+        assert models[0].backend == backend, overlay
+        gpus = container["resources"].get("limits", {}).get("nvidia.com/gpu")
+        pod = find(rendered(overlay), "Deployment", "llm")["spec"]["template"]["spec"]
+        if backend == "vllm":
+            assert gpus == "1" and container["image"].split("/")[-1].startswith("ragyard-llm-gpu")
+            assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+            assert models[0].model.startswith("/models/")  # read from the models volume, not a hub
+        else:
+            assert gpus is None and "nodeSelector" not in pod and "tolerations" not in pod
+
+
+def test_prod_llm_adds_a_provider_whose_key_comes_from_a_secret(monkeypatch):
+    container = bento_container(rendered("overlays/prod"), "llm")
+    names = ["RAGYARD_LLM__MODELS", "RAGYARD_LLM__DEFAULT_MODEL"]
+    llm = settings_in({name: env_value(container, name) for name in names}, monkeypatch).llm
+    provider = next(m for m in llm.models if m.backend == "openai")
+    (key,) = [e for e in container["env"] if e["name"] == provider.api_key_env]
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "ragyard-llm-providers", "key": "openai-api-key"}
+
+
+# ---- Kubernetes schemas -----------------------------------------------------------------------------
+
+
+def validate(doc: dict, where: str) -> None:
+    try:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        pytest.fail(f"{where}: {doc['kind']}/{doc['metadata'].get('name')}: {e.message} at {list(e.path)}")
+
+
+@pytest.mark.parametrize("path", resource_files(), ids=lambda p: str(p.relative_to(K8S)))
+def test_every_manifest_file_validates_against_the_kubernetes_schemas(path):
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert docs
+    for doc in docs:
+        validate(doc, str(path.relative_to(REPO)))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rendered_overlay_validates_against_the_kubernetes_schemas(overlay):
+    docs = rendered(overlay)
+    for doc in docs:
+        validate(doc, overlay)
+    assert {d["kind"] for d in docs} >= {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+
+
+def test_the_schema_check_catches_a_misspelt_field():
+    deployment = json.loads(json.dumps(find(rendered("base"), "Deployment", "embedder")))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+# ---- bentos: ports, probes, scaling -----------------------------------------------------------------
+
+
+def test_probe_paths_are_the_ones_bentoml_serves():
+    from bentoml._internal.server.base_app import BaseAppFactory
+
+    handler = lambda request: None  # noqa: E731
+    routes = BaseAppFactory.get_system_routes(SimpleNamespace(livez=handler, readyz=handler, metrics=handler))
+    assert {"/livez", "/readyz", "/metrics"} <= {route.path for route in routes}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("bento", BENTOS)
+def test_bento_has_deployment_service_hpa_pdb_on_its_settings_port(overlay, bento):
+    docs = rendered(overlay)
+    port = default_port(bento)
+    deployment = find(docs, "Deployment", bento)
+    container = bento_container(docs, bento)
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert env_value(container, "BENTOML_PORT") == str(port)  # `bentoml serve` listens there
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert {"configMapRef": {"name": "ragyard-settings"}} in container["envFrom"]
+
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    service = find(docs, "Service", bento)
+    assert service["spec"]["selector"] == selector
+    assert service["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http"}]
+    hpa = find(docs, "HorizontalPodAutoscaler", bento)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": bento}
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert find(docs, "PodDisruptionBudget", bento)["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_cpu_bentos_scale_on_cpu_and_the_llm_on_requests_in_flight():
+    docs = rendered("overlays/prod")
+    for bento in ["embedder", "retriever", "safety"]:
+        (metric,) = find(docs, "HorizontalPodAutoscaler", bento)["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+        assert find(docs, "HorizontalPodAutoscaler", bento)["spec"]["maxReplicas"] > 3
+    (metric,) = find(docs, "HorizontalPodAutoscaler", "llm")["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] == "bentoml_service_request_in_progress"
+
+
+def test_router_stays_one_pod_while_its_sqlite_state_is_not_shared():
+    for overlay in OVERLAYS:
+        docs = rendered(overlay)
+        assert find(docs, "HorizontalPodAutoscaler", "router")["spec"]["maxReplicas"] == 1
+        deployment = find(docs, "Deployment", "router")
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+        claim = find(docs, "PersistentVolumeClaim", "ragyard-router-state")
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in volumes
+
+
+def test_settings_urls_name_services_that_exist_on_the_right_port():
+    docs = rendered("overlays/prod")
+    settings = find(docs, "ConfigMap", "ragyard-settings")["data"]
+    for bento in BENTOS:
+        url = settings[f"RAGYARD_{bento.upper()}__URL"]
+        host, port = url.removeprefix("http://").split(":")
+        assert find(docs, "Service", host)["spec"]["ports"][0]["port"] == int(port) == default_port(bento)
+    assert find(docs, "Service", "mlflow")["spec"]["ports"][0]["port"] == 5000
+    assert settings["RAGYARD_MLFLOW__URL"] == "http://mlflow:5000"
+
+
+# ---- secrets ------------------------------------------------------------------------------------------
+
+
+def test_no_secret_is_written_in_a_manifest():
+    for overlay in OVERLAYS:
+        docs = rendered(overlay)
+        assert not [d for d in docs if d["kind"] == "Secret"], "Secrets are created out of band (docs/deploy.md)"
+        for where, pod in pod_specs(docs):
+            for container in containers(pod):
+                for var in container.get("env", []):
+                    if SECRET_NAME.search(var["name"]):
+                        assert "secretKeyRef" in var.get("valueFrom", {}), f"{overlay} {where}: {var['name']}"
+        for doc in docs:
+            if doc["kind"] == "ConfigMap":
+                assert not [k for k in doc.get("data", {}) if SECRET_NAME.search(k)], doc["metadata"]["name"]
+
+
+# Helm values that name a Secret or a key inside one (existingSecret, rootPasswordSecretKey, ...).
+SECRET_REFERENCE = re.compile(r"\w*(SecretName|existingSecret|(Password|User|Secret)(Secret)?Key)")
+
+
+def literal_secrets(values: Any, path: str = "") -> Iterator[str]:
+    """Keys of Helm values that hold a non-empty literal password or key."""
+    if isinstance(values, dict):
+        for key, value in values.items():
+            here = f"{path}.{key}"
+            if isinstance(value, str) and value and re.search(r"password|secret|accesskey$|^salt$", key, re.I) \
+                    and not SECRET_REFERENCE.fullmatch(key):
+                yield here
+            yield from literal_secrets(value, here)
+    elif isinstance(values, list):
+        for i, item in enumerate(values):
+            yield from literal_secrets(item, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize("chart", ["milvus", "dagster", "langfuse"])
+def test_helm_values_parse_and_take_secrets_from_secrets(chart):
+    values = helm_values(chart)
+    assert isinstance(values, dict) and values
+    assert not list(literal_secrets(values)), list(literal_secrets(values))
+    text = (INFRA / "helm" / f"{chart}-values.yaml").read_text()
+    assert "secretKeyRef" in text or "existingSecret" in text or "SecretName" in text
+
+
+def test_the_literal_secret_check_finds_one():
+    values = {"minio": {"accessKey": "minioadmin", "secretKey": "minioadmin", "existingSecret": "s"},
+              "redis": {"auth": {"password": "changeme", "existingSecretPasswordKey": "redis-password"}}}
+    assert list(literal_secrets(values)) == [".minio.accessKey", ".minio.secretKey", ".redis.auth.password"]
+
+
+def test_compose_secrets_come_from_the_env_file():
+    declared = dict(line.split("=", 1) for line in (COMPOSE / ".env.example").read_text().splitlines()
+                    if line and not line.startswith("#"))
+    assert not [k for k, v in declared.items() if SECRET_NAME.search(k) and v], ".env.example holds no secret"
+    text = (COMPOSE / "docker-compose.yml").read_text()
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", text))
+    assert used <= declared.keys(), f"not in .env.example: {used - declared.keys()}"
+    for name, service in compose()["services"].items():
+        environment = service.get("environment", {})
+        for var, value in environment.items():
+            if SECRET_NAME.search(var) and var != "MLFLOW_HTTP_REQUEST_MAX_RETRIES":
+                assert "${" in str(value), f"{name}: {var} is written in the compose file"
+
+
+# ---- Helm values against the code ----------------------------------------------------------------------
+
+
+def test_milvus_runs_in_cluster_mode_with_auth():
+    values = helm_values("milvus")
+    assert values["cluster"]["enabled"] is True
+    assert "authorizationEnabled: true" in values["extraConfigFiles"]["user.yaml"]
+    for component in ["mixCoordinator", "proxy", "queryNode", "dataNode", "streamingNode"]:
+        names = {e["name"] for e in values[component]["extraEnv"]}
+        assert {"COMMON_SECURITY_DEFAULTROOTPASSWORD", "MINIO_ACCESSKEYID", "MINIO_SECRETACCESSKEY"} <= names
+
+
+def test_dagster_runs_our_code_location_with_the_k8s_run_launcher():
+    values = helm_values("dagster")
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert deployment["image"]["repository"].endswith("/ragyard-pipelines")
+    module = deployment["dagsterApiGrpcArgs"][deployment["dagsterApiGrpcArgs"].index("-m") + 1]
+    assert (REPO / (module.replace(".", "/") + ".py")).is_file()
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+    base_claims = {d["metadata"]["name"] for d in rendered("base") if d["kind"] == "PersistentVolumeClaim"}
+    assert {v["persistentVolumeClaim"]["claimName"] for v in deployment["volumes"]} <= base_claims
+    # The same queue rule as the repository's one-machine dagster.yaml: one ingest run at a time.
+    local = yaml.safe_load((REPO / "dagster.yaml").read_text())["run_coordinator"]["config"]
+    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queued["tagConcurrencyLimits"] == local["tag_concurrency_limits"]
+    assert queued["maxConcurrentRuns"] == local["max_concurrent_runs"]
+
+
+def test_langfuse_keys_come_from_secret_refs():
+    langfuse = helm_values("langfuse")["langfuse"]
+    for key in ["salt", "encryptionKey"]:
+        assert set(langfuse[key]) == {"secretKeyRef"}
+    assert set(langfuse["nextauth"]["secret"]) == {"secretKeyRef"}
+
+
+# ---- docker-compose -------------------------------------------------------------------------------------
+
+
+def test_compose_file_is_valid_against_the_compose_spec():
+    vendored = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema = json.loads(vendored.joinpath("compose-spec.json").read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(compose())]
+    assert not errors, errors
+    broken = {**compose(), "services": {"x": {"image": "y", "helthcheck": {}}}}
+    assert list(validator.iter_errors(broken)), "the schema must reject an unknown service key"
+
+
+@pytest.mark.parametrize("bento", BENTOS)
+def test_compose_bento_listens_on_its_settings_port(bento):
+    service = compose()["services"][bento]
+    port = default_port(bento)
+    assert service["environment"]["BENTOML_PORT"] == str(port)
+    assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
+    probe = " ".join(service["healthcheck"]["test"])
+    assert re.search(rf"http://localhost:{port}/(readyz|livez)'", probe), probe
+
+
+def test_compose_runs_the_same_services_as_the_cluster():
+    services = compose()["services"]
+    assert set(BENTOS) | {"milvus", "etcd", "minio", "mlflow", "postgres", "dagster-webserver", "dagster-daemon",
+                          "dagster-code", "langfuse-web", "langfuse-worker", "clickhouse", "redis"} <= services.keys()
+
+
+def test_compose_dagster_instance_is_valid_for_dagster():
+    from dagster._core.instance.config import dagster_instance_config
+
+    config, _ = dagster_instance_config(str(COMPOSE / "dagster"))
+    assert config["run_coordinator"]["config"]["tag_concurrency_limits"] == [{"key": "ragyard/ingest", "limit": 1}]
+    workspace = yaml.safe_load((COMPOSE / "dagster" / "workspace.yaml").read_text())
+    (location,) = workspace["load_from"]
+    code_server = compose()["services"]["dagster-code"]["command"]
+    assert location["grpc_server"]["host"] == "dagster-code"
+    assert code_server[code_server.index("-p") + 1] == str(location["grpc_server"]["port"])
+
+
+# ---- images -------------------------------------------------------------------------------------------
+
+
+def project_pins() -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for requirement in project["dependencies"]:
+        name, _, version = requirement.partition("==")
+        pins[re.sub(r"\[.*\]", "", name).lower()] = version
+    return pins
+
+
+@pytest.mark.parametrize("dockerfile", sorted((INFRA / "images").glob("*/Dockerfile")), ids=lambda p: p.parent.name)
+def test_images_install_the_versions_the_project_pins(dockerfile):
+    pins = project_pins()
+    pinned = re.findall(r"([A-Za-z0-9_.\-\[\]]+)==([0-9][^\s\\\"]*)", dockerfile.read_text())
+    assert pinned
+    for name, version in pinned:
+        key = re.sub(r"\[.*\]", "", name).lower()
+        if key in pins:
+            assert version == pins[key], f"{dockerfile.parent.name}: {name}=={version}, pyproject pins {pins[key]}"
+
+
+def bentofiles() -> list[Path]:
+    return sorted((REPO / "bentos").glob("*/bentofile*.yaml"))
+
+
+@pytest.mark.parametrize("path", bentofiles(), ids=lambda p: str(p.relative_to(REPO / "bentos")))
+def test_bentofiles_are_valid_build_configs(path):
+    from bentoml._internal.bento.build_config import BentoBuildConfig
+
+    with path.open() as f:
+        config = BentoBuildConfig.from_yaml(f)  # rejects unknown keys and bad docker options
+    module, _, cls = config.service.partition(":")
+    source = REPO / (module.replace(".", "/") + ".py")
+    assert source.is_file() and re.search(rf"^class {cls}\b", source.read_text(), re.M), config.service
+    assert config.python.lock_packages is False  # offline builds
+    if any(package.startswith("vllm") for package in config.python.packages or []):
+        # vLLM needs the CUDA runtime: without docker.cuda_version the image is python:3.11-slim.
+        assert config.docker.cuda_version, f"{path.name} installs vllm on a base image without CUDA"
+
+
+def test_gpu_bento_builds_on_a_cuda_base_with_vllm(tmp_path):
+    """`bentoml build` runs offline; the Dockerfile it generates is what `containerize` builds."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "bentoml"), "build",
+         "-f", "bentos/llm/bentofile.gpu.yaml", "--version", "infra-test", "."],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True"},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    bento = tmp_path / "bentos" / "ragyard-llm-gpu" / "infra-test"
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^FROM nvidia/cuda:12\.8\.\d+-cudnn-runtime", dockerfile, re.M), dockerfile[:500]
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text().split()
+    assert "vllm==0.33.0" in requirements and not [r for r in requirements if r.startswith("torch==")]
+    assert (bento / "src" / "bentos" / "llm" / "backends" / "vllm.py").is_file()
+
+
+
+def test_mlflow_accepts_its_service_name_and_rejects_other_hosts(monkeypatch):
+    """The manifest's --allowed-hosts through MLflow's own host check (the flag sets this variable):
+    in-cluster clients send Host "mlflow:5000", which the DNS-rebinding guard rejects unless listed."""
+    from mlflow.server.security import get_allowed_hosts
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    for overlay in OVERLAYS:
+        args = find(rendered(overlay), "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]["args"]
+        monkeypatch.setenv("MLFLOW_SERVER_ALLOWED_HOSTS", args[args.index("--allowed-hosts") + 1])
+        allowed = get_allowed_hosts()
+        for host in ["mlflow:5000", "mlflow.ragyard.svc.cluster.local:5000", "localhost:5000"]:
+            assert is_allowed_host_header(allowed, host), host
+        assert not is_allowed_host_header(allowed, "attacker.example:5000")
