@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ragyard-setup-stamp
 APT_PACKAGES := python3.11-doc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench eval clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ test: setup
 
 bench: setup
 	$(PY) -m benchmarks $(BENCH)
+
+# The fast suite: every eval present, on its quick subset, against the running platform (make run);
+# each run goes to MLflow, and the retrieval regression gate fails the target (exit 1).
+eval: setup
+	$(PY) -m evals run all --quick --gate
 
 clean:
 	rm -rf .ragyard

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import io
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -197,7 +198,9 @@ def measured_against(common: dict[str, ParamValue]) -> str:
 def write_summary(eval_name: str, experiment: str, report: EvalReport, common: dict[str, ParamValue],
                   command: str, path: Path = EVALS_DOC) -> None:
     """Replace the eval's section of docs/evals.md: date, machine, command, setup, the eval's own summary."""
-    body = f"Command: `{command}`. {measured_against(common)}\n\n{report.summary_markdown}"
+    load = os.getloadavg()[0]  # timings depend on what else the machine was doing
+    body = (f"Command: `{command}`, load average {load:.1f} at the end. {measured_against(common)}\n\n"
+            f"{report.summary_markdown}")
     write_section(f"{eval_name.capitalize()} (experiment `{experiment}`)", body, report=path, header=_DOC_HEADER)
 
 
