@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ragyard-setup-stamp
 APT_PACKAGES := python3.11-doc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test bench eval clean
+.PHONY: setup run test bench clean
 
 setup: $(STAMP)
 
@@ -35,10 +35,11 @@ test: setup
 bench: setup
 	$(PY) -m benchmarks $(BENCH)
 
-# The fast suite: every eval present, on its quick subset, against the running platform (make run);
-# each run goes to MLflow, and the retrieval regression gate fails the target (exit 1).
-eval: setup
-	$(PY) -m evals run all --quick --gate
-
 clean:
 	rm -rf .ragyard
+
+# The fast suite: every eval present, on its quick subset, against the running platform (make run);
+# each run goes to MLflow, and the retrieval regression gate fails the target (exit 1).
+.PHONY: eval
+eval: setup
+	$(PY) -m evals run all --quick --gate
