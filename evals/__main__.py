@@ -25,8 +25,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--gate", action="store_true",
                      help="check retrieval against its MLflow baseline; exit 1 on a regression")
     retrieval = run.add_argument_group("retrieval only")
-    retrieval.add_argument("--dataset", type=Path,
-                           help=f"JSONL question set (default: RAGYARD_EVALS__RETRIEVAL_DATASET or {DEFAULT_DATASET.name})")
+    retrieval.add_argument("--dataset", type=Path, help="JSONL question set (default: "
+                           f"RAGYARD_EVALS__RETRIEVAL_DATASET or {DEFAULT_DATASET.name})")
     retrieval.add_argument("--mode", action="append", choices=MODES, dest="modes",
                            help="search mode to evaluate; repeat for several (default: all)")
 
