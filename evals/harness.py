@@ -181,7 +181,8 @@ def log_report(client, experiment: str, eval_name: str, report: EvalReport, comm
                quick: bool) -> list[str]:
     exp_id = experiment_id(client, experiment)
     tags = {EVAL_TAG: eval_name, BATCH_TAG: uuid.uuid4().hex[:12], QUICK_TAG: str(quick).lower(),
-            "ragyard.git_commit": git_commit(), "ragyard.machine": machine()}
+            "ragyard.git_commit": git_commit(), "ragyard.machine": machine(),
+            "ragyard.load_average": f"{os.getloadavg()[0]:.1f}"}  # timings depend on the machine's load
     return [log_run(client, exp_id, run, {**common, **run.params}, tags) for run in report.runs]
 
 

@@ -9,7 +9,8 @@ in the MLflow UI takes effect within seconds. The caller records `name`, `versio
 
 When MLflow is unreachable a request is never failed for it: the last version loaded is used
 past its TTL, and before any load succeeded the built-in template (version None, alias
-"builtin") is returned.
+"builtin") is returned. A failed load is retried after `FAILURE_BACKOFF_S`, so during an outage
+at most one request in that time waits for MLflow's connection retries (about 3 s).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ragyard.tracking import mlflow_client
 log = logging.getLogger(__name__)
 
 BUILTIN_ALIAS = "builtin"
+FAILURE_BACKOFF_S = 30.0  # after MLflow failed to answer, retry it no sooner than this
 RAG_VARIABLES = ("context", "question")
 RAG_TEMPLATE: tuple[dict[str, str], ...] = (
     {
@@ -156,16 +158,19 @@ class PromptResolver:
             if entry is not None and (entry.expires > now or key in self._refreshing):
                 return entry.prompt  # fresh, or another thread is refreshing it: the last value serves
             self._refreshing.add(key)
+        ttl = self.prompts.cache_ttl_s
         try:
             prompt = self._fetch(name, alias)
         except Exception as exc:  # unreachable or erroring server: keep serving what we had
             log.warning("MLflow at %s: loading prompt %s@%s failed (%s)", self.mlflow_url, name, alias, exc)
             prompt = entry.prompt if entry is not None else None
+            # A failed fetch costs seconds of MLflow's retries: at most one request per back-off pays it.
+            ttl = max(ttl, FAILURE_BACKOFF_S)
         finally:
             with self._lock:
                 self._refreshing.discard(key)
         with self._lock:
-            self._cache[key] = _Entry(prompt, self._clock() + self.prompts.cache_ttl_s)
+            self._cache[key] = _Entry(prompt, self._clock() + ttl)
         return prompt
 
     def _fetch(self, name: str, alias: str) -> ResolvedPrompt | None:

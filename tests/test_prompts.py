@@ -1,5 +1,6 @@
 """The RAG prompt in a real MLflow prompt registry: seeding, aliases, the sticky A/B split, outages."""
 
+import logging
 import uuid
 from collections import Counter
 
@@ -11,6 +12,7 @@ from ragyard.supervisor import Supervisor
 from ragyard.tracking import mlflow_client
 from router.prompts import (
     BUILTIN_ALIAS,
+    FAILURE_BACKOFF_S,
     RAG_TEMPLATE,
     PromptResolver,
     PromptUnavailable,
@@ -130,7 +132,7 @@ def test_a_missing_ab_alias_falls_back_to_the_default_alias(mlflow_server):
         PromptResolver.from_settings(settings).resolve(name="no-such-prompt", user_id="bob")
 
 
-def test_with_mlflow_down_the_last_version_serves_and_before_that_the_builtin(tmp_path):
+def test_with_mlflow_down_the_last_version_serves_and_before_that_the_builtin(tmp_path, caplog):
     settings = Settings(home=tmp_path, mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}"),
                         prompts=PromptSettings(cache_ttl_s=1.0))
     never_loaded = PromptResolver.from_settings(settings)
@@ -145,3 +147,13 @@ def test_with_mlflow_down_the_last_version_serves_and_before_that_the_builtin(tm
     resolved = never_loaded.resolve(user_id="carol")
     assert (resolved.version, resolved.alias, resolved.template) == (None, BUILTIN_ALIAS, RAG_TEMPLATE)
     assert resolved.uri is None
+
+    # the failure is remembered for the back-off: MLflow is not asked again until it ends
+    with caplog.at_level(logging.WARNING, logger="router.prompts"):
+        caplog.clear()
+        clock.now += FAILURE_BACKOFF_S - 1
+        assert resolver.resolve(user_id="carol").version == 1
+        assert not caplog.records
+        clock.now += 2
+        assert resolver.resolve(user_id="carol").version == 1
+        assert "loading prompt" in caplog.text
