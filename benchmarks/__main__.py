@@ -12,6 +12,7 @@ import importlib
 BENCHMARKS = {
     "ingest": "benchmarks.ingest",
     "llm": "benchmarks.llm",
+    "safety": "benchmarks.safety",
 }
 
 

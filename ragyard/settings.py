@@ -160,10 +160,11 @@ class CategoryPolicy(BaseModel):
 class DirectionPolicy(BaseModel):
     # Presidio scores a phone number without context words 0.4: 0.5 would miss most of them.
     pii: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="redact", threshold=0.4))
-    # Injection threshold from the safety eval (docs/evals.md): the classifier's score at 1% FPR
-    # on benign Python-docs questions and paragraphs.
-    injection: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="block", threshold=0.9))
-    toxicity: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="flag", threshold=0.8))
+    # Thresholds from the safety eval (docs/evals.md), each the score that flags 1% of benign
+    # Python-docs questions and paragraphs: injection (classifier and heuristics combined) 0.96,
+    # toxicity 0.18 (enough to flag; the output direction blocks only above 0.8).
+    injection: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="block", threshold=0.96))
+    toxicity: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="flag", threshold=0.18))
 
     @model_validator(mode="after")
     def _redact_needs_spans(self) -> "DirectionPolicy":
@@ -184,12 +185,13 @@ class SafetyPolicy(BaseModel):
 
 
 def _default_policies() -> dict[str, SafetyPolicy]:
+    # strict trades false positives for recall: injection 0.9 caught 83% of attacks and 1.2% of benign text.
     strict_input = DirectionPolicy(pii=CategoryPolicy(action="block", threshold=0.3),
-                                   injection=CategoryPolicy(action="block", threshold=0.5),
-                                   toxicity=CategoryPolicy(action="block", threshold=0.5))
+                                   injection=CategoryPolicy(action="block", threshold=0.9),
+                                   toxicity=CategoryPolicy(action="block", threshold=0.18))
     strict_output = DirectionPolicy(pii=CategoryPolicy(action="redact", threshold=0.3),
-                                    injection=CategoryPolicy(action="flag", threshold=0.5),
-                                    toxicity=CategoryPolicy(action="block", threshold=0.5))
+                                    injection=CategoryPolicy(action="flag", threshold=0.9),
+                                    toxicity=CategoryPolicy(action="block", threshold=0.18))
     return {
         "default": SafetyPolicy(),
         "strict": SafetyPolicy(input=strict_input, output=strict_output),
