@@ -15,23 +15,28 @@ from bentos.safety.minilm_onnx import export_minilm_onnx
 from bentos.safety.schemas import Finding
 
 WINDOW_WORDS = 200
+# The classifier is not trained on very short texts: measured here, "help" scores 0.995, "hi" and
+# "ok" 0.94, "Say a word about the number 1" 0.975, all above the 0.96 block threshold. Below this
+# many words only the heuristics judge (they catch "Ignore previous instructions" on their own).
+MIN_CLASSIFIER_WORDS = 8
 _WORD = re.compile(r"\S+")
 
-# heuristic name -> (pattern, score)
+# heuristic name -> (pattern, score). The heuristics matched no benign text of the safety eval
+# (precision 1.0), so the specific ones score above the default block threshold (0.96) on their own.
 HEURISTICS: dict[str, tuple[re.Pattern, float]] = {
     "ignore_instructions": (re.compile(
         r"\b(?:ignore|disregard|forget|override|bypass|skip)\s+(?:all\s+|any\s+|every\s+|the\s+|your\s+|of\s+)*"
         r"(?:previous|prior|above|earlier|preceding|initial|original|system|safety|developer)?\s*"
         r"(?:instructions?|prompts?|rules|directions|guidelines|directives|context|programming|restrictions)\b",
-        re.I), 0.95),
+        re.I), 0.99),
     "persona_override": (re.compile(
         r"\b(?:do anything now|DAN mode|developer mode (?:enabled|output|on)|jailbr(?:ea|o)k(?:en)?|"
         r"you are (?:now |going to be )?(?:DAN|free from|no longer bound|an? (?:unfiltered|uncensored|unrestricted)))",
-        re.I), 0.9),
+        re.I), 0.98),
     "system_prompt_extraction": (re.compile(
         r"\b(?:reveal|show|print|repeat|output|leak|display|tell me|what (?:is|are|were))\s+(?:me\s+)?"
         r"(?:your|the)\s+(?:entire\s+|full\s+)?(?:system|initial|hidden|original|secret|first)\s+"
-        r"(?:prompt|instructions?|message|directives?)", re.I), 0.9),
+        r"(?:prompt|instructions?|message|directives?)", re.I), 0.98),
     "restriction_removal": (re.compile(
         r"\b(?:without|free of|no|ignore)\s+(?:any\s+)?(?:ethical|moral|content|safety)?\s*"
         r"(?:restrictions|filters|filtering|censorship|limitations|guidelines|boundaries|constraints)\b", re.I), 0.6),
@@ -79,7 +84,7 @@ class InjectionDetector:
 
     def classifier_findings(self, text: str) -> list[Finding]:
         spans = windows(text)
-        if not spans:
+        if not spans or len(_WORD.findall(text)) < MIN_CLASSIFIER_WORDS:
             return []
         results = self._jailguard.detect_batch([text[start:end] for start, end in spans])
         (start, end), best = max(zip(spans, results), key=lambda pair: pair[1].score)
