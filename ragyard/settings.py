@@ -87,6 +87,15 @@ class SafetySettings(ServiceEndpoint):
 
 class RouterSettings(ServiceEndpoint):
     port: int = 3000
+    # ---- cost-quality routing (router/routing/policies.py) ----
+    # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
+    # in MLflow as routing_model_name@routing_model_alias (trained by `python -m evals run router`).
+    routing_policy: str = Field(default="strongest", pattern=r"^[a-z_]{1,32}$")
+    routing_threshold: float = Field(default=0.3, ge=0.0, le=1.0)  # threshold: min predicted quality
+    # learned: quality points the dearest model must add to be worth its (relative) cost
+    routing_cost_weight: float = Field(default=0.1, ge=0.0)
+    routing_model_name: str = "ragyard-router"
+    routing_model_alias: str = "production"
 
 
 class ChunkerSettings(BaseModel):
