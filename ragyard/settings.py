@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -77,8 +78,66 @@ class RetrieverSettings(ServiceEndpoint):
     reranker_model: str = ""
 
 
+class CatalogModel(BaseModel):
+    """One model the LLM bento serves; a request's `model` names it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")
+    backend: Literal["llama_cpp", "vllm", "openai"] = "llama_cpp"
+    # llama_cpp: a packaged model's name (bentos/llm/models.py) or a GGUF path; vllm: a model folder;
+    # openai: the provider's model name.
+    model: str
+    # openai backend: the provider's base URL (".../v1") and the environment variable holding its key.
+    base_url: str = ""
+    api_key_env: str = ""
+    # openai backend: a GGUF (packaged name or path) whose tokenizer counts prompt tokens locally.
+    tokenizer: str = ""
+    context_length: int = Field(default=4096, ge=16)
+    n_threads: int | None = Field(default=None, ge=1)  # None: llm.n_threads
+    # Generations running at once; llama.cpp runs one per loaded model.
+    max_concurrency: int = Field(default=1, ge=1)
+    # USD per 1,000 tokens; None on a self-hosted model: derived from measured throughput and
+    # llm.machine_cost_per_hour.
+    input_per_1k: float | None = Field(default=None, ge=0)
+    output_per_1k: float | None = Field(default=None, ge=0)
+    quality: float | None = Field(default=None, ge=0, le=1)  # prior answer quality in [0, 1]
+
+
+def default_catalog() -> list[CatalogModel]:
+    # Quality priors: scores on 10 RAG prompts over the Python docs (shared/DESIGN.md).
+    return [
+        CatalogModel(name="smollm2-135m", model="smollm2-135m", context_length=8192, quality=0.1),
+        CatalogModel(name="qwen2.5-coder-0.5b", model="qwen2.5-coder-0.5b", context_length=8192, quality=0.5),
+        CatalogModel(name="qwen2.5-coder-1.5b", model="qwen2.5-coder-1.5b", context_length=8192, quality=0.8),
+    ]
+
+
 class LLMSettings(ServiceEndpoint):
     port: int = 3003
+    models: list[CatalogModel] = Field(default_factory=default_catalog, min_length=1)
+    default_model: str = ""  # used when a request names no model; "" means the first in `models`
+    models_dir: str = ""  # assembled model files; "" means RAGYARD_HOME/models
+    max_tokens: int = Field(default=1024, ge=1)  # the cap on a request's max_tokens
+    # Requests waiting per model beyond those running; one more is a 429 with Retry-After.
+    queue_size: int = Field(default=16, ge=0)
+    retry_after_s: int = Field(default=2, ge=1)
+    n_threads: int = Field(default=2, ge=1)
+    # Price of the machine a self-hosted model runs on, for the derived per-token price.
+    machine_cost_per_hour: float = Field(default=0.10, ge=0)
+    # Tokens generated per self-hosted model at start-up to measure its throughput (0: no probe,
+    # the derived price then follows the live measurements only).
+    probe_tokens: int = Field(default=32, ge=0)
+
+    @model_validator(mode="after")
+    def _catalog_is_consistent(self) -> "LLMSettings":
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"llm.models: duplicate names in {names}")
+        if self.default_model and self.default_model not in names:
+            raise ValueError(f"llm.default_model {self.default_model!r} is not in llm.models {names}")
+        return self
+
+    def model_named(self, name: str) -> CatalogModel | None:
+        return next((m for m in self.models if m.name == name), None)
 
 
 class SafetySettings(ServiceEndpoint):
@@ -182,6 +241,10 @@ class Settings(BaseSettings):
     @cached_property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @cached_property
+    def llm_models_dir(self) -> Path:
+        return Path(self.llm.models_dir).expanduser().resolve() if self.llm.models_dir else self.home / "models"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
