@@ -157,6 +157,40 @@ class RouterSettings(ServiceEndpoint):
     routing_model_alias: str = "production"
 
 
+class PromptSettings(BaseModel):
+    """The RAG prompt in the MLflow prompt registry, and an A/B split over its aliases."""
+
+    name: str = Field(default="ragyard-rag", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    alias: str = "production"  # seeded by `make run`; the fallback when an A/B alias is missing
+    # A/B test: alias -> weight, sticky per user id (JSON: {"production": 0.9, "candidate": 0.1}).
+    ab_weights: dict[str, float] = Field(default_factory=lambda: {"production": 1.0})
+    cache_ttl_s: float = Field(default=5.0, ge=0.0)  # a moved alias takes effect within this
+
+    @field_validator("ab_weights")
+    @classmethod
+    def _weights_positive(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("ab_weights must be non-negative with a positive sum")
+        return v
+
+
+class EvalsSettings(BaseModel):
+    """The eval harness, the Dagster eval assets and the retrieval regression gate."""
+
+    # Evals the Dagster asset runs after the index changes, and whether it runs their quick subset.
+    asset_evals: list[str] = Field(default_factory=lambda: ["retrieval"])
+    asset_quick: bool = True
+    # The gate fails when this retrieval metric (of the served hybrid mode) drops more than
+    # `regression_margin` (absolute) below the baseline run's.
+    gate_mode: str = Field(default="hybrid", pattern=r"^(dense|bm25|hybrid)$")
+    gate_metric: str = Field(default="ndcg_at_10", pattern=r"^(recall_at_5|recall_at_10|mrr_at_10|ndcg_at_10)$")
+    regression_margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    # With no baseline recorded yet for an eval set, the first run becomes it.
+    adopt_first_baseline: bool = True
+    # Per eval, an MLflow experiment instead of the one the eval names (JSON: {"retrieval": "mine"}).
+    experiments: dict[str, str] = Field(default_factory=dict)
+
+
 class ChunkerSettings(BaseModel):
     max_chars: int = Field(default=1200, ge=200, le=8000)
     overlap_chars: int = Field(default=200, ge=0)
@@ -212,6 +246,8 @@ class Settings(BaseSettings):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+    evals: EvalsSettings = Field(default_factory=EvalsSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     dagster: DagsterSettings = Field(default_factory=DagsterSettings)
