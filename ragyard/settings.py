@@ -189,6 +189,11 @@ class EvalsSettings(BaseModel):
     adopt_first_baseline: bool = True
     # Per eval, an MLflow experiment instead of the one the eval names (JSON: {"retrieval": "mine"}).
     experiments: dict[str, str] = Field(default_factory=dict)
+    # ---- answer and router evals (evals/answers.py, evals/router.py) ----
+    # Catalog models the answer eval asks, cheapest first; the quick eval takes the first only.
+    answer_models: list[str] = Field(default_factory=lambda: ["smollm2-135m", "qwen2.5-coder-0.5b"], min_length=1)
+    # A catalog model that grades answers against the reference; "" (default): no LLM judge.
+    judge_model: str = ""
 
 
 class ChunkerSettings(BaseModel):
