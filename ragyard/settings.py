@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -77,8 +78,66 @@ class RetrieverSettings(ServiceEndpoint):
     reranker_model: str = ""
 
 
+class CatalogModel(BaseModel):
+    """One model the LLM bento serves; a request's `model` names it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")
+    backend: Literal["llama_cpp", "vllm", "openai"] = "llama_cpp"
+    # llama_cpp: a packaged model's name (bentos/llm/models.py) or a GGUF path; vllm: a model folder;
+    # openai: the provider's model name.
+    model: str
+    # openai backend: the provider's base URL (".../v1") and the environment variable holding its key.
+    base_url: str = ""
+    api_key_env: str = ""
+    # openai backend: a GGUF (packaged name or path) whose tokenizer counts prompt tokens locally.
+    tokenizer: str = ""
+    context_length: int = Field(default=4096, ge=16)
+    n_threads: int | None = Field(default=None, ge=1)  # None: llm.n_threads
+    # Generations running at once; llama.cpp runs one per loaded model.
+    max_concurrency: int = Field(default=1, ge=1)
+    # USD per 1,000 tokens; None on a self-hosted model: derived from measured throughput and
+    # llm.machine_cost_per_hour.
+    input_per_1k: float | None = Field(default=None, ge=0)
+    output_per_1k: float | None = Field(default=None, ge=0)
+    quality: float | None = Field(default=None, ge=0, le=1)  # prior answer quality in [0, 1]
+
+
+def default_catalog() -> list[CatalogModel]:
+    # Quality priors: scores on 10 RAG prompts over the Python docs (shared/DESIGN.md).
+    return [
+        CatalogModel(name="smollm2-135m", model="smollm2-135m", context_length=8192, quality=0.1),
+        CatalogModel(name="qwen2.5-coder-0.5b", model="qwen2.5-coder-0.5b", context_length=8192, quality=0.5),
+        CatalogModel(name="qwen2.5-coder-1.5b", model="qwen2.5-coder-1.5b", context_length=8192, quality=0.8),
+    ]
+
+
 class LLMSettings(ServiceEndpoint):
     port: int = 3003
+    models: list[CatalogModel] = Field(default_factory=default_catalog, min_length=1)
+    default_model: str = ""  # used when a request names no model; "" means the first in `models`
+    models_dir: str = ""  # assembled model files; "" means RAGYARD_HOME/models
+    max_tokens: int = Field(default=1024, ge=1)  # the cap on a request's max_tokens
+    # Requests waiting per model beyond those running; one more is a 429 with Retry-After.
+    queue_size: int = Field(default=16, ge=0)
+    retry_after_s: int = Field(default=2, ge=1)
+    n_threads: int = Field(default=2, ge=1)
+    # Price of the machine a self-hosted model runs on, for the derived per-token price.
+    machine_cost_per_hour: float = Field(default=0.10, ge=0)
+    # Tokens generated per self-hosted model at start-up to measure its throughput (0: no probe,
+    # the derived price then follows the live measurements only).
+    probe_tokens: int = Field(default=32, ge=0)
+
+    @model_validator(mode="after")
+    def _catalog_is_consistent(self) -> "LLMSettings":
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"llm.models: duplicate names in {names}")
+        if self.default_model and self.default_model not in names:
+            raise ValueError(f"llm.default_model {self.default_model!r} is not in llm.models {names}")
+        return self
+
+    def model_named(self, name: str) -> CatalogModel | None:
+        return next((m for m in self.models if m.name == name), None)
 
 
 class SafetySettings(ServiceEndpoint):
@@ -94,8 +153,6 @@ class RouterSettings(ServiceEndpoint):
     port: int = 3000
     # Auth: every request needs a key made by `python -m router keys create` unless this is false.
     require_api_key: bool = True
-    # Routing of `ragyard/auto`: a policy name registered in router.routing.base.POLICIES.
-    policy: str = "cheapest"
     # Extra OpenAI-compatible upstreams (base URLs without /v1) besides the LLM bento; their models
     # join the catalog and serve as fallbacks, each behind its own circuit breaker.
     extra_upstreams: list[str] = Field(default_factory=list)
@@ -112,8 +169,6 @@ class RouterSettings(ServiceEndpoint):
     max_context_chars: int = Field(default=1200, ge=100)  # per retrieved chunk in the prompt
     default_max_tokens: int = Field(default=256, ge=1)
     max_tokens_limit: int = Field(default=2048, ge=1)
-    # Prompt from the MLflow prompt registry: name@alias.
-    prompt: str = "ragyard-rag@production"
     # Timeouts: each step has its own, the whole request has a deadline.
     deadline_s: float = Field(default=120.0, gt=0)
     safety_timeout_s: float = Field(default=10.0, gt=0)
@@ -137,6 +192,16 @@ class RouterSettings(ServiceEndpoint):
     trace_experiment: str = "ragyard-router-traces"
     trace_queue_size: int = Field(default=1000, ge=1)
 
+    # ---- cost-quality routing (router/routing/policies.py) ----
+    # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
+    # in MLflow as routing_model_name@routing_model_alias (trained by `python -m evals run router`).
+    routing_policy: str = Field(default="strongest", pattern=r"^[a-z_]{1,32}$")
+    routing_threshold: float = Field(default=0.3, ge=0.0, le=1.0)  # threshold: min predicted quality
+    # learned: quality points the dearest model must add to be worth its (relative) cost
+    routing_cost_weight: float = Field(default=0.1, ge=0.0)
+    routing_model_name: str = "ragyard-router"
+    routing_model_alias: str = "production"
+
 
 class LangfuseSettings(BaseModel):
     """Langfuse tracing; off while the keys are empty (then traces go to MLflow's OTLP endpoint)."""
@@ -148,6 +213,45 @@ class LangfuseSettings(BaseModel):
     @property
     def enabled(self) -> bool:
         return bool(self.public_key and self.secret_key)
+
+
+class PromptSettings(BaseModel):
+    """The RAG prompt in the MLflow prompt registry, and an A/B split over its aliases."""
+
+    name: str = Field(default="ragyard-rag", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    alias: str = "production"  # seeded by `make run`; the fallback when an A/B alias is missing
+    # A/B test: alias -> weight, sticky per user id (JSON: {"production": 0.9, "candidate": 0.1}).
+    ab_weights: dict[str, float] = Field(default_factory=lambda: {"production": 1.0})
+    cache_ttl_s: float = Field(default=5.0, ge=0.0)  # a moved alias takes effect within this
+
+    @field_validator("ab_weights")
+    @classmethod
+    def _weights_positive(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("ab_weights must be non-negative with a positive sum")
+        return v
+
+
+class EvalsSettings(BaseModel):
+    """The eval harness, the Dagster eval assets and the retrieval regression gate."""
+
+    # Evals the Dagster asset runs after the index changes, and whether it runs their quick subset.
+    asset_evals: list[str] = Field(default_factory=lambda: ["retrieval"])
+    asset_quick: bool = True
+    # The gate fails when this retrieval metric (of the served hybrid mode) drops more than
+    # `regression_margin` (absolute) below the baseline run's.
+    gate_mode: str = Field(default="hybrid", pattern=r"^(dense|bm25|hybrid)$")
+    gate_metric: str = Field(default="ndcg_at_10", pattern=r"^(recall_at_5|recall_at_10|mrr_at_10|ndcg_at_10)$")
+    regression_margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    # With no baseline recorded yet for an eval set, the first run becomes it.
+    adopt_first_baseline: bool = True
+    # Per eval, an MLflow experiment instead of the one the eval names (JSON: {"retrieval": "mine"}).
+    experiments: dict[str, str] = Field(default_factory=dict)
+    # ---- answer and router evals (evals/answers.py, evals/router.py) ----
+    # Catalog models the answer eval asks, cheapest first; the quick eval takes the first only.
+    answer_models: list[str] = Field(default_factory=lambda: ["smollm2-135m", "qwen2.5-coder-0.5b"], min_length=1)
+    # A catalog model that grades answers against the reference; "" (default): no LLM judge.
+    judge_model: str = ""
 
 
 class ChunkerSettings(BaseModel):
@@ -206,6 +310,8 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     langfuse: LangfuseSettings = Field(default_factory=LangfuseSettings)
     chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+    evals: EvalsSettings = Field(default_factory=EvalsSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     dagster: DagsterSettings = Field(default_factory=DagsterSettings)
@@ -235,6 +341,10 @@ class Settings(BaseSettings):
     @cached_property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @cached_property
+    def llm_models_dir(self) -> Path:
+        return Path(self.llm.models_dir).expanduser().resolve() if self.llm.models_dir else self.home / "models"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -18,7 +18,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bentos.retriever import collection as col  # noqa: E402
 from pipelines.materialize import asset_metadata, materialize_ingest  # noqa: E402
-from ragyard.settings import ChunkerSettings, IngestSettings, MilvusSettings, Settings, SourceSettings  # noqa: E402
+from ragyard.services import mlflow_spec  # noqa: E402
+from ragyard.settings import (  # noqa: E402
+    ChunkerSettings,
+    IngestSettings,
+    MilvusSettings,
+    MlflowSettings,
+    Settings,
+    SourceSettings,
+)
+from ragyard.supervisor import Supervisor  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +113,18 @@ def milvus_uri(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> str:
+    """One real MLflow server (SQLite, local artifacts) for the session, started as `make run` does;
+    its URL. Tests share it: use your own experiment and prompt names."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    home = tmp_path_factory.mktemp("mlflow-home")
+    settings = Settings(home=home, mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}"))
+    with Supervisor(settings.logs_dir) as supervisor:
+        supervisor.start_all([mlflow_spec(settings)])
+        yield settings.mlflow.url
 
 
 @pytest.fixture
