@@ -248,6 +248,9 @@ class RouterSettings(ServiceEndpoint):
     max_context_chars: int = Field(default=1200, ge=100)  # per retrieved chunk in the prompt
     default_max_tokens: int = Field(default=256, ge=1)
     max_tokens_limit: int = Field(default=2048, ge=1)
+    # Safety: the safety bento checks every request and answer with this policy (off: no checks).
+    safety_enabled: bool = True
+    safety_policy: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     # Timeouts: each step has its own, the whole request has a deadline.
     deadline_s: float = Field(default=120.0, gt=0)
     safety_timeout_s: float = Field(default=10.0, gt=0)
