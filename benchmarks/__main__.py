@@ -10,6 +10,7 @@ import argparse
 import importlib
 
 BENCHMARKS = {
+    "gateway": "benchmarks.gateway",
     "ingest": "benchmarks.ingest",
     "safety": "benchmarks.safety",
 }

@@ -525,7 +525,7 @@ class Flow:
         trace.generation = Generation(
             model=generated.model, prompt_tokens=generated.prompt_tokens, completion_tokens=generated.completion_tokens,
             cost=generated.cost, currency=outcome.currency,
-            prompt_name=(outcome.prompt or {}).get("name", ""), prompt_version=(outcome.prompt or {}).get("version", ""),
+            prompt_name=(outcome.prompt or {}).get("name", ""), prompt_version=(outcome.prompt or {}).get("version"),
             route=outcome.route or {}, usage_estimated=generated.usage_estimated,
             start_ns=next((s.start_ns for s in trace.spans if s.name == "generate"), trace.start_ns),
             end_ns=time.time_ns(), fallbacks=generated.fallbacks)
