@@ -185,11 +185,7 @@ class Flow:
                 prepared.outcome.text = text + self.references(prepared, generated.text)
             await self.finish(prepared)
         except BaseException as exc:
-            await self.abandon(prepared, exc)
-            mapped = self.as_flow_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise await self.failed(prepared, exc)
         return prepared.outcome
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str | Outcome]:
@@ -215,14 +211,10 @@ class Flow:
             await self.finish(prepared)
             yield prepared.outcome
         except BaseException as exc:
-            await self.abandon(prepared, exc)
-            mapped = self.as_flow_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise await self.failed(prepared, exc)
 
     async def prepare(self, request: ChatRequest) -> Prepared:
-        """Every step up to the generation: limits, input safety, cache, retrieval, prompt, route."""
+        """Every step up to the generation: prompt, limits, input safety, cache, retrieval, route."""
         trace_id = request.trace_id
         # The trace's input is set once input safety has (maybe) redacted it.
         trace = Trace(trace_id, "chat.completions", request.user, request.session_id,
@@ -251,11 +243,7 @@ class Flow:
                                  if request.rag else [*history, *request.messages])
             return prepared
         except BaseException as exc:
-            await self.abandon(prepared, exc)
-            mapped = self.as_flow_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise await self.failed(prepared, exc)
 
     # ---- steps ----------------------------------------------------------------------------------
 
@@ -391,10 +379,13 @@ class Flow:
             if guard:
                 span.attributes["output_safety"] = sorted({f.category for f in guard.findings})
 
-    def cache_scope(self, request: ChatRequest, history: list[dict], index_version: str) -> str:
+    def cache_scope(self, prepared: Prepared, history: list[dict], index_version: str) -> str:
+        """What a cached answer must share with this request: model, parameters, prompt version,
+        conversation so far and (for RAG) the index version."""
+        request = prepared.request
         return digest({"model": request.model, "max_tokens": request.max_tokens, "params": request.params,
-                       "history": history, "index": index_version if request.rag else None,
-                       "context": request.messages[:-1]})
+                       "prompt": prepared.outcome.prompt, "history": history,
+                       "index": index_version if request.rag else None, "context": request.messages[:-1]})
 
     async def lookup_cache(self, prepared: Prepared, history: list[dict]) -> bool:
         """True on a hit (the outcome is filled in from it)."""
@@ -409,7 +400,7 @@ class Flow:
                 span.attributes["error"] = f"index version unavailable: {exc!r}"[:300]
                 prepared.outcome.cache = "off"
                 return False
-            prepared.scope = self.cache_scope(request, history, version)
+            prepared.scope = self.cache_scope(prepared, history, version)
             prepared.exact_key = digest({"scope": prepared.scope, "messages": request.messages})
             hit = await anyio.to_thread.run_sync(self.cache.exact, prepared.exact_key)
             if hit is None and request.question:
@@ -558,6 +549,14 @@ class Flow:
             self.metrics.tokens.labels(model=outcome.model, direction="input").inc(outcome.prompt_tokens)
             self.metrics.tokens.labels(model=outcome.model, direction="output").inc(outcome.completion_tokens)
             self.metrics.cost.labels(model=outcome.model, currency=outcome.currency).inc(outcome.cost)
+
+    async def failed(self, prepared: Prepared, exc: BaseException) -> BaseException:
+        """Abandon the request; the exception to raise for it (a FlowError where one fits)."""
+        await self.abandon(prepared, exc)
+        mapped = self.as_flow_error(exc)
+        if mapped is not exc:
+            mapped.__cause__ = exc
+        return mapped
 
     async def abandon(self, prepared: Prepared, exc: BaseException) -> None:
         """A request that failed or whose client left: charge what was generated, trace the error."""

@@ -125,6 +125,7 @@ def stack(tmp_path_factory, milvus_uri, mlflow_server):
     settings.router.max_context_chars = 400
     settings.router.breaker_reset_s = 600  # a stopped upstream stays out for the rest of the module
     settings.router.first_token_timeout_s = 30
+    settings.router.safety_timeout_s = 60  # the safety bento takes seconds per check on a loaded machine
     settings.router.routing_policy = "cheapest"
     env = {**settings_env(settings), "BENTOML_HOME": str(root / "bentoml"), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
     router_port = free_port()
@@ -163,7 +164,7 @@ def metric_total(text: str, name: str, **labels) -> float:
 
 
 def test_no_key_wrong_key_and_revoked_key_are_401(stack):
-    body = {"model": MODEL_A, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    body = {"model": MODEL_A, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 4}
     missing = stack.post(None, body)
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
     assert stack.post("rg-00000000-not-a-real-secret", body).status_code == 401
@@ -193,14 +194,14 @@ def test_models_list_the_catalog_with_prices_and_rag_variants(stack):
 def test_bad_requests_are_4xx_naming_the_field(stack):
     key = stack.key()
     cases = [
-        ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+        ({"messages": [{"role": "user", "content": "Say hello"}]}, "model"),
         ({"model": MODEL_A, "messages": []}, "messages"),
-        ({"model": MODEL_A, "messages": [{"role": "user", "content": "hi"}], "temperature": 7}, "temperature"),
-        ({"model": MODEL_A, "messages": [{"role": "robot", "content": "hi"}]}, "messages"),
-        ({"model": MODEL_A, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}, "max_tokens"),
-        ({"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}, "model"),
+        ({"model": MODEL_A, "messages": [{"role": "user", "content": "Say hello"}], "temperature": 7}, "temperature"),
+        ({"model": MODEL_A, "messages": [{"role": "robot", "content": "Say hello"}]}, "messages"),
+        ({"model": MODEL_A, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 10**6}, "max_tokens"),
+        ({"model": "no-such-model", "messages": [{"role": "user", "content": "Say hello"}]}, "model"),
         ({"model": f"ragyard/{MODEL_A}", "messages": [{"role": "system", "content": "be brief"}]}, "messages"),
-        ({"model": MODEL_A, "messages": [{"role": "user", "content": "hi"}], "ragyard": {"bogus": 1}}, "ragyard"),
+        ({"model": MODEL_A, "messages": [{"role": "user", "content": "Say hello"}], "ragyard": {"bogus": 1}}, "ragyard"),
     ]
     for body, field in cases:
         response = stack.post(key, body)
@@ -478,7 +479,7 @@ def test_upstream_killed_mid_stream_falls_back_and_the_stream_completes(stack):
     assert extra["cost"]["amount"] > 0
     # Next requests for the dead model go straight to the fallback (its breaker is open) ...
     started = time.monotonic()
-    answer = client.chat.completions.create(model=MODEL_A, max_tokens=4, messages=[{"role": "user", "content": "hi"}],
+    answer = client.chat.completions.create(model=MODEL_A, max_tokens=4, messages=[{"role": "user", "content": "Say hello"}],
                                             extra_body={"ragyard": {"cache": False}})
     assert answer.model == MODEL_B and time.monotonic() - started < 30
     assert metric_total(httpx.get(f"{stack.url}/metrics").text, "ragyard_router_fallbacks_total") >= 1
