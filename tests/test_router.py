@@ -238,10 +238,11 @@ def test_streaming_rag_sends_real_sse_with_citations_and_cost_on_the_last_chunk(
     client = stack.client(stack.key())
     stream = client.chat.completions.create(
         model=f"ragyard/{MODEL_B}", messages=[{"role": "user", "content": "What are generators?"}],
-        max_tokens=16, stream=True, extra_body={"ragyard": {"cache": False}})
+        max_tokens=80, stream=True, extra_body={"ragyard": {"cache": False}})
     chunks = list(stream)
     deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
-    assert len(deltas) >= 3  # token by token, not one blob
+    # Piece by piece, not one blob (the output safety guard releases ~32 characters at a time).
+    assert len(deltas) >= 3
     last = chunks[-1]
     assert last.choices[0].finish_reason in ("stop", "length")
     assert last.usage.completion_tokens > 0
@@ -461,13 +462,13 @@ def test_input_safety_blocks_injections_and_keeps_pii_out_of_traces(stack):
 def test_upstream_killed_mid_stream_falls_back_and_the_stream_completes(stack):
     client = stack.client(stack.key())
     stream = client.chat.completions.create(
-        model=MODEL_A, max_tokens=120, stream=True, temperature=0, extra_body={"ragyard": {"cache": False}},
+        model=MODEL_A, max_tokens=300, stream=True, temperature=0, extra_body={"ragyard": {"cache": False}},
         messages=[{"role": "user", "content": "Write a long story about a dragon who learns to program."}])
     received, killed = [], False
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             received.append(chunk.choices[0].delta.content)
-            if len(received) == 3 and not killed:
+            if not killed:  # the first piece the output guard released: ~30 tokens in
                 kill_group(stack.upstreams[MODEL_A])  # the LLM upstream dies mid-stream
                 killed = True
         last = chunk
@@ -475,7 +476,7 @@ def test_upstream_killed_mid_stream_falls_back_and_the_stream_completes(stack):
     extra = last.model_extra["ragyard"]
     assert last.model == MODEL_B
     assert [f["model"] for f in extra["fallbacks"]] == [MODEL_A]
-    assert len(received) > 3 and last.usage.completion_tokens >= len(received) - 1
+    assert len(received) > 1 and last.usage.completion_tokens > 30
     assert extra["cost"]["amount"] > 0
     # Next requests for the dead model go straight to the fallback (its breaker is open) ...
     started = time.monotonic()
