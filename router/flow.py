@@ -289,9 +289,9 @@ class Flow:
             prompt_bytes += template_bytes(prepared.prompt)
             prompt_bytes += self.config.top_k * (4 * self.config.max_context_chars + 256)  # 4 bytes/char worst
         prompt_tokens = prompt_bytes + TEMPLATE_TOKENS + TEMPLATE_TOKENS_PER_MESSAGE * (len(texts) + 1)
-        chain = (self.fallback_chain(catalog, pinned) if pinned
-                 else sorted(catalog.values(), key=lambda e: -e.card.output_per_1k)[: 1 + self.config.max_fallbacks])
-        attempts = len(chain)
+        # Routed requests may end up on any model: price them at the catalog's dearest.
+        chain = self.fallback_chain(catalog, pinned) if pinned else list(catalog.values())
+        attempts = min(len(chain), 1 + self.config.max_fallbacks)
         in_price = max(e.card.input_per_1k for e in chain)
         out_price = max(e.card.output_per_1k for e in chain)
         return (in_price * (attempts * prompt_tokens + (attempts - 1) * request.max_tokens)
