@@ -7,6 +7,7 @@ One stack for the module; the tests that stop an upstream run last.
 """
 
 import concurrent.futures
+import contextlib
 import importlib.util
 import json
 import os
@@ -66,9 +67,29 @@ def start_llama(alias: str, port: int, log_path: Path) -> subprocess.Popen:
     return process
 
 
-def kill_group(process: subprocess.Popen) -> None:
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (BentoML's workers lead their own process groups)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(current := todo.pop())
+        todo += children.get(current, [])
+    return tree
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a server and every process it started: it dies the way a crashed host does."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+        for pid in process_tree(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait(timeout=10)
 
 
@@ -469,7 +490,7 @@ def test_upstream_killed_mid_stream_falls_back_and_the_stream_completes(stack):
         if chunk.choices and chunk.choices[0].delta.content:
             received.append(chunk.choices[0].delta.content)
             if not killed:  # the first piece the output guard released: ~30 tokens in
-                kill_group(stack.upstreams[MODEL_A])  # the LLM upstream dies mid-stream
+                kill_tree(stack.upstreams[MODEL_A])  # the LLM upstream dies mid-stream
                 killed = True
         last = chunk
     assert killed, "the stream ended before it could be interrupted"
@@ -487,7 +508,7 @@ def test_upstream_killed_mid_stream_falls_back_and_the_stream_completes(stack):
 
 
 def test_all_upstreams_down_is_a_clear_503_not_a_hang(stack):
-    kill_group(stack.upstreams[MODEL_B])
+    kill_tree(stack.upstreams[MODEL_B])
     key = stack.key()
     started = time.monotonic()
     response = stack.post(key, {"model": MODEL_B, "max_tokens": 4, "ragyard": {"cache": False},
