@@ -278,7 +278,7 @@ class Flow:
 
     def worst_case_cost(self, prepared: Prepared, catalog: dict[str, CatalogEntry], pinned: str | None,
                         history: list[dict]) -> float:
-        """An upper bound of this request's cost and tokens, before anything runs: prompt tokens are
+        """An upper bound of this request's cost, before anything runs: prompt tokens are
         at most the prompt's UTF-8 bytes (plus template tokens), retrieved context is bounded by
         top_k × max_context_chars, every model of the fallback chain may be paid for its prompt
         (a mid-stream continuation re-sends prompt and partial answer), completions total max_tokens."""
