@@ -12,6 +12,7 @@ import importlib
 BENCHMARKS = {
     "gateway": "benchmarks.gateway",
     "ingest": "benchmarks.ingest",
+    "llm": "benchmarks.llm",
     "safety": "benchmarks.safety",
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -104,8 +105,10 @@ def safety_spec(settings: Settings) -> ServiceSpec:
 
 
 def llm_spec(settings: Settings) -> ServiceSpec:
-    # /readyz turns green once every catalog model is loaded and its throughput measured.
-    return bento_spec(settings, "llm", "bentos.llm.service:LLM", settings.llm.port, "/readyz")
+    # /readyz turns green once every catalog model is loaded and its throughput measured: on a
+    # busy 2-core machine that can take minutes for the three default models.
+    spec = bento_spec(settings, "llm", "bentos.llm.service:LLM", settings.llm.port, "/readyz")
+    return dataclasses.replace(spec, startup_timeout_s=600.0)
 
 
 def router_spec(settings: Settings) -> ServiceSpec:

@@ -101,6 +101,12 @@ class CatalogModel(BaseModel):
     output_per_1k: float | None = Field(default=None, ge=0)
     quality: float | None = Field(default=None, ge=0, le=1)  # prior answer quality in [0, 1]
 
+    @model_validator(mode="after")
+    def _provider_needs_url_and_prices(self) -> "CatalogModel":
+        if self.backend == "openai" and (not self.base_url or self.input_per_1k is None or self.output_per_1k is None):
+            raise ValueError(f"llm.models[{self.name}]: backend 'openai' needs base_url, input_per_1k and output_per_1k")
+        return self
+
 
 def default_catalog() -> list[CatalogModel]:
     # Quality priors: scores on 10 RAG prompts over the Python docs (shared/DESIGN.md).
@@ -125,7 +131,7 @@ class LLMSettings(ServiceEndpoint):
     machine_cost_per_hour: float = Field(default=0.10, ge=0)
     # Tokens generated per self-hosted model at start-up to measure its throughput (0: no probe,
     # the derived price then follows the live measurements only).
-    probe_tokens: int = Field(default=32, ge=0)
+    probe_tokens: int = Field(default=16, ge=0)
 
     @model_validator(mode="after")
     def _catalog_is_consistent(self) -> "LLMSettings":

@@ -189,25 +189,29 @@ def test_json_object_response_format_constrains_the_answer(client):
         assert isinstance(json.loads(content), dict)
 
 
-def test_client_that_disconnects_mid_stream_stops_its_generation(llm_url, client):
-    before = httpx.get(f"{llm_url}/metrics", timeout=10).text
-    body = {"model": LOCAL, "messages": QUESTION, "max_tokens": 256, "stream": True, "logit_bias": {str(EOS): -100}}
-    with httpx.stream("POST", f"{llm_url}/v1/chat/completions", json=body, timeout=60) as response:
-        lines = response.iter_lines()
-        received = [line for line, _ in zip(lines, range(6)) if line.startswith("data:")]
-    assert len(received) >= 3
-    deadline = time.monotonic() + 30
+def wait_for_cancellation(llm_url: str, before: str) -> float:
+    """Completion tokens the cancelled generation produced, once the bento has recorded it."""
     cancelled = metric(before, "ragyard_llm_generations_total", model=LOCAL, outcome="cancelled")
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         after = httpx.get(f"{llm_url}/metrics", timeout=10).text
         if metric(after, "ragyard_llm_generations_total", model=LOCAL, outcome="cancelled") == cancelled + 1:
-            break
+            return metric(after, "ragyard_llm_completion_tokens_total", model=LOCAL) - \
+                metric(before, "ragyard_llm_completion_tokens_total", model=LOCAL)
         time.sleep(0.2)
-    else:
-        pytest.fail("the disconnected stream was not recorded as cancelled")
-    delivered = metric(after, "ragyard_llm_completion_tokens_total", model=LOCAL) - \
-        metric(before, "ragyard_llm_completion_tokens_total", model=LOCAL)
-    assert delivered < 128  # far fewer than the 256 it asked for
+    pytest.fail("the abandoned generation was not recorded as cancelled")
+
+
+LONG = {"model": LOCAL, "messages": QUESTION, "max_tokens": 256, "logit_bias": {str(EOS): -100}}
+
+
+def test_client_that_disconnects_mid_stream_stops_its_generation(llm_url, client):
+    before = httpx.get(f"{llm_url}/metrics", timeout=10).text
+    with httpx.stream("POST", f"{llm_url}/v1/chat/completions", json={**LONG, "stream": True}, timeout=60) as response:
+        lines = response.iter_lines()
+        received = [line for line, _ in zip(lines, range(6)) if line.startswith("data:")]
+    assert len(received) >= 3
+    assert wait_for_cancellation(llm_url, before) < 128  # far fewer than the 256 it asked for
     # The model is free again: the next request gets its whole answer.
     answer = client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=4)
     assert answer.usage.completion_tokens == 4
@@ -251,6 +255,13 @@ def test_context_overflow_names_the_numbers(client):
     assert 2048 in numbers and 200 in numbers and any(n > 2048 for n in numbers)
 
 
+def test_unknown_route_and_method_answer_in_openai_shape(llm_url):
+    missing = httpx.post(f"{llm_url}/v1/completions/chat", json={}, timeout=10)
+    assert missing.status_code == 404 and "/v1/completions/chat" in missing.json()["error"]["message"]
+    wrong_method = httpx.get(f"{llm_url}/v1/chat/completions", timeout=10)
+    assert wrong_method.status_code == 404 and "GET /v1/chat/completions" in wrong_method.json()["error"]["message"]
+
+
 def test_non_json_body_is_a_400(llm_url):
     response = httpx.post(f"{llm_url}/v1/chat/completions", content=b"{not json",
                           headers={"content-type": "application/json"}, timeout=30)
@@ -273,3 +284,31 @@ def test_full_queue_answers_429_with_retry_after_and_serves_the_rest(llm_url):
         assert refused.json()["error"]["type"] == "rate_limit_error"
     for served in (r for r in responses if r.status_code == 200):
         assert served.json()["usage"]["completion_tokens"] == 24
+
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_forced_tool_call_comes_back_whole_and_streamed(client):
+    request = dict(model=LOCAL, max_tokens=40, temperature=0, tools=[WEATHER_TOOL],
+                   tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                   messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    answer = client.chat.completions.create(**request)
+    call = answer.choices[0].message.tool_calls[0]
+    assert answer.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) == {"city"}
+    chunks = list(client.chat.completions.create(stream=True, **request))
+    deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].function.name == "get_weather" and all(d.function.name is None for d in deltas[1:])
+    assert "".join(d.function.arguments for d in deltas) == call.function.arguments
+
+
+def test_client_that_gives_up_on_a_whole_answer_stops_its_generation(llm_url, client):
+    before = httpx.get(f"{llm_url}/metrics", timeout=10).text
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{llm_url}/v1/chat/completions", json=LONG, timeout=httpx.Timeout(10, read=0.3))
+    assert wait_for_cancellation(llm_url, before) < 256
+    answer = client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=4)
+    assert answer.usage.completion_tokens == 4

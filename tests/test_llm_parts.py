@@ -111,3 +111,18 @@ def test_split_model_with_wrong_bytes_is_refused_and_leaves_no_file(sliced_model
     with pytest.raises(RuntimeError, match="SHA-256"):
         install(wrong, tmp_path / "models", log=lambda _: None)
     assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_a_provider_entry_needs_its_url_and_prices():
+    with pytest.raises(ValidationError, match="base_url, input_per_1k and output_per_1k"):
+        LLMSettings(models=[{"name": "p", "backend": "openai", "model": "gpt", "base_url": "http://x/v1"}])
+
+
+def test_a_serving_process_assembles_installed_slices_but_never_runs_pip(sliced_model, tmp_path, monkeypatch):
+    model, joined = sliced_model
+    monkeypatch.setitem(PACKAGED, model.name, model)
+    assert resolve_gguf(model.name, tmp_path / "models").read_bytes() == joined
+    monkeypatch.setattr(models, "package_dir", lambda package: None)  # the packages are gone
+    monkeypatch.setattr(models, "pip_install", lambda requirements: pytest.fail("pip ran"))
+    with pytest.raises(models.ModelNotInstalled, match="python -m bentos.llm.models install --only fake"):
+        install(model, tmp_path / "other", pip=False)

@@ -24,10 +24,13 @@ class Admission:
         self._slots = asyncio.Semaphore(running)
         self.admitted = 0  # running plus waiting
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def refuse_if_full(self) -> None:
         if self.admitted >= self.running + self.waiting:
             raise QueueFull(self.model, self.waiting, self.retry_after_s)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        self.refuse_if_full()
         self.admitted += 1
         try:
             async with self._slots:

@@ -13,7 +13,7 @@ from typing import Any
 
 from bentos.llm.admission import Admission
 from bentos.llm.backends import ChatBackend, Generation, Piece, TokenUsage, make_backend
-from bentos.llm.errors import APIError, QueueFull
+from bentos.llm.errors import APIError
 from bentos.llm.pricing import ThroughputMeter, price_per_1k
 from bentos.llm.schemas import ChatCompletionRequest, ModelCard, Pricing
 from ragyard.settings import CatalogModel, Settings
@@ -70,6 +70,32 @@ def logit_bias(request: ChatCompletionRequest) -> dict[int, float] | None:
         raise APIError(400, "logit_bias: keys must be token ids (integers as strings)", "logit_bias") from None
 
 
+def trim_tool_deltas(deltas: list[dict[str, Any]], seen: set[int]) -> list[dict[str, Any]]:
+    """OpenAI's stream shape: a tool call's id, type and name only in its first delta, then arguments."""
+    trimmed = []
+    for delta in deltas:
+        index = delta.get("index", 0)
+        if index in seen:
+            delta = {"index": index, "function": {"arguments": delta.get("function", {}).get("arguments", "")}}
+        seen.add(index)
+        trimmed.append(delta)
+    return trimmed
+
+
+def merge_tool_deltas(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Streamed tool-call deltas as whole calls: the first delta of each index, arguments joined."""
+    calls: dict[int, dict[str, Any]] = {}
+    for delta in deltas:
+        index = delta.get("index", 0)
+        arguments = delta.get("function", {}).get("arguments", "")
+        if index not in calls:
+            calls[index] = {key: value for key, value in delta.items() if key != "index"}
+            calls[index]["function"] = {**delta.get("function", {}), "arguments": arguments}
+        else:
+            calls[index]["function"]["arguments"] += arguments
+    return [calls[index] for index in sorted(calls)]
+
+
 class ModelHub:
     def __init__(self, settings: Settings, on_finish: FinishHook = lambda *_: None):
         self.limits = settings.llm
@@ -118,6 +144,8 @@ class ModelHub:
 
     async def probe(self, max_tokens: int) -> None:
         """Measure each self-hosted model's throughput once (and warm it up) for the derived prices."""
+        if max_tokens < 1:
+            return
         for name, entry in self.entries.items():
             if self.backends[name].self_hosted and not self.priced(entry):
                 request = ChatCompletionRequest(
@@ -167,9 +195,7 @@ class ModelHub:
 
     def check_capacity(self, prepared: Prepared) -> None:
         """Refuse now (a 429 before any response starts) when the model's queue is full."""
-        admission = self.admission[prepared.entry.name]
-        if admission.admitted >= admission.running + admission.waiting:
-            raise QueueFull(admission.model, admission.waiting, admission.retry_after_s)
+        self.admission[prepared.entry.name].refuse_if_full()
 
     async def run(self, prepared: Prepared) -> AsyncIterator[Piece | TokenUsage]:
         """Wait for a slot, generate, measure. Closing this iterator stops the generation."""

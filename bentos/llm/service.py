@@ -24,11 +24,12 @@ import bentoml
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from bentos.llm.backends import Piece, TokenUsage
 from bentos.llm.errors import APIError
-from bentos.llm.hub import ModelHub, Prepared
+from bentos.llm.hub import ModelHub, Prepared, merge_tool_deltas, trim_tool_deltas
 from bentos.llm.schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -54,6 +55,14 @@ openai_app = FastAPI(title="ragyard llm: OpenAI-compatible API", docs_url=None, 
 @openai_app.exception_handler(APIError)
 async def _api_error(_: Request, exc: APIError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+@openai_app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # An unknown route or method, in the same shape as every other error.
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return JSONResponse(APIError(exc.status_code, message, None, "not_found" if exc.status_code == 404
+                                 else "invalid_request").body(), status_code=exc.status_code, headers=exc.headers)
 
 
 @openai_app.exception_handler(RequestValidationError)
@@ -154,7 +163,7 @@ class LLM:
             tool_calls += item.tool_calls or []
             finish_reason = item.finish_reason or finish_reason
         message = ResponseMessage(content="".join(content) if not tool_calls else None,
-                                  tool_calls=tool_calls or None)
+                                  tool_calls=merge_tool_deltas(tool_calls) or None)
         return ChatCompletion(id=completion_id, created=int(time.time()), model=prepared.entry.name,
                               choices=[Choice(message=message, finish_reason=finish_reason)],
                               usage=usage_of(usage))
@@ -168,6 +177,7 @@ class LLM:
                                        choices=choices, usage=usage).model_dump_json(exclude_none=False)
 
         generation = self.hub.run(prepared)
+        tool_calls_seen: set[int] = set()
         try:
             started = False
             async for item in generation:
@@ -175,7 +185,8 @@ class LLM:
                     yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
                     started = True
                 if isinstance(item, Piece):
-                    delta = Delta(content=item.content, tool_calls=item.tool_calls)
+                    tool_calls = trim_tool_deltas(item.tool_calls, tool_calls_seen) if item.tool_calls else None
+                    delta = Delta(content=item.content, tool_calls=tool_calls)
                     yield chunk([ChunkChoice(delta=delta, finish_reason=item.finish_reason)])
                 else:
                     yield chunk([], usage_of(item))
@@ -186,3 +197,10 @@ class LLM:
         finally:
             await generation.aclose()  # a client that left stops its generation here
         yield "[DONE]"
+
+
+@openai_app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def _unknown_route(path: str, request: Request) -> JSONResponse:
+    # Registered after the service's routes: whatever they do not match, in OpenAI's error shape.
+    raise APIError(404, f"{request.method} /v1/{path}: no such route; this server has /v1/models and "
+                        "/v1/chat/completions", None, "not_found")

@@ -31,8 +31,6 @@ class OpenAIHTTPBackend(ChatBackend):
 
     def __init__(self, name: str, model: str, base_url: str, api_key_env: str, context_length: int,
                  tokenizer_path: Path | None = None, timeout_s: float = 300.0):
-        if not base_url:
-            raise ValueError(f"llm.models[{name}]: backend 'openai' needs base_url")
         self.name = name
         self.model = model
         self.context_length = context_length
