@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bentos.safety.checker import SafetyChecker
-from bentos.safety.injection import heuristic_findings
+from bentos.safety.injection import combined_score, heuristic_findings
 from evals.harness_types import EvalReport, EvalRun
 from evals.safety_datasets import (
     HARMFUL_SETS,
@@ -97,7 +97,7 @@ def score_all(texts: list[tuple[str, str]], score: Callable[[str], float]) -> li
 
 
 def detector_run(name: str, attacks: list[Scored], benign: list[Scored], extra: dict[str, list[Scored]],
-                 params: dict) -> EvalRun:
+                 params: dict, policy_threshold: float) -> EvalRun:
     """Calibrate on one half, report on the other; `extra` attack sets get recall at the threshold."""
     cal_attack, test_attack = halves(attacks, SEED)
     cal_benign, test_benign = halves(benign, SEED + 1)
@@ -110,6 +110,8 @@ def detector_run(name: str, attacks: list[Scored], benign: list[Scored], extra: 
         "recall_at_1pct_fpr": binary_metrics(*test_scores, own_threshold)["recall"],
         **{f"{key}_at_threshold": value for key, value in at_threshold.items()},
         "latency_p50_ms": p50([s.ms for s in attacks + benign]),
+        "policy_threshold": policy_threshold,
+        **{f"{key}_at_policy_threshold": value for key, value in binary_metrics(*test_scores, policy_threshold).items()},
     }
     by_source: dict[str, list[Scored]] = {}
     for s in test_attack:
@@ -188,13 +190,14 @@ def evaluate(settings: Settings, quick: bool = False) -> EvalReport:
     def heuristics(text: str) -> float:
         return max((f.score for f in heuristic_findings(text)), default=0.0)
 
+    default_input = settings.safety.policies["default"].input
     runs = []
     cls_attack, cls_benign = score_all(injection, classifier), score_all(benign, classifier)
     heu_attack, heu_benign = score_all(injection, heuristics), score_all(benign, heuristics)
-    combined = [[Scored(a.text, a.source, max(a.score, b.score), a.ms + b.ms) for a, b in zip(x, y)]
+    combined = [[Scored(a.text, a.source, combined_score(a.score, b.score), a.ms + b.ms) for a, b in zip(x, y)]
                 for x, y in ((cls_attack, heu_attack), (cls_benign, heu_benign))]
     harmful_by_detector = {"classifier": score_all(harmful, classifier), "heuristics": score_all(harmful, heuristics)}
-    harmful_by_detector["combined"] = [Scored(a.text, a.source, max(a.score, b.score), a.ms + b.ms)
+    harmful_by_detector["combined"] = [Scored(a.text, a.source, combined_score(a.score, b.score), a.ms + b.ms)
                                        for a, b in zip(harmful_by_detector["classifier"], harmful_by_detector["heuristics"])]
 
     def sources(scored: list[Scored]) -> dict[str, list[Scored]]:
@@ -209,10 +212,11 @@ def evaluate(settings: Settings, quick: bool = False) -> EvalReport:
         detector = name.split("-")[1]
         runs.append(detector_run(name, attack, benign_scored, sources(harmful_by_detector[detector]),
                                  {**params, "detector": "jailguard 0.1.2 on MiniLM ONNX" if detector == "classifier"
-                                  else detector}))
+                                  else detector}, default_input.injection.threshold))
     tox_attack, tox_benign = score_all(toxic, checker.toxicity.score), score_all(benign, checker.toxicity.score)
     runs.append(detector_run("toxicity-profanity-check", tox_attack, tox_benign, {},
-                             {**params, "detector": "alt-profanity-check 1.9.1, max over sentences"}))
+                             {**params, "detector": "alt-profanity-check 1.9.1, max over sentences"},
+                             default_input.toxicity.threshold))
     pii_threshold = settings.safety.policies["default"].input.pii.threshold
     runs.append(pii_run(checker, pii_texts(120 if quick else 600), [t for _, t in benign], pii_threshold))
     return EvalReport(experiment=EXPERIMENT, runs=runs, summary_markdown=summary(runs, quick))
@@ -236,6 +240,12 @@ def summary(runs: list[EvalRun], quick: bool) -> str:
                      f"{m['recall_at_1pct_fpr']:.3f} | {m['precision_at_threshold']:.3f} | "
                      f"{m['recall_at_threshold']:.3f} | {m['f1_at_threshold']:.3f} | {m['fpr_at_threshold']:.3f} | "
                      f"{m['latency_p50_ms']:.1f} |")
+    lines += ["", "At the thresholds of the `default` policy (input direction), on the same test half:", "",
+              "| detector | policy threshold | precision | recall | FPR |", "| --- | --- | --- | --- | --- |"]
+    for r in detectors:
+        m = r.metrics
+        lines.append(f"| {r.name} | {m['policy_threshold']:.2f} | {m['precision_at_policy_threshold']:.3f} | "
+                     f"{m['recall_at_policy_threshold']:.3f} | {m['fpr_at_policy_threshold']:.3f} |")
     lines += ["", "Recall by attack set at the calibrated threshold (test half; harmful-request sets in full):", "",
               "| detector | " + " | ".join(row["set"] for row in detectors[2].tables["recall_by_set"]) + " |",
               "| --- |" + " --- |" * len(detectors[2].tables["recall_by_set"])]

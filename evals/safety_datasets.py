@@ -152,7 +152,12 @@ def faker_value(fake, label: str, rng: random.Random) -> str:
         return fake.phone_number()
     if label == "CREDIT_CARD":
         number = fake.credit_card_number()
-        return " ".join(number[i:i + 4] for i in range(0, len(number), 4)) if rng.random() < 0.5 else number
+        # Printed as issuers group them: 4-4-4-4, Amex 4-6-5, Diners 4-6-4; other lengths unspaced.
+        groups = {16: (4, 4, 4, 4), 15: (4, 6, 5), 14: (4, 6, 4)}.get(len(number))
+        if groups and rng.random() < 0.5:
+            cuts = [sum(groups[:i]) for i in range(len(groups) + 1)]
+            return " ".join(number[a:b] for a, b in zip(cuts, cuts[1:]))
+        return number
     if label == "IBAN_CODE":
         iban = fake.iban()
         return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4)) if rng.random() < 0.5 else iban

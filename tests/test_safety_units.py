@@ -63,3 +63,13 @@ def test_threshold_at_one_percent_fpr_and_metrics():
     assert metrics["precision"] == pytest.approx(3 / 5)
     assert threshold_at_fpr([0.5], [1.0], 0.01) > 1.0  # nothing separates: nothing is flagged
     assert f_beta(1.0, 0.5, 2) == pytest.approx(5 * 0.5 / (4 + 0.5))
+
+
+def test_luhn_check_and_the_injection_score_combination():
+    from bentos.safety.injection import combined_score
+    from bentos.safety.recognizers import luhn_valid
+
+    assert luhn_valid("4111111111111111") and luhn_valid("378282246310005")
+    assert not luhn_valid("4111111111111112")
+    assert combined_score(0.5, 0.0) == 0.5 and combined_score(0.0, 0.95) == 0.95
+    assert combined_score(0.8, 0.9) == pytest.approx(0.98)  # a pattern lifts a borderline classifier score

@@ -61,6 +61,12 @@ def heuristic_findings(text: str) -> list[Finding]:
     return findings
 
 
+def combined_score(classifier: float, heuristic: float) -> float:
+    """Noisy-OR of the two detectors: a matched pattern raises a borderline classifier score over
+    the threshold, and a strong pattern counts on its own, without a second threshold to tune."""
+    return 1.0 - (1.0 - classifier) * (1.0 - heuristic)
+
+
 class InjectionDetector:
     def __init__(self, model_dir: Path):
         export_minilm_onnx(model_dir)
@@ -81,7 +87,12 @@ class InjectionDetector:
                         score=round(float(best.score), 4))]
 
     def detect(self, text: str, threshold: float = 0.0) -> list[Finding]:
-        return [f for f in [*self.classifier_findings(text), *heuristic_findings(text)] if f.score >= threshold]
+        """The classifier's finding, and each heuristic's with its score combined with the classifier's."""
+        classifier = self.classifier_findings(text)
+        probability = classifier[0].score if classifier else 0.0
+        heuristics = [f.model_copy(update={"score": round(combined_score(probability, f.score), 4)})
+                      for f in heuristic_findings(text)]
+        return [f for f in [*classifier, *heuristics] if f.score >= threshold]
 
     def score(self, text: str) -> float:
         return max((f.score for f in self.detect(text)), default=0.0)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import tldextract
 
-from bentos.safety.recognizers import SECRET_TYPES, address_recognizer, secret_recognizers
+from bentos.safety.recognizers import (
+    SECRET_TYPES,
+    LuhnCardRecognizer,
+    address_recognizer,
+    phone_recognizer,
+    secret_recognizers,
+)
 from bentos.safety.schemas import Finding
 
 # Presidio's email recognizer calls tldextract.extract(), whose default extractor fetches the public
@@ -40,7 +46,7 @@ class PiiDetector:
         }).create_engine()
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
-        for recognizer in [*secret_recognizers(), address_recognizer()]:
+        for recognizer in [*secret_recognizers(), address_recognizer(), phone_recognizer(), LuhnCardRecognizer()]:
             registry.add_recognizer(recognizer)
         self.entities = expand_entities(entities)
         self.allow_list = list(allow_list or [])

@@ -49,6 +49,42 @@ ADDRESS_PATTERNS = [
 ]
 
 
+# North-American-shaped numbers, with an optional extension. Presidio's phone recognizer keeps only
+# numbers `phonenumbers` deems valid, and misses unassigned area codes and "x1234" extensions.
+PHONE_PATTERN = Pattern("nanp_shaped", r"(?<![\w+])(?:\+?1[-. ]?)?(?:\(\d{3}\)\s?|\d{3}[-.])\d{3}[-.]\d{4}"
+                                       r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w-])", 0.4)
+
+
+def phone_recognizer() -> PatternRecognizer:
+    return PatternRecognizer(supported_entity="PHONE_NUMBER", name="NanpPhoneRecognizer", patterns=[PHONE_PATTERN],
+                             context=["phone", "call", "mobile", "cell", "text", "reach", "tel", "fax"],
+                             global_regex_flags=_FLAGS)
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if i % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+class LuhnCardRecognizer(PatternRecognizer):
+    """Card numbers Presidio's regex leaves out (Mastercard 2-series, 19-digit Visa, 12-digit Maestro,
+    JCB 4-6-5): 12 to 19 digits from a card issuer's first digit, kept only when the Luhn check passes."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entity="CREDIT_CARD", name="LuhnCardRecognizer",
+                         patterns=[Pattern("issuer_digits", r"(?<![\d-])[2-6]\d{3}(?:[ -]?\d){8,15}(?![\d-])", 0.5)],
+                         context=["card", "credit", "debit", "visa", "mastercard", "amex", "charge", "pay"],
+                         global_regex_flags=_FLAGS)
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        digits = re.sub(r"\D", "", pattern_text)
+        # None keeps the pattern's score (True would raise it to 1.0); False drops the match.
+        return None if 12 <= len(digits) <= 19 and luhn_valid(digits) else False
+
+
 def secret_recognizers() -> list[PatternRecognizer]:
     return [
         PatternRecognizer(supported_entity=entity, name=f"{entity.title().replace('_', '')}Recognizer",
