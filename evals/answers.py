@@ -240,5 +240,6 @@ def report(answers: AnswerSet, settings: Settings) -> EvalReport:
 
 
 def evaluate(settings: Settings, quick: bool = False) -> EvalReport:
-    """The harness entry point: quick = the first model of `evals.answer_models` on 3 questions."""
-    return report(collect_answers(settings, quick), settings)
+    """The harness entry point: quick = the first model of `evals.answer_models` on 3 questions;
+    else every model on `evals.answer_limit` questions (0: all)."""
+    return report(collect_answers(settings, quick, limit=settings.evals.answer_limit or None), settings)

@@ -159,8 +159,8 @@ def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = Tru
     return EvalReport(EXPERIMENT, runs, "\n".join(lines))
 
 
-def evaluate(settings: Settings, quick: bool = False, dataset: Path = DEFAULT_DATASET,
-             limit: int | None = None) -> EvalReport:
-    """The harness entry point. Quick: the first 12 questions, two models, no registration."""
-    answers = collect_answers(settings, dataset=dataset, limit=12 if quick else limit)
-    return evaluate_router(answers, settings, register=not quick)
+def evaluate(settings: Settings, quick: bool = False, dataset: Path = DEFAULT_DATASET) -> EvalReport:
+    """The harness entry point: every model of `evals.answer_models` on `evals.answer_limit`
+    questions (0: all), the predictor registered. Quick: 12 questions, nothing registered."""
+    limit = 12 if quick else settings.evals.answer_limit or None
+    return evaluate_router(collect_answers(settings, dataset=dataset, limit=limit), settings, register=not quick)
