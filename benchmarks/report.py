@@ -25,11 +25,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, Python {platform.python_version()}"
 
 
-def write_section(title: str, body: str) -> None:
+def write_section(title: str, body: str, report: Path = REPORT, header: str = _HEADER) -> None:
+    """Replace (or append) the section `## title` of `report` with `body`, stamped with date and machine."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = f"## {title}\n\n_Measured {stamp} on {machine()}._\n\n{body.strip()}\n"
-    text = REPORT.read_text() if REPORT.exists() else _HEADER
+    text = report.read_text() if report.exists() else header
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(text)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(text)

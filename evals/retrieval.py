@@ -1,22 +1,22 @@
-"""Retrieval eval: a question set with gold sections, searched in every mode, scored, logged to MLflow.
+"""Retrieval eval: a question set with gold sections, searched in every mode, scored.
 
 A hit is relevant to a gold entry when its `doc_id` equals the entry's `doc_id` and its `section`
 breadcrumb contains the entry's `section` substring. Searches run in-process with the retriever's
 own `Searcher` (the same Milvus queries the retriever bento makes) and query vectors from the
-embedder's `EmbeddingModel`; nothing goes through HTTP except MLflow.
+embedder's `EmbeddingModel`. `evaluate` is the harness contract (evals/harness_types.py): the
+harness logs one MLflow run per mode.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bentos.embedder.model import EmbeddingModel
 from bentos.retriever.search import Searcher
+from evals.harness_types import EvalReport, EvalRun
 from evals.metrics import mean, ndcg_at_k, recall_at_k, reciprocal_rank_at_k
 from ragyard.settings import Settings
 
@@ -26,6 +26,7 @@ EXPERIMENT = "ragyard-retrieval"
 MODES = ("dense", "bm25", "hybrid")
 TOP_K = 10  # the deepest cut-off any metric needs
 METRIC_NAMES = ("recall_at_5", "recall_at_10", "mrr_at_10", "ndcg_at_10")
+QUICK_EVERY = 4
 
 
 class DatasetError(ValueError):
@@ -103,8 +104,8 @@ def score_question(hits: list[dict], gold: tuple[Gold, ...]) -> dict[str, float]
     }
 
 
-def evaluate(questions: list[Question], searcher: Searcher, model: EmbeddingModel | None,
-             modes: tuple[str, ...] = MODES, top_k: int = TOP_K, dataset_name: str = "") -> RetrievalReport:
+def score_modes(questions: list[Question], searcher: Searcher, model: EmbeddingModel | None,
+                modes: tuple[str, ...] = MODES, top_k: int = TOP_K, dataset_name: str = "") -> RetrievalReport:
     """Search every question in every mode and average the per-question metrics."""
     if top_k < 10:
         raise ValueError("top_k must be at least 10: the metrics cut off at 10")
@@ -136,7 +137,8 @@ def evaluate(questions: list[Question], searcher: Searcher, model: EmbeddingMode
 
 def markdown_table(report: RetrievalReport) -> str:
     lines = [
-        f"Retrieval eval: {report.dataset_name} ({report.dataset_size} questions, top_k={report.top_k})",
+        f"Dataset `{report.dataset_name}` ({report.dataset_size} questions), top_k {report.top_k}; "
+        "a hit is relevant when its document and section match a gold entry.",
         "",
         "| mode | recall@5 | recall@10 | MRR@10 | nDCG@10 | search s |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -148,83 +150,39 @@ def markdown_table(report: RetrievalReport) -> str:
     return "\n".join(lines)
 
 
-# ---- MLflow ----------------------------------------------------------------------------------
+def quick_subset(questions: list[Question]) -> list[Question]:
+    """Every fourth question: a quarter of the set, spread over every part of the docs it covers."""
+    return questions[::QUICK_EVERY]
 
 
-def mlflow_client(tracking_uri: str):
-    # Without this, a down server blocks for minutes of retries before the eval fails.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
-def experiment_id(client, name: str) -> str:
-    experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
-
-
-def run_params(settings: Settings, report: RetrievalReport, mode: str) -> dict[str, str]:
-    r, c = settings.retriever, settings.chunker
-    return {
-        "mode": mode,
-        "fusion": r.fusion,
-        "rrf_k": str(r.rrf_k),
-        "dense_weight": str(r.dense_weight),
-        "top_k": str(report.top_k),
-        "embedder_model": settings.embedder.model,
-        "embedder_dim": str(settings.embedder.dim),
-        "chunker_max_chars": str(c.max_chars),
-        "chunker_overlap_chars": str(c.overlap_chars),
-        "chunker_min_chars": str(c.min_chars),
-        "collection": settings.milvus.collection,
-        "dataset": report.dataset_name,
-        "dataset_size": str(report.dataset_size),
-    }
+def to_eval_report(report: RetrievalReport) -> EvalReport:
+    """One run per mode: the run params say what was searched, the harness adds the index and settings."""
+    runs = [
+        EvalRun(
+            name=f"{report.dataset_name}-{result.mode}",
+            params={"mode": result.mode, "top_k": report.top_k, "dataset": report.dataset_name,
+                    "dataset_size": report.dataset_size},
+            metrics={**result.metrics, "search_seconds": result.search_seconds},
+            tables={"per_question": result.per_question},
+        )
+        for result in report.results
+    ]
+    return EvalReport(EXPERIMENT, runs, markdown_table(report))
 
 
-def log_report(client, experiment: str, settings: Settings, report: RetrievalReport) -> list[str]:
-    """One MLflow run per mode, tagged with a shared batch id; returns the run ids."""
-    from mlflow.entities import Metric, Param
+def evaluate(settings: Settings, quick: bool = False, dataset: Path | None = None,
+             modes: tuple[str, ...] = MODES, model: EmbeddingModel | None = None) -> EvalReport:
+    """The harness contract: score the collection in `settings` on the dataset (a quarter of it if quick).
 
-    exp_id = experiment_id(client, experiment)
-    batch = uuid.uuid4().hex[:12]
-    run_ids = []
-    for result in report.results:
-        run = client.create_run(exp_id, run_name=f"{report.dataset_name}-{result.mode}",
-                                tags={"ragyard.eval": "retrieval", "ragyard.eval_batch": batch})
-        run_id = run.info.run_id
-        try:
-            now = int(time.time() * 1000)
-            client.log_batch(
-                run_id,
-                metrics=[Metric(name, value, now, 0) for name, value in result.metrics.items()]
-                + [Metric("search_seconds", result.search_seconds, now, 0)],
-                params=[Param(key, value) for key, value in run_params(settings, report, result.mode).items()],
-            )
-            client.log_dict(run_id, result.per_question, "per_question.json")
-        except BaseException:
-            client.set_terminated(run_id, status="FAILED")
-            raise
-        client.set_terminated(run_id, status="FINISHED")
-        run_ids.append(run_id)
-    return run_ids
-
-
-def run_retrieval_eval(settings: Settings, dataset: Path = DEFAULT_DATASET, modes: tuple[str, ...] = MODES,
-                       experiment: str = EXPERIMENT, log_to_mlflow: bool = True,
-                       model: EmbeddingModel | None = None) -> tuple[RetrievalReport, list[str]]:
-    """Load the dataset, evaluate against the collection in `settings`, log to MLflow; (report, run ids)."""
+    The dataset is `dataset`, else `evals.retrieval_dataset`, else the shipped Python-docs set.
+    """
+    dataset = Path(dataset or settings.evals.retrieval_dataset or DEFAULT_DATASET)
     questions = load_dataset(dataset)
-    client = None
-    if log_to_mlflow:
-        client = mlflow_client(settings.mlflow.url)
-        experiment_id(client, experiment)  # fail fast, before the searches, if MLflow is down
+    dataset_name = dataset.name.split(".")[0]
+    if quick:
+        questions, dataset_name = quick_subset(questions), f"{dataset_name}-quick"
     if model is None and any(mode != "bm25" for mode in modes):
         e = settings.embedder
         model = EmbeddingModel(e.model, device=e.device, batch_size=e.batch_size)
-    dataset_name = Path(dataset).name.split(".")[0]
-    report = evaluate(questions, Searcher.from_settings(settings), model, modes, TOP_K, dataset_name)
-    run_ids = log_report(client, experiment, settings, report) if client is not None else []
-    return report, run_ids
+    report = score_modes(questions, Searcher.from_settings(settings), model, modes, TOP_K, dataset_name)
+    return to_eval_report(report)

@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.assets import chunks, documents, embeddings, vector_index
 from pipelines.automation import ingest_job, make_nightly_schedule, make_source_sensor
 from pipelines.checks import INDEX_CHECKS
+from pipelines.eval_assets import eval_definitions
 from pipelines.resources import Embedder, PlatformSettings
 from ragyard.settings import Settings
 
@@ -21,3 +22,4 @@ defs = dg.Definitions(
     # Ingestion steps run in sequence; one process loads the code and the model once.
     executor=dg.in_process_executor,
 )
+defs = dg.Definitions.merge(defs, eval_definitions(_settings))

@@ -177,9 +177,13 @@ class PromptSettings(BaseModel):
 class EvalsSettings(BaseModel):
     """The eval harness, the Dagster eval assets and the retrieval regression gate."""
 
-    # Evals the Dagster asset runs after the index changes, and whether it runs their quick subset.
+    # Evals with a Dagster asset, run (their quick subset unless asset_quick is off) by a sensor
+    # after each change of the index or of the settings they are measured with.
     asset_evals: list[str] = Field(default_factory=lambda: ["retrieval"])
     asset_quick: bool = True
+    run_after_index: bool = True
+    # The retrieval eval's question set (JSONL); empty: the shipped Python-docs set.
+    retrieval_dataset: str = ""
     # The gate fails when this retrieval metric (of the served hybrid mode) drops more than
     # `regression_margin` (absolute) below the baseline run's.
     gate_mode: str = Field(default="hybrid", pattern=r"^(dense|bm25|hybrid)$")
