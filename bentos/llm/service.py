@@ -1,0 +1,188 @@
+"""The LLM bento: one OpenAI-compatible surface over llama.cpp (CPU), vLLM (GPU) and remote providers.
+
+Start it with ``bentoml serve bentos.llm.service:LLM --host 127.0.0.1 --port 3003``. The catalog is
+``RAGYARD_LLM__MODELS``; ``GET /v1/models`` lists it with context lengths, prices and quality priors,
+``POST /v1/chat/completions`` answers whole or as server-sent events.
+
+The API is a FastAPI app mounted with ``@bentoml.asgi_app`` rather than ``@bentoml.api`` routes:
+OpenAI clients need its exact JSON shapes (errors included, with 400/404/429 statuses), SSE framing
+(``data: {...}`` blocks, ``data: [DONE]``) and a stream that stops when the client leaves, which
+sse-starlette's EventSourceResponse gives (it cancels the generator on disconnect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import bentoml
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sse_starlette import EventSourceResponse
+from starlette.responses import JSONResponse
+
+from bentos.llm.backends import Piece, TokenUsage
+from bentos.llm.errors import APIError
+from bentos.llm.hub import ModelHub, Prepared
+from bentos.llm.schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ModelList,
+    ResponseMessage,
+    Usage,
+)
+from ragyard.settings import LLMSettings, Settings
+
+logger = logging.getLogger("ragyard.llm")
+
+# Decorator arguments are fixed when the module is imported, so the settings are read here too.
+LIMITS: LLMSettings = Settings().llm
+RESOURCES = {"gpu": 1} if any(m.backend == "vllm" for m in LIMITS.models) else {"cpu": "2"}
+
+openai_app = FastAPI(title="ragyard llm: OpenAI-compatible API", docs_url=None, redoc_url=None)
+
+
+@openai_app.exception_handler(APIError)
+async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+@openai_app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    # Of a union's alternatives, the deepest error says most (content[0].type, not "not a string").
+    first = max(errors, key=lambda e: len(e.get("loc", ()))) if errors else {}
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        return JSONResponse(APIError(400, f"body: not valid JSON ({first.get('msg')})", None, "invalid_json").body(),
+                            status_code=400)
+    param = loc[0] if loc else None  # the request field; the message keeps the full path
+    return JSONResponse(APIError(400, f"{'.'.join(loc) or 'body'}: {first.get('msg')}", param).body(),
+                        status_code=400)
+
+
+@functools.cache
+def metrics():
+    """Prometheus counters, created once per process after BentoML set up multiprocess metrics."""
+    import prometheus_client  # imported late on purpose: see bentoml.metrics
+
+    return (
+        prometheus_client.Counter("ragyard_llm_generations", "Generations by how they ended",
+                                  ["model", "outcome"]),
+        prometheus_client.Counter("ragyard_llm_prompt_tokens", "Prompt tokens processed", ["model"]),
+        prometheus_client.Counter("ragyard_llm_completion_tokens", "Completion tokens generated", ["model"]),
+    )
+
+
+def count_generation(model: str, outcome: str, usage: TokenUsage | None) -> None:
+    generations, prompt_tokens, completion_tokens = metrics()
+    generations.labels(model=model, outcome=outcome).inc()
+    if usage is not None:
+        prompt_tokens.labels(model=model).inc(usage.prompt_tokens)
+        completion_tokens.labels(model=model).inc(usage.completion_tokens)
+
+
+def usage_of(usage: TokenUsage) -> Usage:
+    return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                 total_tokens=usage.prompt_tokens + usage.completion_tokens)
+
+
+async def watch_disconnect(request: Request, work: asyncio.Task, every_s: float = 0.25) -> None:
+    """Cancel `work` when the client of a non-streamed request hangs up."""
+    while not work.done():
+        if await request.is_disconnected():
+            work.cancel()
+            return
+        await asyncio.sleep(every_s)
+
+
+@bentoml.service(resources=RESOURCES, traffic={"timeout": 600, "max_concurrency": 1024})
+@bentoml.asgi_app(openai_app, path="/v1")
+class LLM:
+    def __init__(self) -> None:
+        settings = Settings()
+        self.limits = settings.llm
+        self.hub = ModelHub(settings, on_finish=count_generation)
+        self.probed = False
+
+    @bentoml.on_startup
+    async def measure_throughput(self) -> None:
+        await self.hub.probe(self.limits.probe_tokens)
+        self.probed = True
+
+    @bentoml.on_shutdown
+    async def release_models(self) -> None:
+        await self.hub.aclose()
+
+    def __is_ready__(self) -> bool:
+        return self.probed
+
+    @openai_app.get("/models", response_model=ModelList)
+    async def list_models(self) -> ModelList:
+        return ModelList(data=self.hub.cards())
+
+    @openai_app.post("/chat/completions", response_model=ChatCompletion)
+    async def chat_completions(self, body: ChatCompletionRequest, request: Request):
+        prepared = await self.hub.prepare(body)
+        self.hub.check_capacity(prepared)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if body.stream:
+            return EventSourceResponse(self.events(prepared, completion_id), sep="\n", ping=15)
+        work = asyncio.create_task(self.complete(prepared, completion_id))
+        watcher = asyncio.create_task(watch_disconnect(request, work))
+        try:
+            return await work
+        finally:
+            watcher.cancel()
+
+    async def complete(self, prepared: Prepared, completion_id: str) -> ChatCompletion:
+        content, tool_calls, finish_reason, usage = [], [], "stop", None
+        async for item in self.hub.run(prepared):
+            if isinstance(item, TokenUsage):
+                usage = item
+                continue
+            content.append(item.content or "")
+            tool_calls += item.tool_calls or []
+            finish_reason = item.finish_reason or finish_reason
+        message = ResponseMessage(content="".join(content) if not tool_calls else None,
+                                  tool_calls=tool_calls or None)
+        return ChatCompletion(id=completion_id, created=int(time.time()), model=prepared.entry.name,
+                              choices=[Choice(message=message, finish_reason=finish_reason)],
+                              usage=usage_of(usage))
+
+    async def events(self, prepared: Prepared, completion_id: str) -> AsyncIterator[str]:
+        """SSE data blocks: a role chunk, content chunks, the finish chunk, a usage chunk, [DONE]."""
+        created = int(time.time())
+
+        def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
+            return ChatCompletionChunk(id=completion_id, created=created, model=prepared.entry.name,
+                                       choices=choices, usage=usage).model_dump_json(exclude_none=False)
+
+        generation = self.hub.run(prepared)
+        try:
+            started = False
+            async for item in generation:
+                if not started:
+                    yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
+                    started = True
+                if isinstance(item, Piece):
+                    delta = Delta(content=item.content, tool_calls=item.tool_calls)
+                    yield chunk([ChunkChoice(delta=delta, finish_reason=item.finish_reason)])
+                else:
+                    yield chunk([], usage_of(item))
+        except APIError as exc:
+            # The response has started: the error goes in the stream, where OpenAI clients raise it.
+            logger.warning("stream %s failed: %s", completion_id, exc.message)
+            yield json.dumps(exc.body())
+        finally:
+            await generation.aclose()  # a client that left stops its generation here
+        yield "[DONE]"

@@ -1,0 +1,193 @@
+"""The router bento, the platform's front door: OpenAI-compatible chat completions over RAG.
+
+Start it with ``bentoml serve bentos.router.service:Router --host 127.0.0.1 --port 3000``.
+Routes: ``POST /v1/chat/completions`` (stream or not), ``GET /v1/models``, ``POST /v1/feedback``;
+BentoML adds /healthz, /readyz, /metrics. Every /v1 route needs ``Authorization: Bearer <key>``
+(keys from ``python -m router keys create``). The flow itself is `router.flow`; schemas and the
+extra response fields are documented in `bentos/router/schemas.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+import anyio
+import bentoml
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import JSONResponse, StreamingResponse
+
+from bentos.router.schemas import ChatCompletionRequest, FeedbackRequest, openai_error
+from ragyard.settings import Settings
+from router.flow import AUTO, RAG_PREFIX, ChatRequest, Flow, FlowError, Outcome
+from router.keys import ApiKey
+from router.limits import retry_after_header
+
+logger = logging.getLogger("ragyard.router")
+openai_app = FastAPI(title="ragyard router: OpenAI-compatible API", docs_url=None, redoc_url=None)
+
+
+@openai_app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = loc[0] if loc else None
+    return JSONResponse(openai_error(f"{'.'.join(loc) or 'body'}: {first.get('msg')}", param=param,
+                                     code="invalid_value"), status_code=400)
+
+
+@openai_app.exception_handler(Exception)
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error", exc_info=exc)
+    return JSONResponse(openai_error(f"internal error: {type(exc).__name__}", "server_error", code="internal_error"),
+                        status_code=500)
+
+
+def error_response(error: FlowError) -> JSONResponse:
+    headers = {"Retry-After": retry_after_header(error.retry_after_s)} if error.retry_after_s else None
+    return JSONResponse(openai_error(error.message, error.type, error.param, error.code),
+                        status_code=error.status, headers=headers)
+
+
+def unauthorized(message: str) -> JSONResponse:
+    return JSONResponse(openai_error(message, "authentication_error", code="invalid_api_key"), status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+def usage(outcome: Outcome) -> dict:
+    return {"prompt_tokens": outcome.prompt_tokens, "completion_tokens": outcome.completion_tokens,
+            "total_tokens": outcome.prompt_tokens + outcome.completion_tokens}
+
+
+def completion_body(outcome: Outcome) -> dict:
+    return {"id": outcome.id, "object": "chat.completion", "created": outcome.created, "model": outcome.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.text},
+                         "finish_reason": outcome.finish_reason, "logprobs": None}],
+            "usage": usage(outcome), "citations": outcome.citations, "ragyard": outcome.extra()}
+
+
+def sse(data: dict | str) -> bytes:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+
+def chunk(request_id: str, created: int, model: str, delta: dict, finish_reason: str | None = None, **extra) -> bytes:
+    return sse({"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}], **extra})
+
+
+@bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 300, "max_concurrency": 256})
+@bentoml.asgi_app(openai_app, path="/v1")
+class Router:
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.config = self.settings.router
+        self.flow = Flow(self.settings)
+
+    async def authenticate(self, request: Request) -> ApiKey | None | JSONResponse:
+        """The caller's key; None when keys are not required; a 401 response when it is missing or wrong."""
+        header = request.headers.get("authorization", "")
+        if not self.config.require_api_key:
+            return None
+        match = re.fullmatch(r"Bearer\s+(\S+)", header.strip())
+        if not match:
+            return unauthorized("Authorization: missing; send 'Authorization: Bearer <ragyard API key>'")
+        key = await anyio.to_thread.run_sync(self.flow.keys.authenticate, match.group(1))
+        if key is None:
+            return unauthorized("Authorization: unknown or revoked API key")
+        return key
+
+    @openai_app.get("/models")
+    async def models(self, request: Request):
+        key = await self.authenticate(request)
+        if isinstance(key, JSONResponse):
+            return key
+        try:
+            catalog = await self.flow.catalog.current()
+        except Exception as exc:  # noqa: BLE001 - any catalog failure is a 503 with its reason
+            return error_response(Flow.as_flow_error(exc) if not isinstance(exc, FlowError) else exc)
+        data = [{"id": AUTO, "object": "model", "created": 0, "owned_by": "ragyard",
+                 "description": f"RAG, model chosen by the {self.config.policy!r} routing policy"}]
+        for name, entry in catalog.items():
+            card = entry.card
+            info = {"object": "model", "created": 0, "owned_by": "ragyard", "context_length": card.context_length,
+                    "pricing": {"input_per_1k": card.input_per_1k, "output_per_1k": card.output_per_1k,
+                                "currency": entry.currency},
+                    "quality": card.quality, "backend": entry.backend}
+            data.append({"id": f"{RAG_PREFIX}{name}", **info, "description": f"RAG on {name}"})
+            data.append({"id": name, **info, "description": f"{name} without retrieval"})
+        return {"object": "list", "data": data}
+
+    def chat_request(self, body: ChatCompletionRequest, key: ApiKey | None, request: Request) -> ChatRequest:
+        max_tokens = body.max_completion_tokens or body.max_tokens or self.config.default_max_tokens
+        field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+        if max_tokens > self.config.max_tokens_limit:
+            raise FlowError(400, f"{field}: {max_tokens} exceeds this router's limit of {self.config.max_tokens_limit}",
+                            param=field, code="invalid_value")
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        if body.model.startswith(RAG_PREFIX) and not any(m["role"] == "user" and m["content"].strip()
+                                                         for m in messages):
+            raise FlowError(400, "messages: a RAG model needs a user message with the question", param="messages",
+                            code="invalid_value")
+        params = {k: v for k, v in {"temperature": body.temperature, "top_p": body.top_p, "stop": body.stop}.items()
+                  if v is not None}
+        session = body.ragyard.session_id or request.headers.get("x-ragyard-session") or None
+        cache_header = request.headers.get("x-ragyard-cache", "").strip().lower()
+        return ChatRequest(model=body.model, messages=messages, max_tokens=max_tokens, params=params,
+                           stream=body.stream, key=key, user=body.user, session_id=session,
+                           use_cache=body.ragyard.cache and cache_header not in ("off", "false", "0", "no"))
+
+    @openai_app.post("/chat/completions")
+    async def chat_completions(self, body: ChatCompletionRequest, request: Request):
+        key = await self.authenticate(request)
+        if isinstance(key, JSONResponse):
+            return key
+        try:
+            chat = self.chat_request(body, key, request)
+            if not chat.stream:
+                return completion_body(await self.flow.answer(chat))
+            events = self.flow.stream(chat)
+            first = await events.__anext__()  # every refusal (4xx, 429, 503) happens before the first delta
+        except FlowError as error:
+            return error_response(error)
+        return StreamingResponse(self.sse_body(chat, events, first), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def sse_body(self, chat: ChatRequest, events, first):
+        created = int(time.time())
+        request_id = f"chatcmpl-{chat.trace_id}"
+        started = False
+        try:
+            event = first
+            while True:
+                if isinstance(event, Outcome):
+                    yield chunk(event.id, created, event.model, {}, event.finish_reason, usage=usage(event),
+                                citations=event.citations, ragyard=event.extra())
+                    break
+                if not started:
+                    started = True
+                    yield chunk(request_id, created, chat.model, {"role": "assistant", "content": ""})
+                yield chunk(request_id, created, chat.model, {"content": event})
+                event = await events.__anext__()
+        except StopAsyncIteration:
+            pass
+        except FlowError as error:
+            yield sse(openai_error(error.message, error.type, error.param, error.code))
+        finally:
+            await events.aclose()
+        yield sse("[DONE]")
+
+    @openai_app.post("/feedback")
+    async def feedback(self, body: FeedbackRequest, request: Request):
+        """A score for an answer: to Langfuse when configured, else an MLflow assessment on its trace."""
+        key = await self.authenticate(request)
+        if isinstance(key, JSONResponse):
+            return key
+        trace_id = body.id.removeprefix("chatcmpl-")
+        if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
+            return JSONResponse(openai_error("id: not a ragyard completion id (chatcmpl-<32 hex digits>)",
+                                             param="id", code="invalid_value"), status_code=400)
+        self.flow.tracer.submit(("score", trace_id, body.name, body.value, body.comment))
+        return JSONResponse({"accepted": True, "trace_id": trace_id}, status_code=202)

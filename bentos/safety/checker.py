@@ -1,0 +1,67 @@
+"""One safety check: run the detectors a policy asks for, decide its action, redact when it says so."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bentos.safety.injection import InjectionDetector
+from bentos.safety.pii import PiiDetector
+from bentos.safety.redaction import Redactor
+from bentos.safety.schemas import Action, Category, CheckResponse, Direction, Finding
+from bentos.safety.toxicity import ToxicityDetector
+from ragyard.settings import DirectionPolicy, SafetySettings, Settings
+
+# The strongest action wins when several categories have findings.
+ACTION_RANK: dict[str, int] = {"allow": 0, "flag": 1, "redact": 2, "block": 3}
+CATEGORIES: tuple[Category, ...] = ("pii", "injection", "toxicity")
+
+
+class UnknownPolicy(KeyError):
+    pass
+
+
+def decide(rules: DirectionPolicy, findings: list[Finding]) -> Action:
+    action: Action = "allow"
+    for finding in findings:
+        candidate = getattr(rules, finding.category).action
+        if ACTION_RANK[candidate] > ACTION_RANK[action]:
+            action = candidate
+    return action
+
+
+class SafetyChecker:
+    def __init__(self, settings: SafetySettings, model_home: Path):
+        self.settings = settings
+        self.pii = PiiDetector(settings.spacy_model, settings.pii_entities, settings.pii_allow_list)
+        self.injection = InjectionDetector(Path(settings.injection_model_dir) if settings.injection_model_dir
+                                           else model_home / "models" / "jailguard")
+        self.toxicity = ToxicityDetector()
+        self.redactor = Redactor(settings.pseudonym_key)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SafetyChecker":
+        return cls(settings.safety, settings.home)
+
+    def detectors(self) -> dict[str, object]:
+        return {"pii": self.pii, "injection": self.injection, "toxicity": self.toxicity}
+
+    def check(self, text: str, direction: Direction, policy: str = "default") -> CheckResponse:
+        started = time.perf_counter()
+        if policy not in self.settings.policies:
+            raise UnknownPolicy(policy)
+        chosen = self.settings.policies[policy]
+        rules: DirectionPolicy = getattr(chosen, direction)
+        findings: list[Finding] = []
+        detectors = self.detectors()
+        for category in CATEGORIES:
+            rule = getattr(rules, category)
+            if rule.action != "allow":  # an allowed category is not even looked at
+                findings += detectors[category].detect(text, rule.threshold)
+        action = decide(rules, findings)
+        redacted, placeholders = None, {}
+        if action == "redact":
+            redacted, placeholders = self.redactor.redact(text, findings, reversible=chosen.pseudonymize)
+        return CheckResponse(allowed=action != "block", action=action, redacted_text=redacted,
+                             findings=sorted(findings, key=lambda f: (f.start, f.category)),
+                             latency_ms=round((time.perf_counter() - started) * 1000, 2), placeholders=placeholders)

@@ -1,0 +1,62 @@
+"""PII and secrets: Presidio's analyzer over a spaCy model shipped on PyPI, offline, plus our recognizers."""
+
+from __future__ import annotations
+
+import tldextract
+
+from bentos.safety.recognizers import SECRET_TYPES, address_recognizer, secret_recognizers
+from bentos.safety.schemas import Finding
+
+# Presidio's email recognizer calls tldextract.extract(), whose default extractor fetches the public
+# suffix list over the network. Use the snapshot bundled with tldextract instead: no fetch, no cache dir.
+tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+# spaCy labels Presidio maps to its entity names; ORGANIZATION and the rest are left out (noisy).
+_NER_MAPPING = {"PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LOCATION", "FAC": "LOCATION",
+                "LOCATION": "LOCATION", "NORP": "NRP", "DATE": "DATE_TIME", "TIME": "DATE_TIME"}
+_NER_IGNORED = ["ORG", "ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT",
+                "PRODUCT", "QUANTITY", "WORK_OF_ART"]
+
+
+def expand_entities(entities: list[str]) -> list[str]:
+    """Settings name secrets as one group, "SECRET"; Presidio knows each token format by its own name."""
+    out: list[str] = []
+    for entity in entities:
+        out.extend(SECRET_TYPES if entity == "SECRET" else [entity])
+    return out
+
+
+class PiiDetector:
+    def __init__(self, spacy_model: str, entities: list[str], allow_list: list[str] | None = None):
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+        nlp_engine = NlpEngineProvider(nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": spacy_model}],
+            "ner_model_configuration": {"model_to_presidio_entity_mapping": _NER_MAPPING,
+                                        "labels_to_ignore": _NER_IGNORED,
+                                        "low_confidence_score_multiplier": 0.4},
+        }).create_engine()
+        registry = RecognizerRegistry(supported_languages=["en"])
+        registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
+        for recognizer in [*secret_recognizers(), address_recognizer()]:
+            registry.add_recognizer(recognizer)
+        self.entities = expand_entities(entities)
+        self.allow_list = list(allow_list or [])
+        self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"])
+
+    def detect(self, text: str, threshold: float = 0.0) -> list[Finding]:
+        results = self.analyzer.analyze(text=text, language="en", entities=self.entities, score_threshold=threshold,
+                                        allow_list=self.allow_list)
+        findings = [Finding(category="pii", type=r.entity_type, start=r.start, end=r.end, score=round(min(r.score, 1.0), 4))
+                    for r in results]
+        return sorted(drop_contained(findings), key=lambda f: (f.start, -f.end))
+
+
+def drop_contained(findings: list[Finding]) -> list[Finding]:
+    """Drop a finding that lies inside a longer one scoring at least as high ("Malik Lodge" as a
+    PERSON inside a STREET_ADDRESS): the longer one says more, and redacts the same characters."""
+    return [f for f in findings
+            if not any(o is not f and o.start <= f.start and f.end <= o.end and (o.end - o.start) > (f.end - f.start)
+                       and o.score >= f.score for o in findings)]

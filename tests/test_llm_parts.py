@@ -1,0 +1,113 @@
+"""The LLM bento's parts without a server: queue bounds, derived prices, catalog settings, model assembly."""
+
+import asyncio
+import hashlib
+
+import pytest
+from pydantic import ValidationError
+
+from bentos.llm import models
+from bentos.llm.admission import Admission
+from bentos.llm.errors import QueueFull
+from bentos.llm.models import PACKAGED, PackagedModel, install, resolve_gguf
+from bentos.llm.pricing import ThroughputMeter, price_per_1k
+from ragyard.settings import LLMSettings, Settings, settings_env
+
+
+def test_admission_runs_some_queues_some_and_refuses_the_rest():
+    async def main():
+        admission = Admission("m", running=1, waiting=2, retry_after_s=3)
+        release = asyncio.Event()
+        order = []
+
+        async def job(i):
+            async with admission.slot():
+                order.append(i)
+                await release.wait()
+
+        tasks = [asyncio.create_task(job(i)) for i in range(3)]
+        await asyncio.sleep(0.01)
+        assert admission.admitted == 3 and order == [0]  # one runs, two wait
+        with pytest.raises(QueueFull) as refused:
+            async with admission.slot():
+                pass
+        assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "3"}
+        release.set()
+        await asyncio.gather(*tasks)
+        assert order == [0, 1, 2] and admission.admitted == 0
+        async with admission.slot():  # room again
+            assert admission.admitted == 1
+
+    asyncio.run(main())
+
+
+def test_derived_price_follows_measured_throughput_and_machine_cost():
+    meter = ThroughputMeter()
+    meter.record(prompt_tokens=100, ttft_s=0.5, completion_tokens=51, decode_s=1.0)
+    assert meter.prompt_tok_s == 200 and meter.decode_tok_s == 50
+    # $0.36/h is $0.0001/s; at 50 tokens/s 1,000 tokens take 20 s: $0.002.
+    assert price_per_1k(0.36, meter.decode_tok_s) == pytest.approx(0.002)
+    assert price_per_1k(0.36, meter.prompt_tok_s) == pytest.approx(0.0005)
+    meter.record(prompt_tokens=100, ttft_s=0.25, completion_tokens=51, decode_s=0.5)
+    assert 200 < meter.prompt_tok_s < 400 and 50 < meter.decode_tok_s < 100  # weighted, not replaced
+    assert price_per_1k(0.36, None) == 0.0
+
+
+def test_default_catalog_serves_the_three_packaged_models_and_survives_the_environment(monkeypatch, tmp_path):
+    settings = Settings(home=tmp_path)
+    assert [m.name for m in settings.llm.models] == list(PACKAGED)
+    assert settings.llm_models_dir == tmp_path / "models"
+    for key, value in settings_env(settings).items():
+        monkeypatch.setenv(key, value)
+    again = Settings()
+    assert again.llm == settings.llm and again.llm_models_dir == tmp_path / "models"
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ({"models": [{"name": "a", "model": "x"}, {"name": "a", "model": "y"}]}, "duplicate"),
+    ({"default_model": "nope"}, "default_model"),
+    ({"models": []}, "models"),
+    ({"models": [{"name": "a", "model": "x", "backend": "tgi"}]}, "backend"),
+    ({"models": [{"name": "a", "model": "x", "quality": 1.5}]}, "quality"),
+])
+def test_inconsistent_catalogs_are_refused_at_start(bad, needle):
+    with pytest.raises(ValidationError, match=needle):
+        LLMSettings(**bad)
+
+
+def test_packaged_smollm2_resolves_and_verifies(tmp_path):
+    path = resolve_gguf("smollm2-135m", tmp_path)
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 90_000_000
+    assert install(PACKAGED["smollm2-135m"], tmp_path, log=lambda _: None) == path
+
+
+@pytest.fixture
+def sliced_model(tmp_path, monkeypatch):
+    """A split model laid out like the Qwen packages (package/data/partNN.bin), from a few bytes."""
+    slices = [b"GGUF-head-", b"middle-", b"tail"]
+    for i, data in enumerate(slices, 1):
+        folder = tmp_path / "site" / f"fake_part{i}" / "data"
+        folder.mkdir(parents=True)
+        (folder / f"part{i:02d}.bin").write_bytes(data)
+    monkeypatch.setattr(models, "package_dir", lambda package: tmp_path / "site" / package.replace("-", "_"))
+    joined = b"".join(slices)
+    model = PackagedModel("fake", "fake.gguf", hashlib.sha256(joined).hexdigest(),
+                          tuple(f"fake-part{i}" for i in range(1, 4)), "1.0")
+    return model, joined
+
+
+def test_split_model_is_joined_in_order_verified_and_not_redone(sliced_model, tmp_path):
+    model, joined = sliced_model
+    logs = []
+    path = install(model, tmp_path / "models", log=logs.append)
+    assert path.read_bytes() == joined and "assembling" in logs[-1]
+    install(model, tmp_path / "models", log=logs.append)
+    assert "verified earlier" in logs[-1]
+
+
+def test_split_model_with_wrong_bytes_is_refused_and_leaves_no_file(sliced_model, tmp_path):
+    model, _ = sliced_model
+    wrong = PackagedModel(model.name, model.filename, "0" * 64, model.packages, model.version)
+    with pytest.raises(RuntimeError, match="SHA-256"):
+        install(wrong, tmp_path / "models", log=lambda _: None)
+    assert list((tmp_path / "models").iterdir()) == []

@@ -1,0 +1,65 @@
+"""Safety pieces that need no server: the guard's cut point, restore, policy settings, eval metrics."""
+
+import pytest
+from pydantic import ValidationError
+
+from bentos.safety.schemas import Finding
+from bentos.safety.stream import restore, safe_cut
+from evals.safety import binary_metrics, f_beta, threshold_at_fpr
+from ragyard.settings import CategoryPolicy, DirectionPolicy, SafetySettings
+
+
+def pii(start: int, end: int) -> Finding:
+    return Finding(category="pii", type="EMAIL_ADDRESS", start=start, end=end, score=1.0)
+
+
+def test_safe_cut_backs_off_to_whitespace_and_out_of_findings():
+    text = "mail me at someone@example.com today please"
+    assert safe_cut(text, [], 14, force=False) == 11  # inside "someone...": back to after "at "
+    at = text.index("someone")
+    finding = pii(at, at + len("someone@example.com"))
+    assert safe_cut(text, [finding], finding.end - 3, force=False) == at
+    # A span that spans whitespace (a card number) is never split either.
+    card = "pay 4111 1111 1111 1111 now"
+    assert safe_cut(card, [Finding(category="pii", type="CREDIT_CARD", start=4, end=23, score=1.0)], 14, False) == 4
+    # Findings of other categories are whole-text judgements: they do not pin the cut.
+    tox = Finding(category="toxicity", type="profanity", start=0, end=len(text), score=0.9)
+    assert safe_cut(text, [tox], 14, force=False) == 11
+    assert safe_cut("nowhitespaceatall", [], 10, force=False) == 0
+    assert safe_cut("nowhitespaceatall", [], 10, force=True) == 10
+
+
+def test_restore_replaces_longest_placeholders_first():
+    placeholders = {"<PERSON_1>": "Ann", "<PERSON_10>": "Bob"}
+    assert restore("<PERSON_10> met <PERSON_1>.", placeholders) == "Bob met Ann."
+    assert restore("nothing here", {}) == "nothing here"
+
+
+def test_policy_settings_refuse_redacting_whole_text_categories_and_a_missing_default():
+    with pytest.raises(ValidationError, match="redact applies to pii only"):
+        DirectionPolicy(injection=CategoryPolicy(action="redact"))
+    with pytest.raises(ValidationError, match="default"):
+        SafetySettings(policies={"strict": {}})
+    with pytest.raises(ValidationError):
+        CategoryPolicy(action="block", threshold=1.5)
+
+
+def test_policies_come_from_the_environment_as_json(monkeypatch):
+    from ragyard.settings import Settings
+
+    monkeypatch.setenv("RAGYARD_SAFETY__POLICIES", '{"default": {"input": {"pii": {"action": "block", "threshold": 0.7}}}}')
+    policy = Settings().safety.policies["default"]
+    assert policy.input.pii.action == "block" and policy.input.pii.threshold == 0.7
+    assert policy.input.injection.action == "block"  # unspecified rules keep their defaults
+
+
+def test_threshold_at_one_percent_fpr_and_metrics():
+    benign = [i / 200 for i in range(200)]  # 0.0 .. 0.995
+    attack = [0.9, 0.97, 0.995, 0.999, 1.0]
+    threshold = threshold_at_fpr(attack, benign, 0.01)
+    assert sum(s >= threshold for s in benign) <= 2 and threshold == 0.99
+    metrics = binary_metrics(attack, benign, threshold)
+    assert metrics["recall"] == 0.6 and metrics["fpr"] == 0.01
+    assert metrics["precision"] == pytest.approx(3 / 5)
+    assert threshold_at_fpr([0.5], [1.0], 0.01) > 1.0  # nothing separates: nothing is flagged
+    assert f_beta(1.0, 0.5, 2) == pytest.approx(5 * 0.5 / (4 + 0.5))
