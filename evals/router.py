@@ -26,7 +26,7 @@ from evals.harness_types import EvalReport, EvalRun
 from evals.routing_metrics import apgr, cpt, pgr
 from ragyard.settings import Settings
 from router.routing.base import ModelCard, RouteRequest, RoutingPolicy
-from router.routing.outcomes import outcomes_from_eval
+from router.routing.outcomes import langfuse_outcomes, outcomes_from_eval
 from router.routing.policies import Learned, Threshold, build_policy, estimated_cost
 from router.routing.predictor import QualityPredictor, register_predictor
 
@@ -149,11 +149,14 @@ def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = Tru
         lines.append(f"| {p.policy} | {setting} | {100 * p.strong_share:.0f}% | {p.quality:.3f} | "
                      f"{p.cost_per_answer:.2e} |")
     if register:
-        full = QualityPredictor.fit(outcomes_from_eval(answers.records))
+        # The registered predictor learns from every question, and from user feedback when Langfuse is on.
+        feedback = langfuse_outcomes(settings)
+        full = QualityPredictor.fit([*outcomes_from_eval(answers.records), *feedback])
         version = register_predictor(
             full, settings.mlflow.url, settings.router.routing_model_name, settings.router.routing_model_alias,
             description=f"ridge per model on routing features; token F1 on {answers.dataset} "
-                        f"({len(answers.items)} questions, models {', '.join(answers.models)})")
+                        f"({len(answers.items)} questions, models {', '.join(answers.models)}) and "
+                        f"{len(feedback)} Langfuse feedback scores")
         lines += ["", f"Registered `models:/{settings.router.routing_model_name}@"
                       f"{settings.router.routing_model_alias}` (version {version}), fitted on all questions."]
     return EvalReport(EXPERIMENT, runs, "\n".join(lines))

@@ -21,6 +21,8 @@ from router.routing.predictor import Outcome
 
 log = logging.getLogger(__name__)
 
+FEEDBACK_SCORE = "user_feedback"  # the score name the router bento's POST /v1/feedback writes
+
 
 def outcomes_from_eval(records: Iterable) -> list[Outcome]:
     """Outcomes from answer-eval records (anything with id, model, token_f1 and features)."""
@@ -76,8 +78,15 @@ def outcomes_from_langfuse(api, score_name: str, low: float = 0.0, high: float =
     return outcomes
 
 
-def langfuse_api(public_key: str, secret_key: str, host: str):
-    """The Langfuse SDK's public API client for a server."""
+def langfuse_outcomes(settings, score_name: str = FEEDBACK_SCORE) -> list[Outcome]:
+    """Outcomes from the Langfuse server in `settings.langfuse`; none when Langfuse is not configured.
+
+    The router's POST /v1/feedback records `user_feedback` scores; a value in [0, 1] is taken as is.
+    """
+    if not settings.langfuse.enabled:
+        return []
     from langfuse import Langfuse
 
-    return Langfuse(public_key=public_key, secret_key=secret_key, host=host).api
+    lf = settings.langfuse
+    api = Langfuse(public_key=lf.public_key, secret_key=lf.secret_key, host=lf.host).api
+    return outcomes_from_langfuse(api, score_name)
