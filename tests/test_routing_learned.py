@@ -15,7 +15,7 @@ import pytest
 from ragyard.settings import MlflowSettings, RouterSettings, Settings
 from router.routing.base import ModelCard, RouteRequest
 from router.routing.features import FEATURE_NAMES, routing_features
-from router.routing.outcomes import outcomes_from_langfuse
+from router.routing.outcomes import langfuse_outcomes, outcomes_from_langfuse
 from router.routing.policies import Learned, Threshold, build_policy
 from router.routing.predictor import Outcome, QualityPredictor, load_predictor, register_predictor
 
@@ -123,3 +123,45 @@ def test_outcomes_from_langfuse_scores_through_the_sdk():
     ]
     assert outcomes[0].features == FEATURES
     assert requested.count("/api/public/scores") == 1 and "/api/public/traces/t3" not in requested
+
+
+def test_no_langfuse_outcomes_without_keys():
+    assert langfuse_outcomes(Settings()) == []
+
+
+def synthetic_answers(n: int = 40):
+    """Hand-built answer records: the weak model answers well exactly when retrieval is confident."""
+    from evals.answers import AnswerRecord, AnswerSet, QAItem
+    from evals.retrieval import Gold
+
+    items, contexts, records = [], [], []
+    for i in range(n):
+        top = (i % 10) / 9
+        item = QAItem(f"q{i}", f"question {i} about join paths", "reference", (Gold("d", "s"),))
+        hits = [{"chunk_id": f"c{i}", "doc_id": "d", "title": "t", "section": "s", "score": top, "text": "join paths"}]
+        features = routing_features(RouteRequest(item.question, (), tuple(hits), 96))
+        items.append(item)
+        contexts.append(hits)
+        for model, quality, cost in (("weak", top, 0.001), ("strong", 0.7, 0.01)):
+            records.append(AnswerRecord(item.id, model, "answer", quality, 1.0, 0, 0, 0, 1.0, cost, 100, 20,
+                                        True, features=features))
+    return AnswerSet(items, contexts, ["weak", "strong"], records, "ragyard-rag", "1", "test", "synthetic")
+
+
+def test_router_eval_beats_random_and_registers_the_predictor(mlflow_server):
+    from evals.router import evaluate_router
+
+    settings = Settings(mlflow=MlflowSettings(url=mlflow_server),
+                        router=RouterSettings(routing_model_name="test-router-eval"))
+    report = evaluate_router(synthetic_answers(), settings, register=True)
+    runs = {run.params["policy"]: run for run in report.runs}
+    assert set(runs) == {"threshold", "learned"}
+    threshold = runs["threshold"].metrics
+    # weak quality is top_score, strong 0.7: routing weak when confident recovers most of the gap cheaply
+    assert threshold["apgr"] > 0.6 and threshold["cpt_80"] < 0.8
+    assert runs["threshold"].params["weak_model"] == "weak" and runs["threshold"].params["strong_model"] == "strong"
+    curve = runs["threshold"].tables["curve"]
+    assert {p["policy"] for p in curve} == {"cheapest", "strongest", "threshold"}
+    assert [p["strong_share"] for p in curve if p["policy"] == "cheapest"] == [0.0]
+    assert "models:/test-router-eval@production" in report.summary_markdown
+    assert load_predictor(mlflow_server, "test-router-eval", "production").models == ("weak", "strong")
