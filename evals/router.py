@@ -119,9 +119,9 @@ def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = Tru
         f"Router eval: {answers.dataset}, weak {weak} vs strong {strong}, {len(train)} questions to train the "
         f"predictor, {len(test)} held out; quality = token F1 (weak {weak_q:.3f}, strong {strong_q:.3f}).",
         "",
-        "| policy | APGR | CPT(50%) | CPT(80%) | PGR at default | strong share at default |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        "| random (expected) | 0.500 | 50.0% | 80.0% | - | - |",
+        "| policy | APGR | CPT(50%) | CPT(80%) | PGR at default | strong share at default | setting at PGR 80% |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| random (expected) | 0.500 | 50.0% | 80.0% | - | - | - |",
     ]
     for name, points in sweeps.items():
         curve = [(p.strong_share, p.pgr) for p in points]
@@ -131,6 +131,10 @@ def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = Tru
                    "pgr_default": at_default.pgr, "strong_share_default": at_default.strong_share,
                    "quality_default": at_default.quality, "cost_per_answer_default": at_default.cost_per_answer,
                    "weak_quality": weak_q, "strong_quality": strong_q}
+        # The cheapest measured setting that recovers 80% of the gap: a calibrated default to configure.
+        good = [p for p in points if p.setting is not None and p.pgr >= 0.8]
+        if good:
+            metrics["setting_at_pgr_80"] = min(good, key=lambda p: (p.strong_share, -p.pgr)).setting
         runs.append(EvalRun(
             name=f"router-{name}",
             params={"policy": name, "weak_model": weak, "strong_model": strong, "default_setting": defaults[name],
@@ -141,7 +145,8 @@ def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = Tru
             tables={"curve": [vars(p) for p in ends + points]},
         ))
         lines.append(f"| {name} | {metrics['apgr']:.3f} | {100 * metrics['cpt_50']:.1f}% | "
-                     f"{100 * metrics['cpt_80']:.1f}% | {at_default.pgr:.3f} | {100 * at_default.strong_share:.0f}% |")
+                     f"{100 * metrics['cpt_80']:.1f}% | {at_default.pgr:.3f} | {100 * at_default.strong_share:.0f}% | "
+                     f"{metrics.get('setting_at_pgr_80', '-')} |")
     lines += ["", "Quality-cost points (held-out questions):", "",
               "| policy | setting | strong share | token F1 | cost/answer |", "| --- | ---: | ---: | ---: | ---: |"]
     for p in ends + sweeps["learned"]:
