@@ -46,7 +46,7 @@ def token_f1(prediction: str, reference: str) -> float:
 def sentences(answer: str) -> list[str]:
     """The answer's sentences that have at least one content word, citation markers removed."""
     text = _CITATION.sub(" ", answer)
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip() and content_words(s)]
+    return [" ".join(s.split()) for s in _SENTENCE_END.split(text) if content_words(s)]
 
 
 def sentence_support(sentence: str, chunks: Sequence[str]) -> float:

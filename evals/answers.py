@@ -13,6 +13,7 @@ judges), groundedness and citation accuracy (evals/answer_metrics.py), latency a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -33,8 +34,10 @@ log = logging.getLogger(__name__)
 DEFAULT_DATASET = DATASETS_DIR / "python_docs_qa.jsonl"
 EXPERIMENT = "ragyard-answers"
 RETRIEVAL_MODE = "hybrid"
-CONTEXT_CHUNKS = 3  # small local models: more context costs seconds of prompt processing each
-MAX_TOKENS = 128
+CONTEXT_CHUNKS = 3
+# Small local models on a shared CPU: every prompt token costs time, so each chunk is cut short.
+CHUNK_CHARS = 600
+MAX_TOKENS = 96
 QUICK_QUESTIONS = 3
 
 
@@ -74,8 +77,8 @@ def retrieve_contexts(settings: Settings, questions: list[str], top_k: int = CON
 
 def numbered_context(hits: list[dict]) -> str:
     """The passages as the prompt shows them: `[n] title > section` then the text."""
-    return "\n\n".join(f"[{n}] {h.get('title') or h.get('doc_id')} > {h.get('section') or ''}\n{h.get('text', '')}"
-                       for n, h in enumerate(hits, start=1))
+    return "\n\n".join(f"[{n}] {h.get('title') or h.get('doc_id')} > {h.get('section') or ''}\n"
+                       f"{h.get('text', '')[:CHUNK_CHARS]}" for n, h in enumerate(hits, start=1))
 
 
 JUDGE_PROMPT = (
@@ -129,9 +132,19 @@ class AnswerSet:
         return next(r for r in self.records if r.id == item_id and r.model == model)
 
 
+def sample_order(items: list[QAItem]) -> list[QAItem]:
+    """A fixed pseudo-random order (by a hash of the id), so that the first n spread over all topics."""
+    return sorted(items, key=lambda item: hashlib.sha256(item.id.encode()).hexdigest())
+
+
 def collect_answers(settings: Settings, quick: bool = False, dataset: Path = DEFAULT_DATASET,
                     models: list[str] | None = None, generator: Generator | None = None,
-                    limit: int | None = None) -> AnswerSet:
+                    limit: int | None = None, cached_only: bool = False) -> AnswerSet:
+    """Answer the questions (the first `limit` of `sample_order`) with every model.
+
+    `cached_only`: generate nothing; keep the questions every model has a cached answer for
+    (how the router eval reuses a long answer run that was stopped part-way).
+    """
     from router.prompts import PromptResolver
 
     items = load_qa_dataset(dataset)
@@ -139,16 +152,21 @@ def collect_answers(settings: Settings, quick: bool = False, dataset: Path = DEF
     if quick:
         items, models = items[:QUICK_QUESTIONS], models[:1]
     elif limit:
-        items = items[:limit]
+        items = sample_order(items)[:limit]
     prompt = PromptResolver.from_settings(settings).resolve()
     generator = generator or generator_for(settings)
     cache = AnswerCache.for_settings(settings)
     contexts = retrieve_contexts(settings, [item.question for item in items])
+    messages_of = [prompt.render(context=numbered_context(hits), question=item.question)
+                   for item, hits in zip(items, contexts)]
+    if cached_only:
+        keep = [i for i, messages in enumerate(messages_of)
+                if all(cache.get(model, messages, MAX_TOKENS) for model in models)]
+        items, contexts, messages_of = ([seq[i] for i in keep] for seq in (items, contexts, messages_of))
     records = []
     # Question-major, so that an interrupted run leaves whole questions in the cache.
-    for item, hits in zip(items, contexts):
+    for item, hits, messages in zip(items, contexts, messages_of):
         for model in models:
-            messages = prompt.render(context=numbered_context(hits), question=item.question)
             generation, cached = generate_cached(cache, generator, model, messages, MAX_TOKENS)
             chunks = [h.get("text", "") for h in hits]
             cites = citation_score(generation.text, len(hits), lambda i: gold_match(hits[i], item.gold) is not None)
@@ -222,5 +240,6 @@ def report(answers: AnswerSet, settings: Settings) -> EvalReport:
 
 
 def evaluate(settings: Settings, quick: bool = False) -> EvalReport:
-    """The harness entry point: quick = the first model of `evals.answer_models` on 3 questions."""
-    return report(collect_answers(settings, quick), settings)
+    """The harness entry point: quick = the first model of `evals.answer_models` on 3 questions;
+    else every model on `evals.answer_limit` questions (0: all)."""
+    return report(collect_answers(settings, quick, limit=settings.evals.answer_limit or None), settings)

@@ -344,6 +344,8 @@ class EvalsSettings(BaseModel):
     answer_models: list[str] = Field(default_factory=lambda: ["smollm2-135m", "qwen2.5-coder-0.5b"], min_length=1)
     # A catalog model that grades answers against the reference; "" (default): no LLM judge.
     judge_model: str = ""
+    # Questions of the QA set the full answer and router evals take (a fixed spread sample); 0: all.
+    answer_limit: int = Field(default=0, ge=0)
 
 
 class ChunkerSettings(BaseModel):
