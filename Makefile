@@ -46,3 +46,9 @@ llm-models-test: setup
 
 clean:
 	rm -rf .ragyard
+
+# The fast suite: every eval present, on its quick subset, against the running platform (make run);
+# each run goes to MLflow, and the retrieval regression gate fails the target (exit 1).
+.PHONY: eval
+eval: setup
+	$(PY) -m evals run all --quick --gate

@@ -113,7 +113,7 @@ def check_regression(client, run_id: str, settings: Settings) -> GateResult:
 
 def gated_run_id(result, settings: Settings) -> str:
     """The run of a retrieval HarnessResult that the gate checks: the one in `evals.gate_mode`."""
-    for run, run_id in zip(result.report.runs, result.run_ids):
+    for run, run_id in zip(result.report.runs, result.run_ids, strict=True):
         if run.params.get("mode") == settings.evals.gate_mode:
             return run_id
     raise ValueError(f"the retrieval eval did not run mode {settings.evals.gate_mode!r}, the gate's mode")

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import io
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -197,7 +198,9 @@ def measured_against(common: dict[str, ParamValue]) -> str:
 def write_summary(eval_name: str, experiment: str, report: EvalReport, common: dict[str, ParamValue],
                   command: str, path: Path = EVALS_DOC) -> None:
     """Replace the eval's section of docs/evals.md: date, machine, command, setup, the eval's own summary."""
-    body = f"Command: `{command}`. {measured_against(common)}\n\n{report.summary_markdown}"
+    load = os.getloadavg()[0]  # timings depend on what else the machine was doing
+    body = (f"Command: `{command}`, load average {load:.1f} at the end. {measured_against(common)}\n\n"
+            f"{report.summary_markdown}")
     write_section(f"{eval_name.capitalize()} (experiment `{experiment}`)", body, report=path, header=_DOC_HEADER)
 
 
@@ -214,5 +217,6 @@ def run_eval(name: str, settings: Settings, quick: bool = False, log_to_mlflow: 
     experiment = experiment_for(name, report, settings)
     run_ids = log_report(client, experiment, name, report, common, quick) if client is not None else []
     if docs is not None:
-        write_summary(name, experiment, report, common, f"python -m evals run {name}" + (" --quick" if quick else ""), docs)
+        command = f"python -m evals run {name}" + (" --quick" if quick else "")
+        write_summary(name, experiment, report, common, command, docs)
     return HarnessResult(name, report, experiment, run_ids)

@@ -37,7 +37,7 @@ def _metadata(result: HarnessResult, settings: Settings, client) -> dict:
         "index_version": str(common_params(settings)["index_version"]),
         "quick": settings.evals.asset_quick,
     }
-    for run, run_id in zip(result.report.runs, result.run_ids):
+    for run, run_id in zip(result.report.runs, result.run_ids, strict=True):
         metadata[f"{run.name}/mlflow_run"] = dg.MetadataValue.url(_run_url(settings, client, run_id))
         for metric, value in run.metrics.items():
             metadata[f"{run.name}/{metric}"] = float(value)

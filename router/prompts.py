@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from mlflow.prompt.constants import PROMPT_TEMPLATE_VARIABLE_PATTERN as VARIABLE  # what MLflow calls a variable
+# What MLflow calls a template variable: `{{ name }}`.
+from mlflow.prompt.constants import PROMPT_TEMPLATE_VARIABLE_PATTERN as VARIABLE
 
 from ragyard.settings import PromptSettings, Settings
 from ragyard.tracking import mlflow_client
@@ -128,7 +129,7 @@ class PromptResolver:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "PromptResolver":
+    def from_settings(cls, settings: Settings) -> PromptResolver:
         return cls(settings.mlflow.url, settings.prompts)
 
     def resolve(self, name: str | None = None, user_id: str | None = None) -> ResolvedPrompt:

@@ -9,8 +9,9 @@ import pytest
 from evals.__main__ import main
 from evals.baseline import BASELINE_TAG, check_regression
 from pipelines.eval_assets import GATE_CHECK, LOGGED_CHECK, eval_definitions, eval_run_key, make_eval_asset
+from pipelines.materialize import materialize_ingest
 from pipelines.resources import PlatformSettings
-from ragyard.settings import EvalsSettings, Settings
+from ragyard.settings import EvalsSettings, Settings, settings_env
 from ragyard.tracking import mlflow_client
 from tests.conftest import run_ingest
 from tests.corpus import write_corpus
@@ -100,13 +101,26 @@ def test_the_gate_passes_on_the_normal_setting_and_trips_on_a_degraded_one(gated
     assert check_regression(client, degraded_run, settings).passed
 
 
-def test_the_run_key_changes_with_the_index_and_the_settings(settings, corpus):
+def test_the_sensor_requests_an_eval_run_keyed_by_index_version_and_settings(settings, corpus, monkeypatch):
     write_corpus(corpus, count=2)
     before = eval_run_key(settings)
     assert eval_run_key(settings.model_copy(deep=True)) == before
     assert eval_run_key(degraded(settings)) != before
-    run_ingest(settings)
-    assert eval_run_key(settings) != before  # the index version moved
+
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_ingest(settings, instance=instance)
+    after = eval_run_key(settings)
+    assert after != before  # the index version moved
+
+    for key, value in settings_env(settings).items():  # the sensor reads the settings as Dagster's do
+        monkeypatch.setenv(key, value)
+    from pipelines.definitions import defs  # the code location `make run` serves
+
+    sensor = defs.get_sensor_def("evals_after_index")
+    assert sensor.job_name == "evals"
+    with dg.build_sensor_context(instance=instance, definitions=defs) as context:
+        (request,) = sensor.evaluate_tick(context).run_requests
+    assert request.run_key == after
 
 
 def test_the_code_location_has_the_eval_asset_job_and_sensor():

@@ -5,7 +5,9 @@ from collections import Counter
 
 import pytest
 
+from ragyard.services import mlflow_spec
 from ragyard.settings import MlflowSettings, PromptSettings, Settings
+from ragyard.supervisor import Supervisor
 from ragyard.tracking import mlflow_client
 from router.prompts import (
     BUILTIN_ALIAS,
@@ -17,8 +19,6 @@ from router.prompts import (
     resolve_prompt,
     seed_prompts,
 )
-from ragyard.services import mlflow_spec
-from ragyard.supervisor import Supervisor
 from tests.conftest import free_port
 
 

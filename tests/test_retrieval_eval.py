@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.metrics import ndcg_at_k, recall_at_k, reciprocal_rank_at_k
 from evals.harness import index_version, run_eval
+from evals.metrics import ndcg_at_k, recall_at_k, reciprocal_rank_at_k
 from evals.retrieval import (
     DEFAULT_DATASET,
     METRIC_NAMES,
