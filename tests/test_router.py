@@ -319,7 +319,7 @@ def test_sixteen_concurrent_requests_never_overshoot_a_nearly_spent_budget(stack
 
     def ask(i: int) -> httpx.Response:
         return stack.post(key, {"model": MODEL_A, "max_tokens": 8, "ragyard": {"cache": False},
-                                "messages": [{"role": "user", "content": f"Say a word about the number {i}"}]})
+                                "messages": [{"role": "user", "content": f"What is {i} squared in Python?"}]})
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(ask, range(16)))
