@@ -10,6 +10,7 @@ import argparse
 import importlib
 
 BENCHMARKS = {
+    "gateway": "benchmarks.gateway",
     "ingest": "benchmarks.ingest",
     "llm": "benchmarks.llm",
     "safety": "benchmarks.safety",

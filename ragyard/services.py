@@ -99,6 +99,11 @@ def retriever_spec(settings: Settings) -> ServiceSpec:
     return bento_spec(settings, "retriever", "bentos.retriever.service:Retriever", settings.retriever.port, "/healthz")
 
 
+def safety_spec(settings: Settings) -> ServiceSpec:
+    # /readyz: ready once spaCy, jailguard's ONNX MiniLM and the profanity model are loaded.
+    return bento_spec(settings, "safety", "bentos.safety.service:Safety", settings.safety.port, "/readyz")
+
+
 def llm_spec(settings: Settings) -> ServiceSpec:
     # /readyz turns green once every catalog model is loaded and its throughput measured: on a
     # busy 2-core machine that can take minutes for the three default models.
@@ -106,9 +111,9 @@ def llm_spec(settings: Settings) -> ServiceSpec:
     return dataclasses.replace(spec, startup_timeout_s=600.0)
 
 
-def safety_spec(settings: Settings) -> ServiceSpec:
-    # /readyz: ready once spaCy, jailguard's ONNX MiniLM and the profanity model are loaded.
-    return bento_spec(settings, "safety", "bentos.safety.service:Safety", settings.safety.port, "/readyz")
+def router_spec(settings: Settings) -> ServiceSpec:
+    # /readyz: the front door; it reaches the other bentos per request (a backend down is a 503 or a fallback).
+    return bento_spec(settings, "router", "bentos.router.service:Router", settings.router.port, "/readyz")
 
 
 def platform_services(settings: Settings) -> list[ServiceSpec]:
@@ -117,6 +122,6 @@ def platform_services(settings: Settings) -> list[ServiceSpec]:
         specs.append(milvus_spec(settings))
     if settings.mlflow.run_local:
         specs.append(mlflow_spec(settings))
-    specs += [dagster_spec(settings), embedder_spec(settings), retriever_spec(settings), llm_spec(settings),
-              safety_spec(settings)]
+    specs += [dagster_spec(settings), embedder_spec(settings), retriever_spec(settings), safety_spec(settings),
+              llm_spec(settings), router_spec(settings)]
     return specs

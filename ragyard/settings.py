@@ -241,8 +241,6 @@ class RouterSettings(ServiceEndpoint):
     port: int = 3000
     # Auth: every request needs a key made by `python -m router keys create` unless this is false.
     require_api_key: bool = True
-    # Routing of `ragyard/auto`: a policy name registered in router.routing.base.POLICIES.
-    policy: str = "cheapest"
     # Extra OpenAI-compatible upstreams (base URLs without /v1) besides the LLM bento; their models
     # join the catalog and serve as fallbacks, each behind its own circuit breaker.
     extra_upstreams: list[str] = Field(default_factory=list)
@@ -259,8 +257,9 @@ class RouterSettings(ServiceEndpoint):
     max_context_chars: int = Field(default=1200, ge=100)  # per retrieved chunk in the prompt
     default_max_tokens: int = Field(default=256, ge=1)
     max_tokens_limit: int = Field(default=2048, ge=1)
-    # Prompt from the MLflow prompt registry: name@alias.
-    prompt: str = "ragyard-rag@production"
+    # Safety: the safety bento checks every request and answer with this policy (off: no checks).
+    safety_enabled: bool = True
+    safety_policy: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     # Timeouts: each step has its own, the whole request has a deadline.
     deadline_s: float = Field(default=120.0, gt=0)
     safety_timeout_s: float = Field(default=10.0, gt=0)
@@ -283,6 +282,16 @@ class RouterSettings(ServiceEndpoint):
     # Tracing: MLflow experiment that receives OTLP spans when Langfuse is not configured.
     trace_experiment: str = "ragyard-router-traces"
     trace_queue_size: int = Field(default=1000, ge=1)
+
+    # ---- cost-quality routing (router/routing/policies.py) ----
+    # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
+    # in MLflow as routing_model_name@routing_model_alias (trained by `python -m evals run router`).
+    routing_policy: str = Field(default="strongest", pattern=r"^[a-z_]{1,32}$")
+    routing_threshold: float = Field(default=0.3, ge=0.0, le=1.0)  # threshold: min predicted quality
+    # learned: quality points the dearest model must add to be worth its (relative) cost
+    routing_cost_weight: float = Field(default=0.1, ge=0.0)
+    routing_model_name: str = "ragyard-router"
+    routing_model_alias: str = "production"
 
 
 class LangfuseSettings(BaseModel):
@@ -333,6 +342,13 @@ class EvalsSettings(BaseModel):
     adopt_first_baseline: bool = True
     # Per eval, an MLflow experiment instead of the one the eval names (JSON: {"retrieval": "mine"}).
     experiments: dict[str, str] = Field(default_factory=dict)
+    # ---- answer and router evals (evals/answers.py, evals/router.py) ----
+    # Catalog models the answer eval asks, cheapest first; the quick eval takes the first only.
+    answer_models: list[str] = Field(default_factory=lambda: ["smollm2-135m", "qwen2.5-coder-0.5b"], min_length=1)
+    # A catalog model that grades answers against the reference; "" (default): no LLM judge.
+    judge_model: str = ""
+    # Questions of the QA set the full answer and router evals take (a fixed spread sample); 0: all.
+    answer_limit: int = Field(default=0, ge=0)
 
 
 class ChunkerSettings(BaseModel):

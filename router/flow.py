@@ -1,7 +1,8 @@
 """The RAG flow of one chat completion, start to end, in the order it runs:
 
-    limits (reserve worst-case cost) → input safety → cache → retrieve → prompt → route
-    → generate (fallbacks) → output safety → settle cost → cache, memory → trace, metrics
+    prompt (registry, name@alias) → limits (reserve the worst-case cost) → input safety → cache
+    → retrieve → route → generate (retries, fallbacks) → output safety → settle the cost
+    → cache, memory → trace, metrics
 
 Each step is a small method with its own timeout, all capped by the request's overall deadline,
 and recorded as a span of the request's trace. `answer()` returns a whole answer; `stream()` yields
@@ -26,19 +27,25 @@ import httpx
 import numpy as np
 
 from bentos.retriever.schemas import SearchRequest
+from bentos.safety.client import SafetyClient, SafetyRequestRejected, SafetyUnavailable
+from bentos.safety.stream import StreamBlocked
 from ragyard.settings import Settings
 from router.cache import CacheHit, ResponseCache, digest
 from router.catalog import Catalog, CatalogEntry, CatalogUnavailable, Upstream
 from router.clients import EmbedderClient, RetrieverClient
 from router.generation import Generated, Generator, UpstreamRejected
+from router.guardrails import WITHHELD, Guardrails, InputBlocked, Verdict
 from router.index_version import IndexVersion
 from router.keys import ApiKey, KeyStore, keys_path
 from router.limits import LimitExceeded, Limits, Reservation
 from router.memory import Memory
 from router.metrics import router_metrics
-from router.rag_prompt import BUILTIN_PROMPT, PromptTemplate, citations, rag_messages, references_block
+from router.prompts import PromptResolver, ResolvedPrompt
+from router.rag_prompt import citations, rag_messages, references_block, template_bytes
 from router.resilience import BackendUnavailable, Breakers, Deadline, DeadlineExceeded
-from router.routing.base import POLICIES, RouteDecision, RouteRequest
+from router.routing.base import RouteDecision, RouteRequest, RoutingPolicy
+from router.routing.features import routing_features
+from router.routing.policies import Strongest, build_policy
 from router.tracing import Generation, Span, Trace, Tracer, new_trace_id, tracer_from_settings
 
 logger = logging.getLogger("ragyard.router.flow")
@@ -130,6 +137,8 @@ class Prepared:
     chain: list[CatalogEntry] = field(default_factory=list)
     messages: list[dict] = field(default_factory=list)
     generated: Generated | None = None
+    prompt: ResolvedPrompt | None = None
+    input_verdict: Verdict = field(default_factory=Verdict)
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -154,6 +163,12 @@ class Flow:
         self.index_version = IndexVersion(settings)
         self.tracer = tracer or tracer_from_settings(settings)
         self.metrics = router_metrics()
+        self.prompts = PromptResolver.from_settings(settings)
+        self.safety = (Guardrails(SafetyClient(settings.safety.url, timeout=self.config.safety_timeout_s),
+                                  self.config.safety_policy) if self.config.safety_enabled else None)
+        self.policy: RoutingPolicy | None = None
+        self.policy_failed_at = -1e9
+        self.policy_error = ""
 
     # ---- the flow -------------------------------------------------------------------------------
 
@@ -165,16 +180,12 @@ class Flow:
                     generated = await self.guard(prepared, self.generator.complete(
                         prepared.chain, prepared.messages, self.upstream_params(request), prepared.deadline))
                 prepared.generated = generated
-                prepared.outcome.text = generated.text + self.references(prepared, generated.text)
-                await self.check_output(prepared)
                 self.account(prepared, generated)
+                text = await self.check_output(prepared, generated.text)
+                prepared.outcome.text = text + self.references(prepared, generated.text)
             await self.finish(prepared)
         except BaseException as exc:
-            await self.abandon(prepared, exc)
-            mapped = self.as_flow_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise await self.failed(prepared, exc)
         return prepared.outcome
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str | Outcome]:
@@ -185,32 +196,28 @@ class Flow:
                 yield prepared.outcome.text
             else:
                 generated = prepared.generated = Generated()
-                with self.step(prepared, "generate", model=prepared.chain[0].card.name, stream=True):
-                    deltas = self.generator.stream(prepared.chain, prepared.messages, self.upstream_params(request),
-                                                   prepared.deadline, generated)
-                    async for delta in deltas:
-                        yield delta
+                released = []
+                async for text in self.generate_stream(prepared, generated):
+                    released.append(text)
+                    yield text
+                self.account(prepared, generated)
+                if prepared.outcome.finish_reason == "content_filter":
+                    released.append(WITHHELD)
+                    yield WITHHELD
                 refs = self.references(prepared, generated.text)
                 if refs:
                     yield refs
-                prepared.outcome.text = generated.text + refs
-                # Streamed text is already sent: output safety here flags (and keeps out of cache and
-                # memory); redaction while streaming is the safety bento's stream guard's job.
-                await self.check_output(prepared)
-                self.account(prepared, generated)
+                prepared.outcome.text = "".join(released) + refs
             await self.finish(prepared)
             yield prepared.outcome
         except BaseException as exc:
-            await self.abandon(prepared, exc)
-            mapped = self.as_flow_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise await self.failed(prepared, exc)
 
     async def prepare(self, request: ChatRequest) -> Prepared:
-        """Every step up to the generation: limits, input safety, cache, retrieval, prompt, route."""
+        """Every step up to the generation: prompt, limits, input safety, cache, retrieval, route."""
         trace_id = request.trace_id
-        trace = Trace(trace_id, "chat.completions", request.user, request.session_id, input=request.question,
+        # The trace's input is set once input safety has (maybe) redacted it.
+        trace = Trace(trace_id, "chat.completions", request.user, request.session_id,
                       attributes={"model.requested": request.model, "stream": request.stream,
                                   "key.id": request.key_id})
         outcome = Outcome(id=f"chatcmpl-{trace_id}", created=int(time.time()), model=request.model,
@@ -221,25 +228,22 @@ class Flow:
             pinned = self.pinned_model(request, catalog)
             history = await anyio.to_thread.run_sync(self.memory.history, request.session_id, request.key_id) \
                 if request.session_id else []
+            if request.rag:
+                prepared.prompt = await self.load_prompt(prepared)
             await self.reserve(prepared, catalog, pinned, history)
             await self.check_input(prepared)
             if await self.lookup_cache(prepared, history):
                 return prepared
             hits = await self.retrieve(prepared) if request.rag else []
-            template = await self.load_prompt(prepared)
             decision = await self.route(prepared, catalog, pinned, hits)
             prepared.chain = self.fallback_chain(catalog, decision.model)
             outcome.citations = citations(hits)
-            prepared.messages = (rag_messages(template, hits, history, request.messages, self.config.max_context_chars)
+            prepared.messages = (rag_messages(prepared.prompt, hits, history, request.messages,
+                                              self.config.max_context_chars)
                                  if request.rag else [*history, *request.messages])
-            outcome.prompt = {"name": template.name, "version": template.version} if request.rag else None
             return prepared
         except BaseException as exc:
-            await self.abandon(prepared, exc)
-            mapped = self.as_flow_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            raise await self.failed(prepared, exc)
 
     # ---- steps ----------------------------------------------------------------------------------
 
@@ -274,7 +278,7 @@ class Flow:
 
     def worst_case_cost(self, prepared: Prepared, catalog: dict[str, CatalogEntry], pinned: str | None,
                         history: list[dict]) -> float:
-        """An upper bound of this request's cost and tokens, before anything runs: prompt tokens are
+        """An upper bound of this request's cost, before anything runs: prompt tokens are
         at most the prompt's UTF-8 bytes (plus template tokens), retrieved context is bounded by
         top_k × max_context_chars, every model of the fallback chain may be paid for its prompt
         (a mid-stream continuation re-sends prompt and partial answer), completions total max_tokens."""
@@ -282,12 +286,12 @@ class Flow:
         texts = [str(m.get("content", "")) for m in [*history, *request.messages]]
         prompt_bytes = sum(len(t.encode("utf-8")) for t in texts)
         if request.rag:
-            prompt_bytes += len(BUILTIN_PROMPT.system.encode()) + 1024  # a registry prompt may be longer
+            prompt_bytes += template_bytes(prepared.prompt)
             prompt_bytes += self.config.top_k * (4 * self.config.max_context_chars + 256)  # 4 bytes/char worst
         prompt_tokens = prompt_bytes + TEMPLATE_TOKENS + TEMPLATE_TOKENS_PER_MESSAGE * (len(texts) + 1)
-        chain = (self.fallback_chain(catalog, pinned) if pinned
-                 else sorted(catalog.values(), key=lambda e: -e.card.output_per_1k)[: 1 + self.config.max_fallbacks])
-        attempts = len(chain)
+        # Routed requests may end up on any model: price them at the catalog's dearest.
+        chain = self.fallback_chain(catalog, pinned) if pinned else list(catalog.values())
+        attempts = min(len(chain), 1 + self.config.max_fallbacks)
         in_price = max(e.card.input_per_1k for e in chain)
         out_price = max(e.card.output_per_1k for e in chain)
         return (in_price * (attempts * prompt_tokens + (attempts - 1) * request.max_tokens)
@@ -316,19 +320,72 @@ class Flow:
         return request.max_tokens + (prompt_chars + extra) // 4
 
     async def check_input(self, prepared: Prepared) -> None:
-        # The safety bento's client (branch `safety`) is not merged yet: this step records that it
-        # was skipped. Once merged it checks, redacts (traces then hold the redacted text) or blocks.
-        with self.step(prepared, "input_safety", skipped="safety client not available"):
-            pass
+        """Block, redact or flag the user's messages; what follows only sees the checked text."""
+        request = prepared.request
+        if self.safety is not None:
+            with self.step(prepared, "input_safety", policy=self.config.safety_policy) as span:
+                try:
+                    request.messages, prepared.input_verdict = await self.guard(
+                        prepared, self.safety.check_input(request.messages), self.config.safety_timeout_s)
+                except InputBlocked as exc:
+                    span.attributes.update({"action": "block", "categories": exc.categories})
+                    raise FlowError(400, f"messages: refused by the safety policy ({', '.join(exc.categories)})",
+                                    param="messages", code="content_filter") from exc
+                except SafetyRequestRejected as exc:
+                    raise FlowError(400 if exc.status_code != 413 else 413, f"messages: {exc.message}",
+                                    param="messages", code="invalid_value") from exc
+                except (SafetyUnavailable, asyncio.TimeoutError) as exc:  # fail closed
+                    raise BackendUnavailable(f"safety check unavailable: {exc}") from exc
+                span.attributes.update(prepared.input_verdict.attributes())
+        prepared.trace.input = request.question
 
-    async def check_output(self, prepared: Prepared) -> None:
-        with self.step(prepared, "output_safety", skipped="safety client not available"):
-            pass
+    async def check_output(self, prepared: Prepared, text: str) -> str:
+        """The whole answer as the client may see it: redacted, or withheld when blocked."""
+        if self.safety is None:
+            return text
+        with self.step(prepared, "output_safety", policy=self.config.safety_policy) as span:
+            try:
+                checked, verdict = await self.guard(
+                    prepared, self.safety.check_output(text, prepared.input_verdict.placeholders),
+                    self.config.safety_timeout_s)
+            except (SafetyUnavailable, SafetyRequestRejected, asyncio.TimeoutError) as exc:
+                raise BackendUnavailable(f"safety check of the answer unavailable: {exc}") from exc
+            span.attributes.update(verdict.attributes())
+        if verdict.action == "block":
+            prepared.outcome.finish_reason = "content_filter"
+        return checked
 
-    def cache_scope(self, request: ChatRequest, history: list[dict], index_version: str) -> str:
+    async def generate_stream(self, prepared: Prepared, generated: Generated) -> AsyncIterator[str]:
+        """The model's deltas, through the safety bento's streaming guard; a block ends the stream
+        with finish_reason content_filter."""
+        request = prepared.request
+        guard = self.safety.stream_guard(prepared.input_verdict.placeholders) if self.safety else None
+        with self.step(prepared, "generate", model=prepared.chain[0].card.name, stream=True) as span:
+            deltas = self.generator.stream(prepared.chain, prepared.messages, self.upstream_params(request),
+                                           prepared.deadline, generated)
+            try:
+                async for delta in deltas:
+                    text = await guard.feed(delta) if guard else delta
+                    if text:
+                        yield text
+                if guard and (tail := await guard.finish()):
+                    yield tail
+            except StreamBlocked as exc:
+                await deltas.aclose()
+                generated.finish_reason = "content_filter"
+                span.attributes["blocked"] = sorted({f.category for f in exc.response.findings})
+            except (SafetyUnavailable, SafetyRequestRejected) as exc:
+                raise BackendUnavailable(f"safety check of the answer unavailable: {exc}") from exc
+            if guard:
+                span.attributes["output_safety"] = sorted({f.category for f in guard.findings})
+
+    def cache_scope(self, prepared: Prepared, history: list[dict], index_version: str) -> str:
+        """What a cached answer must share with this request: model, parameters, prompt version,
+        conversation so far and (for RAG) the index version."""
+        request = prepared.request
         return digest({"model": request.model, "max_tokens": request.max_tokens, "params": request.params,
-                       "history": history, "index": index_version if request.rag else None,
-                       "context": request.messages[:-1]})
+                       "prompt": prepared.outcome.prompt, "history": history,
+                       "index": index_version if request.rag else None, "context": request.messages[:-1]})
 
     async def lookup_cache(self, prepared: Prepared, history: list[dict]) -> bool:
         """True on a hit (the outcome is filled in from it)."""
@@ -343,7 +400,7 @@ class Flow:
                 span.attributes["error"] = f"index version unavailable: {exc!r}"[:300]
                 prepared.outcome.cache = "off"
                 return False
-            prepared.scope = self.cache_scope(request, history, version)
+            prepared.scope = self.cache_scope(prepared, history, version)
             prepared.exact_key = digest({"scope": prepared.scope, "messages": request.messages})
             hit = await anyio.to_thread.run_sync(self.cache.exact, prepared.exact_key)
             if hit is None and request.question:
@@ -381,11 +438,28 @@ class Flow:
             span.attributes["chunk_ids"] = [h.chunk_id for h in response.hits]
         return [h.model_dump() for h in response.hits]
 
-    async def load_prompt(self, prepared: Prepared) -> PromptTemplate:
-        # The MLflow prompt registry module (router/prompts.py, branch `evals`) is not merged yet:
-        # until it is, every RAG request uses the built-in template, recorded as version "builtin".
-        with self.step(prepared, "prompt", name=BUILTIN_PROMPT.name, version=BUILTIN_PROMPT.version):
-            return BUILTIN_PROMPT
+    async def load_prompt(self, prepared: Prepared) -> ResolvedPrompt:
+        """The RAG prompt from the MLflow registry (weighted alias, sticky per user; the built-in
+        template when MLflow is unreachable), recorded with its version in the trace."""
+        with self.step(prepared, "prompt") as span:
+            prompt = await anyio.to_thread.run_sync(self.prompts.resolve, None, prepared.request.user)
+            span.attributes.update({"name": prompt.name, "version": prompt.version, "alias": prompt.alias})
+        prepared.outcome.prompt = {"name": prompt.name, "version": prompt.version, "alias": prompt.alias}
+        return prompt
+
+    async def routing_policy(self) -> tuple[RoutingPolicy, str]:
+        """The configured policy, built once (threshold and learned load their predictor from
+        MLflow); while it cannot be built, `strongest` stands in and the reason says why."""
+        if self.policy is None and time.monotonic() - self.policy_failed_at > 30:
+            try:
+                self.policy = await anyio.to_thread.run_sync(build_policy, self.config.routing_policy, self.settings)
+            except Exception as exc:  # noqa: BLE001 - an unavailable predictor must not fail requests
+                self.policy_failed_at = time.monotonic()
+                self.policy_error = f"{type(exc).__name__}: {exc}"[:300]
+                logger.warning("routing policy %r unavailable: %s", self.config.routing_policy, self.policy_error)
+        if self.policy is None:
+            return Strongest(), f"policy {self.config.routing_policy!r} unavailable ({self.policy_error}); "
+        return self.policy, ""
 
     async def route(self, prepared: Prepared, catalog: dict[str, CatalogEntry], pinned: str | None,
                     hits: list[dict]) -> RouteDecision:
@@ -394,14 +468,20 @@ class Flow:
             if pinned:
                 decision = RouteDecision(pinned, "pinned", f"the request names {request.model}")
             else:
-                policy_class = POLICIES.get(self.config.policy)
-                if policy_class is None:
-                    raise FlowError(503, f"model: routing policy {self.config.policy!r} is not available here "
-                                         f"(registered: {sorted(POLICIES) or 'none'}); name a model instead",
-                                    "server_error", param="model", code="routing_unavailable")
                 route_request = RouteRequest(question=request.question, messages=tuple(request.messages),
                                              context=tuple(hits), max_tokens=request.max_tokens, user_id=request.user)
-                decision = policy_class().choose(route_request, [e.card for e in catalog.values()])
+                policy, note = await self.routing_policy()
+                cards = [e.card for e in catalog.values()]
+                try:
+                    decision = policy.choose(route_request, cards)
+                except Exception as exc:  # noqa: BLE001 - e.g. a predictor that knows none of the models
+                    note = f"policy {policy.name!r} failed ({type(exc).__name__}: {exc}); "
+                    decision = Strongest().choose(route_request, cards)
+                if note:
+                    decision = RouteDecision(decision.model, decision.policy, note + decision.reason,
+                                             decision.predicted_quality)
+                # The learned router trains on these features with the outcome's scores.
+                prepared.trace.attributes["routing_features"] = routing_features(route_request)
             span.attributes.update({"model": decision.model, "policy": decision.policy, "reason": decision.reason})
         prepared.outcome.route = {"policy": decision.policy, "model": decision.model, "reason": decision.reason,
                                   "predicted_quality": decision.predicted_quality}
@@ -436,7 +516,7 @@ class Flow:
         trace.generation = Generation(
             model=generated.model, prompt_tokens=generated.prompt_tokens, completion_tokens=generated.completion_tokens,
             cost=generated.cost, currency=outcome.currency,
-            prompt_name=(outcome.prompt or {}).get("name", ""), prompt_version=(outcome.prompt or {}).get("version", ""),
+            prompt_name=(outcome.prompt or {}).get("name", ""), prompt_version=(outcome.prompt or {}).get("version"),
             route=outcome.route or {}, usage_estimated=generated.usage_estimated,
             start_ns=next((s.start_ns for s in trace.spans if s.name == "generate"), trace.start_ns),
             end_ns=time.time_ns(), fallbacks=generated.fallbacks)
@@ -458,7 +538,8 @@ class Flow:
             with self.step(prepared, "memory"):
                 await anyio.to_thread.run_sync(self.memory.append, request.session_id, request.key_id,
                                                request.question, outcome.text)
-        prepared.trace.attributes.update({"cache": outcome.cache, "cost": outcome.cost, "model": outcome.model})
+        prepared.trace.attributes.update({"cache": outcome.cache, "cost": outcome.cost, "model": outcome.model,
+                                          "route": outcome.route, "prompt": outcome.prompt})
         prepared.trace.finish(output=outcome.text)
         self.tracer.submit(prepared.trace)
         kind = "rag" if request.rag else "proxy"
@@ -468,6 +549,14 @@ class Flow:
             self.metrics.tokens.labels(model=outcome.model, direction="input").inc(outcome.prompt_tokens)
             self.metrics.tokens.labels(model=outcome.model, direction="output").inc(outcome.completion_tokens)
             self.metrics.cost.labels(model=outcome.model, currency=outcome.currency).inc(outcome.cost)
+
+    async def failed(self, prepared: Prepared, exc: BaseException) -> BaseException:
+        """Abandon the request; the exception to raise for it (a FlowError where one fits)."""
+        await self.abandon(prepared, exc)
+        mapped = self.as_flow_error(exc)
+        if mapped is not exc:
+            mapped.__cause__ = exc
+        return mapped
 
     async def abandon(self, prepared: Prepared, exc: BaseException) -> None:
         """A request that failed or whose client left: charge what was generated, trace the error."""

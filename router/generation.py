@@ -11,6 +11,7 @@ content chunk, a quarter of the prompt's characters; `usage_estimated` says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -162,6 +163,7 @@ class Generator:
             if max_tokens is not None and result.completion_tokens:
                 call_params["max_tokens"] = max(1, max_tokens - result.completion_tokens)
             chunks = 0
+            stream = None
             try:
                 stream = await deadline.run(with_retries(
                     lambda: self.client(entry.upstream).chat.completions.create(
@@ -197,6 +199,11 @@ class Generator:
                 result.attempts.append(attempt)
                 logger.warning("stream from %s failed after %d chunks: %s", entry.card.name, chunks, attempt.error)
                 continue
+            finally:
+                # Also when our consumer stops early (client gone, safety block): the upstream stops generating.
+                if stream is not None:
+                    with contextlib.suppress(Exception):
+                        await stream.close()
             breaker.success()
             if not attempt.completion_tokens and not attempt.prompt_tokens:
                 attempt.prompt_tokens = estimate_prompt_tokens(prompt)

@@ -1,47 +1,32 @@
 """Turning retrieved chunks into a chat prompt, and numbered references into citations.
 
-The prompt text comes from the MLflow prompt registry (`router.prompts`, name@alias); when the
-registry cannot be reached the flow uses `BUILTIN_PROMPT` and records version "builtin" in the
-trace, so an MLflow outage never fails a request.
+The prompt template comes from the MLflow prompt registry (`router.prompts`: name@alias, with the
+built-in template when MLflow is unreachable); it takes {{context}} and {{question}}.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from router.prompts import ResolvedPrompt
 
 
-@dataclass(frozen=True)
-class PromptTemplate:
-    name: str
-    version: str
-    # A system message with {context}; the question is the user's own last message.
-    system: str
-
-    def render(self, context: str) -> str:
-        return self.system.replace("{context}", context)
-
-
-BUILTIN_PROMPT = PromptTemplate(
-    name="ragyard-rag",
-    version="builtin",
-    system=(
-        "You answer questions using only the numbered sources below. Cite the sources you use with "
-        "their numbers in square brackets, like [1]. If the sources do not contain the answer, say so.\n\n"
-        "Sources:\n{context}"
-    ),
-)
+def template_bytes(prompt: ResolvedPrompt) -> int:
+    return sum(len(m["content"].encode("utf-8")) for m in prompt.template)
 
 
 def numbered_context(hits: list[dict], max_chars: int) -> str:
     return "\n\n".join(f"[{i}] {hit['title']}\n{hit['text'][:max_chars]}" for i, hit in enumerate(hits, 1))
 
 
-def rag_messages(template: PromptTemplate, hits: list[dict], history: list[dict], messages: list[dict],
+def rag_messages(prompt: ResolvedPrompt, hits: list[dict], history: list[dict], messages: list[dict],
                  max_chars: int) -> list[dict]:
-    """System prompt with numbered sources, then the remembered turns, then the request's messages
-    (a system message of the caller's is kept after ours)."""
-    return [{"role": "system", "content": template.render(numbered_context(hits, max_chars))}, *history, *messages]
+    """The rendered prompt with numbered sources; remembered turns and the request's earlier
+    messages go between the template's leading messages and its last one (the question)."""
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    rendered = prompt.render(context=numbered_context(hits, max_chars), question=messages[last_user]["content"])
+    earlier = [m for i, m in enumerate(messages) if i != last_user]
+    return [*rendered[:-1], *history, *earlier, rendered[-1]]
 
 
 def citations(hits: list[dict]) -> list[dict]:

@@ -4,7 +4,8 @@ The flow records spans in memory (no I/O on the request path); `Tracer.submit` p
 trace on a bounded queue and a background thread exports it: to Langfuse (SDK v2) when its keys are
 configured, else as OTLP/HTTP protobuf to the MLflow server's `/v1/traces` (header
 `x-mlflow-experiment-id`), where it shows in the MLflow UI. A full queue drops the trace and counts
-it; an export error is logged. Tracing never blocks or fails a request.
+it; after an export error traces are dropped for a few seconds (a down backend is not retried
+per request). Tracing never blocks or fails a request.
 
 What the flow puts in a trace is already redacted by the safety step when the policy redacts.
 """
@@ -27,6 +28,7 @@ import httpx
 from ragyard.settings import Settings
 
 logger = logging.getLogger("ragyard.router.tracing")
+PAUSE_AFTER_FAILURE_S = 5.0
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Generation:
     cost: float
     currency: str
     prompt_name: str
-    prompt_version: str
+    prompt_version: int | None  # None: the built-in template (MLflow unreachable)
     route: dict
     usage_estimated: bool
     start_ns: int
@@ -111,18 +113,24 @@ class Tracer:
             self.dropped += 1
 
     def _run(self) -> None:
+        paused_until = 0.0
         while True:
             item = self.queue.get()
             if item is None:
                 return
+            if time.monotonic() < paused_until:  # the backend just failed: do not queue up behind it
+                self.dropped += 1
+                continue
             try:
                 if isinstance(item, Trace):
                     self.exporter.export(item)
                 else:
                     self.exporter.score(*item[1:])
                 self.exported += 1
-            except Exception:  # noqa: BLE001 - tracing must never take the router down
-                logger.exception("trace export failed")
+            except Exception as exc:  # noqa: BLE001 - tracing must never take the router down
+                paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
+                self.dropped += 1
+                logger.warning("trace export failed, dropping traces for %.0f s: %r", PAUSE_AFTER_FAILURE_S, exc)
 
     def close(self, timeout_s: float = 5.0) -> None:
         self.submit(None)

@@ -21,6 +21,7 @@ from ragyard.settings import (
     LLMSettings,
     MlflowSettings,
     RetrieverSettings,
+    RouterSettings,
     SafetySettings,
     settings_env,
 )
@@ -78,6 +79,7 @@ def test_make_run_builds_the_index_prints_urls_and_stops_cleanly(settings, corpu
     settings.llm = LLMSettings(port=free_port(), probe_tokens=4,
                                models=[CatalogModel(name="smollm2-135m", model="smollm2-135m", context_length=2048)])
     settings.safety = SafetySettings(port=free_port())
+    settings.router = RouterSettings(port=free_port())
     env = {**os.environ, **settings_env(settings)}
     make = subprocess.Popen(["make", "run"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -90,7 +92,7 @@ def test_make_run_builds_the_index_prints_urls_and_stops_cleanly(settings, corpu
         assert f"dagster={settings.dagster.url}" in ready and f"mlflow={settings.mlflow.url}" in ready
         assert "index ready: " in output
         service_pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", output)]
-        assert len(service_pids) == 6  # mlflow, dagster dev, the embedder, retriever, llm and safety bentos
+        assert len(service_pids) == 7  # mlflow, dagster dev, the embedder, retriever, llm, safety and router bentos
 
         assert httpx.get(f"{settings.dagster.url}/server_info").status_code == 200
         assert httpx.get(f"{settings.mlflow.url}/health").text == "OK"

@@ -109,7 +109,7 @@ class Router:
         except Exception as exc:  # noqa: BLE001 - any catalog failure is a 503 with its reason
             return error_response(Flow.as_flow_error(exc) if not isinstance(exc, FlowError) else exc)
         data = [{"id": AUTO, "object": "model", "created": 0, "owned_by": "ragyard",
-                 "description": f"RAG, model chosen by the {self.config.policy!r} routing policy"}]
+                 "description": f"RAG, model chosen by the {self.config.routing_policy!r} routing policy"}]
         for name, entry in catalog.items():
             card = entry.card
             info = {"object": "model", "created": 0, "owned_by": "ragyard", "context_length": card.context_length,

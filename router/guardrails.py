@@ -1,0 +1,83 @@
+"""Input and output safety through the safety bento (its client and streaming guard).
+
+Input: every user message of the request is checked in one batch; "block" refuses the request,
+"redact" replaces the message by its redacted text (so retrieval, the model, caches, memory and
+traces only see that), "flag" lets it pass and is recorded. Output: a whole answer is checked once;
+a stream goes through the safety bento's `OutputGuard`, which holds back a short tail so that PII
+split across tokens is still caught. Placeholders of a pseudonymizing policy are restored in the
+answer. The safety bento unreachable means a 503 (fail closed), unless safety is switched off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bentos.safety.client import SafetyClient
+from bentos.safety.schemas import CheckRequest, CheckResponse
+from bentos.safety.stream import OutputGuard, restore
+
+WITHHELD = "[The answer was withheld by the safety policy.]"
+
+
+class InputBlocked(Exception):
+    def __init__(self, categories: list[str]):
+        super().__init__(", ".join(categories))
+        self.categories = categories
+
+
+@dataclass
+class Verdict:
+    action: str = "allow"  # the strongest action taken: allow | flag | redact | block
+    categories: list[str] = field(default_factory=list)
+    placeholders: dict[str, str] = field(default_factory=dict)
+
+    def add(self, response: CheckResponse) -> None:
+        order = ["allow", "flag", "redact", "block"]
+        if order.index(response.action) > order.index(self.action):
+            self.action = response.action
+        self.categories = sorted({*self.categories, *(f.category for f in response.findings)})
+        self.placeholders.update(response.placeholders)
+
+    def attributes(self) -> dict:
+        """For the trace: what was found, never the text."""
+        return {"action": self.action, "categories": self.categories}
+
+
+class Guardrails:
+    def __init__(self, client: SafetyClient, policy: str):
+        self.client = client
+        self.policy = policy
+
+    async def check_input(self, messages: list[dict]) -> tuple[list[dict], Verdict]:
+        """The messages as the model may see them, and the verdict; raises InputBlocked."""
+        users = [i for i, m in enumerate(messages) if m["role"] == "user" and m["content"].strip()]
+        verdict = Verdict()
+        if not users:
+            return messages, verdict
+        responses = await self.client.check_batch(
+            [CheckRequest(text=messages[i]["content"], direction="input", policy=self.policy) for i in users])
+        checked = list(messages)
+        for i, response in zip(users, responses):
+            verdict.add(response)
+            if response.action == "redact" and response.redacted_text is not None:
+                checked[i] = {**messages[i], "content": response.redacted_text}
+        if verdict.action == "block":
+            raise InputBlocked(verdict.categories)
+        return checked, verdict
+
+    async def check_output(self, text: str, placeholders: dict[str, str]) -> tuple[str, Verdict]:
+        """The answer as the client may see it (withheld when blocked), and the verdict."""
+        verdict = Verdict()
+        if not text.strip():
+            return text, verdict
+        response = await self.client.check(text, "output", self.policy)
+        verdict.add(response)
+        if response.action == "block":
+            return WITHHELD, verdict
+        if response.action == "redact" and response.redacted_text is not None:
+            text = response.redacted_text
+        return restore(text, placeholders), verdict
+
+    def stream_guard(self, placeholders: dict[str, str]) -> OutputGuard:
+        return OutputGuard(lambda text: self.client.check(text, "output", self.policy),
+                           restore_placeholders=placeholders)

@@ -1,0 +1,194 @@
+"""The router's parts on their own: key store, limits under threads, circuit breaker, caches,
+memory, the OTLP encoding, and the Langfuse exporter.
+
+The Langfuse server cannot run on this machine (it needs Postgres, ClickHouse and its web app), so
+its ingestion endpoint is played by a small recording HTTP server: what is checked is what the
+real Langfuse SDK sends.
+"""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from router.cache import ResponseCache
+from router.keys import KeyStore
+from router.limits import LimitExceeded, Limits
+from router.memory import Memory
+from router.resilience import CircuitBreaker
+from router.tracing import Generation, LangfuseExporter, Trace, new_trace_id, otlp_request
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = KeyStore(tmp_path / "keys.sqlite3")
+    yield store
+    store.close()
+
+
+def test_keys_authenticate_only_the_exact_secret_and_not_after_revoking(store):
+    key, secret = store.create("app", budget=1.0, rpm=10)
+    assert store.authenticate(secret).id == key.id
+    assert store.authenticate(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+    assert store.authenticate(f"rg-deadbeef-{secret.split('-', 2)[2]}") is None
+    assert store.authenticate("not a key") is None
+    assert store.revoke(key.id) and not store.revoke(key.id)
+    assert store.authenticate(secret) is None
+
+
+def test_concurrent_reservations_never_exceed_the_budget(tmp_path):
+    # Two stores on one file: two router worker processes share the budget through SQLite.
+    stores = [KeyStore(tmp_path / "keys.sqlite3") for _ in range(2)]
+    key, _ = stores[0].create("app", budget=1.0)
+    limits = [Limits(s) for s in stores]
+
+    def request(i: int) -> float:
+        try:
+            reservation = limits[i % 2].reserve(key.id, worst_cost=0.3, tokens=10)
+        except LimitExceeded:
+            return 0.0
+        time.sleep(0.01)
+        limits[i % 2].settle(reservation, cost=0.25, tokens=10)
+        return 0.25
+
+    with ThreadPoolExecutor(16) as pool:
+        charged = sum(pool.map(request, range(64)))
+    spent = stores[0].get(key.id).spent
+    assert spent == pytest.approx(charged) and spent <= 1.0
+    assert spent >= 0.5  # budget was used, not refused wholesale
+    with pytest.raises(LimitExceeded) as refused:
+        limits[0].reserve(key.id, worst_cost=1.0 - spent + 1e-9, tokens=1)
+    assert refused.value.code == "insufficient_quota" and refused.value.retry_after_s is None
+
+
+def test_request_and_token_windows_slide(store):
+    key, _ = store.create("app", rpm=2, tpm=100)
+    limits = Limits(store)
+    now = 1_000_000.0
+    first = limits.reserve(key.id, 0.0, 30, now=now)
+    limits.reserve(key.id, 0.0, 30, now=now + 1)
+    with pytest.raises(LimitExceeded) as rpm:
+        limits.reserve(key.id, 0.0, 30, now=now + 2)
+    assert rpm.value.code == "rate_limit_exceeded" and rpm.value.retry_after_s == pytest.approx(58)
+    assert limits.reserve(key.id, 0.0, 30, now=now + 61)  # the first request left the window
+    limits.settle(first, 0.0, 90)  # the real count replaces the estimate
+    with pytest.raises(LimitExceeded) as too_big:
+        limits.reserve(key.id, 0.0, 101, now=now + 62)
+    assert too_big.value.code == "tokens_exceed_limit" and too_big.value.retry_after_s is None
+
+
+def test_circuit_breaker_opens_lets_one_trial_through_and_closes():
+    breaker = CircuitBreaker("llm", failures=2, reset_s=0.2)
+    breaker.failure()
+    assert breaker.allow()
+    breaker.failure()
+    assert breaker.state == "open" and not breaker.allow()
+    time.sleep(0.25)
+    assert breaker.allow() and not breaker.allow()  # one trial at a time
+    breaker.failure()
+    assert breaker.state == "open"
+    time.sleep(0.25)
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+def test_caches_respect_scope_threshold_ttl_and_size(tmp_path):
+    cache = ResponseCache(tmp_path / "cache.sqlite3", ttl_s=10, max_entries=3, threshold=0.9)
+    v = np.array([1.0, 0.0], dtype=np.float32)
+    cache.put("k1", "scope-a", "what is a list", v, {"text": "A list."}, now=100)
+    assert cache.exact("k1", now=105).payload == {"text": "A list."}
+    assert cache.exact("k1", now=111) is None  # expired
+    near = np.array([0.95, np.sqrt(1 - 0.95**2)], dtype=np.float32)
+    far = np.array([0.5, np.sqrt(0.75)], dtype=np.float32)
+    hit = cache.semantic("scope-a", near, now=105)
+    assert hit.kind == "semantic" and hit.similarity == pytest.approx(0.95, abs=1e-5)
+    assert cache.semantic("scope-a", far, now=105) is None
+    assert cache.semantic("scope-b", v, now=105) is None  # another model, parameters or index version
+    for i in range(2, 6):
+        cache.put(f"k{i}", "scope-a", f"q{i}", None, {"text": str(i)}, now=106)
+    assert cache.exact("k1", now=106) is None and cache.exact("k5", now=106) is not None  # bounded
+
+
+def test_memory_keeps_the_last_turns_per_session_and_key(tmp_path):
+    memory = Memory(tmp_path / "memory.sqlite3", max_turns=2, max_sessions=10)
+    for i in range(3):
+        memory.append("s1", "key-a", f"q{i}", f"a{i}")
+    assert [m["content"] for m in memory.history("s1", "key-a")] == ["q1", "a1", "q2", "a2"]
+    assert memory.history("s1", "key-b") == []  # another key never sees the session
+
+
+def _trace() -> Trace:
+    trace = Trace(new_trace_id(), "chat.completions", "user-1", "session-1", input="what is a list?",
+                  attributes={"model.requested": "ragyard/auto"})
+    with trace.span("retrieve", top_k=3):
+        pass
+    with pytest.raises(RuntimeError), trace.span("generate"):
+        raise RuntimeError("upstream down")
+    now = time.time_ns()
+    trace.generation = Generation("smol", 120, 30, 0.0012, "USD", "ragyard-rag", 2, {"policy": "cheapest"}, False,
+                                  now - 1000, now, [])
+    trace.finish("A list is a sequence.")
+    return trace
+
+
+def test_otlp_encoding_has_a_root_span_steps_and_the_generation():
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    trace = _trace()
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(otlp_request(trace))
+    spans = request.resource_spans[0].scope_spans[0].spans
+    root = spans[0]
+    assert root.trace_id.hex() == trace.trace_id and not root.parent_span_id
+    assert [s.name for s in spans] == ["chat.completions", "retrieve", "generate", "generation"]
+    assert all(s.parent_span_id == root.span_id for s in spans[1:])
+    assert spans[2].status.code == spans[2].status.STATUS_CODE_ERROR
+    attributes = {a.key: a.value for a in spans[3].attributes}
+    assert attributes["gen_ai.usage.input_tokens"].int_value == 120
+    assert attributes["ragyard.cost"].double_value == pytest.approx(0.0012)
+    assert attributes["ragyard.prompt.version"].int_value == 2
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    batches: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).batches.append((self.path, json.loads(body)))
+        self.send_response(207)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"successes": [], "errors": []}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_langfuse_exporter_sends_one_trace_with_spans_a_generation_and_scores():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        exporter = LangfuseExporter(f"http://127.0.0.1:{server.server_port}", "pk-test", "sk-test")
+        trace = _trace()
+        exporter.export(trace)
+        exporter.score(trace.trace_id, "thumbs", 1.0, "good")
+        exporter.flush()
+    finally:
+        server.shutdown()
+    events = [e for path, batch in _Recorder.batches if path.endswith("/ingestion") for e in batch["batch"]]
+    by_type: dict[str, list] = {}
+    for event in events:
+        by_type.setdefault(event["type"], []).append(event["body"])
+    assert [t["id"] for t in by_type["trace-create"]] == [trace.trace_id]
+    assert {s["name"] for s in by_type["span-create"]} == {"retrieve", "generate"}
+    generation = by_type["generation-create"][0]
+    assert generation["model"] == "smol" and generation["traceId"] == trace.trace_id
+    assert generation["usageDetails"] == {"input": 120, "output": 30}
+    assert generation["costDetails"] == {"total": 0.0012}
+    assert generation["metadata"]["prompt_version"] == 2
+    assert by_type["score-create"][0]["value"] == 1.0
