@@ -11,6 +11,9 @@ import importlib
 
 BENCHMARKS = {
     "ingest": "benchmarks.ingest",
+    "embedder": "benchmarks.embedder",
+    "retriever": "benchmarks.retriever",
+    "vector_index": "benchmarks.vector_index",
 }
 
 
