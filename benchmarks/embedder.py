@@ -28,7 +28,7 @@ from benchmarks.measure import (  # noqa: E402
     env_int,
     fmt,
     free_port,
-    group_cpu_seconds,
+    tree_cpu_seconds,
     load,
     percentiles,
     post_concurrently,
@@ -62,13 +62,13 @@ def throughput_pass(model: EmbeddingModel, url: str, texts: list[str], per_reque
             "ratio": bento_rate / raw_rate, "latency": percentiles(latencies)}
 
 
-def single_text_latency(model: EmbeddingModel, url: str, bento_pgid: int, queries: list[str]) -> dict:
+def single_text_latency(model: EmbeddingModel, url: str, bento_pid: int, queries: list[str]) -> dict:
     """Sequential single-text requests, with the CPU time they cost the bento's processes."""
     with httpx.Client(base_url=url, timeout=60) as client:
         _, first = post_each(client, "/embed", [{"texts": ["the first request after /readyz"]}])
-        cpu_before = group_cpu_seconds(bento_pgid)
+        cpu_before = tree_cpu_seconds(bento_pid)
         _, uncached = post_each(client, "/embed", [{"texts": [q]} for q in queries])
-        cpu_uncached = group_cpu_seconds(bento_pgid) - cpu_before
+        cpu_uncached = tree_cpu_seconds(bento_pid) - cpu_before
         _, cached = post_each(client, "/embed", [{"texts": [q]} for q in queries])
     cpu_before = time.process_time()
     raw = [timed_ms(model.encode, [q])[1] for q in queries]
@@ -121,17 +121,26 @@ Single-text requests, one client, one at a time ({len(queries)} eval questions; 
 | raw in-process `encode([question])` | {fmt(single['raw'])} | {single['cpu_raw_ms']:.1f} |
 | first request after `/readyz` | {single['first']:.1f} (one request) | |
 
-Why one uncached single text once took ~580 ms: the bento ran its first forward pass on a request's
-worker thread (lazily, at the first request). py-spy showed the time in torch's forward, not in
-BentoML or our code, and the CPU it used was ~10x what the same forward costs in a plain script:
-when the process's first forward runs on a non-main thread, every later forward (on worker threads)
-costs ~270 ms of CPU in torch's OpenMP threads instead of ~25 ms, and on a busy machine that CPU
-becomes seconds of wall time. Measured 2026-11-27 ~11:00 UTC, load average ~20, 30 single-text
-requests each, the bentos taking turns: the bento before the fix used 288 ms of CPU per request
-(p50 1.1 s, first request 1.6 s); with the first forward run on the main thread in `__init__`
-(a warm-up before `/readyz`) 35 ms (p50 63 ms, first request 49 ms). In a plain script: first
-forward on a pool thread, 272 ms CPU per later forward; warm-up on the main thread first, 21 ms.
-Setting `OMP_WAIT_POLICY=PASSIVE` also cured it (32 ms) but is not needed with the warm-up.
+Why one uncached single text once took ~580 ms: py-spy showed the time in torch's forward pass,
+not in BentoML or our code, and the bento used ~10x the CPU per single-text request that the same
+forward takes in a plain script. torch's OpenMP threads were spinning: libgomp's default lets a
+thread that finished its share spin at the end of every parallel region, and on two cores shared
+with other processes the spinning thread takes the CPU its preempted peer needs. It showed when the
+thread that ran the process's first forward pass was a worker thread, as in the bento, which ran
+its first forward lazily on the first request's thread. Two fixes, each enough on its own in these
+measurements, both applied: `OMP_WAIT_POLICY=PASSIVE` before torch loads
+(`bentos/embedder/model.py`) and a warm-up forward pass on the main thread in the service's
+`__init__`, before `/readyz`. Before / after, measured 2026-11-27 11:00-11:10 UTC at load average
+17-20, 30 single-text requests per bento, the bentos taking turns on each request:
+
+| bento | CPU ms per request | p50 ms | first request ms |
+| --- | ---: | ---: | ---: |
+| before (first forward on a request thread, libgomp default) | 277-288 | 1060-1100 | 1560-2410 |
+| warm-up on the main thread only | 34-35 | 63-132 | 49-102 |
+| `OMP_WAIT_POLICY=PASSIVE` only | 32 | 53 | 44 |
+
+The same in a plain script (load ~17): first forward on a pool thread and later ones on that
+thread, 274 ms of CPU per short text; warm-up on the main thread first, 21-27 ms; with PASSIVE, 28-30 ms.
 """
     write_section("Embedder", body)
     print(body)

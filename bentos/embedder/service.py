@@ -77,9 +77,8 @@ class Embedder:
 
         self.limits = Settings().embedder
         self.model = EmbeddingModel(self.limits.model, device=self.limits.device, batch_size=self.limits.batch_size)
-        # The first forward pass must run on this (the main) thread: when it runs on a request's worker
-        # thread instead, every later one costs ~10x the CPU in torch's OpenMP threads (~270 ms instead
-        # of ~25 ms for one short text; see docs/benchmarks.md, Embedder).
+        # The first forward pass sets up torch's kernels and OpenMP threads: here, before /readyz, on
+        # the main thread, not on the first request's worker thread (docs/benchmarks.md, Embedder).
         self.model.encode(["warm-up on the main thread, before /readyz"])
         if self.model.dim != self.limits.dim:
             raise RuntimeError(f"model {self.limits.model!r} makes {self.model.dim}-dim vectors, "
