@@ -169,7 +169,7 @@ def main() -> None:
             lines.append(f"| {index_type} | | | | | | {r} |")
             continue
         build, search = r["params"]
-        lines.append(f"| {index_type} | {r['build_s']:.1f} | {r['load_s']:.1f} | {r['qps']:.0f} "
+        lines.append(f"| {index_type} | {r['build_s']:.1f} | {r['load_s']:.1f} | {r['qps']:.1f} "
                      f"| {r['latency']['p50']:.1f} / {r['latency']['p99']:.1f} | **{r['recall']:.3f}** "
                      f"| build {build or '{}'}, search {search or '{}'}; {r['queries']} queries |")
     table = "\n".join(lines)
