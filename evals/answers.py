@@ -21,7 +21,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evals.answer_metrics import citation_score, groundedness, token_f1
+from evals.answer_metrics import SUPPORT_THRESHOLD, citation_score, groundedness, token_f1
 from evals.generation import AnswerCache, Generator, generate_cached, generator_for
 from evals.harness_types import EvalReport, EvalRun
 from evals.retrieval import DATASETS_DIR, DatasetError, Gold, gold_match, load_dataset
@@ -228,14 +228,18 @@ def report(answers: AnswerSet, settings: Settings) -> EvalReport:
                     "retriever_mode": RETRIEVAL_MODE, "context_chunks": CONTEXT_CHUNKS, "max_tokens": MAX_TOKENS,
                     "generation_backend": answers.backend, "dataset": answers.dataset,
                     "dataset_size": len(answers.items), "judge_model": settings.evals.judge_model or "none",
-                    "embedder_model": settings.embedder.model, "collection": settings.milvus.collection,
-                    "chunker_max_chars": settings.chunker.max_chars},
+                    "chunk_chars": CHUNK_CHARS},
             metrics=metrics,
             tables={"per_question": [{k: v for k, v in asdict(r).items() if k != "features"} for r in records]},
         ))
         lines.append(f"| {model} | {metrics['token_f1']:.3f} | {metrics['groundedness']:.3f} | "
                      f"{metrics['citation_accuracy']:.3f} | {metrics['cited_share']:.2f} | "
                      f"{metrics['latency_p50_s']:.2f} | {metrics['cost_per_answer']:.2e} |")
+    lines += ["", "Token F1 against a one-sentence reference (long answers score low by construction); "
+                  f"groundedness: share of answer sentences with >= {SUPPORT_THRESHOLD:.0%} of their content words "
+                  "in one retrieved chunk; citation acc.: share of [n] citations pointing at a gold chunk; cited: "
+                  "share of answers citing anything. Cost of a self-hosted answer: llm.machine_cost_per_hour x its "
+                  "wall time, so a loaded CPU makes it dearer."]
     return EvalReport(EXPERIMENT, runs, "\n".join(lines))
 
 

@@ -32,12 +32,12 @@ from router.routing.predictor import QualityPredictor, register_predictor
 
 EXPERIMENT = "ragyard-router"
 TEST_SHARE = 0.5
-COST_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)
 
 
 def is_test(item_id: str, share: float = TEST_SHARE) -> bool:
-    """A stable split: the same question is always on the same side."""
-    return int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) / 16**8 < share
+    """A stable split: the same question is always on the same side. Salted, so that it is
+    independent of the answer eval's sample order (also a hash of the id)."""
+    return int(hashlib.sha256(f"router-split:{item_id}".encode()).hexdigest()[:8], 16) / 16**8 < share
 
 
 def priced_catalog(answers: AnswerSet, settings: Settings) -> list[ModelCard]:
@@ -54,7 +54,7 @@ def priced_catalog(answers: AnswerSet, settings: Settings) -> list[ModelCard]:
     return cards
 
 
-@dataclass
+@dataclass(frozen=True)
 class Point:
     policy: str
     setting: float | None
@@ -89,6 +89,7 @@ def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = Tru
     weak = min(catalog, key=lambda c: estimated_cost(c, sample)).name
     strong = max(catalog, key=lambda c: estimated_cost(c, sample)).name
     pair = [c for c in catalog if c.name in (weak, strong)]
+    by_name = {c.name: c for c in pair}
     train = [i for i in answers.items if not is_test(i.id)]
     test = [i for i in answers.items if is_test(i.id)]
     if len(train) < 5 or len(test) < 5:
@@ -107,12 +108,18 @@ def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = Tru
 
     ends = [curve_point("cheapest", None, build_policy("cheapest", settings)),
             curve_point("strongest", None, build_policy("strongest", settings))]
-    # Every distinct predicted quality of the weak model is a threshold where a decision flips.
-    cuts = sorted({round(float(q), 4) for q in predictor.predict([answers.record(i.id, weak).features for i in test],
-                                                                   weak)})
+    # Sweep each policy's knob over the values where one of its decisions flips: for threshold, the
+    # weak model's predicted qualities; for learned, the cost weights that make a question's
+    # predicted gain from the strong model equal its extra relative cost.
+    features = [answers.record(i.id, weak).features for i in test]
+    weak_pred, strong_pred = predictor.predict(features, weak), predictor.predict(features, strong)
+    relative = estimated_cost(by_name[weak], sample) / estimated_cost(by_name[strong], sample)
+    thresholds = sorted({round(float(q), 4) for q in weak_pred})
+    weights = sorted({round(float(g) / (1 - relative), 4) for g in strong_pred - weak_pred if g > 0}) if relative < 1 else []
     sweeps = {
-        "threshold": [curve_point("threshold", t, Threshold(predictor, t)) for t in [0.0, *cuts, 1.01]],
-        "learned": [curve_point("learned", w, Learned(predictor, w)) for w in COST_WEIGHTS],
+        "threshold": [curve_point("threshold", t, Threshold(predictor, t)) for t in [0.0, *thresholds, 1.01]],
+        "learned": [curve_point("learned", w, Learned(predictor, w))
+                    for w in [0.0, *(w + 1e-4 for w in weights), (weights[-1] if weights else 0.0) + 1.0]],
     }
     defaults = {"threshold": settings.router.routing_threshold, "learned": settings.router.routing_cost_weight}
     runs, lines = [], [
@@ -147,9 +154,12 @@ def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = Tru
         lines.append(f"| {name} | {metrics['apgr']:.3f} | {100 * metrics['cpt_50']:.1f}% | "
                      f"{100 * metrics['cpt_80']:.1f}% | {at_default.pgr:.3f} | {100 * at_default.strong_share:.0f}% | "
                      f"{metrics.get('setting_at_pgr_80', '-')} |")
-    lines += ["", "Quality-cost points (held-out questions):", "",
+    lines += ["", "Quality-cost points on the held-out questions (each sweep near 25/50/75% strong calls; the "
+                  "whole curves are the runs' `curve` tables):", "",
               "| policy | setting | strong share | token F1 | cost/answer |", "| --- | ---: | ---: | ---: | ---: |"]
-    for p in ends + sweeps["learned"]:
+    near = [min(points, key=lambda p: abs(p.strong_share - share)) for points in sweeps.values()
+            for share in (0.25, 0.5, 0.75)]
+    for p in ends + list(dict.fromkeys(near)):
         setting = "-" if p.setting is None else f"{p.setting:g}"
         lines.append(f"| {p.policy} | {setting} | {100 * p.strong_share:.0f}% | {p.quality:.3f} | "
                      f"{p.cost_per_answer:.2e} |")

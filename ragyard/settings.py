@@ -287,7 +287,9 @@ class RouterSettings(ServiceEndpoint):
     # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
     # in MLflow as routing_model_name@routing_model_alias (trained by `python -m evals run router`).
     routing_policy: str = Field(default="strongest", pattern=r"^[a-z_]{1,32}$")
-    routing_threshold: float = Field(default=0.3, ge=0.0, le=1.0)  # threshold: min predicted quality
+    # threshold: min predicted quality (token F1 scale); 0.19 recovered 80% of the SmolLM2 -> Qwen 0.5B gap
+    # at 77% strong calls in the router eval of 2026-11-27 (docs/evals.md)
+    routing_threshold: float = Field(default=0.19, ge=0.0, le=1.0)
     # learned: quality points the dearest model must add to be worth its (relative) cost
     routing_cost_weight: float = Field(default=0.1, ge=0.0)
     routing_model_name: str = "ragyard-router"

@@ -77,3 +77,10 @@ def test_citation_accuracy_by_hand():
     assert (score.cited, score.valid, score.correct) == (3, 2, 1)
     assert score.precision == pytest.approx(1 / 3)
     assert citation_score("no citations", 3, lambda i: True).precision is None
+
+
+def test_split_is_independent_of_the_answer_sample_order():
+    from evals.answers import QAItem, sample_order
+
+    first = sample_order([QAItem(f"q{i}", "q", "a", ()) for i in range(400)])[:40]
+    assert 10 < sum(is_test(item.id) for item in first) < 30
