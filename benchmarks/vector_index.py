@@ -4,7 +4,8 @@
 enough while developing) of dim 384, unit length, drawn around RAGYARD_BENCH_ANN_ROWS // 1000
 cluster centres with a spread that differs per cluster, so that nearest neighbours are a real
 structure (uniform noise in 384 dims has none: every vector is about equally far from every other).
-Queries (RAGYARD_BENCH_ANN_QUERIES, default 1000) are new draws from the same clusters. Exact top-10
+Queries (RAGYARD_BENCH_ANN_QUERIES, default 1000) are new draws from the same clusters;
+RAGYARD_BENCH_ANN_TYPES (comma-separated, default all) limits the index types tried. Exact top-10
 by brute force in numpy is the ground truth for recall@10; each index type is built, loaded and
 searched one query at a time, and what milvus-lite refuses is reported as refused.
 """
@@ -143,6 +144,7 @@ def measure_index(client: MilvusClient, rows: int, queries: np.ndarray, truth: n
 def main() -> None:
     rows = env_int("RAGYARD_BENCH_ANN_ROWS", 1_000_000)
     count = env_int("RAGYARD_BENCH_ANN_QUERIES", 1000)
+    wanted = {t.strip().upper() for t in os.environ.get("RAGYARD_BENCH_ANN_TYPES", "").split(",") if t.strip()}
     load_before = load()
     vectors, queries = synthetic_data(rows, count)
     truth, exact_ms = timed_ms(exact_top_k, vectors, queries)
@@ -155,6 +157,8 @@ def main() -> None:
             create_collection(client)
             _, insert_ms = timed_ms(insert_all, client, vectors)
             for index_type, build, search in index_types(rows):
+                if wanted and index_type not in wanted:
+                    continue
                 try:
                     results[index_type] = measure_index(client, rows, queries, truth, index_type, build, search)
                     results[index_type]["params"] = (build, search)
@@ -185,7 +189,7 @@ Load average (1/5/15 min) before: {load_before}; after: {load_after} (2 cores, s
 | --- | ---: | ---: | ---: | ---: | ---: | --- |
 {table}
 """
-    write_section("Retriever: ANN index on synthetic vectors", body)
+    write_section(f"Retriever: ANN index on {rows:,} synthetic vectors", body)
     print(body)
 
 
