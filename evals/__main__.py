@@ -1,4 +1,4 @@
-"""`python -m evals run retrieval|answers|safety|router|all [--quick]`, and the regression gate's baseline."""
+"""`python -m evals run retrieval|answers|safety|router|cache|all [--quick]`, and the regression gate's baseline."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ EVALS: dict[str, str] = {
     "answers": "evals.answers",
     "safety": "evals.safety",
     "router": "evals.router",
+    "cache": "evals.cache",
 }
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EVALS_DOC = REPO_ROOT / "docs" / "evals.md"

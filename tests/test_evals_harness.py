@@ -61,8 +61,8 @@ def test_the_registry_imports_lazily_and_names_what_is_missing(registry):
         load_eval("nope")
 
 
-def test_the_shipped_registry_has_the_four_evals_and_retrieval_is_present():
-    assert list(harness.EVALS) == ["retrieval", "answers", "safety", "router"]
+def test_the_shipped_registry_has_the_five_evals_and_retrieval_is_present():
+    assert list(harness.EVALS) == ["retrieval", "answers", "safety", "router", "cache"]
     assert "retrieval" in available_evals()
 
 
