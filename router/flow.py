@@ -307,6 +307,7 @@ class Flow:
             try:
                 prepared.reservation = await anyio.to_thread.run_sync(
                     self.limits.reserve, request.key.id, worst, tokens)
+                await anyio.to_thread.run_sync(self.keys.record_completion, request.trace_id, request.key.id)
             except LimitExceeded as exc:
                 self.metrics.limited.labels(code=exc.code).inc()
                 raise FlowError(429, exc.message, "rate_limit_error" if exc.retry_after_s else "insufficient_quota",

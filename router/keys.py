@@ -43,7 +43,16 @@ CREATE TABLE IF NOT EXISTS usage_events (
     tokens INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS usage_events_key_at ON usage_events(key_id, at);
+CREATE TABLE IF NOT EXISTS completions (  -- which key asked for which answer: feedback is its owner's
+    trace_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS completions_created ON completions(created_at);
 """
+
+# Feedback on an answer older than this is refused (its ownership record is gone).
+COMPLETION_RETENTION_S = 30 * 24 * 3600
 
 PREFIX = "rg"
 
@@ -126,6 +135,19 @@ class KeyStore:
             return None
         key = self.get(key_id)
         return key if key and key.active else None
+
+    def record_completion(self, trace_id: str, key_id: str) -> None:
+        now = time.time()
+        with self.lock, immediate(self.conn):
+            self.conn.execute("INSERT OR REPLACE INTO completions (trace_id, key_id, created_at) VALUES (?,?,?)",
+                              (trace_id, key_id, now))
+            self.conn.execute("DELETE FROM completions WHERE created_at < ?", (now - COMPLETION_RETENTION_S,))
+
+    def completion_owner(self, trace_id: str) -> str | None:
+        """The id of the key that asked for the answer with this trace id, or None."""
+        with self.lock:
+            row = self.conn.execute("SELECT key_id FROM completions WHERE trace_id = ?", (trace_id,)).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         self.conn.close()

@@ -382,6 +382,11 @@ def test_every_request_is_traced_to_mlflow_with_spans_and_feedback(stack):
     bad = httpx.post(f"{stack.url}/v1/feedback", headers={"Authorization": f"Bearer {key}"},
                      json={"id": "nope", "value": 1})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "id"
+    # Only the key that asked may score an answer; an unknown id looks the same to it.
+    for other_id in (answer["id"], "chatcmpl-" + "0" * 32):
+        foreign = httpx.post(f"{stack.url}/v1/feedback", headers={"Authorization": f"Bearer {stack.key()}"},
+                             json={"id": other_id, "name": "thumbs", "value": 0})
+        assert foreign.status_code == 404 and foreign.json()["error"]["param"] == "id"
     client = MlflowClient(tracking_uri=stack.mlflow_url)
     deadline = time.monotonic() + 60
     trace = None
