@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -79,7 +78,8 @@ def dagster_spec(settings: Settings) -> ServiceSpec:
     )
 
 
-def bento_spec(settings: Settings, name: str, target: str, port: int, health_path: str) -> ServiceSpec:
+def bento_spec(settings: Settings, name: str, target: str, port: int, health_path: str,
+               startup_timeout_s: float = 180.0) -> ServiceSpec:
     return ServiceSpec(
         name=name,
         argv=[str(_BIN / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
@@ -87,7 +87,7 @@ def bento_spec(settings: Settings, name: str, target: str, port: int, health_pat
         ui_url=f"http://127.0.0.1:{port}",
         env={**service_env(settings), "BENTOML_HOME": str(settings.home / "bentoml")},
         cwd=str(REPO_ROOT),
-        startup_timeout_s=180.0,
+        startup_timeout_s=startup_timeout_s,
     )
 
 
@@ -108,8 +108,7 @@ def safety_spec(settings: Settings) -> ServiceSpec:
 def llm_spec(settings: Settings) -> ServiceSpec:
     # /readyz turns green once every catalog model is loaded and its throughput measured: on a
     # busy 2-core machine that can take minutes for the three default models.
-    spec = bento_spec(settings, "llm", "bentos.llm.service:LLM", settings.llm.port, "/readyz")
-    return dataclasses.replace(spec, startup_timeout_s=600.0)
+    return bento_spec(settings, "llm", "bentos.llm.service:LLM", settings.llm.port, "/readyz", startup_timeout_s=600.0)
 
 
 def router_spec(settings: Settings) -> ServiceSpec:

@@ -16,6 +16,7 @@ Model names: ``ragyard/auto`` (RAG, routed by the policy in settings), ``ragyard
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -305,9 +306,8 @@ class Flow:
         tokens = self.window_tokens(request)
         with self.step(prepared, "limits", worst_cost=worst, tokens=tokens):
             try:
-                prepared.reservation = await anyio.to_thread.run_sync(
-                    self.limits.reserve, request.key.id, worst, tokens)
-                await anyio.to_thread.run_sync(self.keys.record_completion, request.trace_id, request.key.id)
+                prepared.reservation = await anyio.to_thread.run_sync(functools.partial(
+                    self.limits.reserve, request.key.id, worst, tokens, completion_id=request.trace_id))
             except LimitExceeded as exc:
                 self.metrics.limited.labels(code=exc.code).inc()
                 raise FlowError(429, exc.message, "rate_limit_error" if exc.retry_after_s else "insufficient_quota",

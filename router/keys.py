@@ -136,13 +136,6 @@ class KeyStore:
         key = self.get(key_id)
         return key if key and key.active else None
 
-    def record_completion(self, trace_id: str, key_id: str) -> None:
-        now = time.time()
-        with self.lock, immediate(self.conn):
-            self.conn.execute("INSERT OR REPLACE INTO completions (trace_id, key_id, created_at) VALUES (?,?,?)",
-                              (trace_id, key_id, now))
-            self.conn.execute("DELETE FROM completions WHERE created_at < ?", (now - COMPLETION_RETENTION_S,))
-
     def completion_owner(self, trace_id: str) -> str | None:
         """The id of the key that asked for the answer with this trace id, or None."""
         with self.lock:

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from router.keys import KeyStore
+from router.keys import COMPLETION_RETENTION_S, KeyStore
 from router.sqlite import immediate
 
 WINDOW_S = 60.0
@@ -44,8 +44,12 @@ class Limits:
         self.store = store
         self.conn = store.conn
 
-    def reserve(self, key_id: str, worst_cost: float, tokens: int, now: float | None = None) -> Reservation:
-        """Count one request of up to `tokens` tokens and reserve `worst_cost`, or raise LimitExceeded."""
+    def reserve(self, key_id: str, worst_cost: float, tokens: int, now: float | None = None,
+                completion_id: str | None = None) -> Reservation:
+        """Count one request of up to `tokens` tokens and reserve `worst_cost`, or raise LimitExceeded.
+
+        `completion_id` (the answer's trace id) is recorded as the key's, in the same transaction,
+        so that only this key may later send feedback on it."""
         now = time.time() if now is None else now
         with self.store.lock, immediate(self.conn):
             budget, spent, rpm, tpm = self.conn.execute(
@@ -73,6 +77,10 @@ class Limits:
             reservation_id = self.conn.execute(
                 "INSERT INTO reservations (key_id, amount, created_at) VALUES (?,?,?)",
                 (key_id, worst_cost, now)).lastrowid
+            if completion_id is not None:
+                self.conn.execute("INSERT OR REPLACE INTO completions (trace_id, key_id, created_at) VALUES (?,?,?)",
+                                  (completion_id, key_id, now))
+                self.conn.execute("DELETE FROM completions WHERE created_at < ?", (now - COMPLETION_RETENTION_S,))
         return Reservation(reservation_id, event_id, key_id, worst_cost)
 
     def _check_window(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int, now: float) -> None:

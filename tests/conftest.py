@@ -1,5 +1,6 @@
 """Shared fixtures: a real milvus-lite server, settings under a temporary RAGYARD_HOME, a corpus."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -90,6 +91,22 @@ def stop_bento(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
+
+
+@contextlib.contextmanager
+def serving_bento(target: str, home: Path, env: dict[str, str] | None = None, timeout_s: float = 120):
+    """`bentoml serve TARGET` with RAGYARD_HOME=home on a free port, until ready; yields its URL and
+    stops it on exit. Its log is home / "<service class, lower case>.log"."""
+    port = free_port()
+    log_path = home / f"{target.rsplit(':', 1)[1].lower()}.log"
+    env = {"RAGYARD_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), **(env or {})}
+    process = start_bento(target, port, env, log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process, log_path, timeout_s=timeout_s)
+        yield url
+    finally:
+        stop_bento(process)
 
 @pytest.fixture(scope="session")
 def milvus_uri(tmp_path_factory):

@@ -11,7 +11,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.conftest import free_port, start_bento, stop_bento, wait_until_ready
+from tests.conftest import serving_bento
 
 MODEL = "all-MiniLM-L6-v2"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,17 +24,8 @@ def metric(text: str, name: str) -> float:
 
 @pytest.fixture(scope="module")
 def embedder_url(tmp_path_factory):
-    home = tmp_path_factory.mktemp("embedder")
-    port = free_port()
-    log_path = home / "embedder.log"
-    env = {"RAGYARD_HOME": str(home), "BENTOML_HOME": str(home / "bentoml")}
-    process = start_bento("bentos.embedder.service:Embedder", port, env, log_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process, log_path)
+    with serving_bento("bentos.embedder.service:Embedder", tmp_path_factory.mktemp("embedder")) as url:
         yield url
-    finally:
-        stop_bento(process)
 
 
 def embed(url: str, texts, normalize: bool = True) -> httpx.Response:

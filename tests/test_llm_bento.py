@@ -17,7 +17,7 @@ import pytest
 
 from bentos.llm.models import PACKAGED, resolve_gguf
 from ragyard.settings import Settings
-from tests.conftest import free_port, start_bento, stop_bento, wait_until_ready
+from tests.conftest import free_port, serving_bento, stop_bento, wait_until_ready
 
 LOCAL = "smollm2-135m"
 REMOTE = "remote-smollm2"
@@ -52,8 +52,6 @@ def llama_server(tmp_path_factory, smollm2_path):
 @pytest.fixture(scope="module")
 def llm_url(tmp_path_factory, llama_server):
     home = tmp_path_factory.mktemp("llm")
-    port = free_port()
-    log_path = home / "llm.log"
     catalog = [
         {"name": LOCAL, "model": LOCAL, "context_length": 2048, "quality": 0.1},
         {"name": REMOTE, "backend": "openai", "model": "smollm2-remote", "base_url": f"{llama_server}/v1",
@@ -61,16 +59,11 @@ def llm_url(tmp_path_factory, llama_server):
         {"name": DOWN, "backend": "openai", "model": "gone", "base_url": f"http://127.0.0.1:{free_port()}/v1",
          "input_per_1k": 1.0, "output_per_1k": 2.0},
     ]
-    env = {"RAGYARD_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"),
-           "RAGYARD_LLM__MODELS": json.dumps(catalog), "RAGYARD_LLM__N_THREADS": "1",
+    env = {"RAGYARD_LLM__MODELS": json.dumps(catalog), "RAGYARD_LLM__N_THREADS": "1",
            "RAGYARD_LLM__MAX_TOKENS": "256", "RAGYARD_LLM__QUEUE_SIZE": "2", "RAGYARD_LLM__PROBE_TOKENS": "4"}
-    process = start_bento("bentos.llm.service:LLM", port, env, log_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process, log_path, timeout_s=180)
+    with serving_bento("bentos.llm.service:LLM", home, env, timeout_s=180) as url:
         yield url
-    finally:
-        stop_bento(process)
+    log_path = home / "llm.log"
     # A request left hanging (e.g. by a client that gave up) would keep the worker from shutting
     # down, and it would outlive the server as an orphan.
     assert "Service instance cleanup finalized" in log_path.read_text(), log_path.read_text()[-3000:]

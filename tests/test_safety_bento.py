@@ -9,25 +9,16 @@ import pytest
 from bentos.safety.client import SafetyClient, SafetyRequestRejected, SafetyUnavailable
 from bentos.safety.schemas import CheckRequest
 from bentos.safety.stream import restore
-from tests.conftest import free_port, start_bento, stop_bento, wait_until_ready
+from tests.conftest import free_port, serving_bento
 
 MAX_BATCH = 4
 
 
 @pytest.fixture(scope="module")
 def safety_url(tmp_path_factory):
-    home = tmp_path_factory.mktemp("safety")
-    port = free_port()
-    log_path = home / "safety.log"
-    env = {"RAGYARD_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"),
-           "RAGYARD_SAFETY__MAX_BATCH_ITEMS": str(MAX_BATCH)}
-    process = start_bento("bentos.safety.service:Safety", port, env, log_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process, log_path, timeout_s=240)
+    with serving_bento("bentos.safety.service:Safety", tmp_path_factory.mktemp("safety"),
+                       {"RAGYARD_SAFETY__MAX_BATCH_ITEMS": str(MAX_BATCH)}, timeout_s=240) as url:
         yield url
-    finally:
-        stop_bento(process)
 
 
 def check(url: str, text: str, direction: str = "input", policy: str = "monitor") -> dict:
