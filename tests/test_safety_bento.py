@@ -16,8 +16,10 @@ MAX_BATCH = 4
 
 @pytest.fixture(scope="module")
 def safety_url(tmp_path_factory):
-    with serving_bento("bentos.safety.service:Safety", tmp_path_factory.mktemp("safety"),
-                       {"RAGYARD_SAFETY__MAX_BATCH_ITEMS": str(MAX_BATCH)}, timeout_s=240) as url:
+    # A fixed pseudonym key makes placeholders repeatable; with "k0" Dana Whitfield's email becomes
+    # <EMAIL_ADDRESS_69dd69c8>, which spaCy tags as a PERSON unless placeholders are left alone.
+    env = {"RAGYARD_SAFETY__MAX_BATCH_ITEMS": str(MAX_BATCH), "RAGYARD_SAFETY__PSEUDONYM_KEY": "k0"}
+    with serving_bento("bentos.safety.service:Safety", tmp_path_factory.mktemp("safety"), env, timeout_s=240) as url:
         yield url
 
 
@@ -290,6 +292,7 @@ def test_stream_guard_restores_input_placeholders_in_the_answer(safety_url):
     question = check(safety_url, "Please email Dana Whitfield at dana.whitfield@example.com", policy="pseudonymize")
     placeholders = question["placeholders"]
     email = next(p for p, v in placeholders.items() if v == "dana.whitfield@example.com")
+    assert email == "<EMAIL_ADDRESS_69dd69c8>"  # the placeholder spaCy mistakes for a name (see safety_url)
     answer = f"I will send the summary to {email} and copy the team lead on it right away. Done."
     released, _ = stream_through_guard(safety_url, answer, 5, hold_chars=48, release_chars=16,
                                        restore_placeholders=placeholders)

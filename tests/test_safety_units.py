@@ -35,6 +35,18 @@ def test_restore_replaces_longest_placeholders_first():
     assert restore("nothing here", {}) == "nothing here"
 
 
+def test_findings_inside_our_own_placeholders_are_dropped_or_trimmed():
+    from bentos.safety.pii import outside_placeholders
+
+    text = "Mail <EMAIL_ADDRESS_69dd69c8> or Dana Smith<PERSON_0a1b2c3d> now"
+    inside = Finding(category="pii", type="PERSON", start=6, end=29, score=0.85)  # "EMAIL_ADDRESS_69dd69c8>"
+    over_edge = Finding(category="pii", type="PERSON", start=text.index("Dana"), end=text.index(" now"), score=0.85)
+    kept = outside_placeholders(text, [inside, over_edge])
+    assert [text[f.start:f.end] for f in kept] == ["Dana Smith"]
+    enclosing = Finding(category="pii", type="PERSON", start=0, end=len(text), score=0.5)
+    assert outside_placeholders(text, [enclosing]) == [enclosing]
+
+
 def test_policy_settings_refuse_redacting_whole_text_categories_and_a_missing_default():
     with pytest.raises(ValidationError, match="redact applies to pii only"):
         DirectionPolicy(injection=CategoryPolicy(action="redact"))

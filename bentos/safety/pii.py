@@ -11,6 +11,7 @@ from bentos.safety.recognizers import (
     phone_recognizer,
     secret_recognizers,
 )
+from bentos.safety.redaction import PLACEHOLDER
 from bentos.safety.schemas import Finding
 
 # Presidio's email recognizer calls tldextract.extract(), whose default extractor fetches the public
@@ -57,7 +58,28 @@ class PiiDetector:
                                         allow_list=self.allow_list)
         findings = [Finding(category="pii", type=r.entity_type, start=r.start, end=r.end, score=round(min(r.score, 1.0), 4))
                     for r in results]
-        return sorted(drop_contained(findings), key=lambda f: (f.start, -f.end))
+        return sorted(drop_contained(outside_placeholders(text, findings)), key=lambda f: (f.start, -f.end))
+
+
+def outside_placeholders(text: str, findings: list[Finding]) -> list[Finding]:
+    """Findings with our own placeholders cut out: spaCy may tag "EMAIL_ADDRESS_69dd69c8>" as a PERSON
+    when a redacted input comes back in an answer. A finding inside a placeholder is dropped, one that
+    runs over a placeholder's edge is trimmed to the text outside it, one that encloses it is kept."""
+    spans = [m.span() for m in PLACEHOLDER.finditer(text)]
+    kept: list[Finding] = []
+    for f in findings:
+        start, end = f.start, f.end
+        for p_start, p_end in spans:
+            if p_start <= start < p_end:
+                start = p_end
+            if p_start < end <= p_end:
+                end = p_start
+        piece = text[start:end] if start < end else ""
+        if piece.strip():
+            start += len(piece) - len(piece.lstrip())
+            end -= len(piece) - len(piece.rstrip())
+            kept.append(f if (start, end) == (f.start, f.end) else f.model_copy(update={"start": start, "end": end}))
+    return kept
 
 
 def drop_contained(findings: list[Finding]) -> list[Finding]:

@@ -8,12 +8,17 @@ and two values never share one; `bentos.safety.stream.restore` maps placeholders
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
 from bentos.safety.schemas import Finding
+
+# What `Redactor` writes in place of a finding: a fixed tag or a reversible placeholder. Text that
+# already is one holds no PII (uppercase, underscores and hex), so detectors must not flag it again.
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*(?:_[0-9a-f]{8})?>")
 
 
 class Redactor:
