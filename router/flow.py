@@ -553,7 +553,10 @@ class Flow:
 
     async def failed(self, prepared: Prepared, exc: BaseException) -> BaseException:
         """Abandon the request; the exception to raise for it (a FlowError where one fits)."""
-        await self.abandon(prepared, exc)
+        # Shielded: when the client leaves, the server cancels this task, and every await in an
+        # unshielded cleanup would be cancelled too, leaving the budget reserved and the cost unpaid.
+        with anyio.CancelScope(shield=True):
+            await self.abandon(prepared, exc)
         mapped = self.as_flow_error(exc)
         if mapped is not exc:
             mapped.__cause__ = exc
@@ -563,12 +566,10 @@ class Flow:
         """A request that failed or whose client left: charge what was generated, trace the error."""
         generated = prepared.generated
         if generated is not None and not prepared.outcome.cost:
-            cost = generated.cost
-            if not generated.attempts and generated.text and prepared.chain:
-                # Cut off mid-stream before any model finished: price the text received so far.
-                cost = prepared.chain[0].card.cost(0, len(generated.text) // 4)
-            prepared.outcome.cost = cost
-            prepared.outcome.completion_tokens = generated.completion_tokens or len(generated.text) // 4
+            # A stream cut off mid-way has its partial attempt priced by the generator (estimated usage).
+            outcome = prepared.outcome
+            outcome.cost = generated.cost
+            outcome.prompt_tokens, outcome.completion_tokens = generated.prompt_tokens, generated.completion_tokens
         if prepared.reservation is not None:
             outcome = prepared.outcome
             await anyio.to_thread.run_sync(self.limits.settle, prepared.reservation, outcome.cost,

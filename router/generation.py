@@ -191,28 +191,34 @@ class Generator:
                 classify(exc)
                 breaker.failure()
                 attempt.error = describe(exc)
-                if chunks:  # the upstream did generate these before it died: they count
-                    attempt.prompt_tokens = attempt.prompt_tokens or estimate_prompt_tokens(prompt)
-                    attempt.completion_tokens = attempt.completion_tokens or chunks
-                    attempt.usage_estimated = True
-                attempt.cost = entry.card.cost(attempt.prompt_tokens, attempt.completion_tokens)
-                result.attempts.append(attempt)
+                result.attempts.append(priced(entry, attempt, prompt, chunks))
                 logger.warning("stream from %s failed after %d chunks: %s", entry.card.name, chunks, attempt.error)
                 continue
+            except (GeneratorExit, asyncio.CancelledError):
+                # Our consumer stopped early (client gone, safety block): what the upstream did still costs.
+                result.attempts.append(priced(entry, attempt, prompt, chunks))
+                raise
             finally:
                 # Also when our consumer stops early (client gone, safety block): the upstream stops generating.
                 if stream is not None:
                     with contextlib.suppress(Exception):
                         await stream.close()
             breaker.success()
-            if not attempt.completion_tokens and not attempt.prompt_tokens:
-                attempt.prompt_tokens = estimate_prompt_tokens(prompt)
-                attempt.completion_tokens = chunks
-                attempt.usage_estimated = True
-            attempt.cost = entry.card.cost(attempt.prompt_tokens, attempt.completion_tokens)
-            result.attempts.append(attempt)
+            result.attempts.append(priced(entry, attempt, prompt, chunks))
             return
         raise BackendUnavailable(unavailable_message(result))
+
+
+def priced(entry: CatalogEntry, attempt: Attempt, prompt: list[dict], chunks: int) -> Attempt:
+    """The attempt with its cost. A stream that ended without usage (the upstream sends none, or it
+    was cut off before its last chunk) is estimated: the prompt's characters / 4 and one token per
+    chunk; except an upstream that failed before its first chunk, which is charged nothing."""
+    if not attempt.prompt_tokens and not attempt.completion_tokens and (chunks or attempt.error is None):
+        attempt.prompt_tokens = estimate_prompt_tokens(prompt)
+        attempt.completion_tokens = chunks
+        attempt.usage_estimated = True
+    attempt.cost = entry.card.cost(attempt.prompt_tokens, attempt.completion_tokens)
+    return attempt
 
 
 def describe(exc: BaseException) -> str:

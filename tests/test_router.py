@@ -181,6 +181,10 @@ def metric_total(text: str, name: str, **labels) -> float:
     return total
 
 
+def key_spent(stack: Stack, key: str) -> float:
+    return {k["id"]: k for k in json.loads(stack.cli("keys", "list", "--json"))}[key.split("-")[1]]["spent"]
+
+
 # ---- the front door ---------------------------------------------------------------------------
 
 
@@ -315,7 +319,6 @@ def test_sixteen_concurrent_requests_never_overshoot_a_nearly_spent_budget(stack
     # Each request reserves its worst case (~0.0002 USD here); the budget holds three at a time.
     budget = 0.0007
     key = stack.key(budget=budget)
-    key_id = key.split("-")[1]
 
     def ask(i: int) -> httpx.Response:
         return stack.post(key, {"model": MODEL_A, "max_tokens": 8, "ragyard": {"cache": False},
@@ -328,14 +331,14 @@ def test_sixteen_concurrent_requests_never_overshoot_a_nearly_spent_budget(stack
     assert len(ok) + len(refused) == 16, [r.text for r in responses if r.status_code not in (200, 429)]
     assert ok and refused
     assert {r.json()["error"]["code"] for r in refused} <= {"budget_reserved", "insufficient_quota"}
-    spent = {k["id"]: k for k in json.loads(stack.cli("keys", "list", "--json"))}[key_id]["spent"]
+    spent = key_spent(stack, key)
     assert spent <= budget
     assert spent == pytest.approx(sum(r["ragyard"]["cost"]["amount"] for r in ok), rel=1e-6)
     # Keep asking until the budget is truly spent: it never goes over.
     for i in range(40):
         if ask(100 + i).status_code != 200:
             break
-    final = {k["id"]: k for k in json.loads(stack.cli("keys", "list", "--json"))}[key_id]["spent"]
+    final = key_spent(stack, key)
     assert final <= budget
 
 
@@ -349,8 +352,30 @@ def test_streamed_answers_are_charged_from_their_usage(stack):
     usage = chunks[-1].usage
     assert cost == pytest.approx((usage.prompt_tokens * PRICES[MODEL_B]["input_per_1k"]
                                   + usage.completion_tokens * PRICES[MODEL_B]["output_per_1k"]) / 1000)
-    spent = {k["id"]: k for k in json.loads(stack.cli("keys", "list", "--json"))}[key.split("-")[1]]["spent"]
-    assert spent == pytest.approx(cost)
+    assert key_spent(stack, key) == pytest.approx(cost)
+
+
+def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_generated(stack):
+    key = stack.key(budget=1.0)
+    body = {"model": MODEL_B, "max_tokens": 400, "stream": True, "temperature": 0, "ragyard": {"cache": False},
+            "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]}
+    pieces = []
+    with httpx.stream("POST", f"{stack.url}/v1/chat/completions", json=body, timeout=120,
+                      headers={"Authorization": f"Bearer {key}"}) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                pieces.append(line)
+                if len(pieces) == 3:
+                    break  # leave: the connection closes with the stream's context
+    # The router settles the reservation with an estimate: the prompt, plus one token per chunk the
+    # upstream sent before it was stopped. Never nothing, never the whole 400-token worst case.
+    deadline = time.monotonic() + 60
+    while (spent := key_spent(stack, key)) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    per_token = {direction: PRICES[MODEL_B][f"{direction}_per_1k"] / 1000 for direction in ("input", "output")}
+    assert spent >= 10 * per_token["input"] + 3 * per_token["output"]
+    assert spent < 200 * per_token["input"] + 400 * per_token["output"]
 
 
 def test_rate_limits_answer_429_with_retry_after(stack):
