@@ -12,6 +12,7 @@ from pipelines.documents import ChunkedDelta, DocumentDelta
 from pipelines.indexing import write_delta
 from pipelines.resources import Embedder, PlatformSettings
 from pipelines.sources import compute_delta, scan_sources, settings_fingerprint
+from ragyard.settings import Settings
 
 GROUP = "ingestion"
 _SKIPPED_LISTED = 50
@@ -24,6 +25,13 @@ def _skipped_table(delta: DocumentDelta) -> dg.MetadataValue:
     ]
     schema = dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in ("source", "path", "reason")])
     return dg.MetadataValue.table(rows, schema=schema)
+
+
+def ensure_collection(settings: Settings, client) -> bool:
+    """The collection, created with the configured dense index if missing; True if created."""
+    m = settings.milvus
+    return col.ensure_collection(client, m.collection, settings.embedder.dim,
+                                 col.dense_index(m.dense_index, m.dense_index_params))
 
 
 class DocumentsConfig(dg.Config):
@@ -43,7 +51,7 @@ def documents(
     settings = platform.get()
     client = platform.milvus()
     ledger = platform.ledger()
-    if col.ensure_collection(client, settings.milvus.collection, settings.embedder.dim) and ledger.entries():
+    if ensure_collection(settings, client) and ledger.entries():
         context.log.warning("collection was missing: the ledger is cleared and every document re-indexed")
         ledger.clear()
     started = time.perf_counter()
@@ -123,7 +131,7 @@ def vector_index(platform: PlatformSettings, embeddings: tuple[ChunkedDelta, np.
     chunked, vectors = embeddings
     client = platform.milvus()
     ledger = platform.ledger()
-    col.ensure_collection(client, settings.milvus.collection, settings.embedder.dim)
+    ensure_collection(settings, client)
     report = write_delta(
         client,
         settings.milvus.collection,

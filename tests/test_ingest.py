@@ -4,9 +4,11 @@ import os
 import threading
 
 import dagster as dg
+import pytest
 
 from bentos.embedder.model import EmbeddingModel
 from bentos.retriever import collection as col
+from bentos.retriever.search import Searcher
 from pipelines.automation import make_nightly_schedule
 from pipelines.ledger import Ledger
 from pipelines.materialize import check_outcomes
@@ -45,17 +47,27 @@ def test_first_build_indexes_every_document(settings, corpus):
     assert ":func:" not in " ".join(r[col.TEXT] for r in rows)  # reST roles are unwrapped
 
 
-def test_both_dense_and_bm25_search_find_the_right_document(settings, corpus):
+@pytest.mark.parametrize("index_type, build, search", [
+    ("HNSW", {}, {}),
+    ("IVF_SQ8", {"nlist": 8}, {"nprobe": 8}),  # tiny nlist: the corpus has a few dozen chunks
+])
+def test_every_search_mode_finds_the_right_document_on_the_configured_index(settings, corpus, index_type, build,
+                                                                           search):
+    settings.milvus.dense_index, settings.milvus.dense_index_params = index_type, build
+    settings.milvus.dense_search_params = search
     write_corpus(corpus)
     run_ingest(settings)
-    client = _client(settings)
-    bm25 = client.search(settings.milvus.collection, data=["generators revision"], anns_field=col.SPARSE,
-                         limit=3, output_fields=[col.DOC_ID])
-    assert bm25[0][0]["entity"][col.DOC_ID] == "docs:reference/generators.rst"
-    query = EmbeddingModel(settings.embedder.model).encode(["how do decorators work in python"])[0]
-    dense = client.search(settings.milvus.collection, data=[query.tolist()], anns_field=col.DENSE,
-                          limit=3, output_fields=[col.DOC_ID])
-    assert dense[0][0]["entity"][col.DOC_ID] == "docs:guide/decorators.rst"
+    index = _client(settings).describe_index(settings.milvus.collection, col.DENSE)
+    assert index["index_type"] == index_type  # (milvus-lite does not report the build parameters)
+    searcher = Searcher.from_settings(settings)
+    query = "how do decorators work in python"
+    vector = EmbeddingModel(settings.embedder.model).encode([query])[0].tolist()
+    assert searcher.bm25("generators revision", 3, "")[0][col.DOC_ID] == "docs:reference/generators.rst"
+    for mode in ("dense", "hybrid"):
+        assert searcher.search(mode, query, vector, 3, "")[0][col.DOC_ID] == "docs:guide/decorators.rst"
+    # Searches use the collection's own index, whatever the settings say now.
+    assert searcher.index_type == index_type
+    assert searcher.dense_params(100)["params"] == ({"ef": 100} if index_type == "HNSW" else {"nprobe": 8})
 
 
 def test_rerun_with_nothing_changed_embeds_nothing(settings, corpus):

@@ -30,8 +30,41 @@ ID_MAX_BYTES = 1024
 TEXT_MAX_BYTES = 16384
 LABEL_MAX_BYTES = 1024
 
-DENSE_INDEX = {"index_type": "HNSW", "metric_type": "COSINE", "params": {"M": 16, "efConstruction": 200}}
+DENSE_METRIC = "COSINE"
+# Build parameters per dense index type (settings `milvus.dense_index`, `milvus.dense_index_params`).
+# IVF's nlist suits about 100k to 1M chunks (4·sqrt(rows)); IVF_PQ's m must divide the dimension.
+DENSE_BUILD_PARAMS: dict[str, dict] = {
+    "HNSW": {"M": 16, "efConstruction": 200},
+    "HNSW_SQ": {"M": 16, "efConstruction": 200, "sq_type": "SQ8"},
+    "IVF_FLAT": {"nlist": 1024},
+    "IVF_SQ8": {"nlist": 1024},
+    "IVF_PQ": {"nlist": 1024, "m": 48, "nbits": 8},
+    "DISKANN": {},
+}
 SPARSE_INDEX = {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25", "params": {}}
+
+
+def dense_index(index_type: str = "HNSW", overrides: dict | None = None) -> dict:
+    """`add_index` keyword arguments for the dense vector."""
+    return {"index_type": index_type, "metric_type": DENSE_METRIC,
+            "params": {**DENSE_BUILD_PARAMS[index_type], **(overrides or {})}}
+
+
+def dense_search_params(index_type: str, limit: int, overrides: dict | None = None) -> dict:
+    """Search parameters for `limit` results on a dense index of `index_type`: HNSW's ef and
+    DiskANN's search_list are raised to at least `limit` (Milvus refuses less)."""
+    if index_type.startswith("IVF"):
+        params = {"nprobe": 32, **(overrides or {})}
+    else:
+        knob = "search_list" if index_type == "DISKANN" else "ef"
+        params = {knob: 64, **(overrides or {})}
+        params[knob] = max(int(params[knob]), limit)
+    return {"metric_type": DENSE_METRIC, "params": params}
+
+
+def dense_index_type(client: MilvusClient, name: str) -> str:
+    """The index the collection's dense vector was built with."""
+    return client.describe_index(name, DENSE)["index_type"]
 
 
 class CollectionMismatch(RuntimeError):
@@ -80,12 +113,13 @@ def collection_dim(client: MilvusClient, name: str) -> int:
     raise CollectionMismatch(f"collection {name!r} has no {DENSE!r} field: not a ragyard collection")
 
 
-def ensure_collection(client: MilvusClient, name: str, dim: int) -> bool:
-    """Create the collection if it is missing, check its dimension, load it. True if created."""
+def ensure_collection(client: MilvusClient, name: str, dim: int, index: dict | None = None) -> bool:
+    """Create the collection if it is missing (its dense vector indexed by `index`, a `dense_index`;
+    HNSW by default), check its dimension, load it. True if created."""
     created = False
     if not client.has_collection(name):
         index_params = client.prepare_index_params()
-        index_params.add_index(DENSE, **DENSE_INDEX)
+        index_params.add_index(DENSE, **(index or dense_index()))
         index_params.add_index(SPARSE, **SPARSE_INDEX)
         client.create_collection(name, schema=build_schema(dim), index_params=index_params)
         created = True

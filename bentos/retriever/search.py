@@ -16,10 +16,6 @@ class CollectionUnavailable(RuntimeError):
     """The collection cannot answer: missing, empty, of another dimension, or Milvus is down."""
 
 
-def dense_params(limit: int) -> dict:
-    return {"metric_type": col.DENSE_INDEX["metric_type"], "params": {"ef": max(64, limit)}}
-
-
 BM25_PARAMS = {"metric_type": "BM25", "params": {}}
 
 
@@ -27,9 +23,12 @@ class Searcher:
     """Searches one collection; opens and loads it lazily, so the service starts before Milvus does."""
 
     def __init__(self, uri: str, token: str, name: str, dim: int, timeout_s: float,
-                 fusion: str = "rrf", rrf_k: int = 60, dense_weight: float = 0.5):
+                 fusion: str = "rrf", rrf_k: int = 60, dense_weight: float = 0.5,
+                 dense_search_overrides: dict | None = None):
         self.uri, self.token, self.name, self.dim, self.timeout_s = uri, token, name, dim, timeout_s
         self.fusion, self.rrf_k, self.dense_weight = fusion, rrf_k, dense_weight
+        self.dense_search_overrides = dict(dense_search_overrides or {})
+        self.index_type = "HNSW"  # replaced by the collection's own once it is loaded
         self._client: MilvusClient | None = None
         self._loaded = False
         self._lock = threading.Lock()
@@ -37,8 +36,9 @@ class Searcher:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Searcher":
         r = settings.retriever
-        return cls(settings.milvus.uri, settings.milvus.token, settings.milvus.collection, settings.embedder.dim,
-                   settings.milvus.timeout_s, fusion=r.fusion, rrf_k=r.rrf_k, dense_weight=r.dense_weight)
+        m = settings.milvus
+        return cls(m.uri, m.token, m.collection, settings.embedder.dim, m.timeout_s, fusion=r.fusion, rrf_k=r.rrf_k,
+                   dense_weight=r.dense_weight, dense_search_overrides=m.dense_search_params)
 
     def ranker(self):
         if self.fusion == "weighted":
@@ -68,6 +68,7 @@ class Searcher:
                     raise CollectionUnavailable(
                         f"collection {self.name!r} holds {dim}-dim vectors but the embedder makes {self.dim}-dim ones")
                 client.load_collection(self.name)
+                self.index_type = col.dense_index_type(client, self.name)
             except CollectionUnavailable:
                 raise
             except Exception as exc:
@@ -82,10 +83,13 @@ class Searcher:
     def is_empty(self) -> bool:
         return col.row_count(self.ensure_loaded(), self.name) == 0
 
+    def dense_params(self, limit: int) -> dict:
+        return col.dense_search_params(self.index_type, limit, self.dense_search_overrides)
+
     def dense(self, vector: list[float], limit: int, expr: str) -> list[dict]:
         result = self.ensure_loaded().search(
             self.name, data=[vector], anns_field=col.DENSE, limit=limit, filter=expr,
-            output_fields=HIT_FIELDS, search_params=dense_params(limit))
+            output_fields=HIT_FIELDS, search_params=self.dense_params(limit))
         return hits(result)
 
     def bm25(self, query: str, limit: int, expr: str) -> list[dict]:
@@ -99,7 +103,7 @@ class Searcher:
         candidates = max(2 * limit, 20)
         filter_kw = {"expr": expr} if expr else {}
         requests = [
-            AnnSearchRequest(data=[vector], anns_field=col.DENSE, param=dense_params(candidates),
+            AnnSearchRequest(data=[vector], anns_field=col.DENSE, param=self.dense_params(candidates),
                              limit=candidates, **filter_kw),
             AnnSearchRequest(data=[query], anns_field=col.SPARSE, param=BM25_PARAMS, limit=candidates, **filter_kw),
         ]
