@@ -270,6 +270,9 @@ class RouterSettings(ServiceEndpoint):
     max_fallbacks: int = Field(default=2, ge=0)  # models tried after the chosen one fails
     breaker_failures: int = Field(default=3, ge=1)  # consecutive failures that open a backend's breaker
     breaker_reset_s: float = Field(default=15.0, gt=0)  # then one trial call is let through
+    # State (API keys, budgets, cache, memory): SQLite files under RAGYARD_HOME when empty; a
+    # postgresql:// URL puts it in that database, which several router replicas can then share.
+    state_url: str = Field(default="", pattern=r"^(postgres(ql)?(\+psycopg)?://.+)?$")
     # Caches: exact (same model, messages, parameters) and semantic (similar question, same index).
     cache_enabled: bool = True
     cache_ttl_s: float = Field(default=3600.0, gt=0)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real milvus-lite server, settings under a temporary RAGYARD_HOME, a corpus."""
+"""Shared fixtures: a real milvus-lite server, a real PostgreSQL server, settings under a temporary
+RAGYARD_HOME, a corpus."""
 
 import contextlib
 import os
@@ -98,6 +99,7 @@ def serving_bento(target: str, home: Path, env: dict[str, str] | None = None, ti
     """`bentoml serve TARGET` with RAGYARD_HOME=home on a free port, until ready; yields its URL and
     stops it on exit. Its log is home / "<service class, lower case>.log"."""
     port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
     log_path = home / f"{target.rsplit(':', 1)[1].lower()}.log"
     env = {"RAGYARD_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), **(env or {})}
     process = start_bento(target, port, env, log_path)
@@ -130,6 +132,30 @@ def milvus_uri(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> str:
+    """One real PostgreSQL 16 server (pgserver, on a unix socket) for the session; its URL. Tests
+    make their own databases on it with `new_database`."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def new_database(server_url: str) -> str:
+    """A new, empty database on the server at `server_url`; its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
