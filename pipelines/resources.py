@@ -1,5 +1,6 @@
 """Dagster resources: the platform settings (from RAGYARD_* environment variables) and the embedder."""
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import dagster as dg
@@ -45,7 +46,7 @@ class Embedder(dg.ConfigurableResource):
         settings = self.platform.get()
         embedder = settings.embedder
         if settings.ingest.use_embedder_bento:
-            vectors = _encode_with_bento(embedder, texts)
+            vectors = _encode_with_bento(embedder, texts, settings.ingest.embed_concurrency)
             dim = vectors.shape[1] if len(vectors) else embedder.dim
         else:
             model = _loaded_model(embedder.model, embedder.device, embedder.batch_size)
@@ -57,11 +58,14 @@ class Embedder(dg.ConfigurableResource):
         return vectors
 
 
-def _encode_with_bento(embedder: EmbedderSettings, texts: list[str]) -> np.ndarray:
+def _encode_with_bento(embedder: EmbedderSettings, texts: list[str], concurrency: int) -> np.ndarray:
     client = EmbedderClient(embedder.url, timeout_s=300)
     step = embedder.max_texts_per_request
+    batches = [texts[i : i + step] for i in range(0, len(texts), step)]
     try:
-        parts = [client.embed(texts[i : i + step]).embeddings for i in range(0, len(texts), step)]
+        # httpx.Client is thread-safe; map keeps the batches in order.
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="embed") as pool:
+            parts = list(pool.map(lambda batch: client.embed(batch).embeddings, batches))
     finally:
         client.close()
     rows = [row for part in parts for row in part]

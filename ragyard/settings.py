@@ -277,6 +277,9 @@ class RouterSettings(ServiceEndpoint):
     max_fallbacks: int = Field(default=2, ge=0)  # models tried after the chosen one fails
     breaker_failures: int = Field(default=3, ge=1)  # consecutive failures that open a backend's breaker
     breaker_reset_s: float = Field(default=15.0, gt=0)  # then one trial call is let through
+    # State (API keys, budgets, cache, memory): SQLite files under RAGYARD_HOME when empty; a
+    # postgresql:// URL puts it in that database, which several router replicas can then share.
+    state_url: str = Field(default="", pattern=r"^(postgres(ql)?(\+psycopg)?://.+)?$")
     # Caches: exact (same model, messages, parameters) and semantic (similar question, same index).
     cache_enabled: bool = True
     cache_ttl_s: float = Field(default=3600.0, gt=0)
@@ -383,6 +386,9 @@ class IngestSettings(BaseModel):
     write_batch_rows: int = Field(default=512, ge=1)
     # Embed through the embedder bento at embedder.url instead of loading the model in the run.
     use_embedder_bento: bool = False
+    # Requests in flight at once to the embedder bento, so that a run keeps every embedder pod busy
+    # (about 2 per pod behind the Service's load balancing); 1 sends one batch at a time.
+    embed_concurrency: int = Field(default=4, ge=1, le=64)
     sensor_interval_s: int = Field(default=30, ge=5)
     schedule_cron: str = "0 3 * * *"
 

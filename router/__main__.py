@@ -1,4 +1,4 @@
-"""`python -m router keys create|list|revoke`: the router's API keys (under RAGYARD_HOME)."""
+"""`python -m router keys create|list|revoke`: the router's API keys (in its state database)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 import sys
 
 from ragyard.settings import Settings
-from router.keys import KeyStore, keys_path
+from router.keys import KeyStore
+from router.state import database
 
 
 def _when(ts: float | None) -> str:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                         ("tpm", getattr(args, "tpm", None))):
         if value is not None and value < 0:
             parser.error(f"--{name} must not be negative")
-    store = KeyStore(keys_path(Settings().home))
+    store = KeyStore(database(Settings(), "keys"))
     try:
         if args.command == "create":
             key, secret = store.create(args.name, args.budget, args.rpm, args.tpm)

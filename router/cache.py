@@ -1,38 +1,36 @@
 """Response caches: exact (same request) and semantic (a similar question), bounded and with a TTL.
 
-Both live in one SQLite table. An entry's `scope` digests what must match for any hit: the requested
-model, the generation parameters, the conversation history and the index version; so an answer
-is never served across index versions or to a request with other parameters. The exact key adds
-the messages themselves. Semantic hits compare the question's embedding (unit vectors from the
-embedder bento) with those of entries in the same scope, by cosine similarity against
-`router.semantic_threshold`.
+Both live in one table of the state database (`router.state`). An entry's `scope` digests what
+must match for any hit: the requested model, the generation parameters, the conversation history
+and the index version; so an answer is never served across index versions or to a request with
+other parameters. The exact key adds the messages themselves. Semantic hits compare the
+question's embedding (unit vectors from the embedder bento) with those of entries in the same
+scope, by cosine similarity against `router.semantic_threshold`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import Column, Double, Index, LargeBinary, MetaData, Table, Text, text
 
-from router.sqlite import connect, immediate
+from router.state import ROW_ID, Store, query, transaction
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    exact_key TEXT NOT NULL UNIQUE,
-    scope TEXT NOT NULL,
-    question TEXT NOT NULL,
-    embedding BLOB,           -- float32 unit vector of the question, or NULL
-    payload TEXT NOT NULL,    -- JSON: the answer, citations, model, usage of the original generation
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS responses_scope ON responses(scope, created_at);
-"""
+TABLES = MetaData()
+Table("responses", TABLES,
+      Column("id", ROW_ID, primary_key=True),
+      Column("exact_key", Text, nullable=False, unique=True),
+      Column("scope", Text, nullable=False),
+      Column("question", Text, nullable=False),
+      Column("embedding", LargeBinary),  # float32 unit vector of the question, or NULL
+      Column("payload", Text, nullable=False),  # JSON: the answer, citations, model, usage of the original generation
+      Column("created_at", Double, nullable=False),
+      Index("responses_scope", "scope", "created_at"), sqlite_autoincrement=True)
 
 
 def digest(value) -> str:
@@ -47,29 +45,25 @@ class CacheHit:
     question: str
 
 
-class ResponseCache:
-    def __init__(self, path: Path, ttl_s: float, max_entries: int, threshold: float):
-        self.conn = connect(path)
-        self.conn.executescript(SCHEMA)
+class ResponseCache(Store):
+    tables = TABLES
+
+    def __init__(self, database: Path | str, ttl_s: float, max_entries: int, threshold: float):
+        super().__init__(database)
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.threshold = threshold
-        self.lock = threading.Lock()
 
     def exact(self, exact_key: str, now: float | None = None) -> CacheHit | None:
         now = time.time() if now is None else now
-        with self.lock:
-            row = self.conn.execute(
-                "SELECT payload, question FROM responses WHERE exact_key = ? AND created_at >= ?",
-                (exact_key, now - self.ttl_s)).fetchone()
-        return CacheHit("exact", json.loads(row[0]), 1.0, row[1]) if row else None
+        rows = query(self.engine, "SELECT payload, question FROM responses WHERE exact_key = :key "
+                     "AND created_at >= :since", key=exact_key, since=now - self.ttl_s)
+        return CacheHit("exact", json.loads(rows[0][0]), 1.0, rows[0][1]) if rows else None
 
     def semantic(self, scope: str, vector: np.ndarray, now: float | None = None) -> CacheHit | None:
         now = time.time() if now is None else now
-        with self.lock:
-            rows = self.conn.execute(
-                "SELECT embedding, payload, question FROM responses WHERE scope = ? AND created_at >= ? "
-                "AND embedding IS NOT NULL", (scope, now - self.ttl_s)).fetchall()
+        rows = query(self.engine, "SELECT embedding, payload, question FROM responses WHERE scope = :scope "
+                     "AND created_at >= :since AND embedding IS NOT NULL", scope=scope, since=now - self.ttl_s)
         if not rows:
             return None
         matrix = np.stack([np.frombuffer(blob, dtype=np.float32) for blob, _, _ in rows])
@@ -83,11 +77,13 @@ class ResponseCache:
             now: float | None = None) -> None:
         now = time.time() if now is None else now
         blob = vector.astype(np.float32).tobytes() if vector is not None else None
-        with self.lock, immediate(self.conn):
-            self.conn.execute(
-                "INSERT OR REPLACE INTO responses (exact_key, scope, question, embedding, payload, created_at) "
-                "VALUES (?,?,?,?,?,?)", (exact_key, scope, question, blob, json.dumps(payload), now))
-            self.conn.execute("DELETE FROM responses WHERE created_at < ?", (now - self.ttl_s,))
-            self.conn.execute(
-                "DELETE FROM responses WHERE id NOT IN (SELECT id FROM responses ORDER BY id DESC LIMIT ?)",
-                (self.max_entries,))
+        with transaction(self.engine, lock="cache") as conn:
+            # A replaced entry is a new row (a new id): the newest entries are the ones kept.
+            conn.execute(text("DELETE FROM responses WHERE exact_key = :key"), {"key": exact_key})
+            conn.execute(text("INSERT INTO responses (exact_key, scope, question, embedding, payload, created_at) "
+                              "VALUES (:key, :scope, :question, :embedding, :payload, :now)"),
+                         {"key": exact_key, "scope": scope, "question": question, "embedding": blob,
+                          "payload": json.dumps(payload), "now": now})
+            conn.execute(text("DELETE FROM responses WHERE created_at < :expired"), {"expired": now - self.ttl_s})
+            conn.execute(text("DELETE FROM responses WHERE id NOT IN "
+                              "(SELECT id FROM responses ORDER BY id DESC LIMIT :n)"), {"n": self.max_entries})

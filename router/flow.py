@@ -37,7 +37,7 @@ from router.clients import EmbedderClient, RetrieverClient
 from router.generation import Generated, Generator, UpstreamRejected
 from router.guardrails import WITHHELD, Guardrails, InputBlocked, Verdict
 from router.index_version import IndexVersion
-from router.keys import ApiKey, KeyStore, keys_path
+from router.keys import ApiKey, KeyStore
 from router.limits import LimitExceeded, Limits, Reservation
 from router.memory import Memory
 from router.metrics import router_metrics
@@ -47,6 +47,7 @@ from router.resilience import BackendUnavailable, Breakers, Deadline, DeadlineEx
 from router.routing.base import RouteDecision, RouteRequest, RoutingPolicy
 from router.routing.features import routing_features
 from router.routing.policies import Strongest, build_policy
+from router.state import database
 from router.tracing import Generation, Span, Trace, Tracer, new_trace_id, tracer_from_settings
 
 logger = logging.getLogger("ragyard.router.flow")
@@ -155,12 +156,11 @@ class Flow:
         self.generator = Generator(self.breakers, self.config.llm_attempts, self.config.first_token_timeout_s)
         self.retriever = RetrieverClient(settings.retriever.url, self.http)
         self.embedder = EmbedderClient(settings.embedder.url, self.http)
-        state = settings.home / "router"
-        self.keys = KeyStore(keys_path(settings.home))
+        self.keys = KeyStore(database(settings, "keys"))
         self.limits = Limits(self.keys)
-        self.cache = ResponseCache(state / "cache.sqlite3", self.config.cache_ttl_s, self.config.cache_max_entries,
-                                   self.config.semantic_threshold)
-        self.memory = Memory(state / "memory.sqlite3", self.config.memory_turns, self.config.memory_sessions_max)
+        self.cache = ResponseCache(database(settings, "cache"), self.config.cache_ttl_s,
+                                   self.config.cache_max_entries, self.config.semantic_threshold)
+        self.memory = Memory(database(settings, "memory"), self.config.memory_turns, self.config.memory_sessions_max)
         self.index_version = IndexVersion(settings)
         self.tracer = tracer or tracer_from_settings(settings)
         self.metrics = router_metrics()

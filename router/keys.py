@@ -10,46 +10,42 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from router.sqlite import connect, immediate
+from sqlalchemy import Column, Double, Index, Integer, MetaData, Table, Text, text
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL,
-    budget REAL,                -- currency; NULL = unlimited
-    spent REAL NOT NULL DEFAULT 0,
-    rpm INTEGER,                -- requests per minute; NULL = unlimited
-    tpm INTEGER,                -- tokens per minute; NULL = unlimited
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key_id TEXT NOT NULL,
-    amount REAL NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS reservations_key ON reservations(key_id);
-CREATE TABLE IF NOT EXISTS usage_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    tokens INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS usage_events_key_at ON usage_events(key_id, at);
-CREATE TABLE IF NOT EXISTS completions (  -- which key asked for which answer: feedback is its owner's
-    trace_id TEXT PRIMARY KEY,
-    key_id TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS completions_created ON completions(created_at);
-"""
+from router.state import ROW_ID, Store, query, transaction
+
+TABLES = MetaData()
+Table("api_keys", TABLES,
+      Column("id", Text, primary_key=True),
+      Column("name", Text, nullable=False),
+      Column("secret_sha256", Text, nullable=False),
+      Column("budget", Double),  # currency; NULL = unlimited
+      Column("spent", Double, nullable=False, server_default=text("0")),
+      Column("rpm", Integer),  # requests per minute; NULL = unlimited
+      Column("tpm", Integer),  # tokens per minute; NULL = unlimited
+      Column("created_at", Double, nullable=False),
+      Column("revoked_at", Double))
+Table("reservations", TABLES,
+      Column("id", ROW_ID, primary_key=True),
+      Column("key_id", Text, nullable=False),
+      Column("amount", Double, nullable=False),
+      Column("created_at", Double, nullable=False),
+      Index("reservations_key", "key_id"), sqlite_autoincrement=True)
+Table("usage_events", TABLES,
+      Column("id", ROW_ID, primary_key=True),
+      Column("key_id", Text, nullable=False),
+      Column("at", Double, nullable=False),
+      Column("tokens", Integer, nullable=False),
+      Index("usage_events_key_at", "key_id", "at"), sqlite_autoincrement=True)
+Table("completions", TABLES,  # which key asked for which answer: feedback is its owner's
+      Column("trace_id", Text, primary_key=True),
+      Column("key_id", Text, nullable=False),
+      Column("created_at", Double, nullable=False),
+      Index("completions_created", "created_at"))
 
 # Feedback on an answer older than this is refused (its ownership record is gone).
 COMPLETION_RETENTION_S = 30 * 24 * 3600
@@ -77,49 +73,43 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+KEY_COLUMNS = ", ".join(field.name for field in fields(ApiKey))
+
+
 def keys_path(home: Path) -> Path:
     return home / "router" / "keys.sqlite3"
 
 
-class KeyStore:
-    """Keys, their budgets and their usage windows, in one SQLite file shared by all router workers."""
+class KeyStore(Store):
+    """Keys, their budgets and their usage windows, in the state database all router workers share."""
 
-    def __init__(self, path: Path):
-        self.conn = connect(path)
-        self.conn.executescript(SCHEMA)
-        self.lock = threading.Lock()  # one connection, many threads: serialize its use
+    tables = TABLES
 
     def create(self, name: str, budget: float | None = None, rpm: int | None = None,
                tpm: int | None = None) -> tuple[ApiKey, str]:
         """A new key; the returned secret string is shown once and never stored."""
         key_id = secrets.token_hex(4)
         secret = secrets.token_urlsafe(32)
-        now = time.time()
-        with self.lock, immediate(self.conn):
-            self.conn.execute(
-                "INSERT INTO api_keys (id, name, secret_sha256, budget, rpm, tpm, created_at) VALUES (?,?,?,?,?,?,?)",
-                (key_id, name, _digest(secret), budget, rpm, tpm, now))
+        with transaction(self.engine) as conn:
+            conn.execute(text(
+                "INSERT INTO api_keys (id, name, secret_sha256, budget, rpm, tpm, created_at) "
+                "VALUES (:id, :name, :digest, :budget, :rpm, :tpm, :now)"),
+                {"id": key_id, "name": name, "digest": _digest(secret), "budget": budget, "rpm": rpm, "tpm": tpm,
+                 "now": time.time()})
         return self.get(key_id), f"{PREFIX}-{key_id}-{secret}"
 
     def get(self, key_id: str) -> ApiKey | None:
-        with self.lock:
-            row = self.conn.execute(
-                "SELECT id, name, budget, spent, rpm, tpm, created_at, revoked_at FROM api_keys WHERE id = ?",
-                (key_id,)).fetchone()
-        return ApiKey(*row) if row else None
+        rows = query(self.engine, f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = :id", id=key_id)
+        return ApiKey(*rows[0]) if rows else None
 
     def list(self) -> list[ApiKey]:
-        with self.lock:
-            rows = self.conn.execute(
-                "SELECT id, name, budget, spent, rpm, tpm, created_at, revoked_at FROM api_keys ORDER BY created_at"
-            ).fetchall()
-        return [ApiKey(*row) for row in rows]
+        return [ApiKey(*row) for row in query(self.engine, f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at")]
 
     def revoke(self, key_id: str) -> bool:
-        with self.lock, immediate(self.conn):
-            cursor = self.conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id))
-        return cursor.rowcount == 1
+        with transaction(self.engine) as conn:
+            result = conn.execute(text("UPDATE api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL"),
+                                  {"now": time.time(), "id": key_id})
+        return result.rowcount == 1
 
     def authenticate(self, presented: str) -> ApiKey | None:
         """The active key for a presented ``rg-<id>-<secret>`` string, or None."""
@@ -127,20 +117,15 @@ class KeyStore:
         if len(parts) != 3 or parts[0] != PREFIX:
             return None
         key_id, secret = parts[1], parts[2]
-        with self.lock:
-            row = self.conn.execute("SELECT secret_sha256 FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        rows = query(self.engine, "SELECT secret_sha256 FROM api_keys WHERE id = :id", id=key_id)
         # Compare against a dummy digest when the id is unknown, so both paths hash and compare.
-        expected = row[0] if row else _digest("")
-        if not hmac.compare_digest(expected, _digest(secret)) or row is None:
+        expected = rows[0][0] if rows else _digest("")
+        if not hmac.compare_digest(expected, _digest(secret)) or not rows:
             return None
         key = self.get(key_id)
         return key if key and key.active else None
 
     def completion_owner(self, trace_id: str) -> str | None:
         """The id of the key that asked for the answer with this trace id, or None."""
-        with self.lock:
-            row = self.conn.execute("SELECT key_id FROM completions WHERE trace_id = ?", (trace_id,)).fetchone()
-        return row[0] if row else None
-
-    def close(self) -> None:
-        self.conn.close()
+        rows = query(self.engine, "SELECT key_id FROM completions WHERE trace_id = :id", id=trace_id)
+        return rows[0][0] if rows else None

@@ -1,10 +1,11 @@
 """Per-key limits: requests and tokens per minute, and a currency budget with reservations.
 
-Before a request is dispatched, `Limits.reserve` runs one `BEGIN IMMEDIATE` transaction that checks
-the minute windows and the budget and, if all pass, records the request and reserves its
-worst-case cost. Concurrent requests (threads or router worker processes) serialize on that
-transaction, so the sum of reservations and spending never exceeds a budget. After the response,
-`settle` replaces the reservation by the real cost (priced from the usage).
+Before a request is dispatched, `Limits.reserve` runs one transaction that checks the minute
+windows and the budget and, if all pass, records the request and reserves its worst-case cost.
+Concurrent requests of a key (threads, router worker processes or replicas) take that transaction
+one at a time (`router.state.transaction` with the key's lock: SQLite's BEGIN IMMEDIATE, a
+Postgres advisory lock), so the sum of reservations and spending never exceeds a budget. After
+the response, `settle` replaces the reservation by the real cost (priced from the usage).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import math
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import Connection, text
+
 from router.keys import COMPLETION_RETENTION_S, KeyStore
-from router.sqlite import immediate
+from router.state import transaction
 
 WINDOW_S = 60.0
 # A reservation this old belongs to a request whose process died: it no longer holds budget.
@@ -41,8 +44,7 @@ class Reservation:
 
 class Limits:
     def __init__(self, store: KeyStore):
-        self.store = store
-        self.conn = store.conn
+        self.engine = store.engine
 
     def reserve(self, key_id: str, worst_cost: float, tokens: int, now: float | None = None,
                 completion_id: str | None = None) -> Reservation:
@@ -51,16 +53,19 @@ class Limits:
         `completion_id` (the answer's trace id) is recorded as the key's, in the same transaction,
         so that only this key may later send feedback on it."""
         now = time.time() if now is None else now
-        with self.store.lock, immediate(self.conn):
-            budget, spent, rpm, tpm = self.conn.execute(
-                "SELECT budget, spent, rpm, tpm FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-            self.conn.execute("DELETE FROM reservations WHERE created_at < ?", (now - STALE_RESERVATION_S,))
-            self.conn.execute("DELETE FROM usage_events WHERE at < ?", (now - WINDOW_S,))
+        with transaction(self.engine, lock=f"key:{key_id}") as conn:
+            budget, spent, rpm, tpm = conn.execute(
+                text("SELECT budget, spent, rpm, tpm FROM api_keys WHERE id = :key"), {"key": key_id}).one()
+            # Only this key's expired rows: other keys' rows belong to transactions under other locks.
+            conn.execute(text("DELETE FROM reservations WHERE key_id = :key AND created_at < :stale"),
+                         {"key": key_id, "stale": now - STALE_RESERVATION_S})
+            conn.execute(text("DELETE FROM usage_events WHERE key_id = :key AND at < :expired"),
+                         {"key": key_id, "expired": now - WINDOW_S})
             if rpm is not None or tpm is not None:
-                self._check_window(key_id, rpm, tpm, tokens, now)
+                self._check_window(conn, key_id, rpm, tpm, tokens, now)
             if budget is not None:
-                reserved = self.conn.execute(
-                    "SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE key_id = ?", (key_id,)).fetchone()[0]
+                reserved = conn.execute(text("SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE key_id = :key"),
+                                        {"key": key_id}).scalar_one()
                 if spent + worst_cost > budget:
                     raise LimitExceeded(
                         "insufficient_quota",
@@ -72,21 +77,27 @@ class Limits:
                         "budget_reserved",
                         f"budget held by requests in flight: spent {spent:.6f} + reserved {reserved:.6f} of "
                         f"{budget:.6f}; this request may cost up to {worst_cost:.6f}", 1.0)
-            event_id = self.conn.execute(
-                "INSERT INTO usage_events (key_id, at, tokens) VALUES (?,?,?)", (key_id, now, tokens)).lastrowid
-            reservation_id = self.conn.execute(
-                "INSERT INTO reservations (key_id, amount, created_at) VALUES (?,?,?)",
-                (key_id, worst_cost, now)).lastrowid
+            event_id = conn.execute(
+                text("INSERT INTO usage_events (key_id, at, tokens) VALUES (:key, :now, :tokens) RETURNING id"),
+                {"key": key_id, "now": now, "tokens": tokens}).scalar_one()
+            reservation_id = conn.execute(
+                text("INSERT INTO reservations (key_id, amount, created_at) VALUES (:key, :amount, :now) RETURNING id"),
+                {"key": key_id, "amount": worst_cost, "now": now}).scalar_one()
             if completion_id is not None:
-                self.conn.execute("INSERT OR REPLACE INTO completions (trace_id, key_id, created_at) VALUES (?,?,?)",
-                                  (completion_id, key_id, now))
-                self.conn.execute("DELETE FROM completions WHERE created_at < ?", (now - COMPLETION_RETENTION_S,))
+                conn.execute(text("INSERT INTO completions (trace_id, key_id, created_at) VALUES (:id, :key, :now) "
+                                  "ON CONFLICT (trace_id) DO UPDATE SET key_id = excluded.key_id, "
+                                  "created_at = excluded.created_at"),
+                             {"id": completion_id, "key": key_id, "now": now})
+                conn.execute(text("DELETE FROM completions WHERE created_at < :expired"),
+                             {"expired": now - COMPLETION_RETENTION_S})
         return Reservation(reservation_id, event_id, key_id, worst_cost)
 
-    def _check_window(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int, now: float) -> None:
-        rows = self.conn.execute(
-            "SELECT at, tokens FROM usage_events WHERE key_id = ? AND at >= ? ORDER BY at",
-            (key_id, now - WINDOW_S)).fetchall()
+    @staticmethod
+    def _check_window(conn: Connection, key_id: str, rpm: int | None, tpm: int | None, tokens: int,
+                      now: float) -> None:
+        rows = conn.execute(
+            text("SELECT at, tokens FROM usage_events WHERE key_id = :key AND at >= :since ORDER BY at"),
+            {"key": key_id, "since": now - WINDOW_S}).all()
         if rpm is not None and len(rows) >= rpm:
             wait = rows[len(rows) - rpm][0] + WINDOW_S - now
             raise LimitExceeded("rate_limit_exceeded", f"rate limit: {rpm} requests per minute", max(wait, 0.001))
@@ -109,11 +120,13 @@ class Limits:
 
     def settle(self, reservation: Reservation, cost: float, tokens: int) -> None:
         """Replace the reservation by the real cost and the token estimate by the real count."""
-        with self.store.lock, immediate(self.conn):
-            deleted = self.conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,)).rowcount
+        with transaction(self.engine, lock=f"key:{reservation.key_id}") as conn:
+            deleted = conn.execute(text("DELETE FROM reservations WHERE id = :id"), {"id": reservation.id}).rowcount
             if deleted:
-                self.conn.execute("UPDATE api_keys SET spent = spent + ? WHERE id = ?", (cost, reservation.key_id))
-            self.conn.execute("UPDATE usage_events SET tokens = ? WHERE id = ?", (tokens, reservation.event_id))
+                conn.execute(text("UPDATE api_keys SET spent = spent + :cost WHERE id = :key"),
+                             {"cost": cost, "key": reservation.key_id})
+            conn.execute(text("UPDATE usage_events SET tokens = :tokens WHERE id = :id"),
+                         {"tokens": tokens, "id": reservation.event_id})
 
 
 def retry_after_header(seconds: float) -> str:

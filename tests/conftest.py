@@ -1,4 +1,5 @@
-"""Shared fixtures: a real milvus-lite server, settings under a temporary RAGYARD_HOME, a corpus."""
+"""Shared fixtures: a real milvus-lite server, a real PostgreSQL server, settings under a temporary
+RAGYARD_HOME, a corpus."""
 
 import contextlib
 import os
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 # Offline: models come from packages, never from a hub.
@@ -88,8 +90,19 @@ def stop_bento(process: subprocess.Popen) -> None:
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            kill_tree(process)
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a server and every process it started, as a crashed host would lose them (BentoML's
+    workers lead their own process groups, so killing the server's group would leave them)."""
+    if process.poll() is None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            server = psutil.Process(process.pid)
+            for member in [server, *server.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    member.kill()
+        process.wait(timeout=10)
 
 
 
@@ -98,6 +111,7 @@ def serving_bento(target: str, home: Path, env: dict[str, str] | None = None, ti
     """`bentoml serve TARGET` with RAGYARD_HOME=home on a free port, until ready; yields its URL and
     stops it on exit. Its log is home / "<service class, lower case>.log"."""
     port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
     log_path = home / f"{target.rsplit(':', 1)[1].lower()}.log"
     env = {"RAGYARD_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"), **(env or {})}
     process = start_bento(target, port, env, log_path)
@@ -130,6 +144,30 @@ def milvus_uri(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> str:
+    """One real PostgreSQL 16 server (pgserver, on a unix socket) for the session; its URL. Tests
+    make their own databases on it with `new_database`."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def new_database(server_url: str) -> str:
+    """A new, empty database on the server at `server_url`; its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -177,7 +177,8 @@ def test_ingestion_embeds_through_the_bento_when_configured(embedder_url, settin
     write_corpus(corpus, count=2)
     settings.ingest.use_embedder_bento = True
     settings.embedder.url = embedder_url
-    settings.embedder.max_texts_per_request = 8  # the client splits the chunks into several requests
+    settings.embedder.max_texts_per_request = 8  # the client splits the chunks into several requests,
+    settings.ingest.embed_concurrency = 3  # three in flight at once: the vectors must still match their chunks
     result = run_ingest(settings)
     meta = index_metadata(result)
     assert meta["embedded_chunks"] == meta["total_chunks"] > 8

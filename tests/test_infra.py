@@ -151,13 +151,17 @@ def test_every_ragyard_env_name_is_a_settings_field():
     assert not unknown, f"names that ragyard/settings.py does not read: {unknown}"
 
 
+# What a Secret's value stands in as, where the settings accept only some shapes of value.
+SECRET_STAND_INS = {"RAGYARD_ROUTER__STATE_URL": "postgresql://router:from-a-secret@postgres/ragyard_router"}
+
+
 def pod_environment(configmaps: dict[str, dict], container: dict) -> dict[str, str]:
     """The environment a container starts with; a Secret's value stands in as 'from-a-secret'."""
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         env.update(configmaps[source["configMapRef"]["name"]])
     for var in container.get("env", []):
-        env[var["name"]] = var.get("value", "from-a-secret")
+        env[var["name"]] = var.get("value", SECRET_STAND_INS.get(var["name"], "from-a-secret"))
     return env
 
 
@@ -300,8 +304,8 @@ def test_cpu_bentos_scale_on_cpu_and_the_llm_on_requests_in_flight():
     assert metric["pods"]["metric"]["name"] == "bentoml_service_request_in_progress"
 
 
-def test_router_stays_one_pod_while_its_sqlite_state_is_not_shared():
-    for overlay in OVERLAYS:
+def test_router_scales_out_only_with_its_state_in_postgres():
+    for overlay in ["base", "overlays/dev"]:  # SQLite files on one pod's volume
         docs = rendered(overlay)
         assert find(docs, "HorizontalPodAutoscaler", "router")["spec"]["maxReplicas"] == 1
         deployment = find(docs, "Deployment", "router")
@@ -309,6 +313,16 @@ def test_router_stays_one_pod_while_its_sqlite_state_is_not_shared():
         claim = find(docs, "PersistentVolumeClaim", "ragyard-router-state")
         volumes = deployment["spec"]["template"]["spec"]["volumes"]
         assert {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in volumes
+        assert env_value(bento_container(docs, "router"), "RAGYARD_ROUTER__STATE_URL") is None
+    docs = rendered("overlays/prod")  # PostgreSQL, from a Secret
+    assert find(docs, "HorizontalPodAutoscaler", "router")["spec"]["maxReplicas"] > 1
+    deployment = find(docs, "Deployment", "router")
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["template"]["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
+    claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    assert "ragyard-router-state" not in claims
+    (state_url,) = [e for e in bento_container(docs, "router")["env"] if e["name"] == "RAGYARD_ROUTER__STATE_URL"]
+    assert state_url["valueFrom"]["secretKeyRef"] == {"name": "ragyard-router-db", "key": "url"}
 
 
 def test_settings_urls_name_services_that_exist_on_the_right_port():

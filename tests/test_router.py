@@ -7,12 +7,10 @@ One stack for the module; the tests that stop an upstream run last.
 """
 
 import concurrent.futures
-import contextlib
 import importlib.util
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 import uuid
@@ -39,7 +37,17 @@ from ragyard.settings import (
     settings_env,
 )
 from router.prompts import RAG_TEMPLATE, seed_prompts
-from tests.conftest import VENV_BIN, free_port, run_ingest, start_bento, stop_bento, wait_until_ready
+from tests.conftest import (
+    VENV_BIN,
+    free_port,
+    kill_tree,
+    new_database,
+    run_ingest,
+    serving_bento,
+    start_bento,
+    stop_bento,
+    wait_until_ready,
+)
 from tests.corpus import write_corpus
 
 MODEL_A = "smol-a"  # served by the LLM bento, which publishes its price in /v1/models
@@ -47,6 +55,7 @@ MODEL_B = "smol-b"  # on an extra upstream without prices (llama.cpp's server): 
 PRICES = {MODEL_A: {"input_per_1k": 0.001, "output_per_1k": 0.002},
           MODEL_B: {"input_per_1k": 0.0005, "output_per_1k": 0.001}}
 EMAIL = "zorblax.quint@example.com"
+ROUTER = "bentos.router.service:Router"
 
 
 def smollm2_path() -> str:
@@ -67,54 +76,36 @@ def start_llama(alias: str, port: int, log_path: Path) -> subprocess.Popen:
     return process
 
 
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants (BentoML's workers lead their own process groups)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        tree.append(current := todo.pop())
-        todo += children.get(current, [])
-    return tree
-
-
-def kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL a server and every process it started: it dies the way a crashed host does."""
-    if process.poll() is None:
-        for pid in process_tree(process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 class Stack:
     def __init__(self, root: Path, settings: Settings, url: str, upstreams: dict, mlflow_url: str):
         self.root, self.settings, self.url, self.upstreams, self.mlflow_url = root, settings, url, upstreams, mlflow_url
 
-    def key(self, **limits) -> str:
+    def key(self, env: dict[str, str] | None = None, **limits) -> str:
         """A new API key made by the CLI, as an operator would."""
         args = ["keys", "create", "--name", f"test-{uuid.uuid4().hex[:6]}", "--json"]
         for name, value in limits.items():
             args += [f"--{name}", str(value)]
-        return json.loads(self.cli(*args))["key"]
+        return json.loads(self.cli(*args, env=env))["key"]
 
-    def cli(self, *args: str) -> str:
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """`python -m router ARGS` with the stack's settings, and `env` on top."""
         result = subprocess.run([str(VENV_BIN / "python"), "-m", "router", *args], capture_output=True, text=True,
-                                env={**os.environ, **settings_env(self.settings)}, timeout=60, check=True)
+                                env={**os.environ, **settings_env(self.settings), **(env or {})}, timeout=60,
+                                check=True)
         return result.stdout
+
+    def spent(self, key: str, env: dict[str, str] | None = None) -> float:
+        """What the key has spent, as `keys list` reports it."""
+        return {k["id"]: k for k in json.loads(self.cli("keys", "list", "--json", env=env))}[key.split("-")[1]]["spent"]
 
     def client(self, key: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=120)
 
-    def post(self, key: str | None, body: dict, **headers) -> httpx.Response:
+    def post(self, key: str | None, body: dict, router: str | None = None, **headers) -> httpx.Response:
+        """A chat completion from the stack's router, or from the one at the URL `router`."""
         auth = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.post(f"{self.url}/v1/chat/completions", json=body, headers={**auth, **headers}, timeout=120)
+        return httpx.post(f"{router or self.url}/v1/chat/completions", json=body, headers={**auth, **headers},
+                          timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +148,7 @@ def stack(tmp_path_factory, milvus_uri, mlflow_server):
                                    ("retriever", "bentos.retriever.service:Retriever", settings.retriever.port),
                                    ("llm", "bentos.llm.service:LLM", settings.llm.port),
                                    ("safety", "bentos.safety.service:Safety", settings.safety.port),
-                                   ("router", "bentos.router.service:Router", router_port)):
+                                   ("router", ROUTER, router_port)):
             log = root / f"{name}.log"
             processes[name] = (start_bento(target, port, env, log), log)
         wait_until_ready(f"http://127.0.0.1:{llama_port}", *processes[MODEL_B], path="/v1/models")
@@ -179,10 +170,6 @@ def metric_total(text: str, name: str, **labels) -> float:
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def key_spent(stack: Stack, key: str) -> float:
-    return {k["id"]: k for k in json.loads(stack.cli("keys", "list", "--json"))}[key.split("-")[1]]["spent"]
 
 
 # ---- the front door ---------------------------------------------------------------------------
@@ -315,14 +302,18 @@ def test_session_memory_reaches_the_prompt(stack):
     assert first["ragyard"]["cache"] == "miss"
 
 
-def test_sixteen_concurrent_requests_never_overshoot_a_nearly_spent_budget(stack):
+def spend_a_nearly_spent_budget(stack: Stack, routers: list[str], env: dict[str, str] | None = None) -> str:
+    """Sixteen concurrent requests spread over `routers` with a key whose budget holds about three,
+    then more until the budget is truly spent: it never goes over. The key (made by the CLI with
+    `env`), for more checks."""
     # Each request reserves its worst case (~0.0002 USD here); the budget holds three at a time.
     budget = 0.0007
-    key = stack.key(budget=budget)
+    key = stack.key(env, budget=budget)
 
     def ask(i: int) -> httpx.Response:
         return stack.post(key, {"model": MODEL_A, "max_tokens": 8, "ragyard": {"cache": False},
-                                "messages": [{"role": "user", "content": f"What is {i} squared in Python?"}]})
+                                "messages": [{"role": "user", "content": f"What is {i} squared in Python?"}]},
+                          router=routers[i % len(routers)])
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(ask, range(16)))
@@ -331,15 +322,35 @@ def test_sixteen_concurrent_requests_never_overshoot_a_nearly_spent_budget(stack
     assert len(ok) + len(refused) == 16, [r.text for r in responses if r.status_code not in (200, 429)]
     assert ok and refused
     assert {r.json()["error"]["code"] for r in refused} <= {"budget_reserved", "insufficient_quota"}
-    spent = key_spent(stack, key)
+    spent = stack.spent(key, env)
     assert spent <= budget
     assert spent == pytest.approx(sum(r["ragyard"]["cost"]["amount"] for r in ok), rel=1e-6)
-    # Keep asking until the budget is truly spent: it never goes over.
     for i in range(40):
         if ask(100 + i).status_code != 200:
             break
-    final = key_spent(stack, key)
-    assert final <= budget
+    assert stack.spent(key, env) <= budget
+    return key
+
+
+def test_sixteen_concurrent_requests_never_overshoot_a_nearly_spent_budget(stack):
+    spend_a_nearly_spent_budget(stack, [stack.url])
+
+
+def test_two_router_replicas_share_keys_and_a_budget_through_postgres(stack, postgres):
+    """Two more router processes with their own homes and one Postgres state database: a key
+    made once by the CLI works on both, their concurrent requests share its budget without
+    overshooting it, and revoking it shuts both doors."""
+    state = {"RAGYARD_ROUTER__STATE_URL": new_database(postgres)}
+    env = {**settings_env(stack.settings), **state, "RAGYARD_ROUTER__SAFETY_ENABLED": "false",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
+    del env["RAGYARD_HOME"]  # each replica its own (serving_bento's home)
+    homes = [stack.root / "replica-a", stack.root / "replica-b"]
+    with serving_bento(ROUTER, homes[0], env) as a, serving_bento(ROUTER, homes[1], env) as b:
+        key = spend_a_nearly_spent_budget(stack, [a, b], state)
+        stack.cli("keys", "revoke", key.split("-")[1], env=state)
+        body = {"model": MODEL_A, "max_tokens": 1, "messages": [{"role": "user", "content": "Say hello"}]}
+        assert [stack.post(key, body, router=url).status_code for url in (a, b)] == [401, 401]
+    assert not [path for home in homes for path in (home / "router").glob("*.sqlite3")]
 
 
 def test_streamed_answers_are_charged_from_their_usage(stack):
@@ -352,7 +363,7 @@ def test_streamed_answers_are_charged_from_their_usage(stack):
     usage = chunks[-1].usage
     assert cost == pytest.approx((usage.prompt_tokens * PRICES[MODEL_B]["input_per_1k"]
                                   + usage.completion_tokens * PRICES[MODEL_B]["output_per_1k"]) / 1000)
-    assert key_spent(stack, key) == pytest.approx(cost)
+    assert stack.spent(key) == pytest.approx(cost)
 
 
 def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_generated(stack):
@@ -371,7 +382,7 @@ def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_generated(stack
     # The router settles the reservation with an estimate: the prompt, plus one token per chunk the
     # upstream sent before it was stopped. Never nothing, never the whole 400-token worst case.
     deadline = time.monotonic() + 60
-    while (spent := key_spent(stack, key)) == 0 and time.monotonic() < deadline:
+    while (spent := stack.spent(key)) == 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     per_token = {direction: PRICES[MODEL_B][f"{direction}_per_1k"] / 1000 for direction in ("input", "output")}
     assert spent >= 10 * per_token["input"] + 3 * per_token["output"]

@@ -1,5 +1,6 @@
 """The router's parts on their own: key store, limits under threads, circuit breaker, caches,
-memory, the OTLP encoding, and the Langfuse exporter.
+memory, the OTLP encoding, and the Langfuse exporter. The stores run on both state backends:
+SQLite files and a real PostgreSQL server.
 
 The Langfuse server cannot run on this machine (it needs Postgres, ClickHouse and its web app), so
 its ingestion endpoint is played by a small recording HTTP server: what is checked is what the
@@ -14,18 +15,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from ragyard.settings import Settings
 from router.cache import ResponseCache
-from router.keys import KeyStore
+from router.keys import COMPLETION_RETENTION_S, KeyStore
 from router.limits import LimitExceeded, Limits
 from router.memory import Memory
 from router.resilience import CircuitBreaker
+from router.state import database
 from router.tracing import Generation, LangfuseExporter, Trace, new_trace_id, otlp_request
+from tests.conftest import new_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state(request, tmp_path) -> Settings:
+    """Settings whose router state is in SQLite files under a fresh home, or in a fresh Postgres database."""
+    url = new_database(request.getfixturevalue("postgres")) if request.param == "postgres" else ""
+    return Settings(home=tmp_path / "home", router={"state_url": url})
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = KeyStore(tmp_path / "keys.sqlite3")
+def store(state):
+    store = KeyStore(database(state, "keys"))
     yield store
     store.close()
 
@@ -40,9 +52,9 @@ def test_keys_authenticate_only_the_exact_secret_and_not_after_revoking(store):
     assert store.authenticate(secret) is None
 
 
-def test_concurrent_reservations_never_exceed_the_budget(tmp_path):
-    # Two stores on one file: two router worker processes share the budget through SQLite.
-    stores = [KeyStore(tmp_path / "keys.sqlite3") for _ in range(2)]
+def test_concurrent_reservations_never_exceed_the_budget(state):
+    # Two stores on one database: two router processes (or replicas) share the budget.
+    stores = [KeyStore(database(state, "keys")) for _ in range(2)]
     key, _ = stores[0].create("app", budget=1.0)
     limits = [Limits(s) for s in stores]
 
@@ -63,6 +75,8 @@ def test_concurrent_reservations_never_exceed_the_budget(tmp_path):
     with pytest.raises(LimitExceeded) as refused:
         limits[0].reserve(key.id, worst_cost=1.0 - spent + 1e-9, tokens=1)
     assert refused.value.code == "insufficient_quota" and refused.value.retry_after_s is None
+    for store in stores:
+        store.close()
 
 
 def test_request_and_token_windows_slide(store):
@@ -81,6 +95,43 @@ def test_request_and_token_windows_slide(store):
     assert too_big.value.code == "tokens_exceed_limit" and too_big.value.retry_after_s is None
 
 
+def test_a_reservation_records_which_key_owns_the_answer(store):
+    first, _ = store.create("app")
+    second, _ = store.create("other")
+    limits = Limits(store)
+    now = 1_000_000.0
+    limits.reserve(first.id, 0.0, 1, now=now, completion_id="t1")
+    assert store.completion_owner("t1") == first.id and store.completion_owner("t2") is None
+    limits.reserve(second.id, 0.0, 1, now=now + 1, completion_id="t1")  # the same id again: the last owner
+    assert store.completion_owner("t1") == second.id
+    limits.reserve(first.id, 0.0, 1, now=now + 1 + COMPLETION_RETENTION_S + 1, completion_id="t2")
+    assert store.completion_owner("t1") is None and store.completion_owner("t2") == first.id  # t1 expired
+
+
+def test_stores_starting_together_on_one_postgres_database_all_start(postgres):
+    # Replicas start at once and each creates the tables it needs: none may fail on the others' DDL.
+    url = new_database(postgres)
+    barrier = threading.Barrier(6)
+
+    def start(_):
+        barrier.wait()
+        stores = [KeyStore(url), ResponseCache(url, 10, 10, 0.9), Memory(url, 2, 10)]
+        for store in stores:
+            store.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(start, range(6)))
+    store = KeyStore(url)
+    assert store.create("after")[0].name == "after"
+    store.close()
+
+
+def test_state_url_must_be_a_postgres_url():
+    assert Settings(router={"state_url": "postgresql://u:p@db.example/ragyard"}).router.state_url
+    with pytest.raises(ValidationError, match="router.state_url"):
+        Settings(router={"state_url": "mysql://u:p@db.example/ragyard"})
+
+
 def test_circuit_breaker_opens_lets_one_trial_through_and_closes():
     breaker = CircuitBreaker("llm", failures=2, reset_s=0.2)
     breaker.failure()
@@ -97,8 +148,8 @@ def test_circuit_breaker_opens_lets_one_trial_through_and_closes():
     assert breaker.state == "closed" and breaker.allow()
 
 
-def test_caches_respect_scope_threshold_ttl_and_size(tmp_path):
-    cache = ResponseCache(tmp_path / "cache.sqlite3", ttl_s=10, max_entries=3, threshold=0.9)
+def test_caches_respect_scope_threshold_ttl_and_size(state):
+    cache = ResponseCache(database(state, "cache"), ttl_s=10, max_entries=3, threshold=0.9)
     v = np.array([1.0, 0.0], dtype=np.float32)
     cache.put("k1", "scope-a", "what is a list", v, {"text": "A list."}, now=100)
     assert cache.exact("k1", now=105).payload == {"text": "A list."}
@@ -112,14 +163,16 @@ def test_caches_respect_scope_threshold_ttl_and_size(tmp_path):
     for i in range(2, 6):
         cache.put(f"k{i}", "scope-a", f"q{i}", None, {"text": str(i)}, now=106)
     assert cache.exact("k1", now=106) is None and cache.exact("k5", now=106) is not None  # bounded
+    cache.close()
 
 
-def test_memory_keeps_the_last_turns_per_session_and_key(tmp_path):
-    memory = Memory(tmp_path / "memory.sqlite3", max_turns=2, max_sessions=10)
+def test_memory_keeps_the_last_turns_per_session_and_key(state):
+    memory = Memory(database(state, "memory"), max_turns=2, max_sessions=10)
     for i in range(3):
         memory.append("s1", "key-a", f"q{i}", f"a{i}")
     assert [m["content"] for m in memory.history("s1", "key-a")] == ["q1", "a1", "q2", "a2"]
     assert memory.history("s1", "key-b") == []  # another key never sees the session
+    memory.close()
 
 
 def _trace() -> Trace:
@@ -137,7 +190,9 @@ def _trace() -> Trace:
 
 
 def test_otlp_encoding_has_a_root_span_steps_and_the_generation():
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
 
     trace = _trace()
     request = ExportTraceServiceRequest()
@@ -192,3 +247,18 @@ def test_langfuse_exporter_sends_one_trace_with_spans_a_generation_and_scores():
     assert generation["costDetails"] == {"total": 0.0012}
     assert generation["metadata"]["prompt_version"] == 2
     assert by_type["score-create"][0]["value"] == 1.0
+
+
+def test_an_unreachable_state_database_is_a_503_to_retry_not_a_500():
+    import asyncio
+
+    import sqlalchemy.exc
+
+    from bentos.router.service import openai_app
+
+    with pytest.raises(sqlalchemy.exc.OperationalError) as down:
+        KeyStore("postgresql://ragyard@127.0.0.1:1/ragyard")  # nothing listens on port 1
+    handler = openai_app.exception_handlers[sqlalchemy.exc.OperationalError]
+    response = asyncio.run(handler(None, down.value))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert json.loads(response.body)["error"]["code"] == "state_unavailable"

@@ -16,6 +16,7 @@ import time
 
 import anyio
 import bentoml
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse, StreamingResponse
@@ -37,6 +38,15 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     param = loc[0] if loc else None
     return JSONResponse(openai_error(f"{'.'.join(loc) or 'body'}: {first.get('msg')}", param=param,
                                      code="invalid_value"), status_code=400)
+
+
+@openai_app.exception_handler(sqlalchemy.exc.OperationalError)
+async def _state_unavailable(_: Request, exc: sqlalchemy.exc.OperationalError) -> JSONResponse:
+    """The state database (keys, budgets, cache, memory) is down or locked: a 503 to retry, not a 500."""
+    logger.error("router state database unavailable: %s", exc)
+    return JSONResponse(openai_error("the router's state database (keys, budgets) is unavailable; retry shortly",
+                                     "server_error", code="state_unavailable"),
+                        status_code=503, headers={"Retry-After": "5"})
 
 
 @openai_app.exception_handler(Exception)
