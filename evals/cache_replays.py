@@ -2,7 +2,7 @@
 
 `router_keys` takes a request's scope from the router's own `Flow.cache_scope` (model,
 parameters, prompt version, the session's memory, the earlier messages, the index version), and
-its exact key as `Flow.lookup_cache` digests it (scope and messages). `Replay.ask` then does what
+its exact key as `Flow.lookup_cache` makes it (`router.cache.exact_key`). `Replay.ask` then does what
 the router does: the exact cache, then the semantic cache in the scope (the question's vector),
 and on a miss stores the answer it "generated". Each request comes back as `Served`: what was hit,
 and whether the answer served was wrong (its gold shares no section with the question's) or came
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from evals.cache_datasets import Asked, Session
-from router.cache import ResponseCache, digest
+from router.cache import ResponseCache, digest, exact_key
 from router.flow import AUTO, ChatRequest, Flow, Outcome, Prepared
 
 # (memory history, messages) -> (scope, exact key)
@@ -37,7 +37,7 @@ def router_keys(history: list[dict], messages: list[dict]) -> tuple[str, str]:
     request = ChatRequest(model=AUTO, messages=messages, max_tokens=MAX_TOKENS, params={}, stream=False, key=None)
     outcome = Outcome(id="chatcmpl-eval", created=0, model=AUTO, prompt=PROMPT)
     scope = _SCOPER.cache_scope(Prepared(request, None, None, outcome), history, INDEX_VERSION)
-    return scope, digest({"scope": scope, "messages": messages})  # the exact key of Flow.lookup_cache
+    return scope, exact_key(scope, messages)
 
 
 def history_blind_keys(history: list[dict], messages: list[dict]) -> tuple[str, str]:

@@ -37,6 +37,11 @@ def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def exact_key(scope: str, messages: list[dict]) -> str:
+    """The exact cache's key: the request's scope and its messages, verbatim."""
+    return digest({"scope": scope, "messages": messages})
+
+
 @dataclass(frozen=True)
 class CacheHit:
     kind: str  # "exact" | "semantic"

@@ -29,9 +29,9 @@ import numpy as np
 
 from bentos.retriever.schemas import SearchRequest
 from bentos.safety.client import SafetyClient, SafetyRequestRejected, SafetyUnavailable
-from bentos.safety.stream import StreamBlocked
+from bentos.safety.stream import StreamBlocked, conceal, restore
 from ragyard.settings import Settings
-from router.cache import CacheHit, ResponseCache, digest
+from router.cache import CacheHit, ResponseCache, digest, exact_key
 from router.catalog import Catalog, CatalogEntry, CatalogUnavailable, Upstream
 from router.clients import EmbedderClient, RetrieverClient
 from router.generation import Generated, Generator, UpstreamRejected
@@ -382,11 +382,13 @@ class Flow:
 
     def cache_scope(self, prepared: Prepared, history: list[dict], index_version: str) -> str:
         """What a cached answer must share with this request: model, parameters, prompt version,
-        conversation so far and (for RAG) the index version."""
+        conversation so far, (for RAG) the index version, and the pseudonyms input safety put in
+        its messages: an answer about one person's email is never served for another's."""
         request = prepared.request
         return digest({"model": request.model, "max_tokens": request.max_tokens, "params": request.params,
                        "prompt": prepared.outcome.prompt, "history": history,
-                       "index": index_version if request.rag else None, "context": request.messages[:-1]})
+                       "index": index_version if request.rag else None, "context": request.messages[:-1],
+                       "pseudonyms": sorted(prepared.input_verdict.placeholders)})
 
     async def lookup_cache(self, prepared: Prepared, history: list[dict]) -> bool:
         """True on a hit (the outcome is filled in from it)."""
@@ -402,7 +404,7 @@ class Flow:
                 prepared.outcome.cache = "off"
                 return False
             prepared.scope = self.cache_scope(prepared, history, version)
-            prepared.exact_key = digest({"scope": prepared.scope, "messages": request.messages})
+            prepared.exact_key = exact_key(prepared.scope, request.messages)
             hit = await anyio.to_thread.run_sync(self.cache.exact, prepared.exact_key)
             if hit is None and request.question:
                 try:
@@ -420,7 +422,7 @@ class Flow:
         prepared.hit = hit
         outcome = prepared.outcome
         outcome.cache = hit.kind
-        outcome.text = hit.payload["text"]
+        outcome.text = restore(hit.payload["text"], prepared.input_verdict.placeholders)
         outcome.citations = hit.payload["citations"]
         outcome.model = hit.payload["model"]
         outcome.finish_reason = hit.payload.get("finish_reason", "stop")
@@ -529,8 +531,10 @@ class Flow:
             await anyio.to_thread.run_sync(self.limits.settle, prepared.reservation, outcome.cost,
                                            outcome.prompt_tokens + outcome.completion_tokens)
             prepared.reservation = None
+        # Kept with the pseudonyms of the input, never the personal data they stand for.
+        kept_text = conceal(outcome.text, prepared.input_verdict.placeholders)
         if prepared.hit is None and prepared.exact_key and outcome.finish_reason in ("stop", "length"):
-            payload = {"text": outcome.text, "citations": outcome.citations, "model": outcome.model,
+            payload = {"text": kept_text, "citations": outcome.citations, "model": outcome.model,
                        "prompt": outcome.prompt, "finish_reason": outcome.finish_reason}
             with self.step(prepared, "cache_store"):
                 await anyio.to_thread.run_sync(self.cache.put, prepared.exact_key, prepared.scope, request.question,
@@ -538,7 +542,7 @@ class Flow:
         if request.session_id:
             with self.step(prepared, "memory"):
                 await anyio.to_thread.run_sync(self.memory.append, request.session_id, request.key_id,
-                                               request.question, outcome.text)
+                                               request.question, kept_text)
         prepared.trace.attributes.update({"cache": outcome.cache, "cost": outcome.cost, "model": outcome.model,
                                           "route": outcome.route, "prompt": outcome.prompt})
         prepared.trace.finish(output=outcome.text)

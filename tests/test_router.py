@@ -518,6 +518,35 @@ def test_input_safety_blocks_injections_and_keeps_pii_out_of_traces(stack):
     assert safety.attributes["action"] == "redact" and safety.attributes["categories"] == ["pii"]
 
 
+def test_pseudonymized_personal_data_is_restored_for_its_owner_and_kept_out_of_cache_and_memory(stack):
+    """A router whose policy pseudonymizes: the model sees placeholders, the client gets its own
+    values back, and what the router keeps (cache, memory) holds placeholders only. A loose
+    semantic threshold makes the two questions, which differ only in the address, similar enough
+    to hit: the pseudonyms in the cache scope must still keep them apart."""
+    home = stack.root / "pseudonymizing"
+    env = {**settings_env(stack.settings), "RAGYARD_ROUTER__SAFETY_POLICY": "pseudonymize",
+           "RAGYARD_ROUTER__SEMANTIC_THRESHOLD": "0.5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
+    del env["RAGYARD_HOME"]  # its own, so its state files hold only this test's requests
+    emails = ["zorblax.quint@example.com", "mirela.vantongeren@example.org"]
+    with serving_bento(ROUTER, home, env) as url:
+        key = stack.key({"RAGYARD_HOME": str(home)})
+        answers = []
+        # Two examples teach SmolLM2 to copy; asked outright it declines.
+        copying = [{"role": "user", "content": "Copy: apple"}, {"role": "assistant", "content": "apple"},
+                   {"role": "user", "content": "Copy: blue car"}, {"role": "assistant", "content": "blue car"}]
+        for i, email in enumerate(emails):
+            answers.append(stack.post(key, {"model": MODEL_A, "max_tokens": 24, "temperature": 0,
+                                            "ragyard": {"session_id": f"s-{i}"},
+                                            "messages": [*copying, {"role": "user", "content": f"Copy: {email}"}]},
+                                      router=url).json())
+    assert [a["ragyard"]["cache"] for a in answers] == ["miss", "miss"]
+    first, second = (a["choices"][0]["message"]["content"] for a in answers)
+    assert emails[0] in first  # the model echoed the placeholder; the client got its own value back
+    assert emails[0] not in second
+    kept = b"".join(path.read_bytes() for path in (home / "router").iterdir() if path.is_file())
+    assert b"EMAIL_ADDRESS_" in kept and not any(email.encode() in kept for email in emails)
+
+
 # ---- resilience: these stop upstreams, so they run last ----------------------------------------
 
 

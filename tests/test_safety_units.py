@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from bentos.safety.schemas import Finding
-from bentos.safety.stream import restore, safe_cut
+from bentos.safety.stream import conceal, restore, safe_cut
 from evals.safety import binary_metrics, f_beta, threshold_at_fpr
 from ragyard.settings import CategoryPolicy, DirectionPolicy, SafetySettings
 
@@ -29,10 +29,11 @@ def test_safe_cut_backs_off_to_whitespace_and_out_of_findings():
     assert safe_cut("nowhitespaceatall", [], 10, force=True) == 10
 
 
-def test_restore_replaces_longest_placeholders_first():
-    placeholders = {"<PERSON_1>": "Ann", "<PERSON_10>": "Bob"}
-    assert restore("<PERSON_10> met <PERSON_1>.", placeholders) == "Bob met Ann."
-    assert restore("nothing here", {}) == "nothing here"
+def test_restore_replaces_longest_placeholders_first_and_conceal_undoes_it():
+    placeholders = {"<PERSON_1>": "Ann", "<PERSON_10>": "Ann Lee"}
+    assert restore("<PERSON_10> met <PERSON_1>.", placeholders) == "Ann Lee met Ann."
+    assert conceal("Ann Lee met Ann.", placeholders) == "<PERSON_10> met <PERSON_1>."
+    assert restore("nothing here", {}) == conceal("nothing here", {}) == "nothing here"
 
 
 def test_findings_inside_our_own_placeholders_are_dropped_or_trimmed():

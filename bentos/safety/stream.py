@@ -36,6 +36,16 @@ def restore(text: str, placeholders: dict[str, str]) -> str:
     return pattern.sub(lambda match: placeholders[match.group(0)], text)
 
 
+def conceal(text: str, placeholders: dict[str, str]) -> str:
+    """The inverse of `restore`: every original of `placeholders` in `text` back to its placeholder
+    (for what is kept after the answer, such as a cache or a conversation's memory)."""
+    if not placeholders:
+        return text
+    by_original = {original: placeholder for placeholder, original in placeholders.items()}
+    pattern = re.compile("|".join(re.escape(o) for o in sorted(by_original, key=len, reverse=True)))
+    return pattern.sub(lambda match: by_original[match.group(0)], text)
+
+
 def safe_cut(text: str, findings: list[Finding], limit: int, force: bool) -> int:
     """The largest cut <= limit that splits neither a PII finding nor a word; 0 if there is none.
 
