@@ -12,7 +12,6 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 from sqlalchemy import Column, Double, Index, Integer, MetaData, Table, Text, text
 
@@ -74,10 +73,6 @@ def _digest(secret: str) -> str:
 
 
 KEY_COLUMNS = ", ".join(field.name for field in fields(ApiKey))
-
-
-def keys_path(home: Path) -> Path:
-    return home / "router" / "keys.sqlite3"
 
 
 class KeyStore(Store):
