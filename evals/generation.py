@@ -120,6 +120,35 @@ class LlamaCppGenerator:
                           self.backend)
 
 
+# The decode probe's prompt: short, so that its time is nearly all generation.
+_DECODE_PROBE = [{"role": "user", "content": "Explain what a Python list comprehension is."}]
+
+
+def measured_prices(generator: Generator, settings: Settings, models: list[str], long_prompt: list[dict],
+                    probe_tokens: int = 48) -> dict[str, tuple[float, float]]:
+    """(input, output) USD per 1k tokens of each model, as the LLM bento prices a self-hosted one
+    (machine cost over measured throughput), measured now, back to back: prefill speed from
+    `long_prompt` with one new token, decode speed from a short prompt. Answers reused from the
+    cache were timed in other runs under other load, so their wall times do not compare; these do.
+    A model with configured prices keeps them."""
+    from bentos.llm.pricing import price_per_1k
+
+    rate = settings.llm.machine_cost_per_hour
+    prices = {}
+    for model in models:
+        card = catalog_model(settings, model)
+        if card.input_per_1k is not None and card.output_per_1k is not None:
+            prices[model] = (card.input_per_1k, card.output_per_1k)
+            continue
+        generator.generate(model, _DECODE_PROBE, 1)  # load and warm the model
+        prefill = generator.generate(model, long_prompt, 1)
+        prefill_tok_s = prefill.prompt_tokens / prefill.seconds
+        decode = generator.generate(model, _DECODE_PROBE, probe_tokens)
+        decode_s = max(decode.seconds - decode.prompt_tokens / prefill_tok_s, 1e-6)
+        prices[model] = (price_per_1k(rate, prefill_tok_s), price_per_1k(rate, decode.completion_tokens / decode_s))
+    return prices
+
+
 def llm_bento_ready(settings: Settings, timeout_s: float = 2.0) -> bool:
     try:
         return httpx.get(settings.llm.url.rstrip("/") + "/readyz", timeout=timeout_s).status_code == 200

@@ -4,8 +4,10 @@ The answers come from the answer eval (the same cache, so nothing is generated t
 question answered by a weak (cheap) and a strong model. The questions are split by a hash of
 their id into a training part, on which the quality predictor is fitted (one ridge regressor
 per model over the routing features, target: token F1), and a held-out part, on which every
-policy routes each question (the real policy classes, on a catalog priced from the run) and is
-scored with the answer that model gave. threshold is swept over its threshold, learned over its
+policy routes each question (the real policy classes, on a catalog priced as the LLM bento
+prices self-hosted models: machine cost over prefill and decode speeds, measured in this run for
+every model back to back, since cached answers were timed under other loads) and is scored with
+the answer that model gave; every answer's cost is repriced from its usage at those prices. threshold is swept over its threshold, learned over its
 cost weight; cheapest and strongest are the two end points; random routing is the straight line
 between them (its expected quality at strong-call share p is linear in p).
 
@@ -16,12 +18,14 @@ in the MLflow model registry as `router.routing_model_name` with alias `routing_
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from evals.answers import DEFAULT_DATASET, MAX_TOKENS, AnswerSet, collect_answers
+from evals.generation import generator_for, measured_prices
 from evals.harness_types import EvalReport, EvalRun
 from evals.routing_metrics import apgr, cpt, pgr
 from ragyard.settings import Settings
@@ -40,18 +44,30 @@ def is_test(item_id: str, share: float = TEST_SHARE) -> bool:
     return int(hashlib.sha256(f"router-split:{item_id}".encode()).hexdigest()[:8], 16) / 16**8 < share
 
 
-def priced_catalog(answers: AnswerSet, settings: Settings) -> list[ModelCard]:
-    """ModelCards priced as this run measured them: cost per token over all of a model's answers
-    (self-hosted models have no list price; the catalog's quality priors are kept)."""
+def priced_catalog(answers: AnswerSet, settings: Settings,
+                   prices: dict[str, tuple[float, float]] | None = None) -> list[ModelCard]:
+    """ModelCards at `prices` ((input, output) per 1k tokens, `measured_prices`); without them,
+    at the mean cost per token of each model's answers. The catalog's quality priors are kept."""
     cards = []
     for model in answers.models:
-        records = [r for r in answers.records if r.model == model]
-        tokens = sum(r.prompt_tokens + r.completion_tokens for r in records) or 1
-        per_1k = 1000 * sum(r.cost for r in records) / tokens
+        if prices:
+            input_per_1k, output_per_1k = prices[model]
+        else:
+            records = [r for r in answers.records if r.model == model]
+            tokens = sum(r.prompt_tokens + r.completion_tokens for r in records) or 1
+            input_per_1k = output_per_1k = 1000 * sum(r.cost for r in records) / tokens
         entry = settings.llm.model_named(model)
-        cards.append(ModelCard(model, entry.context_length if entry else 4096, per_1k, per_1k,
+        cards.append(ModelCard(model, entry.context_length if entry else 4096, input_per_1k, output_per_1k,
                                entry.quality if entry else None))
     return cards
+
+
+def repriced(answers: AnswerSet, catalog: list[ModelCard]) -> AnswerSet:
+    """The answers with every cost from the catalog's prices and the answer's usage."""
+    cards = {card.name: card for card in catalog}
+    records = [dataclasses.replace(r, cost=cards[r.model].cost(r.prompt_tokens, r.completion_tokens))
+               for r in answers.records]
+    return dataclasses.replace(answers, records=records)
 
 
 @dataclass(frozen=True)
@@ -81,8 +97,11 @@ def point(name: str, setting: float | None, chosen: list[str], answers: AnswerSe
                  statistics.fmean(r.cost for r in records), pgr(quality, weak_q, strong_q))
 
 
-def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = True) -> EvalReport:
-    catalog = priced_catalog(answers, settings)
+def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = True,
+                    prices: dict[str, tuple[float, float]] | None = None) -> EvalReport:
+    catalog = priced_catalog(answers, settings, prices)
+    if prices:
+        answers = repriced(answers, catalog)
     if len(catalog) < 2:
         raise ValueError("the router eval needs answers from at least two models")
     sample = RouteRequest("", (), (), MAX_TOKENS)
@@ -181,4 +200,10 @@ def evaluate(settings: Settings, quick: bool = False, dataset: Path = DEFAULT_DA
     """The harness entry point: every model of `evals.answer_models` on `evals.answer_limit`
     questions (0: all), the predictor registered. Quick: 12 questions, nothing registered."""
     limit = 12 if quick else settings.evals.answer_limit or None
-    return evaluate_router(collect_answers(settings, dataset=dataset, limit=limit), settings, register=not quick)
+    generator = generator_for(settings)
+    answers = collect_answers(settings, dataset=dataset, limit=limit, generator=generator)
+    # A prompt of RAG size (the first question's passages) to time prefill on.
+    passages = "\n\n".join(hit.get("text", "") for hit in answers.contexts[0])
+    prices = measured_prices(generator, settings, answers.models,
+                             [{"role": "user", "content": f"Summarize these passages:\n\n{passages}"}])
+    return evaluate_router(answers, settings, register=not quick, prices=prices)

@@ -88,3 +88,22 @@ def test_quick_answer_eval_with_smollm2(settings, corpus, mlflow_server):
     again = collect_answers(settings, quick=True)
     assert all(r.cached for r in again.records)
     assert [r.answer for r in again.records] == [r["answer"] for r in rows]
+
+
+def test_measured_prices_charge_prompt_tokens_less_than_generated_ones(settings):
+    from bentos.llm.models import ModelNotInstalled, resolve_gguf
+    from evals.generation import LlamaCppGenerator, measured_prices
+
+    try:
+        resolve_gguf("smollm2-135m", settings.llm_models_dir)
+    except ModelNotInstalled as exc:
+        pytest.skip(f"SmolLM2 is not installed ({exc}); run `make llm-models`")
+    settings.llm.models = [m.model_copy(update={"n_threads": 1}) for m in settings.llm.models]
+    long_prompt = [{"role": "user", "content": "Summarize: " + "Paths join with os.path.join. " * 60}]
+    prices = measured_prices(LlamaCppGenerator(settings), settings, ["smollm2-135m"], long_prompt)
+    input_per_1k, output_per_1k = prices["smollm2-135m"]
+    # Prefill runs many tokens per step, decoding one: a prompt token is cheaper (~3x for SmolLM2 here).
+    assert 0 < 1.5 * input_per_1k < output_per_1k
+    priced = settings.llm.models[0].model_copy(update={"name": "priced", "input_per_1k": 0.5, "output_per_1k": 1.5})
+    settings.llm.models.append(priced)
+    assert measured_prices(LlamaCppGenerator(settings), settings, ["priced"], long_prompt) == {"priced": (0.5, 1.5)}
