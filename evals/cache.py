@@ -163,18 +163,20 @@ def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | No
         runs.append(EvalRun(name=f"semantic-{threshold:.2f}",
                             params={**params, "threshold": threshold, "configured": threshold == configured},
                             metrics=metrics, tables=tables))
-    false_hits = next(run.tables["false_hits"] for run in runs if run.params["configured"])
+    # The configured threshold's wrong answers; with none there, the highest threshold's that had some.
+    shown = next((run for run in runs if run.params["configured"] and run.tables["false_hits"]), None) or \
+        max((run for run in runs if run.tables["false_hits"]), key=lambda run: run.params["threshold"], default=None)
     closest = max((row["similarity"] for run in runs for row in run.tables["false_hits"] if row["similarity"] < 1),
                   default=None)
     return EvalReport(experiment=EXPERIMENT, runs=runs,
-                      summary_markdown=summary(params, results, configured, false_hits, closest))
+                      summary_markdown=summary(params, results, configured, shown, closest))
 
 
 def pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def summary(params: dict, results: dict[float, dict[str, float]], configured: float, false_hits: list[dict],
+def summary(params: dict, results: dict[float, dict[str, float]], configured: float, shown_run: EvalRun | None,
             closest: float | None) -> str:
     rows = []
     for threshold, m in sorted(results.items()):
@@ -185,8 +187,13 @@ def summary(params: dict, results: dict[float, dict[str, float]], configured: fl
                     f"| {m['false_hits_total']:.0f} |")
     m = results[configured]
     ceiling = pct(m["traffic_reuse_ceiling"])
+    false_hits = shown_run.tables["false_hits"] if shown_run else []
     shown = "".join(f"\n- ({row['kind']}, {row['result']} {row['similarity']}) \"{row['question']}\" was served "
                     f"the answer to \"{row['cached_question']}\"" for row in false_hits[:FALSE_HITS_SHOWN])
+    at = shown_run.params["threshold"] if shown_run else configured
+    shown_label = (f"Wrong answers at the configured {configured:.2f}:" if at == configured else
+                   f"Wrong answers at the configured {configured:.2f}: none. At {at:.2f}, the highest threshold "
+                   "that served any:")
     return (
         f"Dataset `{params['dataset']}`: {params['questions']} questions, {params['paraphrases']} hand-written "
         f"paraphrases of them, {params['near_misses']} near-misses (worded like one question, asking what another "
@@ -203,7 +210,7 @@ def summary(params: dict, results: dict[float, dict[str, float]], configured: fl
         "wrong one | traffic exact hits | traffic semantic hits | traffic false hits | wrong answers |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n\n"
         + sessions_text(results, configured) + "\n\n"
-        + f"Wrong answers at the configured {configured:.2f}:" + (shown or " none.") + "\n\n"
+        + shown_label + (shown or " none.") + "\n\n"
         + recommendation(results, configured, closest))
 
 
