@@ -9,7 +9,6 @@ retriever settings it was measured against, so the MLflow UI compares any two ru
 from __future__ import annotations
 
 import csv
-import hashlib
 import importlib
 import importlib.util
 import io
@@ -90,12 +89,9 @@ def index_version(settings: Settings) -> tuple[str, int, int]:
     """
     if not settings.ledger_path.exists():
         return "unknown", 0, 0
-    entries = Ledger(settings.ledger_path).entries()
-    digest = hashlib.sha256()
-    for doc_id in sorted(entries):
-        entry = entries[doc_id]
-        digest.update(f"{doc_id}\0{entry.content_hash}\0{entry.fingerprint}\n".encode())
-    return digest.hexdigest()[:16], len(entries), sum(e.chunk_count for e in entries.values())
+    ledger = Ledger(settings.ledger_path)
+    entries = ledger.entries()
+    return ledger.content_version(), len(entries), sum(e.chunk_count for e in entries.values())
 
 
 def git_commit() -> str:

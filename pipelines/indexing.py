@@ -102,4 +102,6 @@ def write_delta(
             # milvus-lite searches unflushed rows row by row and rebuilds their BM25 index per query:
             # on the Python docs, 0.5 s (dense) and 2 s (BM25) a search before a flush, ~45 ms after.
             client.flush(collection_name)
+        # Every run, so that a collection written before versions existed gets one too.
+        col.set_content_version(client, collection_name, ledger.content_version())
     return WriteReport(upserted, stale, len(chunked.delta.deleted), deleted_chunks)

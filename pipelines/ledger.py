@@ -7,6 +7,7 @@ the next run then redoes exactly the documents whose rows are missing or stale.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -81,6 +82,14 @@ class Ledger:
     def clear(self) -> None:
         with self._connect() as db:
             db.execute("DELETE FROM documents")
+
+    def content_version(self) -> str:
+        """A digest of every indexed document's content hash and settings fingerprint: it changes
+        exactly when what the index holds does (an edit that keeps the chunk count included)."""
+        digest = hashlib.sha256()
+        for doc_id, entry in sorted(self.entries().items()):
+            digest.update(f"{doc_id}\0{entry.content_hash}\0{entry.fingerprint}\n".encode())
+        return digest.hexdigest()[:16]
 
     def chunk_total(self) -> int:
         with self._connect() as db:

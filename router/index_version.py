@@ -1,34 +1,22 @@
-"""The index version that semantic cache hits must share: Milvus row count + the latest ingest.
+"""The index version that semantic cache hits must share.
 
-`<collection>:<rows>:<latest indexed_at in the ingest ledger>`: added or deleted chunks change the
-row count, a re-indexed document changes the ledger's newest timestamp. Where the ledger file is not
-on this machine (a scaled-out deployment) the version is the row count alone. Cached for
-`index_version_ttl_s` so that a request costs no Milvus query.
+`<collection>:<content version>`: the ingestion writes its ledger's content version (a digest of
+every document's content hash and settings) into a collection property after each run
+(`bentos.retriever.collection.content_version`), so a re-indexed document changes it even when the
+chunk count stays, on one machine or in a cluster. A collection the ingestion never versioned
+(built by another tool) falls back to its row count. Cached for `index_version_ttl_s` so that a
+request costs no Milvus call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 
 import anyio
 
 from bentos.retriever import collection as col
 from ragyard.settings import Settings
-
-
-def latest_ingest(ledger_path) -> str:
-    if not ledger_path.exists():
-        return "-"
-    conn = sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True, timeout=5)
-    try:
-        row = conn.execute("SELECT MAX(indexed_at) FROM documents").fetchone()
-    except sqlite3.Error:
-        return "-"
-    finally:
-        conn.close()
-    return f"{row[0]:.6f}" if row and row[0] is not None else "-"
 
 
 class IndexVersion:
@@ -44,11 +32,12 @@ class IndexVersion:
         if self.client is None:
             self.client = col.connect(milvus.uri, milvus.token, timeout_s=5.0)
         try:
-            rows = col.row_count(self.client, milvus.collection)
+            version = col.content_version(self.client, milvus.collection) or \
+                f"rows-{col.row_count(self.client, milvus.collection)}"
         except Exception:
             self.client = None
             raise
-        return f"{milvus.collection}:{rows}:{latest_ingest(self.settings.ledger_path)}"
+        return f"{milvus.collection}:{version}"
 
     async def current(self) -> str:
         async with self.lock:

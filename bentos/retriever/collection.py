@@ -67,6 +67,20 @@ def dense_index_type(client: MilvusClient, name: str) -> str:
     return client.describe_index(name, DENSE)["index_type"]
 
 
+# A collection property: the ingestion ledger's content version of what the collection holds,
+# written after every ingest run, read by the router so that a cached answer dies with its index.
+CONTENT_VERSION = "ragyard.content_version"
+
+
+def set_content_version(client: MilvusClient, name: str, version: str) -> None:
+    client.alter_collection_properties(name, properties={CONTENT_VERSION: version})
+
+
+def content_version(client: MilvusClient, name: str) -> str | None:
+    """The content version last written by the ingestion; None for a collection it never wrote."""
+    return client.describe_collection(name).get("properties", {}).get(CONTENT_VERSION)
+
+
 class CollectionMismatch(RuntimeError):
     """The collection exists but was built for another embedding dimension."""
 
