@@ -83,25 +83,28 @@ def write_delta(
     upserted = stale = deleted_chunks = 0
     # One writer at a time: a sensor-launched run and a manual one must not interleave.
     with FileLock(str(lock_path), timeout=3600):
-        for entries, first, end in _document_batches(chunked, batch_rows):
-            rows = [_row(c, v) for c, v in zip(chunked.chunks[first:end], vectors[first:end])]
-            client.upsert(collection_name, rows)
-            upserted += len(rows)
-            expression = _stale_chunks_filter(entries)
-            stale += _count(client, collection_name, expression)
-            client.delete(collection_name, filter=expression)
-            ledger.record(entries)
-        for i in range(0, len(chunked.delta.deleted), _DELETE_BATCH):
-            doc_ids = chunked.delta.deleted[i : i + _DELETE_BATCH]
-            expression = col.in_list(col.DOC_ID, doc_ids)
-            deleted_chunks += _count(client, collection_name, expression)
-            client.delete(collection_name, filter=expression)
-            ledger.forget(doc_ids)
-        ledger.record(chunked.delta.restat)
-        if upserted or deleted_chunks or stale:
-            # milvus-lite searches unflushed rows row by row and rebuilds their BM25 index per query:
-            # on the Python docs, 0.5 s (dense) and 2 s (BM25) a search before a flush, ~45 ms after.
-            client.flush(collection_name)
-        # Every run, so that a collection written before versions existed gets one too.
-        col.set_content_version(client, collection_name, ledger.content_version())
+        try:
+            for entries, first, end in _document_batches(chunked, batch_rows):
+                rows = [_row(c, v) for c, v in zip(chunked.chunks[first:end], vectors[first:end])]
+                client.upsert(collection_name, rows)
+                upserted += len(rows)
+                expression = _stale_chunks_filter(entries)
+                stale += _count(client, collection_name, expression)
+                client.delete(collection_name, filter=expression)
+                ledger.record(entries)
+            for i in range(0, len(chunked.delta.deleted), _DELETE_BATCH):
+                doc_ids = chunked.delta.deleted[i : i + _DELETE_BATCH]
+                expression = col.in_list(col.DOC_ID, doc_ids)
+                deleted_chunks += _count(client, collection_name, expression)
+                client.delete(collection_name, filter=expression)
+                ledger.forget(doc_ids)
+            ledger.record(chunked.delta.restat)
+            if upserted or deleted_chunks or stale:
+                # milvus-lite searches unflushed rows row by row and rebuilds their BM25 index per query:
+                # on the Python docs, 0.5 s (dense) and 2 s (BM25) a search before a flush, ~45 ms after.
+                client.flush(collection_name)
+        finally:
+            # Every run, failed ones too (their finished batches are in the ledger and the collection),
+            # and collections written before versions existed: the router's cache keys on it.
+            col.set_content_version(client, collection_name, ledger.content_version())
     return WriteReport(upserted, stale, len(chunked.delta.deleted), deleted_chunks)

@@ -16,6 +16,7 @@ Model names: ``ragyard/auto`` (RAG, routed by the policy in settings), ``ragyard
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -198,9 +199,12 @@ class Flow:
             else:
                 generated = prepared.generated = Generated()
                 released = []
-                async for text in self.generate_stream(prepared, generated):
-                    released.append(text)
-                    yield text
+                # aclosing: when the client leaves, the generation is closed at once (and its partial
+                # attempt priced) before `failed` settles the reservation, not whenever it is collected.
+                async with contextlib.aclosing(self.generate_stream(prepared, generated)) as deltas:
+                    async for text in deltas:
+                        released.append(text)
+                        yield text
                 self.account(prepared, generated)
                 if prepared.outcome.finish_reason == "content_filter":
                     released.append(WITHHELD)
@@ -210,9 +214,9 @@ class Flow:
                     yield refs
                 prepared.outcome.text = "".join(released) + refs
             await self.finish(prepared)
-            yield prepared.outcome
         except BaseException as exc:
             raise await self.failed(prepared, exc)
+        yield prepared.outcome  # outside the try: closing the stream after its end is no failure
 
     async def prepare(self, request: ChatRequest) -> Prepared:
         """Every step up to the generation: prompt, limits, input safety, cache, retrieval, route."""
@@ -365,14 +369,14 @@ class Flow:
             deltas = self.generator.stream(prepared.chain, prepared.messages, self.upstream_params(request),
                                            prepared.deadline, generated)
             try:
-                async for delta in deltas:
-                    text = await guard.feed(delta) if guard else delta
-                    if text:
-                        yield text
-                if guard and (tail := await guard.finish()):
-                    yield tail
+                async with contextlib.aclosing(deltas):
+                    async for delta in deltas:
+                        text = await guard.feed(delta) if guard else delta
+                        if text:
+                            yield text
+                    if guard and (tail := await guard.finish()):
+                        yield tail
             except StreamBlocked as exc:
-                await deltas.aclose()
                 generated.finish_reason = "content_filter"
                 span.attributes["blocked"] = sorted({f.category for f in exc.response.findings})
             except (SafetyUnavailable, SafetyRequestRejected) as exc:
@@ -531,7 +535,7 @@ class Flow:
             await anyio.to_thread.run_sync(self.limits.settle, prepared.reservation, outcome.cost,
                                            outcome.prompt_tokens + outcome.completion_tokens)
             prepared.reservation = None
-        # Kept with the pseudonyms of the input, never the personal data they stand for.
+        # Kept (cache, memory, trace) with the input's pseudonyms, never the personal data they stand for.
         kept_text = conceal(outcome.text, prepared.input_verdict.placeholders)
         if prepared.hit is None and prepared.exact_key and outcome.finish_reason in ("stop", "length"):
             payload = {"text": kept_text, "citations": outcome.citations, "model": outcome.model,
@@ -545,7 +549,7 @@ class Flow:
                                                request.question, kept_text)
         prepared.trace.attributes.update({"cache": outcome.cache, "cost": outcome.cost, "model": outcome.model,
                                           "route": outcome.route, "prompt": outcome.prompt})
-        prepared.trace.finish(output=outcome.text)
+        prepared.trace.finish(output=kept_text)
         self.tracer.submit(prepared.trace)
         kind = "rag" if request.rag else "proxy"
         self.metrics.requests.labels(kind=kind, status="ok").inc()
@@ -580,7 +584,8 @@ class Flow:
                                            outcome.prompt_tokens + outcome.completion_tokens)
             prepared.reservation = None
         error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        prepared.trace.finish(output=prepared.outcome.text, error=str(error)[:500])
+        prepared.trace.finish(output=conceal(prepared.outcome.text, prepared.input_verdict.placeholders),
+                              error=str(error)[:500])
         self.tracer.submit(prepared.trace)
         status = exc.status if isinstance(exc, FlowError) else type(exc).__name__
         self.metrics.requests.labels(kind="rag" if prepared.request.rag else "proxy", status=str(status)).inc()

@@ -187,11 +187,13 @@ class Generator:
                             yield choice.delta.content
                         if choice.finish_reason:
                             result.finish_reason = choice.finish_reason
+                result.attempts.append(priced(entry, attempt, prompt, chunks))  # before closing, which may be cancelled
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not a backend failure
-                classify(exc)
-                breaker.failure()
+                # What the upstream generated before it failed costs, whatever the failure.
                 attempt.error = describe(exc)
                 result.attempts.append(priced(entry, attempt, prompt, chunks))
+                classify(exc)
+                breaker.failure()
                 logger.warning("stream from %s failed after %d chunks: %s", entry.card.name, chunks, attempt.error)
                 continue
             except (GeneratorExit, asyncio.CancelledError):
@@ -204,7 +206,6 @@ class Generator:
                     with contextlib.suppress(Exception):
                         await stream.close()
             breaker.success()
-            result.attempts.append(priced(entry, attempt, prompt, chunks))
             return
         raise BackendUnavailable(unavailable_message(result))
 

@@ -120,7 +120,9 @@ class KeyStore(Store):
         key = self.get(key_id)
         return key if key and key.active else None
 
-    def completion_owner(self, trace_id: str) -> str | None:
-        """The id of the key that asked for the answer with this trace id, or None."""
-        rows = query(self.engine, "SELECT key_id FROM completions WHERE trace_id = :id", id=trace_id)
+    def completion_owner(self, trace_id: str, now: float | None = None) -> str | None:
+        """The id of the key that asked for the answer with this trace id within the retention, or None."""
+        now = time.time() if now is None else now
+        rows = query(self.engine, "SELECT key_id FROM completions WHERE trace_id = :id AND created_at >= :since",
+                     id=trace_id, since=now - COMPLETION_RETENTION_S)
         return rows[0][0] if rows else None

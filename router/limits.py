@@ -88,8 +88,9 @@ class Limits:
                                   "ON CONFLICT (trace_id) DO UPDATE SET key_id = excluded.key_id, "
                                   "created_at = excluded.created_at"),
                              {"id": completion_id, "key": key_id, "now": now})
-                conn.execute(text("DELETE FROM completions WHERE created_at < :expired"),
-                             {"expired": now - COMPLETION_RETENTION_S})
+                # This key's expired rows only: other keys' rows are under other keys' locks.
+                conn.execute(text("DELETE FROM completions WHERE key_id = :key AND created_at < :expired"),
+                             {"key": key_id, "expired": now - COMPLETION_RETENTION_S})
         return Reservation(reservation_id, event_id, key_id, worst_cost)
 
     @staticmethod

@@ -5,6 +5,7 @@ under RAGYARD_HOME on one machine, or one PostgreSQL database that every router 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ def database(settings: Settings, name: str) -> Path | str:
 def connect(database: Path | str) -> Engine:
     """An engine on a SQLite file (a Path) or a PostgreSQL URL (a str)."""
     if isinstance(database, str):
-        return create_engine(make_url(database).set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+        return postgres_engine(database)
     database.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: the driver opens no transactions of its own; `transaction` opens them.
     engine = create_engine(f"sqlite:///{database}",
@@ -41,6 +42,15 @@ def connect(database: Path | str) -> Engine:
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
     return engine
+
+
+@functools.cache
+def postgres_engine(url: str) -> Engine:
+    """One engine per database and process, shared by the stores: at most 8 connections per router
+    process, so that 10 replicas stay within Postgres' default max_connections of 100; a request
+    that finds none free for 10 s fails (the service answers 503)."""
+    return create_engine(make_url(url).set(drivername="postgresql+psycopg"), pool_pre_ping=True,
+                         pool_size=4, max_overflow=4, pool_timeout=10)
 
 
 @contextmanager

@@ -262,6 +262,10 @@ def test_streaming_rag_sends_real_sse_with_citations_and_cost_on_the_last_chunk(
     assert last.model_extra["ragyard"]["cache"] == "off"
     assert "References:" in "".join(deltas)
     assert len({c.id for c in chunks}) == 1
+    # A stream that ended normally is counted once, as ok, never also as a failure.
+    metrics = httpx.get(f"{stack.url}/metrics").text
+    assert metric_total(metrics, "ragyard_router_requests_total", kind="rag", status="ok") >= 1
+    assert metric_total(metrics, "ragyard_router_requests_total", status="GeneratorExit") == 0
 
 
 def test_repeated_and_similar_questions_hit_the_caches_unless_opted_out(stack):

@@ -23,7 +23,7 @@ from router.keys import COMPLETION_RETENTION_S, KeyStore
 from router.limits import LimitExceeded, Limits
 from router.memory import Memory
 from router.resilience import CircuitBreaker
-from router.state import database
+from router.state import database, query
 from router.tracing import Generation, LangfuseExporter, Trace, new_trace_id, otlp_request
 from tests.conftest import new_database
 
@@ -101,11 +101,14 @@ def test_a_reservation_records_which_key_owns_the_answer(store):
     limits = Limits(store)
     now = 1_000_000.0
     limits.reserve(first.id, 0.0, 1, now=now, completion_id="t1")
-    assert store.completion_owner("t1") == first.id and store.completion_owner("t2") is None
+    assert store.completion_owner("t1", now) == first.id and store.completion_owner("t2", now) is None
     limits.reserve(second.id, 0.0, 1, now=now + 1, completion_id="t1")  # the same id again: the last owner
-    assert store.completion_owner("t1") == second.id
-    limits.reserve(first.id, 0.0, 1, now=now + 1 + COMPLETION_RETENTION_S + 1, completion_id="t2")
-    assert store.completion_owner("t1") is None and store.completion_owner("t2") == first.id  # t1 expired
+    assert store.completion_owner("t1", now + 1) == second.id
+    later = now + 1 + COMPLETION_RETENTION_S + 1
+    assert store.completion_owner("t1", later) is None  # expired, whether or not its row was cleaned up yet
+    limits.reserve(second.id, 0.0, 1, now=later, completion_id="t2")  # cleans up the key's expired rows
+    assert [r[0] for r in query(store.engine, "SELECT trace_id FROM completions WHERE key_id = :key",
+                                key=second.id)] == ["t2"]
 
 
 def test_stores_starting_together_on_one_postgres_database_all_start(postgres):

@@ -38,14 +38,20 @@ def test_restore_replaces_longest_placeholders_first_and_conceal_undoes_it():
 
 def test_findings_inside_our_own_placeholders_are_dropped_or_trimmed():
     from bentos.safety.pii import outside_placeholders
+    from bentos.safety.redaction import placeholder_pattern
 
+    ours = placeholder_pattern(["EMAIL_ADDRESS", "PERSON"])
     text = "Mail <EMAIL_ADDRESS_69dd69c8> or Dana Smith<PERSON_0a1b2c3d> now"
     inside = Finding(category="pii", type="PERSON", start=6, end=29, score=0.85)  # "EMAIL_ADDRESS_69dd69c8>"
     over_edge = Finding(category="pii", type="PERSON", start=text.index("Dana"), end=text.index(" now"), score=0.85)
-    kept = outside_placeholders(text, [inside, over_edge])
+    kept = outside_placeholders(text, [inside, over_edge], ours)
     assert [text[f.start:f.end] for f in kept] == ["Dana Smith"]
     enclosing = Finding(category="pii", type="PERSON", start=0, end=len(text), score=0.5)
-    assert outside_placeholders(text, [enclosing]) == [enclosing]
+    assert outside_placeholders(text, [enclosing], ours) == [enclosing]
+    # Upper-case text in angle brackets that is no placeholder of ours is not exempt.
+    lookalike = "Ask <JOHN_SMITH> today"
+    name = Finding(category="pii", type="PERSON", start=5, end=15, score=0.85)
+    assert outside_placeholders(lookalike, [name], ours) == [name]
 
 
 def test_policy_settings_refuse_redacting_whole_text_categories_and_a_missing_default():

@@ -41,8 +41,10 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 
 @openai_app.exception_handler(sqlalchemy.exc.OperationalError)
-async def _state_unavailable(_: Request, exc: sqlalchemy.exc.OperationalError) -> JSONResponse:
-    """The state database (keys, budgets, cache, memory) is down or locked: a 503 to retry, not a 500."""
+@openai_app.exception_handler(sqlalchemy.exc.TimeoutError)
+async def _state_unavailable(_: Request, exc: sqlalchemy.exc.SQLAlchemyError) -> JSONResponse:
+    """The state database (keys, budgets, cache, memory) is down, locked, or out of pooled
+    connections: a 503 to retry, not a 500."""
     logger.error("router state database unavailable: %s", exc)
     return JSONResponse(openai_error("the router's state database (keys, budgets) is unavailable; retry shortly",
                                      "server_error", code="state_unavailable"),

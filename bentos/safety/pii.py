@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import tldextract
 
 from bentos.safety.recognizers import (
@@ -11,7 +13,7 @@ from bentos.safety.recognizers import (
     phone_recognizer,
     secret_recognizers,
 )
-from bentos.safety.redaction import PLACEHOLDER
+from bentos.safety.redaction import placeholder_pattern
 from bentos.safety.schemas import Finding
 
 # Presidio's email recognizer calls tldextract.extract(), whose default extractor fetches the public
@@ -50,6 +52,7 @@ class PiiDetector:
         for recognizer in [*secret_recognizers(), address_recognizer(), phone_recognizer(), LuhnCardRecognizer()]:
             registry.add_recognizer(recognizer)
         self.entities = expand_entities(entities)
+        self.placeholders = placeholder_pattern(self.entities)
         self.allow_list = list(allow_list or [])
         self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"])
 
@@ -58,14 +61,15 @@ class PiiDetector:
                                         allow_list=self.allow_list)
         findings = [Finding(category="pii", type=r.entity_type, start=r.start, end=r.end, score=round(min(r.score, 1.0), 4))
                     for r in results]
-        return sorted(drop_contained(outside_placeholders(text, findings)), key=lambda f: (f.start, -f.end))
+        return sorted(drop_contained(outside_placeholders(text, findings, self.placeholders)),
+                      key=lambda f: (f.start, -f.end))
 
 
-def outside_placeholders(text: str, findings: list[Finding]) -> list[Finding]:
+def outside_placeholders(text: str, findings: list[Finding], placeholders: re.Pattern) -> list[Finding]:
     """Findings with our own placeholders cut out: spaCy may tag "EMAIL_ADDRESS_69dd69c8>" as a PERSON
     when a redacted input comes back in an answer. A finding inside a placeholder is dropped, one that
     runs over a placeholder's edge is trimmed to the text outside it, one that encloses it is kept."""
-    spans = [m.span() for m in PLACEHOLDER.finditer(text)]
+    spans = [m.span() for m in placeholders.finditer(text)]
     kept: list[Finding] = []
     for f in findings:
         start, end = f.start, f.end

@@ -16,9 +16,12 @@ from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
 from bentos.safety.schemas import Finding
 
-# What `Redactor` writes in place of a finding: a fixed tag or a reversible placeholder. Text that
-# already is one holds no PII (uppercase, underscores and hex), so detectors must not flag it again.
-PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*(?:_[0-9a-f]{8})?>")
+def placeholder_pattern(entity_types: list[str]) -> re.Pattern:
+    """What `Redactor` writes in place of a finding of these types: a fixed tag (<EMAIL_ADDRESS>)
+    or a reversible placeholder (<EMAIL_ADDRESS_3f2a9c1b>). Text that already is one holds no PII,
+    so detectors must not flag it again; other <UPPER_CASE> text (<JOHN_SMITH>) is not exempt."""
+    names = "|".join(re.escape(t) for t in sorted(entity_types, key=len, reverse=True))
+    return re.compile(rf"<(?:{names})(?:_[0-9a-f]{{8}})?>")
 
 
 class Redactor:
