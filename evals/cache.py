@@ -140,7 +140,7 @@ def load_all(quick: bool) -> tuple[str, list[Asked], list[Asked], list[Session]]
 
 def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | None = None) -> EvalReport:
     name, questions, variants, sessions = load_all(quick)
-    ordered = [*questions, *(v for kind in (PARAPHRASE, NEAR_MISS) for v in variants if v.kind == kind)]
+    ordered = [*questions, *variants]  # variants: the paraphrases, then the near-misses
     phrasings = defaultdict(list)
     for asked in ordered:
         phrasings[asked.of].append(asked)
@@ -199,7 +199,7 @@ def summary(params: dict, results: dict[float, dict[str, float]], configured: fl
         f"paraphrases of them, {params['near_misses']} near-misses (worded like one question, asking what another "
         f"answers), {params['sessions']} sessions ({params['session_turns']} turns); embedder "
         f"{params['embedder_model']}. Requests go through the router's `ResponseCache` with the router's keys "
-        "(scope from `Flow.cache_scope`, exact key the digest of scope and messages), exact cache first. A false "
+        "(scope from `router.cache.cache_scope`, exact key the digest of scope and messages), exact cache first. A false "
         "hit serves an answer stored for a question whose gold shares no section with the asker's.\n\n"
         "In order: the questions, then the paraphrases, then the near-misses, each asked once. Traffic: "
         f"{params['traffic_requests']} requests, topics by Zipf-like popularity (exponent {params['zipf_exponent']}, "

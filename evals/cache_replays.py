@@ -1,6 +1,6 @@
 """Requests replayed through the router's `ResponseCache`, keyed as the router keys them.
 
-`router_keys` takes a request's scope from the router's own `Flow.cache_scope` (model,
+`router_keys` takes a request's scope from the router's own `router.cache.cache_scope` (model,
 parameters, prompt version, the session's memory, the earlier messages, the index version), and
 its exact key as `Flow.lookup_cache` makes it (`router.cache.exact_key`). `Replay.ask` then does what
 the router does: the exact cache, then the semantic cache in the scope (the question's vector),
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from evals.cache_datasets import Asked, Session
-from router.cache import ResponseCache, digest, exact_key
-from router.flow import AUTO, ChatRequest, Flow, Outcome, Prepared
+from router.cache import ResponseCache, cache_scope, digest, exact_key
+from router.flow import AUTO
 
 # (memory history, messages) -> (scope, exact key)
 Keys = Callable[[list[dict], list[dict]], tuple[str, str]]
@@ -28,15 +28,11 @@ Keys = Callable[[list[dict], list[dict]], tuple[str, str]]
 INDEX_VERSION = "eval-index"
 PROMPT = {"name": "ragyard-rag", "version": 1, "alias": "production"}
 MAX_TOKENS = 512
-# cache_scope reads only the request and its outcome, nothing of a running Flow (no services needed).
-_SCOPER = Flow.__new__(Flow)
 
 
 def router_keys(history: list[dict], messages: list[dict]) -> tuple[str, str]:
-    """Scope and exact key of a `ragyard/auto` request, as the router computes them."""
-    request = ChatRequest(model=AUTO, messages=messages, max_tokens=MAX_TOKENS, params={}, stream=False, key=None)
-    outcome = Outcome(id="chatcmpl-eval", created=0, model=AUTO, prompt=PROMPT)
-    scope = _SCOPER.cache_scope(Prepared(request, None, None, outcome), history, INDEX_VERSION)
+    """Scope and exact key of a `ragyard/auto` request (RAG, no PII), as the router computes them."""
+    scope = cache_scope(AUTO, MAX_TOKENS, {}, PROMPT, history, messages[:-1], INDEX_VERSION, ())
     return scope, exact_key(scope, messages)
 
 

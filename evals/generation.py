@@ -43,7 +43,7 @@ class Generator(Protocol):
 
 def answer_cost(card: CatalogModel, settings: Settings, prompt_tokens: int, completion_tokens: int,
                 seconds: float) -> float:
-    if card.input_per_1k is not None and card.output_per_1k is not None:
+    if card.priced:
         return (prompt_tokens * card.input_per_1k + completion_tokens * card.output_per_1k) / 1000
     return settings.llm.machine_cost_per_hour * seconds / 3600
 
@@ -120,10 +120,6 @@ class LlamaCppGenerator:
                           self.backend)
 
 
-# The decode probe's prompt: short, so that its time is nearly all generation.
-_DECODE_PROBE = [{"role": "user", "content": "Explain what a Python list comprehension is."}]
-
-
 def measured_prices(generator: Generator, settings: Settings, models: list[str], long_prompt: list[dict],
                     probe_tokens: int = 48) -> dict[str, tuple[float, float]]:
     """(input, output) USD per 1k tokens of each model, as the LLM bento prices a self-hosted one
@@ -131,19 +127,19 @@ def measured_prices(generator: Generator, settings: Settings, models: list[str],
     `long_prompt` with one new token, decode speed from a short prompt. Answers reused from the
     cache were timed in other runs under other load, so their wall times do not compare; these do.
     A model with configured prices keeps them."""
-    from bentos.llm.pricing import price_per_1k
+    from bentos.llm.pricing import PROBE_MESSAGES, price_per_1k
 
     rate = settings.llm.machine_cost_per_hour
     prices = {}
     for model in models:
         card = catalog_model(settings, model)
-        if card.input_per_1k is not None and card.output_per_1k is not None:
+        if card.priced:
             prices[model] = (card.input_per_1k, card.output_per_1k)
             continue
-        generator.generate(model, _DECODE_PROBE, 1)  # load and warm the model
+        generator.generate(model, PROBE_MESSAGES, 1)  # load and warm the model
         prefill = generator.generate(model, long_prompt, 1)
         prefill_tok_s = prefill.prompt_tokens / prefill.seconds
-        decode = generator.generate(model, _DECODE_PROBE, probe_tokens)
+        decode = generator.generate(model, PROBE_MESSAGES, probe_tokens)
         decode_s = max(decode.seconds - decode.prompt_tokens / prefill_tok_s, 1e-6)
         prices[model] = (price_per_1k(rate, prefill_tok_s), price_per_1k(rate, decode.completion_tokens / decode_s))
     return prices

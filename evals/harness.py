@@ -91,7 +91,7 @@ def index_version(settings: Settings) -> tuple[str, int, int]:
         return "unknown", 0, 0
     ledger = Ledger(settings.ledger_path)
     entries = ledger.entries()
-    return ledger.content_version(), len(entries), sum(e.chunk_count for e in entries.values())
+    return ledger.content_version(entries), len(entries), sum(e.chunk_count for e in entries.values())
 
 
 def git_commit() -> str:

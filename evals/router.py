@@ -44,18 +44,12 @@ def is_test(item_id: str, share: float = TEST_SHARE) -> bool:
     return int(hashlib.sha256(f"router-split:{item_id}".encode()).hexdigest()[:8], 16) / 16**8 < share
 
 
-def priced_catalog(answers: AnswerSet, settings: Settings,
-                   prices: dict[str, tuple[float, float]] | None = None) -> list[ModelCard]:
-    """ModelCards at `prices` ((input, output) per 1k tokens, `measured_prices`); without them,
-    at the mean cost per token of each model's answers. The catalog's quality priors are kept."""
+def priced_catalog(answers: AnswerSet, settings: Settings, prices: dict[str, tuple[float, float]]) -> list[ModelCard]:
+    """ModelCards at `prices` ((input, output) per 1k tokens, `measured_prices`), with the
+    catalog's quality priors."""
     cards = []
     for model in answers.models:
-        if prices:
-            input_per_1k, output_per_1k = prices[model]
-        else:
-            records = [r for r in answers.records if r.model == model]
-            tokens = sum(r.prompt_tokens + r.completion_tokens for r in records) or 1
-            input_per_1k = output_per_1k = 1000 * sum(r.cost for r in records) / tokens
+        input_per_1k, output_per_1k = prices[model]
         entry = settings.llm.model_named(model)
         cards.append(ModelCard(model, entry.context_length if entry else 4096, input_per_1k, output_per_1k,
                                entry.quality if entry else None))
@@ -97,11 +91,10 @@ def point(name: str, setting: float | None, chosen: list[str], answers: AnswerSe
                  statistics.fmean(r.cost for r in records), pgr(quality, weak_q, strong_q))
 
 
-def evaluate_router(answers: AnswerSet, settings: Settings, register: bool = True,
-                    prices: dict[str, tuple[float, float]] | None = None) -> EvalReport:
+def evaluate_router(answers: AnswerSet, settings: Settings, prices: dict[str, tuple[float, float]],
+                    register: bool = True) -> EvalReport:
     catalog = priced_catalog(answers, settings, prices)
-    if prices:
-        answers = repriced(answers, catalog)
+    answers = repriced(answers, catalog)
     if len(catalog) < 2:
         raise ValueError("the router eval needs answers from at least two models")
     sample = RouteRequest("", (), (), MAX_TOKENS)

@@ -217,8 +217,8 @@ def evaluate(settings: Settings, quick: bool = False) -> EvalReport:
     runs.append(detector_run("toxicity-profanity-check", tox_attack, tox_benign, {},
                              {**params, "detector": "alt-profanity-check 1.9.1, max over sentences"},
                              default_input.toxicity.threshold))
-    pii_threshold = settings.safety.policies["default"].input.pii.threshold
-    runs.append(pii_run(checker, pii_texts(120 if quick else 600), [t for _, t in benign], pii_threshold))
+    runs.append(pii_run(checker, pii_texts(120 if quick else 600), [t for _, t in benign],
+                        default_input.pii.threshold))
     return EvalReport(experiment=EXPERIMENT, runs=runs, summary_markdown=summary(runs, quick))
 
 

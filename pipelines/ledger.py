@@ -83,11 +83,12 @@ class Ledger:
         with self._connect() as db:
             db.execute("DELETE FROM documents")
 
-    def content_version(self) -> str:
+    def content_version(self, entries: dict[str, LedgerEntry] | None = None) -> str:
         """A digest of every indexed document's content hash and settings fingerprint: it changes
-        exactly when what the index holds does (an edit that keeps the chunk count included)."""
+        exactly when what the index holds does (an edit that keeps the chunk count included).
+        `entries`: the ledger's, when the caller has already read them."""
         digest = hashlib.sha256()
-        for doc_id, entry in sorted(self.entries().items()):
+        for doc_id, entry in sorted((self.entries() if entries is None else entries).items()):
             digest.update(f"{doc_id}\0{entry.content_hash}\0{entry.fingerprint}\n".encode())
         return digest.hexdigest()[:16]
 

@@ -108,10 +108,14 @@ class CatalogModel(BaseModel):
     output_per_1k: float | None = Field(default=None, ge=0)
     quality: float | None = Field(default=None, ge=0, le=1)  # prior answer quality in [0, 1]
 
+    @property
+    def priced(self) -> bool:
+        """Prices configured; a self-hosted model without them is priced from its throughput."""
+        return self.input_per_1k is not None and self.output_per_1k is not None
+
     @model_validator(mode="after")
     def _provider_needs_url_and_prices(self) -> "CatalogModel":
-        unpriced = self.input_per_1k is None or self.output_per_1k is None
-        if self.backend == "openai" and (not self.base_url or unpriced):
+        if self.backend == "openai" and (not self.base_url or not self.priced):
             raise ValueError(f"llm.models[{self.name}]: backend 'openai' needs base_url, input_per_1k and output_per_1k")
         return self
 

@@ -10,6 +10,8 @@ scope, by cosine similarity against `router.semantic_threshold`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import hashlib
 import json
 import time
@@ -35,6 +37,17 @@ Table("responses", TABLES,
 
 def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def cache_scope(model: str, max_tokens: int | None, params: dict, prompt: dict | None, history: list[dict],
+                context: list[dict], index_version: str | None, pseudonyms: Iterable[str]) -> str:
+    """What a cached answer must share with a request: model, parameters, prompt version,
+    conversation so far (memory and earlier messages), the index version (RAG only, else None),
+    and the pseudonyms input safety put in its messages: an answer about one person's email is
+    never served for another's."""
+    return digest({"model": model, "max_tokens": max_tokens, "params": params, "prompt": prompt,
+                   "history": history, "index": index_version, "context": context,
+                   "pseudonyms": sorted(pseudonyms)})
 
 
 def exact_key(scope: str, messages: list[dict]) -> str:

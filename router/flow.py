@@ -32,7 +32,7 @@ from bentos.retriever.schemas import SearchRequest
 from bentos.safety.client import SafetyClient, SafetyRequestRejected, SafetyUnavailable
 from bentos.safety.stream import StreamBlocked, conceal, restore
 from ragyard.settings import Settings
-from router.cache import CacheHit, ResponseCache, digest, exact_key
+from router.cache import CacheHit, ResponseCache, cache_scope, exact_key
 from router.catalog import Catalog, CatalogEntry, CatalogUnavailable, Upstream
 from router.clients import EmbedderClient, RetrieverClient
 from router.generation import Generated, Generator, UpstreamRejected
@@ -143,6 +143,11 @@ class Prepared:
     prompt: ResolvedPrompt | None = None
     input_verdict: Verdict = field(default_factory=Verdict)
     started: float = field(default_factory=time.perf_counter)
+
+    def kept_text(self) -> str:
+        """The answer as the router keeps it (cache, memory, trace): with the input's pseudonyms,
+        never the personal data they stand for."""
+        return conceal(self.outcome.text, self.input_verdict.placeholders)
 
 
 class Flow:
@@ -384,16 +389,6 @@ class Flow:
             if guard:
                 span.attributes["output_safety"] = sorted({f.category for f in guard.findings})
 
-    def cache_scope(self, prepared: Prepared, history: list[dict], index_version: str) -> str:
-        """What a cached answer must share with this request: model, parameters, prompt version,
-        conversation so far, (for RAG) the index version, and the pseudonyms input safety put in
-        its messages: an answer about one person's email is never served for another's."""
-        request = prepared.request
-        return digest({"model": request.model, "max_tokens": request.max_tokens, "params": request.params,
-                       "prompt": prepared.outcome.prompt, "history": history,
-                       "index": index_version if request.rag else None, "context": request.messages[:-1],
-                       "pseudonyms": sorted(prepared.input_verdict.placeholders)})
-
     async def lookup_cache(self, prepared: Prepared, history: list[dict]) -> bool:
         """True on a hit (the outcome is filled in from it)."""
         request = prepared.request
@@ -407,7 +402,9 @@ class Flow:
                 span.attributes["error"] = f"index version unavailable: {exc!r}"[:300]
                 prepared.outcome.cache = "off"
                 return False
-            prepared.scope = self.cache_scope(prepared, history, version)
+            prepared.scope = cache_scope(request.model, request.max_tokens, request.params, prepared.outcome.prompt,
+                                         history, request.messages[:-1], version if request.rag else None,
+                                         prepared.input_verdict.placeholders)
             prepared.exact_key = exact_key(prepared.scope, request.messages)
             hit = await anyio.to_thread.run_sync(self.cache.exact, prepared.exact_key)
             if hit is None and request.question:
@@ -531,12 +528,8 @@ class Flow:
     async def finish(self, prepared: Prepared) -> None:
         """Settle the cost, store cache and memory, send the trace, count the metrics."""
         request, outcome = prepared.request, prepared.outcome
-        if prepared.reservation is not None:
-            await anyio.to_thread.run_sync(self.limits.settle, prepared.reservation, outcome.cost,
-                                           outcome.prompt_tokens + outcome.completion_tokens)
-            prepared.reservation = None
-        # Kept (cache, memory, trace) with the input's pseudonyms, never the personal data they stand for.
-        kept_text = conceal(outcome.text, prepared.input_verdict.placeholders)
+        await self.settle(prepared)
+        kept_text = prepared.kept_text()
         if prepared.hit is None and prepared.exact_key and outcome.finish_reason in ("stop", "length"):
             payload = {"text": kept_text, "citations": outcome.citations, "model": outcome.model,
                        "prompt": outcome.prompt, "finish_reason": outcome.finish_reason}
@@ -559,6 +552,14 @@ class Flow:
             self.metrics.tokens.labels(model=outcome.model, direction="output").inc(outcome.completion_tokens)
             self.metrics.cost.labels(model=outcome.model, currency=outcome.currency).inc(outcome.cost)
 
+    async def settle(self, prepared: Prepared) -> None:
+        """Replace the request's budget reservation by its cost, once."""
+        if prepared.reservation is not None:
+            outcome = prepared.outcome
+            await anyio.to_thread.run_sync(self.limits.settle, prepared.reservation, outcome.cost,
+                                           outcome.prompt_tokens + outcome.completion_tokens)
+            prepared.reservation = None
+
     async def failed(self, prepared: Prepared, exc: BaseException) -> BaseException:
         """Abandon the request; the exception to raise for it (a FlowError where one fits)."""
         # Shielded: when the client leaves, the server cancels this task, and every await in an
@@ -578,14 +579,9 @@ class Flow:
             outcome = prepared.outcome
             outcome.cost = generated.cost
             outcome.prompt_tokens, outcome.completion_tokens = generated.prompt_tokens, generated.completion_tokens
-        if prepared.reservation is not None:
-            outcome = prepared.outcome
-            await anyio.to_thread.run_sync(self.limits.settle, prepared.reservation, outcome.cost,
-                                           outcome.prompt_tokens + outcome.completion_tokens)
-            prepared.reservation = None
+        await self.settle(prepared)
         error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        prepared.trace.finish(output=conceal(prepared.outcome.text, prepared.input_verdict.placeholders),
-                              error=str(error)[:500])
+        prepared.trace.finish(output=prepared.kept_text(), error=str(error)[:500])
         self.tracer.submit(prepared.trace)
         status = exc.status if isinstance(exc, FlowError) else type(exc).__name__
         self.metrics.requests.labels(kind="rag" if prepared.request.rag else "proxy", status=str(status)).inc()

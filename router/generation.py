@@ -134,16 +134,11 @@ class Generator:
                 continue
             breaker.success()
             usage = response.usage
+            result.text = response.choices[0].message.content or ""
             attempt = Attempt(entry.card.name)
             if usage is not None:
                 attempt.prompt_tokens, attempt.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-            else:
-                attempt.prompt_tokens = estimate_prompt_tokens(messages)
-                attempt.completion_tokens = len(response.choices[0].message.content or "") // 4
-                attempt.usage_estimated = True
-            attempt.cost = entry.card.cost(attempt.prompt_tokens, attempt.completion_tokens)
-            result.attempts.append(attempt)
-            result.text = response.choices[0].message.content or ""
+            result.attempts.append(priced(entry, attempt, messages, len(result.text) // 4))
             result.finish_reason = response.choices[0].finish_reason
             return result
         raise BackendUnavailable(unavailable_message(result))
@@ -187,22 +182,17 @@ class Generator:
                             yield choice.delta.content
                         if choice.finish_reason:
                             result.finish_reason = choice.finish_reason
-                result.attempts.append(priced(entry, attempt, prompt, chunks))  # before closing, which may be cancelled
             except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not a backend failure
-                # What the upstream generated before it failed costs, whatever the failure.
                 attempt.error = describe(exc)
-                result.attempts.append(priced(entry, attempt, prompt, chunks))
                 classify(exc)
                 breaker.failure()
                 logger.warning("stream from %s failed after %d chunks: %s", entry.card.name, chunks, attempt.error)
                 continue
-            except (GeneratorExit, asyncio.CancelledError):
-                # Our consumer stopped early (client gone, safety block): what the upstream did still costs.
-                result.attempts.append(priced(entry, attempt, prompt, chunks))
-                raise
             finally:
-                # Also when our consumer stops early (client gone, safety block): the upstream stops generating.
-                if stream is not None:
+                # However the attempt ended (done, failed, deadline, client gone, safety block), what the
+                # upstream generated costs; priced before closing the stream, an await that may be cancelled.
+                result.attempts.append(priced(entry, attempt, prompt, chunks))
+                if stream is not None:  # the upstream stops generating
                     with contextlib.suppress(Exception):
                         await stream.close()
             breaker.success()
@@ -210,13 +200,14 @@ class Generator:
         raise BackendUnavailable(unavailable_message(result))
 
 
-def priced(entry: CatalogEntry, attempt: Attempt, prompt: list[dict], chunks: int) -> Attempt:
-    """The attempt with its cost. A stream that ended without usage (the upstream sends none, or it
-    was cut off before its last chunk) is estimated: the prompt's characters / 4 and one token per
-    chunk; except an upstream that failed before its first chunk, which is charged nothing."""
-    if not attempt.prompt_tokens and not attempt.completion_tokens and (chunks or attempt.error is None):
+def priced(entry: CatalogEntry, attempt: Attempt, prompt: list[dict], completion_estimate: int) -> Attempt:
+    """The attempt with its cost. One that ended without usage (the upstream sends none, or a stream
+    was cut off before its last chunk) is estimated: the prompt's characters / 4 and
+    `completion_estimate` (a stream's chunks, an answer's characters / 4); except an upstream that
+    failed before its first chunk, which is charged nothing."""
+    if not attempt.prompt_tokens and not attempt.completion_tokens and (completion_estimate or attempt.error is None):
         attempt.prompt_tokens = estimate_prompt_tokens(prompt)
-        attempt.completion_tokens = chunks
+        attempt.completion_tokens = completion_estimate
         attempt.usage_estimated = True
     attempt.cost = entry.card.cost(attempt.prompt_tokens, attempt.completion_tokens)
     return attempt

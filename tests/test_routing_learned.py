@@ -153,7 +153,9 @@ def test_router_eval_beats_random_and_registers_the_predictor(mlflow_server):
 
     settings = Settings(mlflow=MlflowSettings(url=mlflow_server),
                         router=RouterSettings(routing_model_name="test-router-eval"))
-    report = evaluate_router(synthetic_answers(), settings, register=True)
+    # The strong model's tokens cost ten times the weak one's (per 1k tokens, input and output).
+    prices = {"weak": (0.01, 0.01), "strong": (0.1, 0.1)}
+    report = evaluate_router(synthetic_answers(), settings, register=True, prices=prices)
     runs = {run.params["policy"]: run for run in report.runs}
     assert set(runs) == {"threshold", "learned"}
     threshold = runs["threshold"].metrics

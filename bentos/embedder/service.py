@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 from starlette.responses import JSONResponse
+from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from bentos.embedder.cache import EmbeddingCache, cache_key
 from bentos.embedder.model import EmbeddingModel, resolve_model_path
@@ -108,6 +109,8 @@ class Embedder:
         """Raw (unnormalized) vectors; the adaptive batcher merges concurrent callers' texts."""
         return self.model.encode(texts, normalize=False).tolist()
 
+    @retry(retry=retry_if_exception_type(aiohttp.ClientConnectionError), stop=stop_after_attempt(SELF_CALL_ATTEMPTS),
+           reraise=True)
     async def encode_in_batches(self, texts: list[str]) -> list[list[float]]:
         """`encode_batch` through BentoML's batcher, which is reached by an in-process HTTP client.
 
@@ -116,13 +119,7 @@ class Embedder:
         "Cannot write to closing transport") and were 500s. Encoding is idempotent: such a call is
         made again, on the new session.
         """
-        for attempt in range(1, SELF_CALL_ATTEMPTS + 1):
-            try:
-                return await self.to_async.encode_batch(texts=texts)
-            except aiohttp.ClientConnectionError:
-                if attempt == SELF_CALL_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        return await self.to_async.encode_batch(texts=texts)
 
     async def vectors(self, texts: list[str], normalize: bool) -> np.ndarray:
         """Vectors for `texts`, from the cache where possible, the rest through the batcher."""

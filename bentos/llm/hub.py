@@ -14,7 +14,7 @@ from typing import Any
 from bentos.llm.admission import Admission
 from bentos.llm.backends import ChatBackend, Generation, Piece, TokenUsage, make_backend
 from bentos.llm.errors import APIError
-from bentos.llm.pricing import ThroughputMeter, price_per_1k
+from bentos.llm.pricing import PROBE_MESSAGES, ThroughputMeter, price_per_1k
 from bentos.llm.schemas import ChatCompletionRequest, ModelCard, Pricing
 from ragyard.settings import CatalogModel, Settings
 
@@ -114,9 +114,6 @@ class ModelHub:
 
     # --- the catalog -------------------------------------------------------------------------
 
-    def priced(self, entry: CatalogModel) -> bool:
-        return entry.input_per_1k is not None and entry.output_per_1k is not None
-
     def pricing(self, entry: CatalogModel) -> Pricing:
         """Configured prices; else (self-hosted: providers must configure theirs) derived from throughput."""
         meter = self.meters[entry.name]
@@ -147,10 +144,10 @@ class ModelHub:
         if max_tokens < 1:
             return
         for name, entry in self.entries.items():
-            if self.backends[name].self_hosted and not self.priced(entry):
+            if self.backends[name].self_hosted and not entry.priced:
                 request = ChatCompletionRequest(
                     model=name, max_tokens=min(max_tokens, self.limits.max_tokens), temperature=0.0, seed=0,
-                    messages=[{"role": "user", "content": "Explain what a Python list comprehension is."}])
+                    messages=PROBE_MESSAGES)
                 async for _ in self.run(await self.prepare(request)):
                     pass
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# What a throughput probe asks: short, so that its time is nearly all generation.
+PROBE_MESSAGES = [{"role": "user", "content": "Explain what a Python list comprehension is."}]
+
 
 @dataclass
 class ThroughputMeter:

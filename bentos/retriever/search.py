@@ -28,7 +28,7 @@ class Searcher:
         self.uri, self.token, self.name, self.dim, self.timeout_s = uri, token, name, dim, timeout_s
         self.fusion, self.rrf_k, self.dense_weight = fusion, rrf_k, dense_weight
         self.dense_search_overrides = dict(dense_search_overrides or {})
-        self.index_type = "HNSW"  # replaced by the collection's own once it is loaded
+        self.index_type: str | None = None  # the collection's own, read when it is loaded
         self._client: MilvusClient | None = None
         self._loaded = False
         self._lock = threading.Lock()
@@ -84,6 +84,8 @@ class Searcher:
         return col.row_count(self.ensure_loaded(), self.name) == 0
 
     def dense_params(self, limit: int) -> dict:
+        """Search parameters for the collection's own dense index (loading it first tells which)."""
+        self.ensure_loaded()
         return col.dense_search_params(self.index_type, limit, self.dense_search_overrides)
 
     def dense(self, vector: list[float], limit: int, expr: str) -> list[dict]:

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.routing.outcomes import FEEDBACK_SCORE
+
 
 class TextPart(BaseModel):
     type: Literal["text"]
@@ -61,7 +63,7 @@ class ChatCompletionRequest(BaseModel):
 
 class FeedbackRequest(BaseModel):
     id: str = Field(min_length=1, description="The completion's id (chatcmpl-...) or its ragyard.trace_id.")
-    name: str = Field(default="user_feedback", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(default=FEEDBACK_SCORE, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     value: float = Field(ge=-1e6, le=1e6, description="The score, e.g. 1 for thumbs up, 0 for down.")
     comment: str | None = Field(default=None, max_length=2000)
 

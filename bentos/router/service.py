@@ -201,8 +201,8 @@ class Router:
         if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
             return JSONResponse(openai_error("id: not a ragyard completion id (chatcmpl-<32 hex digits>)",
                                              param="id", code="invalid_value"), status_code=400)
-        owner = await anyio.to_thread.run_sync(self.flow.keys.completion_owner, trace_id)
-        if key is not None and owner != key.id:  # also unknown ids: whether another key's id exists is not told
+        if key is not None and key.id != await anyio.to_thread.run_sync(self.flow.keys.completion_owner, trace_id):
+            # also unknown ids: whether another key's id exists is not told
             return JSONResponse(openai_error(f"id: no completion {body.id} for this API key", param="id",
                                              code="not_found"), status_code=404)
         self.flow.tracer.submit(("score", trace_id, body.name, body.value, body.comment))

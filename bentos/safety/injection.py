@@ -49,11 +49,8 @@ HEURISTICS: dict[str, tuple[re.Pattern, float]] = {
 }
 
 
-def windows(text: str, size: int = WINDOW_WORDS) -> list[tuple[int, int]]:
-    """(start, end) of consecutive runs of `size` words covering the text."""
-    words = [m.span() for m in _WORD.finditer(text)]
-    if not words:
-        return []
+def windows(words: list[tuple[int, int]], size: int = WINDOW_WORDS) -> list[tuple[int, int]]:
+    """(start, end) of consecutive runs of `size` of the text's `words` (their spans) covering it."""
     return [(words[i][0], words[min(i + size, len(words)) - 1][1]) for i in range(0, len(words), size)]
 
 
@@ -83,9 +80,10 @@ class InjectionDetector:
         jailguard.score("warm up")
 
     def classifier_findings(self, text: str) -> list[Finding]:
-        spans = windows(text)
-        if not spans or len(_WORD.findall(text)) < MIN_CLASSIFIER_WORDS:
+        words = [m.span() for m in _WORD.finditer(text)]
+        if len(words) < MIN_CLASSIFIER_WORDS:
             return []
+        spans = windows(words)
         results = self._jailguard.detect_batch([text[start:end] for start, end in spans])
         (start, end), best = max(zip(spans, results), key=lambda pair: pair[1].score)
         return [Finding(category="injection", type="classifier:jailguard", start=start, end=end,

@@ -28,22 +28,23 @@ class StreamBlocked(Exception):
         self.response = response
 
 
+def _replace_all(text: str, replacements: dict[str, str]) -> str:
+    """`text` with every key of `replacements` replaced by its value, longest keys first."""
+    if not replacements:
+        return text
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(replacements, key=len, reverse=True)))
+    return pattern.sub(lambda match: replacements[match.group(0)], text)
+
+
 def restore(text: str, placeholders: dict[str, str]) -> str:
     """`text` with every placeholder of a reversible pseudonymization replaced by its original."""
-    if not placeholders:
-        return text
-    pattern = re.compile("|".join(re.escape(p) for p in sorted(placeholders, key=len, reverse=True)))
-    return pattern.sub(lambda match: placeholders[match.group(0)], text)
+    return _replace_all(text, placeholders)
 
 
 def conceal(text: str, placeholders: dict[str, str]) -> str:
     """The inverse of `restore`: every original of `placeholders` in `text` back to its placeholder
     (for what is kept after the answer, such as a cache or a conversation's memory)."""
-    if not placeholders:
-        return text
-    by_original = {original: placeholder for placeholder, original in placeholders.items()}
-    pattern = re.compile("|".join(re.escape(o) for o in sorted(by_original, key=len, reverse=True)))
-    return pattern.sub(lambda match: by_original[match.group(0)], text)
+    return _replace_all(text, {original: placeholder for placeholder, original in placeholders.items()})
 
 
 def safe_cut(text: str, findings: list[Finding], limit: int, force: bool) -> int:
