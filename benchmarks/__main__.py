@@ -7,7 +7,12 @@ Run them on an otherwise idle machine: this one has 2 cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 BENCHMARKS = {  # in run order: `ingest` builds the index that `retriever` measures
     "ingest": "benchmarks.ingest",
@@ -27,9 +32,26 @@ def main(argv: list[str] | None = None) -> None:
     names = parser.parse_args(argv).names or list(BENCHMARKS)
     if unknown := sorted(set(names) - set(BENCHMARKS)):
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    for name in names:
-        print(f"== benchmark: {name}", flush=True)
-        importlib.import_module(BENCHMARKS[name]).main()
+    with handed_over_index(names):
+        for name in names:
+            print(f"== benchmark: {name}", flush=True)
+            importlib.import_module(BENCHMARKS[name]).main()
+
+
+@contextlib.contextmanager
+def handed_over_index(names: list[str]) -> Iterator[None]:
+    """When `ingest` and `retriever` both run and no index was named, the index `ingest` builds is
+    kept (RAGYARD_BENCH_KEEP) for `retriever`, in a temporary folder removed afterwards."""
+    if not {"ingest", "retriever"} <= set(names) or os.environ.get("RAGYARD_BENCH_KEEP") \
+            or os.environ.get("RAGYARD_BENCH_INDEX"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="ragyard-bench-") as tmp:
+        os.environ["RAGYARD_BENCH_KEEP"] = str(Path(tmp) / "index")  # ingest wants a folder not there yet
+        try:
+            yield
+        finally:
+            del os.environ["RAGYARD_BENCH_KEEP"]
 
 
 if __name__ == "__main__":

@@ -2,9 +2,8 @@
 
 `python -m benchmarks.retriever` serves a copy of an existing index (the original is never
 served): RAGYARD_BENCH_INDEX names a RAGYARD_HOME that holds one (its `milvus/` data dir). Without
-it, the index that `RAGYARD_BENCH_KEEP=DIR python -m benchmarks ingest` kept in DIR/home is used
-when RAGYARD_BENCH_KEEP is set, so `RAGYARD_BENCH_KEEP=DIR make bench` builds the index once and
-benchmarks it. The collection is RAGYARD_BENCH_COLLECTION, else the only one in the index.
+it, the index that the ingest benchmark kept in $RAGYARD_BENCH_KEEP/home is used (`python -m
+benchmarks ingest retriever` sets that to a temporary folder when nothing is named). The collection is RAGYARD_BENCH_COLLECTION, else the only one in the index.
 
 Milvus-lite, the embedder bento and the retriever bento run on loopback; the direct side uses the
 retriever's own `Searcher` (the pymilvus calls the bento makes) in this process. Queries are the
@@ -47,7 +46,7 @@ def index_home() -> Path:
         home = Path(os.environ["RAGYARD_BENCH_KEEP"]) / "home"
     else:
         raise NoIndex("set RAGYARD_BENCH_INDEX to a RAGYARD_HOME that holds an index (its milvus/ folder), "
-                      "or build one first: RAGYARD_BENCH_KEEP=/some/new/dir python -m benchmarks ingest retriever")
+                      "or build one first: python -m benchmarks ingest retriever")
     if not (home / "milvus").is_dir():
         raise NoIndex(f"{home} holds no index: {home / 'milvus'} is missing")
     return home
