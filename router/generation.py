@@ -16,11 +16,10 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import httpx
 import openai
 
 from router.catalog import CatalogEntry, Upstream
-from router.resilience import BackendUnavailable, Breakers, Deadline, is_transient, with_retries
+from router.resilience import HTTP_ERRORS, BackendUnavailable, Breakers, Deadline, is_transient, with_retries
 
 logger = logging.getLogger("ragyard.router.generation")
 
@@ -92,7 +91,7 @@ def classify(exc: BaseException) -> None:
     """Re-raise what is not a backend failure; return for failures that move on to the next model."""
     if isinstance(exc, openai.APIStatusError) and 400 <= exc.status_code < 500 and exc.status_code != 429:
         raise UpstreamRejected(exc.status_code, str(exc.message)[:500]) from exc
-    if not (is_transient(exc) or isinstance(exc, (openai.APIError, httpx.HTTPError))):
+    if not (is_transient(exc) or isinstance(exc, (openai.APIError, *HTTP_ERRORS))):
         raise exc
 
 
@@ -107,7 +106,9 @@ class Generator:
         if upstream not in self.clients:
             self.clients[upstream] = openai.AsyncOpenAI(
                 base_url=f"{upstream.url}/v1", api_key=upstream.api_key, max_retries=0,
-                timeout=httpx.Timeout(self.first_token_timeout_s, connect=3.0))
+                # openai's own Timeout type: the client checks it against the HTTP library it runs on
+                # (httpx2 since openai 3.57), which rejects another library's Timeout.
+                timeout=openai.Timeout(self.first_token_timeout_s, connect=3.0))
         return self.clients[upstream]
 
     def _callable(self, entry: CatalogEntry) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx
+import httpx2
 import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -74,9 +75,15 @@ class Breakers:
         return self.by_name[name]
 
 
+# The `openai` client runs on httpx2 (its own fork of httpx), our other clients on httpx; an error
+# raised while a stream is read comes unwrapped from either.
+TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
+HTTP_ERRORS = (httpx.HTTPError, httpx2.HTTPError)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: connection trouble, timeouts, 5xx and 429 from an upstream."""
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, httpx.TransportError, asyncio.TimeoutError)):
+    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, *TRANSPORT_ERRORS, asyncio.TimeoutError)):
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code >= 500 or exc.status_code == 429
