@@ -1,29 +1,52 @@
 # ragyard: `make run` starts the platform on this machine, `make test` runs the test suite.
+# Both install exactly the lock (requirements.lock, hash-checked) first; see "Dependencies" in README.md.
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
+UV := $(VENV)/bin/uv
 # Setup is redone only when what it installs from changes.
 STAMP := $(VENV)/.ragyard-setup-stamp
-APT_PACKAGES := python3.11-doc
+# python3.11-doc: the demo corpus. debian-reference-en: a documentation set the tests did not write.
+APT_PACKAGES := python3.11-doc debian-reference-en
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# torch's CPU build is not on PyPI: a folder of wheels that holds it (this machine's pip finds it
+# through PIP_FIND_LINKS), or PyTorch's CPU index.
+TORCH_SOURCE ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+# llama-cpp-python builds from source, for this CPU (bentos/llm/build_flags.py says when not natively).
+export CMAKE_ARGS ?= $(shell $(PYTHON) bentos/llm/build_flags.py)
+# One resolution for one platform: CPython 3.11 on x86-64 Linux (the images and this machine).
+COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 $(TORCH_SOURCE) --custom-compile-command "make lock"
+# Each deployable's own lock: its extras of pyproject.toml, at the versions of requirements.lock.
+DEPLOYABLE_LOCKS := bentos/embedder/requirements.lock=embedder bentos/retriever/requirements.lock=retriever \
+	bentos/llm/requirements.lock=llm bentos/safety/requirements.lock=safety \
+	bentos/router/requirements.lock=router,postgres \
+	infra/images/pipelines/requirements.lock=pipelines,evals,k8s,object-store \
+	infra/images/mlflow/requirements.lock=mlflow-server
+LOCK_CHECK_DIR ?= .ragyard/lock-check
 
-.PHONY: setup run test bench clean llm-models llm-models-test
+.PHONY: setup run test bench clean llm-models llm-models-test lock lock-check eval
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# uv itself, from the lock's hashes, with the pip that came with the venv.
+$(UV): requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	awk '/^uv==/ {keep = 1; print; next} keep && /^ +--hash/ {print; next} {keep = 0}' requirements.lock > $(VENV)/uv-requirement.txt
+	$(PY) -m pip install --disable-pip-version-check --require-hashes --no-deps -r $(VENV)/uv-requirement.txt
+	touch $(UV)
+
+$(STAMP): requirements.lock pyproject.toml Makefile $(UV)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch first, pinned: otherwise the resolver pulls a multi-gigabyte CUDA build.
-	$(PIP) install -q torch==2.13.0
-	# llama-cpp-python builds from source once (3-5 min); pip's wheel cache keeps the result.
-	$(PIP) install -q -e '.[dev]'
+	# Exactly the lock: what it does not list is removed, every file's hash is checked. llama-cpp-python
+	# builds from source once (3-5 min); uv's cache keeps the wheel.
+	$(UV) pip sync --python $(PY) --require-hashes $(TORCH_SOURCE) requirements.lock
+	$(UV) pip install --python $(PY) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 run: setup llm-models
@@ -31,6 +54,30 @@ run: setup llm-models
 
 test: setup llm-models-test
 	$(PY) -m pytest
+
+# Regenerate the locks from pyproject.toml, keeping every version the current lock has unless
+# pyproject.toml no longer allows it. Upgrade one package: make lock UPGRADE="--upgrade-package openai"
+lock: $(UV)
+	$(COMPILE) $(UPGRADE) pyproject.toml --extra all -o requirements.lock
+	@for pair in $(DEPLOYABLE_LOCKS); do \
+	  out=$${pair%%=*}; extras=$${pair#*=}; echo "locking $$out ($$extras)"; \
+	  $(COMPILE) pyproject.toml $$(printf -- '--extra %s ' $${extras//,/ }) -c requirements.lock -o $$out || exit 1; \
+	done
+	# The LLM bento's GPU image resolves on its own: vLLM brings its own CUDA build of torch.
+	$(COMPILE) $(UPGRADE) pyproject.toml --extra gpu -o bentos/llm/requirements.gpu.lock
+
+# Would the newest versions pyproject.toml allows still work? Resolves them in a scratch folder,
+# lists what would change, installs them in a scratch venv and has the router answer a chat
+# through the official openai client. Nothing in the repository changes; adopt with `make lock UPGRADE=...`.
+lock-check: $(UV)
+	rm -rf $(LOCK_CHECK_DIR) && mkdir -p $(LOCK_CHECK_DIR)
+	$(COMPILE) --upgrade pyproject.toml --extra all -o $(LOCK_CHECK_DIR)/requirements.lock
+	$(PY) -m ragyard.lockfile diff requirements.lock $(LOCK_CHECK_DIR)/requirements.lock
+	$(PYTHON) -m venv $(LOCK_CHECK_DIR)/venv
+	$(UV) pip sync --python $(LOCK_CHECK_DIR)/venv/bin/python --require-hashes $(TORCH_SOURCE) $(LOCK_CHECK_DIR)/requirements.lock
+	$(UV) pip install --python $(LOCK_CHECK_DIR)/venv/bin/python --no-deps --no-build-isolation -e .
+	$(LOCK_CHECK_DIR)/venv/bin/python -m bentos.llm.models install --only smollm2-135m
+	$(LOCK_CHECK_DIR)/venv/bin/python -m pytest -q -p no:cacheprovider tests/test_front_door_smoke.py
 
 # `ingest` keeps the index it builds in RAGYARD_BENCH_KEEP (a fresh folder unless set) for `retriever`.
 bench: setup llm-models
@@ -50,6 +97,5 @@ clean:
 
 # The fast suite: every eval present, on its quick subset, against the running platform (make run);
 # each run goes to MLflow, and the retrieval regression gate fails the target (exit 1).
-.PHONY: eval
 eval: setup
 	$(PY) -m evals run all --quick --gate

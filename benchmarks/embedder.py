@@ -36,7 +36,7 @@ from benchmarks.measure import (  # noqa: E402
     questions,
     timed_ms,
 )
-from benchmarks.report import write_section  # noqa: E402
+from ragyard.docs_report import write_section  # noqa: E402
 from bentos.embedder.model import EmbeddingModel  # noqa: E402
 from ragyard.services import embedder_spec  # noqa: E402
 from ragyard.settings import EmbedderSettings, Settings  # noqa: E402

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from benchmarks.measure import free_port, percentiles
-from benchmarks.report import write_section
+from ragyard.docs_report import write_section
 from bentos.llm.models import resolve_gguf
 from ragyard.services import REPO_ROOT, bento_spec
 from ragyard.settings import LLMSettings, MlflowSettings, RouterSettings, Settings

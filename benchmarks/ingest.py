@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmarks.report import write_section  # noqa: E402
+from ragyard.docs_report import write_section  # noqa: E402
 from pipelines.chunking import chunk_document  # noqa: E402
 from pipelines.materialize import asset_metadata, check_outcomes, materialize_ingest  # noqa: E402
 from pipelines.resources import _loaded_model  # noqa: E402

@@ -20,7 +20,7 @@ from pathlib import Path
 import openai
 
 from benchmarks.measure import free_port, load
-from benchmarks.report import write_section
+from ragyard.docs_report import write_section
 from bentos.llm.models import PACKAGED, install
 from ragyard.services import llm_spec
 from ragyard.settings import CatalogModel, LLMSettings, Settings

@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 
 from benchmarks.measure import free_port, load, percentiles  # noqa: E402
-from benchmarks.report import write_section  # noqa: E402
+from ragyard.docs_report import write_section  # noqa: E402
 from ragyard.services import safety_spec  # noqa: E402
 from ragyard.settings import SafetySettings, Settings  # noqa: E402
 from ragyard.supervisor import Supervisor  # noqa: E402

@@ -22,7 +22,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 
 from benchmarks.measure import env_int, free_port, load, percentiles, timed_ms
-from benchmarks.report import write_section
+from ragyard.docs_report import write_section
 from bentos.retriever import collection as col
 from ragyard.services import milvus_spec
 from ragyard.settings import MilvusSettings, Settings

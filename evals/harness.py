@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks.report import machine, write_section
+from ragyard.docs_report import machine, write_section
 from evals.harness_types import EvalReport, EvalRun, ParamValue
 from pipelines.ledger import Ledger
 from ragyard.settings import Settings

@@ -269,7 +269,7 @@ def write_docs_section(report: EvalReport) -> None:
     import re
     from pathlib import Path
 
-    from benchmarks.report import machine
+    from ragyard.docs_report import machine
 
     path = Path(__file__).resolve().parent.parent / "docs" / "evals.md"
     title = f"Safety (experiment `{report.experiment}`)"

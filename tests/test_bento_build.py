@@ -13,11 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ragyard.lockfile import read_lock
 from tests.conftest import REPO_ROOT, VENV_BIN
 
 BENTOS = {
     "embedder": ("ragyard-embedder", "bentos.embedder.service:Embedder", {"/embed", "/encode_batch"}),
     "retriever": ("ragyard-retriever", "bentos.retriever.service:Retriever", {"/search"}),
+    # The LLM and router bentos serve a mounted FastAPI app, whose routes are not in the bento's schema.
+    "llm": ("ragyard-llm", "bentos.llm.service:LLM", set()),
+    "safety": ("ragyard-safety", "bentos.safety.service:Safety", {"/check", "/check_batch"}),
+    "router": ("ragyard-router", "bentos.router.service:Router", set()),
 }
 
 # Run inside the bento's src/: import the service and list where our own modules came from.
@@ -57,13 +62,19 @@ def test_bento_builds_offline_with_its_service_and_files(bentoml_home, folder):
     info = json.loads(bentoml(bentoml_home, "get", tag, "-o", "json"))
     assert info["service"] == target and info["name"] == name
     assert info["labels"] == wanted["labels"]
-    assert {e["name"]: e["value"] for e in info["envs"]} == {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    envs = {e["name"]: e["value"] for e in info["envs"]}
+    assert envs == {e["name"]: e["value"] for e in wanted["envs"]} and envs["HF_HUB_OFFLINE"] == "1"  # never a hub
     assert routes <= {route["route"] for route in info["schema"]["routes"]}
 
     # Rich wraps long output at the terminal width: the path may come in several lines.
     bento = Path("".join(bentoml(bentoml_home, "get", tag, "-o", "path").split()))
-    requirements = (bento / "env" / "python" / "requirements.txt").read_text().split()
-    assert set(wanted["python"]["packages"]) <= set(requirements)
+    # The bento installs its lock, hashes and all; BentoML appends a pin of its own version, which
+    # must be the one the lock has (pip and uv accept the repeat).
+    lock = read_lock(REPO_ROOT / wanted["python"]["requirements_txt"])
+    *ours, appended = (bento / "env" / "python" / "requirements.txt").read_text().rstrip().splitlines()
+    assert appended == f"bentoml=={lock['bentoml'].version}"
+    (bentoml_home / f"{folder}.lock").write_text("\n".join(ours) + "\n")
+    assert read_lock(bentoml_home / f"{folder}.lock") == lock
     src = bento / "src"
     assert (src / "bentos" / folder / "service.py").read_bytes() == (
         REPO_ROOT / "bentos" / folder / "service.py").read_bytes()

@@ -1,4 +1,5 @@
-"""Write benchmark results into docs/benchmarks.md, one section per benchmark, with machine and date."""
+"""Write measured figures into docs/ (benchmarks.md, evals.md), one section per benchmark or eval,
+stamped with the machine and the date. Benchmarks and evals both use it, so it lives on the ground floor."""
 
 from __future__ import annotations
 
