@@ -23,7 +23,7 @@ from pymilvus import DataType, MilvusClient
 
 from benchmarks.measure import env_int, free_port, load, percentiles, timed_ms
 from ragyard.docs_report import write_section
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from ragyard.services import milvus_spec
 from ragyard.settings import MilvusSettings, Settings
 from ragyard.supervisor import Supervisor

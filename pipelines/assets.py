@@ -6,7 +6,7 @@ from collections import Counter
 import dagster as dg
 import numpy as np
 
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from pipelines.chunking import chunk_document
 from pipelines.documents import ChunkedDelta, DocumentDelta
 from pipelines.indexing import write_delta

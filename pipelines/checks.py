@@ -4,7 +4,7 @@ from collections import Counter
 
 import dagster as dg
 
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from pipelines.assets import vector_index
 from pipelines.resources import PlatformSettings
 

@@ -13,7 +13,7 @@ import numpy as np
 from filelock import FileLock
 from pymilvus import MilvusClient
 
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from pipelines.documents import Chunk, ChunkedDelta
 from pipelines.ledger import Ledger, LedgerEntry
 

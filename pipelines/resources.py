@@ -9,7 +9,7 @@ from pymilvus import MilvusClient
 
 from bentos.embedder.client import EmbedderClient
 from bentos.embedder.model import EmbeddingModel
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from pipelines.ledger import Ledger
 from ragyard.settings import EmbedderSettings, Settings
 

@@ -39,7 +39,7 @@ class MilvusSettings(BaseModel):
     # the index it was built with; searches follow the collection's). See docs/deploy.md for sizes.
     dense_index: Literal["HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "DISKANN"] = "HNSW"
     # Overrides of the index's build parameters (e.g. {"nlist": 4096}) and search parameters
-    # (e.g. {"nprobe": 64}); unset keys keep the defaults of bentos/retriever/collection.py.
+    # (e.g. {"nprobe": 64}); unset keys keep the defaults of ragyard/collection.py.
     dense_index_params: dict[str, int | str] = Field(default_factory=dict)
     dense_search_params: dict[str, int | str] = Field(default_factory=dict)
 

@@ -2,7 +2,7 @@
 
 `<collection>:<content version>`: the ingestion writes its ledger's content version (a digest of
 every document's content hash and settings) into a collection property after each run
-(`bentos.retriever.collection.content_version`), so a re-indexed document changes it even when the
+(`ragyard.collection.content_version`), so a re-indexed document changes it even when the
 chunk count stays, on one machine or in a cluster. A collection the ingestion never versioned
 (built by another tool) falls back to its row count. Cached for `index_version_ttl_s` so that a
 request costs no Milvus call.
@@ -15,7 +15,7 @@ import time
 
 import anyio
 
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from ragyard.settings import Settings
 
 

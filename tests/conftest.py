@@ -19,7 +19,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from bentos.retriever import collection as col  # noqa: E402
+from ragyard import collection as col  # noqa: E402
 from pipelines.materialize import asset_metadata, materialize_ingest  # noqa: E402
 from ragyard.services import mlflow_spec  # noqa: E402
 from ragyard.settings import (  # noqa: E402

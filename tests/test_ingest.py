@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from bentos.embedder.model import EmbeddingModel
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from bentos.retriever.search import Searcher
 from pipelines.automation import make_nightly_schedule
 from pipelines.ledger import Ledger

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from pipelines.ledger import Ledger
 from ragyard.settings import (
     CatalogModel,

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from bentos.retriever.filters import FilterError, filter_expression
 from ragyard.settings import (
     ChunkerSettings,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bentos.retriever import collection as col
+from ragyard import collection as col
 
 # The metadata a client may filter on; anything else is refused by name.
 FILTERABLE_FIELDS = (col.DOC_ID, col.SOURCE, col.PATH, col.TITLE, col.SECTION)

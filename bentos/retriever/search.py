@@ -6,7 +6,7 @@ import threading
 
 from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker, WeightedRanker
 
-from bentos.retriever import collection as col
+from ragyard import collection as col
 from ragyard.settings import Settings
 
 HIT_FIELDS = [col.CHUNK_ID, col.DOC_ID, col.SOURCE, col.TITLE, col.SECTION, col.TEXT]
