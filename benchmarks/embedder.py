@@ -37,7 +37,7 @@ from benchmarks.measure import (  # noqa: E402
     timed_ms,
 )
 from ragyard.docs_report import write_section  # noqa: E402
-from bentos.embedder.model import EmbeddingModel  # noqa: E402
+from ragyard.embedding import EmbeddingModel  # noqa: E402
 from ragyard.services import embedder_spec  # noqa: E402
 from ragyard.settings import EmbedderSettings, Settings  # noqa: E402
 from ragyard.supervisor import Supervisor  # noqa: E402
@@ -129,7 +129,7 @@ with other processes the spinning thread takes the CPU its preempted peer needs.
 thread that ran the process's first forward pass was a worker thread, as in the bento, which ran
 its first forward lazily on the first request's thread. Two fixes, each enough on its own in these
 measurements, both applied: `OMP_WAIT_POLICY=PASSIVE` before torch loads
-(`bentos/embedder/model.py`) and a warm-up forward pass on the main thread in the service's
+(`ragyard/embedding.py`) and a warm-up forward pass on the main thread in the service's
 `__init__`, before `/readyz`. Before / after, measured 2026-11-27 11:00-11:10 UTC at load average
 17-20, 30 single-text requests per bento, the bentos taking turns on each request:
 

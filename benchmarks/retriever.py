@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.measure import env_int, fmt, free_port, load, percentiles, questions, timed_ms  # noqa: E402
 from ragyard.docs_report import write_section  # noqa: E402
-from bentos.embedder.model import EmbeddingModel  # noqa: E402
+from ragyard.embedding import EmbeddingModel  # noqa: E402
 from ragyard import collection as col  # noqa: E402
 from bentos.retriever.search import Searcher  # noqa: E402
 from ragyard.services import embedder_spec, milvus_spec, retriever_spec  # noqa: E402

@@ -65,7 +65,7 @@ def load_qa_dataset(path: Path = DEFAULT_DATASET) -> list[QAItem]:
 
 def retrieve_contexts(settings: Settings, questions: list[str], top_k: int = CONTEXT_CHUNKS) -> list[list[dict]]:
     """The hybrid search hits for every question, from the collection in `settings`."""
-    from bentos.embedder.model import EmbeddingModel
+    from ragyard.embedding import EmbeddingModel
     from bentos.retriever.search import Searcher
 
     e = settings.embedder

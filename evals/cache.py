@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bentos.embedder.model import EmbeddingModel
+from ragyard.embedding import EmbeddingModel
 from evals.cache_datasets import (FOLLOW_UP, NEAR_MISS, PARAPHRASE, QUESTION, Asked, Session, as_asked,
                                   load_near_misses, load_paraphrases, load_sessions)
 from evals.cache_replays import (Keys, Replay, Served, history_blind_keys, replay_sessions, router_keys,

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bentos.embedder.model import EmbeddingModel
+from ragyard.embedding import EmbeddingModel
 from bentos.retriever.search import Searcher
 from evals.harness_types import EvalReport, EvalRun
 from evals.metrics import mean, ndcg_at_k, recall_at_k, reciprocal_rank_at_k

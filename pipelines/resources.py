@@ -8,7 +8,7 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from bentos.embedder.client import EmbedderClient
-from bentos.embedder.model import EmbeddingModel
+from ragyard.embedding import EmbeddingModel
 from ragyard import collection as col
 from pipelines.ledger import Ledger
 from ragyard.settings import EmbedderSettings, Settings

@@ -168,7 +168,7 @@ def test_probes_and_openapi_document(embedder_url):
 
 
 def test_ingestion_embeds_through_the_bento_when_configured(embedder_url, settings, corpus):
-    from bentos.embedder.model import EmbeddingModel
+    from ragyard.embedding import EmbeddingModel
     from ragyard import collection as col
     from pipelines.materialize import check_outcomes
     from tests.conftest import index_metadata, run_ingest

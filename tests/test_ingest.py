@@ -7,7 +7,7 @@ import threading
 import dagster as dg
 import pytest
 
-from bentos.embedder.model import EmbeddingModel
+from ragyard.embedding import EmbeddingModel
 from ragyard import collection as col
 from bentos.retriever.search import Searcher
 from pipelines.automation import make_nightly_schedule

@@ -28,7 +28,7 @@ def build_tiny_cross_encoder(folder) -> str:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from bentos.embedder.model import resolve_model_path
+    from ragyard.embedding import resolve_model_path
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from bentos.embedder.cache import EmbeddingCache, cache_key
-from bentos.embedder.model import EmbeddingModel, resolve_model_path
+from ragyard.embedding import EmbeddingModel, resolve_model_path
 from bentos.embedder.openai_schemas import (
     OpenAIEmbedding,
     OpenAIEmbeddingRequest,

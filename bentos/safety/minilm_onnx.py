@@ -26,7 +26,7 @@ def export_minilm_onnx(target_dir: Path) -> Path:
         import torch
         from transformers import AutoModel
 
-        from bentos.embedder.model import PACKAGED_MODEL_NAME, resolve_model_path
+        from ragyard.embedding import PACKAGED_MODEL_NAME, resolve_model_path
 
         bert = AutoModel.from_pretrained(resolve_model_path(PACKAGED_MODEL_NAME)).eval()
 

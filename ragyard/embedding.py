@@ -1,4 +1,5 @@
-"""Sentence embedding model code, shared by the embedder bento and the ingestion assets."""
+"""The sentence embedding model: the embedder bento serves it, in-process ingestion, evals and the
+safety bento's ONNX export load it."""
 
 from __future__ import annotations
 
