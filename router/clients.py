@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import numpy as np
 
-from bentos.embedder.schemas import EmbedRequest, EmbedResponse
-from bentos.retriever.schemas import SearchRequest, SearchResponse
+from ragyard.contracts.embedder import EmbedRequest, EmbedResponse
+from ragyard.contracts.retriever import SearchRequest, SearchResponse
 from router.resilience import BackendUnavailable, with_retries
 
 

@@ -28,7 +28,7 @@ import anyio
 import httpx
 import numpy as np
 
-from bentos.retriever.schemas import SearchRequest
+from ragyard.contracts.retriever import SearchRequest
 from bentos.safety.client import SafetyClient, SafetyRequestRejected, SafetyUnavailable
 from bentos.safety.stream import StreamBlocked, conceal, restore
 from ragyard.settings import Settings

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bentos.safety.client import SafetyClient
-from bentos.safety.schemas import CheckRequest, CheckResponse
+from ragyard.contracts.safety import CheckRequest, CheckResponse
 from bentos.safety.stream import OutputGuard, restore
 
 WITHHELD = "[The answer was withheld by the safety policy.]"

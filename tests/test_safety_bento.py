@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from bentos.safety.client import SafetyClient, SafetyRequestRejected, SafetyUnavailable
-from bentos.safety.schemas import CheckRequest
+from ragyard.contracts.safety import CheckRequest
 from bentos.safety.stream import restore
 from tests.conftest import free_port, serving_bento
 

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from bentos.safety.schemas import Finding
+from ragyard.contracts.safety import Finding
 from bentos.safety.stream import conceal, restore, safe_cut
 from evals.safety import binary_metrics, f_beta, threshold_at_fpr
 from ragyard.settings import CategoryPolicy, DirectionPolicy, SafetySettings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from bentos.embedder.schemas import EmbedRequest, EmbedResponse
+from ragyard.contracts.embedder import EmbedRequest, EmbedResponse
 
 
 class EmbedderUnavailable(RuntimeError):

@@ -35,7 +35,3 @@ class OpenAIEmbeddingResponse(BaseModel):
     model: str
     usage: OpenAIUsage
 
-
-def openai_error(message: str, param: str | None, code: str, type_: str = "invalid_request_error") -> dict:
-    """The error body OpenAI's API returns, which its clients parse into exceptions."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -25,9 +25,9 @@ from bentos.embedder.openai_schemas import (
     OpenAIEmbeddingRequest,
     OpenAIEmbeddingResponse,
     OpenAIUsage,
-    openai_error,
 )
-from bentos.embedder.schemas import EmbedRequest, EmbedResponse
+from ragyard.contracts.embedder import EmbedRequest, EmbedResponse
+from ragyard.contracts.openai import openai_error
 from ragyard.settings import EmbedderSettings, Settings
 
 # Decorator arguments are fixed when the module is imported, so the limits are read here too.

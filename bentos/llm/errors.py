@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bentos.embedder.openai_schemas import openai_error
+from ragyard.contracts.openai import openai_error
 
 
 class APIError(Exception):

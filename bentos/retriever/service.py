@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from bentos.embedder.client import EmbedderClient, EmbedderUnavailable
 from bentos.retriever.filters import FilterError, filter_expression
 from bentos.retriever.rerank import Reranker
-from bentos.retriever.schemas import Hit, SearchRequest, SearchResponse, Timings
+from ragyard.contracts.retriever import Hit, SearchRequest, SearchResponse, Timings
 from bentos.retriever.search import CollectionUnavailable, Searcher
 from ragyard.settings import Settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from bentos.safety.injection import InjectionDetector
 from bentos.safety.pii import PiiDetector
 from bentos.safety.redaction import Redactor
-from bentos.safety.schemas import Action, Category, CheckResponse, Direction, Finding
+from ragyard.contracts.safety import Action, Category, CheckResponse, Direction, Finding
 from bentos.safety.toxicity import ToxicityDetector
 from ragyard.settings import DirectionPolicy, SafetySettings, Settings
 

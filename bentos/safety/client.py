@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from bentos.safety.schemas import (
+from ragyard.contracts.safety import (
     CheckBatchRequest,
     CheckBatchResponse,
     CheckRequest,

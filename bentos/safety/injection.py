@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from bentos.safety.minilm_onnx import export_minilm_onnx
-from bentos.safety.schemas import Finding
+from ragyard.contracts.safety import Finding
 
 WINDOW_WORDS = 200
 # The classifier is not trained on very short texts: measured here, "help" scores 0.995, "hi" and

@@ -14,7 +14,7 @@ from bentos.safety.recognizers import (
     secret_recognizers,
 )
 from bentos.safety.redaction import placeholder_pattern
-from bentos.safety.schemas import Finding
+from ragyard.contracts.safety import Finding
 
 # Presidio's email recognizer calls tldextract.extract(), whose default extractor fetches the public
 # suffix list over the network. Use the snapshot bundled with tldextract instead: no fetch, no cache dir.

@@ -14,7 +14,7 @@ import secrets
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
-from bentos.safety.schemas import Finding
+from ragyard.contracts.safety import Finding
 
 def placeholder_pattern(entity_types: list[str]) -> re.Pattern:
     """What `Redactor` writes in place of a finding of these types: a fixed tag (<EMAIL_ADDRESS>)

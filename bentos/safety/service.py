@@ -10,7 +10,7 @@ import bentoml
 from starlette.responses import JSONResponse
 
 from bentos.safety.checker import SafetyChecker
-from bentos.safety.schemas import CheckBatchRequest, CheckBatchResponse, CheckRequest, CheckResponse, Direction
+from ragyard.contracts.safety import CheckBatchRequest, CheckBatchResponse, CheckRequest, CheckResponse, Direction
 from ragyard.settings import SafetySettings, Settings
 
 

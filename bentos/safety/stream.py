@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
-from bentos.safety.schemas import CheckResponse, Finding
+from ragyard.contracts.safety import CheckResponse, Finding
 
 CheckFn = Callable[[str], Awaitable[CheckResponse]]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bentos.safety.schemas import Finding
+from ragyard.contracts.safety import Finding
 
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 
