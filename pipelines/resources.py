@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 from pymilvus import MilvusClient
 
-from bentos.embedder.client import EmbedderClient
+from ragyard.clients.embedder import EmbedderClient
 from ragyard.embedding import EmbeddingModel
 from ragyard import collection as col
 from pipelines.ledger import Ledger

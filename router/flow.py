@@ -28,13 +28,15 @@ import anyio
 import httpx
 import numpy as np
 
-from ragyard.contracts.retriever import SearchRequest
-from bentos.safety.client import SafetyClient, SafetyRequestRejected, SafetyUnavailable
 from bentos.safety.stream import StreamBlocked, conceal, restore
+from ragyard.clients.base import ServiceUnavailable
+from ragyard.clients.embedder import EmbedderClient
+from ragyard.clients.retriever import RetrieverClient
+from ragyard.clients.safety import SafetyClient, SafetyRequestRejected, SafetyUnavailable
+from ragyard.contracts.retriever import SearchRequest
 from ragyard.settings import Settings
 from router.cache import CacheHit, ResponseCache, cache_scope, exact_key
 from router.catalog import Catalog, CatalogEntry, CatalogUnavailable, Upstream
-from router.clients import EmbedderClient, RetrieverClient
 from router.generation import Generated, Generator, UpstreamRejected
 from router.guardrails import WITHHELD, Guardrails, InputBlocked, Verdict
 from router.index_version import IndexVersion
@@ -161,7 +163,7 @@ class Flow:
         self.breakers = Breakers(self.config.breaker_failures, self.config.breaker_reset_s)
         self.generator = Generator(self.breakers, self.config.llm_attempts, self.config.first_token_timeout_s)
         self.retriever = RetrieverClient(settings.retriever.url, self.http)
-        self.embedder = EmbedderClient(settings.embedder.url, self.http)
+        self.embedder = EmbedderClient(settings.embedder.url, http=self.http)
         self.keys = KeyStore(database(settings, "keys"))
         self.limits = Limits(self.keys)
         self.cache = ResponseCache(database(settings, "cache"), self.config.cache_ttl_s,
@@ -409,11 +411,12 @@ class Flow:
             hit = await anyio.to_thread.run_sync(self.cache.exact, prepared.exact_key)
             if hit is None and request.question:
                 try:
-                    prepared.question_vector = await self.guard(
-                        prepared, self.embedder.embed(request.question, self.config.embed_timeout_s),
+                    embedded = await self.guard(
+                        prepared, self.embedder.aembed([request.question], self.config.embed_timeout_s),
                         self.config.embed_timeout_s)
+                    prepared.question_vector = np.asarray(embedded.embeddings[0], dtype=np.float32)
                     hit = await anyio.to_thread.run_sync(self.cache.semantic, prepared.scope, prepared.question_vector)
-                except (BackendUnavailable, asyncio.TimeoutError) as exc:
+                except (ServiceUnavailable, asyncio.TimeoutError) as exc:
                     span.attributes["semantic"] = f"skipped: {exc!r}"[:300]
             span.attributes.update({"index_version": version, "result": hit.kind if hit else "miss",
                                     "similarity": hit.similarity if hit else None})
@@ -592,7 +595,7 @@ class Flow:
             return exc
         if isinstance(exc, DeadlineExceeded):
             return FlowError(504, str(exc), "server_error", code="deadline_exceeded")
-        if isinstance(exc, (BackendUnavailable, CatalogUnavailable)):
+        if isinstance(exc, (ServiceUnavailable, CatalogUnavailable)):
             return FlowError(503, str(exc), "server_error", code="backend_unavailable")
         if isinstance(exc, UpstreamRejected):
             return FlowError(400, f"messages: the model refused the request: {exc}", param="messages",

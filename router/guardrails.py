@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bentos.safety.client import SafetyClient
+from ragyard.clients.safety import SafetyClient
 from ragyard.contracts.safety import CheckRequest, CheckResponse
 from bentos.safety.stream import OutputGuard, restore
 

@@ -12,10 +12,12 @@ import httpx2
 import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from ragyard.clients.base import ServiceUnavailable
+
 T = TypeVar("T")
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(ServiceUnavailable):
     """A backend failed (or its breaker is open); the flow falls back or answers 503."""
 
 

@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-from bentos.safety.client import SafetyClient, SafetyRequestRejected, SafetyUnavailable
+from ragyard.clients.safety import SafetyClient, SafetyRequestRejected, SafetyUnavailable
 from ragyard.contracts.safety import CheckRequest
 from bentos.safety.stream import restore
 from tests.conftest import free_port, serving_bento

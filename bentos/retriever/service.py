@@ -11,7 +11,7 @@ import bentoml
 from pymilvus import MilvusException
 from starlette.responses import JSONResponse
 
-from bentos.embedder.client import EmbedderClient, EmbedderUnavailable
+from ragyard.clients.embedder import EmbedderClient, EmbedderUnavailable
 from bentos.retriever.filters import FilterError, filter_expression
 from bentos.retriever.rerank import Reranker
 from ragyard.contracts.retriever import Hit, SearchRequest, SearchResponse, Timings

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying
 
+from ragyard.clients.base import ServiceUnavailable, connection_retry
 from ragyard.contracts.safety import (
     CheckBatchRequest,
     CheckBatchResponse,
@@ -14,7 +15,7 @@ from ragyard.contracts.safety import (
 )
 
 
-class SafetyUnavailable(RuntimeError):
+class SafetyUnavailable(ServiceUnavailable):
     """The safety bento could not be reached or failed (5xx): callers should fail closed."""
 
 
@@ -27,9 +28,6 @@ class SafetyRequestRejected(ValueError):
         self.message = message
 
 
-_RETRIABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
-
-
 class SafetyClient:
     """One pooled HTTP connection set; use as `async with SafetyClient(url) as safety:` or call `aclose()`."""
 
@@ -40,9 +38,7 @@ class SafetyClient:
 
     async def _post(self, path: str, body: dict) -> httpx.Response:
         try:
-            async for attempt in AsyncRetrying(retry=retry_if_exception_type(_RETRIABLE),
-                                               stop=stop_after_attempt(self._attempts),
-                                               wait=wait_exponential(multiplier=0.2, max=2.0), reraise=True):
+            async for attempt in AsyncRetrying(**connection_retry(self._attempts)):
                 with attempt:
                     response = await self._http.post(path, json=body)
         except httpx.HTTPError as exc:
