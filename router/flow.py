@@ -28,12 +28,12 @@ import anyio
 import httpx
 import numpy as np
 
-from bentos.safety.stream import StreamBlocked, conceal, restore
 from ragyard.clients.base import ServiceUnavailable
 from ragyard.clients.embedder import EmbedderClient
 from ragyard.clients.retriever import RetrieverClient
 from ragyard.clients.safety import SafetyClient, SafetyRequestRejected, SafetyUnavailable
 from ragyard.contracts.retriever import SearchRequest
+from ragyard.contracts.safety import conceal, restore
 from ragyard.settings import Settings
 from router.cache import CacheHit, ResponseCache, cache_scope, exact_key
 from router.catalog import Catalog, CatalogEntry, CatalogUnavailable, Upstream
@@ -44,6 +44,7 @@ from router.keys import ApiKey, KeyStore
 from router.limits import LimitExceeded, Limits, Reservation
 from router.memory import Memory
 from router.metrics import router_metrics
+from router.output_guard import StreamBlocked
 from router.prompts import PromptResolver, ResolvedPrompt
 from router.rag_prompt import citations, rag_messages, references_block, template_bytes
 from router.resilience import BackendUnavailable, Breakers, Deadline, DeadlineExceeded

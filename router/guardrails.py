@@ -3,7 +3,7 @@
 Input: every user message of the request is checked in one batch; "block" refuses the request,
 "redact" replaces the message by its redacted text (so retrieval, the model, caches, memory and
 traces only see that), "flag" lets it pass and is recorded. Output: a whole answer is checked once;
-a stream goes through the safety bento's `OutputGuard`, which holds back a short tail so that PII
+a stream goes through the `OutputGuard`, which holds back a short tail so that PII
 split across tokens is still caught. Placeholders of a pseudonymizing policy are restored in the
 answer. The safety bento unreachable means a 503 (fail closed), unless safety is switched off.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ragyard.clients.safety import SafetyClient
-from ragyard.contracts.safety import CheckRequest, CheckResponse
-from bentos.safety.stream import OutputGuard, restore
+from ragyard.contracts.safety import CheckRequest, CheckResponse, restore
+from router.output_guard import OutputGuard
 
 WITHHELD = "[The answer was withheld by the safety policy.]"
 

@@ -7,8 +7,7 @@ import httpx
 import pytest
 
 from ragyard.clients.safety import SafetyClient, SafetyRequestRejected, SafetyUnavailable
-from ragyard.contracts.safety import CheckRequest
-from bentos.safety.stream import restore
+from ragyard.contracts.safety import CheckRequest, restore
 from tests.conftest import free_port, serving_bento
 
 MAX_BATCH = 4
@@ -223,7 +222,7 @@ def test_readyz_and_openapi_describe_the_contract(safety_url):
 
 def stream_through_guard(url: str, text: str, chunk_chars: int, policy: str = "default", **options) -> tuple[list[str], object]:
     """Feed `text` in chunks of `chunk_chars` through guard_stream with the real /check; the released pieces."""
-    from bentos.safety.stream import OutputGuard
+    from router.output_guard import OutputGuard
 
     async def scenario():
         async with SafetyClient(url, timeout=60) as client:
@@ -265,7 +264,7 @@ def test_stream_guard_holds_a_private_key_block_until_it_ends(safety_url):
 
 
 def test_stream_guard_stops_at_a_blocked_window(safety_url):
-    from bentos.safety.stream import StreamBlocked, guard_stream
+    from router.output_guard import StreamBlocked, guard_stream
 
     text = ("Thanks for the question about list comprehensions, they are compact loops. "
             "Honestly you are a fucking idiot and this shit question wastes my time. " + "More text. " * 10)

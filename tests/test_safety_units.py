@@ -3,10 +3,10 @@
 import pytest
 from pydantic import ValidationError
 
-from ragyard.contracts.safety import Finding
-from bentos.safety.stream import conceal, restore, safe_cut
 from evals.safety import binary_metrics, f_beta, threshold_at_fpr
+from ragyard.contracts.safety import Finding, conceal, restore
 from ragyard.settings import CategoryPolicy, DirectionPolicy, SafetySettings
+from router.output_guard import safe_cut
 
 
 def pii(start: int, end: int) -> Finding:

@@ -2,7 +2,7 @@
 
 A reversible placeholder carries a keyed hash of the original (<EMAIL_ADDRESS_3f2a9c1b>), so the
 same value gets the same placeholder in every window of a stream and every request of a process,
-and two values never share one; `bentos.safety.stream.restore` maps placeholders back.
+and two values never share one; `ragyard.contracts.safety.restore` maps placeholders back.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Wire schemas of the safety bento: the one place that defines its HTTP contract."""
+"""Wire schemas of the safety bento: the one place that defines its HTTP contract; and what the
+placeholders of a reversible policy mean (`restore`, `conceal`), for the bento and its callers."""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -40,7 +42,7 @@ class CheckResponse(BaseModel):
     placeholders: dict[str, str] = Field(
         default_factory=dict,
         description="placeholder -> original value, when the policy pseudonymizes reversibly; "
-                    "`bentos.safety.stream.restore` puts the originals back into an answer.")
+                    "`restore` puts the originals back into an answer.")
 
 
 class CheckBatchRequest(BaseModel):
@@ -49,3 +51,22 @@ class CheckBatchRequest(BaseModel):
 
 class CheckBatchResponse(BaseModel):
     results: list[CheckResponse]
+
+
+def _replace_all(text: str, replacements: dict[str, str]) -> str:
+    """`text` with every key of `replacements` replaced by its value, longest keys first."""
+    if not replacements:
+        return text
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(replacements, key=len, reverse=True)))
+    return pattern.sub(lambda match: replacements[match.group(0)], text)
+
+
+def restore(text: str, placeholders: dict[str, str]) -> str:
+    """`text` with every placeholder of a reversible pseudonymization replaced by its original."""
+    return _replace_all(text, placeholders)
+
+
+def conceal(text: str, placeholders: dict[str, str]) -> str:
+    """The inverse of `restore`: every original of `placeholders` in `text` back to its placeholder
+    (for what is kept after the answer, such as a cache or a conversation's memory)."""
+    return _replace_all(text, {original: placeholder for placeholder, original in placeholders.items()})

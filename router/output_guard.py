@@ -5,7 +5,7 @@ The guard never releases the last `hold_chars` characters until more text (or th
 and never cuts inside a PII finding or a word, so a secret split across chunks
 ("...mail me at jo" + "hn@example.com") is checked whole before any of it leaves. When the policy
 redacts, the released text is the redacted text; when it blocks, `StreamBlocked` is raised and
-nothing more is released. `restore` puts originals back for placeholders of a reversible policy.
+nothing more is released; placeholders of a reversible policy are put back (`restore`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
-from ragyard.contracts.safety import CheckResponse, Finding
+from ragyard.contracts.safety import CheckResponse, Finding, restore
 
 CheckFn = Callable[[str], Awaitable[CheckResponse]]
 
@@ -26,25 +26,6 @@ class StreamBlocked(Exception):
     def __init__(self, response: CheckResponse):
         super().__init__(f"output blocked by safety policy: {[f.type for f in response.findings]}")
         self.response = response
-
-
-def _replace_all(text: str, replacements: dict[str, str]) -> str:
-    """`text` with every key of `replacements` replaced by its value, longest keys first."""
-    if not replacements:
-        return text
-    pattern = re.compile("|".join(re.escape(k) for k in sorted(replacements, key=len, reverse=True)))
-    return pattern.sub(lambda match: replacements[match.group(0)], text)
-
-
-def restore(text: str, placeholders: dict[str, str]) -> str:
-    """`text` with every placeholder of a reversible pseudonymization replaced by its original."""
-    return _replace_all(text, placeholders)
-
-
-def conceal(text: str, placeholders: dict[str, str]) -> str:
-    """The inverse of `restore`: every original of `placeholders` in `text` back to its placeholder
-    (for what is kept after the answer, such as a cache or a conversation's memory)."""
-    return _replace_all(text, {original: placeholder for placeholder, original in placeholders.items()})
 
 
 def safe_cut(text: str, findings: list[Finding], limit: int, force: bool) -> int:
