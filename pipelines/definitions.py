@@ -1,11 +1,11 @@
-"""The Dagster code location: `dagster dev -m pipelines.definitions`."""
+"""The ingestion's Dagster code location: `dagster dev -m pipelines.definitions` (the evals have their
+own, evals/definitions.py)."""
 
 import dagster as dg
 
 from pipelines.assets import chunks, documents, embeddings, vector_index
 from pipelines.automation import ingest_job, make_nightly_schedule, make_source_sensor
 from pipelines.checks import INDEX_CHECKS
-from pipelines.eval_assets import eval_definitions
 from pipelines.resources import Embedder, PlatformSettings
 from ragyard.settings import Settings
 
@@ -22,4 +22,3 @@ defs = dg.Definitions(
     # Ingestion steps run in sequence; one process loads the code and the model once.
     executor=dg.in_process_executor,
 )
-defs = dg.Definitions.merge(defs, eval_definitions(_settings))

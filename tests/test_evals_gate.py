@@ -1,5 +1,6 @@
 """The retrieval eval as a Dagster asset on a real index and MLflow server, and its regression gate."""
 
+import importlib
 import json
 import uuid
 
@@ -8,9 +9,9 @@ import pytest
 
 from evals.__main__ import main
 from evals.baseline import BASELINE_TAG, check_regression
-from pipelines.eval_assets import GATE_CHECK, LOGGED_CHECK, eval_definitions, eval_run_key, make_eval_asset
+from evals.assets import GATE_CHECK, INDEX_ASSET, LOGGED_CHECK, eval_definitions, eval_run_key, make_eval_asset
+from pipelines.assets import vector_index
 from pipelines.materialize import materialize_ingest
-from pipelines.resources import PlatformSettings
 from ragyard.settings import EvalsSettings, Settings, settings_env
 from ragyard.tracking import mlflow_client
 from tests.conftest import run_ingest
@@ -31,8 +32,7 @@ PARAPHRASED = [
 
 
 def materialize_eval(settings: Settings) -> dg.ExecuteInProcessResult:
-    return dg.materialize([make_eval_asset("retrieval")],
-                          resources={"platform": PlatformSettings(settings_json=settings.model_dump_json())})
+    return dg.materialize([make_eval_asset("retrieval", settings)])
 
 
 def check(result: dg.ExecuteInProcessResult, name: str):
@@ -112,10 +112,11 @@ def test_the_sensor_requests_an_eval_run_keyed_by_index_version_and_settings(set
     after = eval_run_key(settings)
     assert after != before  # the index version moved
 
-    for key, value in settings_env(settings).items():  # the sensor reads the settings as Dagster's do
+    for key, value in settings_env(settings).items():  # the code location reads them as Dagster's process does
         monkeypatch.setenv(key, value)
-    from pipelines.definitions import defs  # the code location `make run` serves
+    import evals.definitions  # the evals' code location `make run` serves, loaded with these settings
 
+    defs = importlib.reload(evals.definitions).defs
     sensor = defs.get_sensor_def("evals_after_index")
     assert sensor.job_name == "evals"
     with dg.build_sensor_context(instance=instance, definitions=defs) as context:
@@ -126,6 +127,8 @@ def test_the_sensor_requests_an_eval_run_keyed_by_index_version_and_settings(set
 def test_the_code_location_has_the_eval_asset_job_and_sensor():
     defs = eval_definitions(Settings())
     assert [a.key.to_user_string() for a in defs.assets] == ["retrieval_eval"]
+    # downstream of the ingestion's index, which lives in the other code location
+    assert defs.assets[0].asset_deps[defs.assets[0].key] == {INDEX_ASSET} and INDEX_ASSET == vector_index.key
     assert {c.name for c in defs.assets[0].check_specs} == {GATE_CHECK, LOGGED_CHECK}
     assert [s.name for s in defs.sensors] == ["evals_after_index"]
     assert not eval_definitions(Settings(evals=EvalsSettings(asset_evals=["answers-not-here"]))).assets

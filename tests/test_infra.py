@@ -186,15 +186,21 @@ def test_each_bento_pod_environment_loads_as_settings(overlay, monkeypatch):
             assert endpoint.port == default_port(other)
 
 
-def test_dagster_code_location_reads_its_sources_and_ledger_from_its_volumes(monkeypatch):
+def test_dagster_code_locations_read_the_sources_and_ledger_from_their_volumes(monkeypatch):
     configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in rendered("base") if d["kind"] == "ConfigMap"}
-    (deployment,) = helm_values("dagster")["dagster-user-deployments"]["deployments"]
-    container = {"envFrom": [{"configMapRef": ref} for ref in deployment["envConfigMaps"]], "env": deployment["env"]}
-    settings = settings_in(pod_environment(configmaps, container), monkeypatch)
-    mounts = {m["name"]: Path(m["mountPath"]) for m in deployment["volumeMounts"]}
-    assert settings.ledger_path.is_relative_to(mounts["state"])
-    assert all(source.path.is_relative_to(mounts["sources"]) for source in settings.ingest.sources)
-    assert settings.ingest.use_embedder_bento and settings.embedder.url == "http://embedder:3001"
+    deployments = {d["name"]: d for d in helm_values("dagster")["dagster-user-deployments"]["deployments"]}
+    for name, deployment in deployments.items():
+        container = {"envFrom": [{"configMapRef": ref} for ref in deployment["envConfigMaps"]],
+                     "env": deployment["env"]}
+        settings = settings_in(pod_environment(configmaps, container), monkeypatch)
+        mounts = {m["name"]: Path(m["mountPath"]) for m in deployment["volumeMounts"]}
+        assert settings.ledger_path.is_relative_to(mounts["state"]), name  # evals read the index version there
+        assert settings.embedder.url == "http://embedder:3001", name
+    ingestion = settings_in(pod_environment(configmaps, {
+        "envFrom": [{"configMapRef": ref} for ref in deployments["ragyard-pipelines"]["envConfigMaps"]]}), monkeypatch)
+    sources = {m["name"]: Path(m["mountPath"]) for m in deployments["ragyard-pipelines"]["volumeMounts"]}["sources"]
+    assert all(source.path.is_relative_to(sources) for source in ingestion.ingest.sources)
+    assert ingestion.ingest.use_embedder_bento
 
 
 def test_llm_catalog_is_vllm_on_gpu_in_base_and_prod_and_llama_cpp_in_dev(monkeypatch):
@@ -411,16 +417,17 @@ def test_milvus_runs_in_cluster_mode_with_auth():
         assert {"COMMON_SECURITY_DEFAULTROOTPASSWORD", "MINIO_ACCESSKEYID", "MINIO_SECRETACCESSKEY"} <= names
 
 
-def test_dagster_runs_our_code_location_with_the_k8s_run_launcher():
+def test_dagster_runs_our_two_code_locations_from_one_image_with_the_k8s_run_launcher():
     values = helm_values("dagster")
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
-    (deployment,) = values["dagster-user-deployments"]["deployments"]
-    assert deployment["image"]["repository"].endswith("/ragyard-pipelines")
-    module = deployment["dagsterApiGrpcArgs"][deployment["dagsterApiGrpcArgs"].index("-m") + 1]
-    assert (REPO_ROOT / (module.replace(".", "/") + ".py")).is_file()
-    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+    deployments = values["dagster-user-deployments"]["deployments"]
+    modules = {d["dagsterApiGrpcArgs"][d["dagsterApiGrpcArgs"].index("-m") + 1] for d in deployments}
+    assert modules == {"pipelines.definitions", "evals.definitions"}
     base_claims = {d["metadata"]["name"] for d in rendered("base") if d["kind"] == "PersistentVolumeClaim"}
-    assert {v["persistentVolumeClaim"]["claimName"] for v in deployment["volumes"]} <= base_claims
+    for deployment in deployments:
+        assert deployment["image"]["repository"].endswith("/ragyard-pipelines")
+        assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+        assert {v["persistentVolumeClaim"]["claimName"] for v in deployment["volumes"]} <= base_claims
     # The same queue rule as the repository's one-machine dagster.yaml: one ingest run at a time.
     local = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["run_coordinator"]["config"]
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
@@ -461,7 +468,7 @@ def test_compose_bento_listens_on_its_settings_port(bento):
 def test_compose_runs_the_same_services_as_the_cluster():
     services = compose()["services"]
     assert set(BENTOS) | {"milvus", "etcd", "minio", "mlflow", "postgres", "dagster-webserver", "dagster-daemon",
-                          "dagster-code", "langfuse-web", "langfuse-worker", "clickhouse", "redis"} <= services.keys()
+                          "dagster-code", "dagster-evals", "langfuse-web", "langfuse-worker", "clickhouse", "redis"} <= services.keys()
 
 
 def test_compose_dagster_instance_is_valid_for_dagster():
@@ -470,10 +477,14 @@ def test_compose_dagster_instance_is_valid_for_dagster():
     config, _ = dagster_instance_config(str(COMPOSE / "dagster"))
     assert config["run_coordinator"]["config"]["tag_concurrency_limits"] == [{"key": "ragyard/ingest", "limit": 1}]
     workspace = yaml.safe_load((COMPOSE / "dagster" / "workspace.yaml").read_text())
-    (location,) = workspace["load_from"]
-    code_server = compose()["services"]["dagster-code"]["command"]
-    assert location["grpc_server"]["host"] == "dagster-code"
-    assert code_server[code_server.index("-p") + 1] == str(location["grpc_server"]["port"])
+    servers = {location["grpc_server"]["host"]: location["grpc_server"] for location in workspace["load_from"]}
+    assert servers.keys() == {"dagster-code", "dagster-evals"}
+    modules = set()
+    for host, server in servers.items():
+        command = compose()["services"][host]["command"]
+        assert command[command.index("-p") + 1] == str(server["port"])
+        modules.add(command[command.index("-m") + 1])
+    assert modules == {"pipelines.definitions", "evals.definitions"}
 
 
 # ---- images -------------------------------------------------------------------------------------------

@@ -139,7 +139,8 @@ def shipped_by_image(image: str) -> set[Path]:
 @pytest.mark.parametrize(("lock", "start", "shipped"), [
     *((f"bentos/{b}/requirements.lock", module, lambda b=b: shipped_by_bento(b)) for b, module in BENTOS.items()),
     ("infra/images/pipelines/requirements.lock", "pipelines.definitions", lambda: shipped_by_image("pipelines")),
-], ids=[*BENTOS, "pipelines-image"])
+    ("infra/images/pipelines/requirements.lock", "evals.definitions", lambda: shipped_by_image("pipelines")),
+], ids=[*BENTOS, "pipelines-image", "evals-code-location"])
 def test_each_deployable_ships_every_module_its_code_imports_and_locks_every_package(lock, start, shipped):
     """Read from the source, lazy imports included: a module or package an image lacks fails there,
     not here (the pipelines image once lacked `benchmarks`, and `dagster api grpc` died on start)."""

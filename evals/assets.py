@@ -1,5 +1,7 @@
 """Evals as Dagster assets, downstream of the vector index: results as metadata and asset checks.
 
+The evals' own code location (evals/definitions.py), beside the ingestion's: the eval assets depend
+on the ingestion's `vector_index` by its asset key, so neither package imports the other.
 One asset per eval in `evals.asset_evals` (those present in this checkout). Materializing one runs
 the eval through the harness (each run an MLflow run) and reports its metrics as metadata. Every
 eval asset checks that its runs reached MLflow intact; the retrieval asset also carries the
@@ -15,14 +17,14 @@ import dagster as dg
 
 from evals.baseline import check_regression, gated_run_id
 from evals.harness import HarnessResult, available_evals, common_params, run_eval
-from pipelines.assets import vector_index
-from pipelines.resources import PlatformSettings
 from ragyard.settings import Settings
 from ragyard.tracking import mlflow_client
 
 GROUP = "evals"
 LOGGED_CHECK = "logged_to_mlflow"
 GATE_CHECK = "regression_gate"
+# The ingestion's index asset (pipelines/assets.py), in the other code location.
+INDEX_ASSET = dg.AssetKey("vector_index")
 
 
 def _run_url(settings: Settings, client, run_id: str) -> str:
@@ -68,7 +70,7 @@ def _gate_check(result: HarnessResult, settings: Settings, client) -> dg.AssetCh
                                description=gate.message)
 
 
-def make_eval_asset(name: str) -> dg.AssetsDefinition:
+def make_eval_asset(name: str, settings: Settings) -> dg.AssetsDefinition:
     key = dg.AssetKey(f"{name}_eval")
     checks = [dg.AssetCheckSpec(LOGGED_CHECK, asset=key,
                                 description="Every eval run reached MLflow, finished, with all its metrics.")]
@@ -80,14 +82,13 @@ def make_eval_asset(name: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        deps=[vector_index],
+        deps=[INDEX_ASSET],
         group_name=GROUP,
         kinds={"python", "mlflow"},
         check_specs=checks,
         description=f"The {name} eval against the current index and settings; every run an MLflow run.",
     )
-    def _eval_asset(context: dg.AssetExecutionContext, platform: PlatformSettings) -> dg.MaterializeResult:
-        settings = platform.get()
+    def _eval_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         result = run_eval(name, settings, quick=settings.evals.asset_quick)
         context.log.info(f"{name} eval: MLflow runs {result.run_ids} in experiment {result.experiment!r}")
         client = mlflow_client(settings.mlflow.url)
@@ -107,7 +108,7 @@ def eval_run_key(settings: Settings) -> str:
 
 def make_eval_sensor(settings: Settings, job) -> dg.SensorDefinition:
     @dg.asset_sensor(
-        asset_key=vector_index.key,
+        asset_key=INDEX_ASSET,
         job=job,
         name="evals_after_index",
         default_status=dg.DefaultSensorStatus.RUNNING if settings.evals.run_after_index
@@ -116,16 +117,15 @@ def make_eval_sensor(settings: Settings, job) -> dg.SensorDefinition:
     )
     def evals_after_index(context: dg.SensorEvaluationContext, asset_event):
         # Dagster launches a run key once: an ingest run that changed nothing re-runs no eval.
-        return dg.RunRequest(run_key=eval_run_key(Settings()))
+        return dg.RunRequest(run_key=eval_run_key(settings))
 
     return evals_after_index
 
 
 def eval_definitions(settings: Settings) -> dg.Definitions:
-    """The eval assets present here (of `evals.asset_evals`), their job and the sensor; merged into the
-    code location by pipelines/definitions.py, which provides the `platform` resource."""
+    """The eval assets present here (of `evals.asset_evals`), their job and the sensor."""
     present = set(available_evals())
-    assets = [make_eval_asset(name) for name in settings.evals.asset_evals if name in present]
+    assets = [make_eval_asset(name, settings) for name in settings.evals.asset_evals if name in present]
     if not assets:
         return dg.Definitions()
     job = dg.define_asset_job(
