@@ -170,7 +170,7 @@ class Flow:
         self.cache = ResponseCache(database(settings, "cache"), self.config.cache_ttl_s,
                                    self.config.cache_max_entries, self.config.semantic_threshold)
         self.memory = Memory(database(settings, "memory"), self.config.memory_turns, self.config.memory_sessions_max)
-        self.index_version = IndexVersion(settings)
+        self.index_version = IndexVersion(self.retriever, self.config.index_version_ttl_s)
         self.tracer = tracer or tracer_from_settings(settings)
         self.metrics = router_metrics()
         self.prompts = PromptResolver.from_settings(settings)

@@ -1,6 +1,5 @@
 """The ingestion pipeline end to end: real Dagster materializations, real milvus-lite, the real model."""
 
-import asyncio
 import os
 import threading
 
@@ -13,8 +12,7 @@ from bentos.retriever.search import Searcher
 from pipelines.automation import make_nightly_schedule
 from pipelines.ledger import Ledger
 from pipelines.materialize import check_outcomes
-from ragyard.settings import RouterSettings
-from router.index_version import IndexVersion
+from router.index_version import version_of
 from tests.conftest import index_metadata, run_ingest
 from tests.corpus import rst_document, write_corpus
 
@@ -101,8 +99,8 @@ def test_nightly_rehash_catches_an_edit_that_kept_size_and_mtime(settings, corpu
     path.write_text(text.replace("revision 1", "revision 7"))  # same size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert index_metadata(run_ingest(settings))["embedded_chunks"] == 0  # the stat scan cannot see it
-    router_version = IndexVersion(settings.model_copy(update={"router": RouterSettings(index_version_ttl_s=0)}))
-    before, rows = asyncio.run(router_version.current()), col.row_count(_client(settings), settings.milvus.collection)
+    index = Searcher.from_settings(settings)  # what the retriever answers the router (GET /index)
+    before, rows = version_of(index.index_info()), col.row_count(_client(settings), settings.milvus.collection)
     nightly = make_nightly_schedule(settings)
     result = run_ingest(settings, run_config=nightly.evaluate_tick(
         dg.build_schedule_context()).run_requests[0].run_config)
@@ -111,7 +109,7 @@ def test_nightly_rehash_catches_an_edit_that_kept_size_and_mtime(settings, corpu
     assert "revision 7" in _doc_chunks(settings, "docs:reference/lists.rst")[0][col.TEXT]
     # Same chunk count, new content: the version the router's cache keys on changes with it.
     assert col.row_count(_client(settings), settings.milvus.collection) == rows
-    after = asyncio.run(router_version.current())
+    after = version_of(index.index_info())
     assert after != before and after.endswith(Ledger(settings.ledger_path).content_version())
 
 

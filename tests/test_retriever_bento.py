@@ -8,6 +8,7 @@ import pytest
 
 from ragyard import collection as col
 from bentos.retriever.filters import FilterError, filter_expression
+from pipelines.ledger import Ledger
 from ragyard.settings import (
     ChunkerSettings,
     EmbedderSettings,
@@ -183,18 +184,31 @@ def test_rerank_rescores_and_reorders_with_the_cross_encoder(stack):
     assert [h["score"] for h in hits] != [h["score"] for h in plain["hits"]]
 
 
+def test_the_index_it_searches_has_the_ingestion_s_content_version(stack):
+    settings = stack["settings"]
+    response = httpx.get(f"{stack['plain']}/index", timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"collection": settings.milvus.collection,
+                               "content_version": Ledger(settings.ledger_path).content_version(),
+                               "rows": Ledger(settings.ledger_path).chunk_total()}
+
+
 def test_missing_then_empty_collection_answer_503_with_a_message(stack):
     url = stack["missing"]
     assert httpx.get(f"{url}/readyz", timeout=10).status_code == 503
     response = search(url, query="python", mode="bm25")
     assert response.status_code == 503
     assert "does not exist" in response.json()["error"] and stack["missing_collection"] in response.text
+    index = httpx.get(f"{url}/index", timeout=30)
+    assert index.status_code == 503 and "does not exist" in index.json()["error"]
     # An empty collection: ready, but every search says it is empty.
     settings = stack["settings"]
     client = col.connect(settings.milvus.uri)
     col.ensure_collection(client, stack["missing_collection"], settings.embedder.dim)
     try:
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+        assert httpx.get(f"{url}/index", timeout=30).json() == {
+            "collection": stack["missing_collection"], "content_version": None, "rows": 0}  # never versioned
         empty = search(url, query="python", mode="bm25")
         assert empty.status_code == 503 and "is empty" in empty.json()["error"]
         # Its embedder is down: dense search answers 503 naming the embedder, after retries.

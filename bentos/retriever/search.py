@@ -7,6 +7,7 @@ import threading
 from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker, WeightedRanker
 
 from ragyard import collection as col
+from ragyard.contracts.retriever import IndexInfo
 from ragyard.settings import Settings
 
 HIT_FIELDS = [col.CHUNK_ID, col.DOC_ID, col.SOURCE, col.TITLE, col.SECTION, col.TEXT]
@@ -82,6 +83,11 @@ class Searcher:
 
     def is_empty(self) -> bool:
         return col.row_count(self.ensure_loaded(), self.name) == 0
+
+    def index_info(self) -> IndexInfo:
+        client = self.ensure_loaded()
+        return IndexInfo(collection=self.name, content_version=col.content_version(client, self.name),
+                         rows=col.row_count(client, self.name))
 
     def dense_params(self, limit: int) -> dict:
         """Search parameters for the collection's own dense index (loading it first tells which)."""

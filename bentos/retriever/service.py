@@ -1,4 +1,5 @@
-"""The retriever bento: `POST /search` over the Milvus chunk collection (dense, BM25, hybrid, rerank).
+"""The retriever bento: `POST /search` over the Milvus chunk collection (dense, BM25, hybrid, rerank),
+and `GET /index`, what that collection holds (the router keys its semantic cache on it).
 
 Start it with ``bentoml serve bentos.retriever.service:Retriever --host 127.0.0.1 --port 3002``;
 it reaches the embedder bento at ``RAGYARD_EMBEDDER__URL`` and Milvus at ``RAGYARD_MILVUS__URI``.
@@ -7,18 +8,22 @@ it reaches the embedder bento at ``RAGYARD_EMBEDDER__URL`` and Milvus at ``RAGYA
 import logging
 import time
 
+import anyio
 import bentoml
+from fastapi import FastAPI
 from pymilvus import MilvusException
 from starlette.responses import JSONResponse
 
 from ragyard.clients.embedder import EmbedderClient, EmbedderUnavailable
 from bentos.retriever.filters import FilterError, filter_expression
 from bentos.retriever.rerank import Reranker
-from ragyard.contracts.retriever import Hit, SearchRequest, SearchResponse, Timings
+from ragyard.contracts.retriever import Hit, IndexInfo, SearchRequest, SearchResponse, Timings
 from bentos.retriever.search import CollectionUnavailable, Searcher
 from ragyard.settings import Settings
 
 logger = logging.getLogger("ragyard.retriever")
+# GET routes beside BentoML's POST APIs; mounted at the root, it answers only the routes it has.
+index_app = FastAPI(title="ragyard retriever: the index", docs_url=None, redoc_url=None)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -33,6 +38,7 @@ def candidate_count(top_k: int, rerank: bool, max_top_k: int) -> int:
 
 
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 60, "max_concurrency": 32}, threads=4)
+@bentoml.asgi_app(index_app, path="/")
 class Retriever:
     def __init__(self) -> None:
         settings = Settings()
@@ -53,6 +59,18 @@ class Retriever:
             return True
         except CollectionUnavailable:
             return False
+
+    @index_app.get("/index", response_model=IndexInfo)
+    async def index(self):
+        """The collection searched, the ingestion's content version of it, and its row count; 503 while
+        it cannot be read."""
+        try:
+            return await anyio.to_thread.run_sync(self.searcher.index_info)
+        except CollectionUnavailable as exc:
+            return error(503, str(exc))
+        except MilvusException as exc:
+            self.searcher.forget()
+            return error(503, f"the index could not be read from Milvus: {exc}")
 
     def problem(self, request: SearchRequest) -> JSONResponse | None:
         """A 4xx for what the settings bound or refuse, naming the field; None if the request is fine."""

@@ -1,4 +1,4 @@
-"""Async client of the retriever bento (`POST /search`), used by the router."""
+"""Async client of the retriever bento (`POST /search`, `GET /index`), used by the router."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ragyard.clients.base import ServiceUnavailable
-from ragyard.contracts.retriever import SearchRequest, SearchResponse
+from ragyard.contracts.retriever import IndexInfo, SearchRequest, SearchResponse
 
 
 class RetrieverUnavailable(ServiceUnavailable):
@@ -31,6 +31,10 @@ class RetrieverClient:
     async def search(self, request: SearchRequest, timeout_s: float) -> SearchResponse:
         response = await self._request("POST", "/search", timeout_s, json=request.model_dump())
         return SearchResponse.model_validate_json(response.content)
+
+    async def index(self, timeout_s: float) -> IndexInfo:
+        """The collection the retriever searches, its content version and row count."""
+        return IndexInfo.model_validate_json((await self._request("GET", "/index", timeout_s)).content)
 
     async def _request(self, method: str, path: str, timeout_s: float, **kwargs) -> httpx.Response:
         try:

@@ -41,3 +41,13 @@ class Timings(BaseModel):
 class SearchResponse(BaseModel):
     hits: list[Hit]
     timings: Timings
+
+
+class IndexInfo(BaseModel):
+    """`GET /index`: the collection the retriever searches and what it holds."""
+
+    collection: str
+    content_version: str | None = Field(
+        description="The ingestion's content version of what the collection holds, written after each run "
+                    "(it changes exactly when the indexed content does); null for a collection it never wrote.")
+    rows: int = Field(ge=0, description="Chunks in the collection.")
