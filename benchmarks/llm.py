@@ -1,6 +1,6 @@
 """LLM bento benchmark: streamed generation through the bento against raw llama-cpp-python in-process.
 
-`python -m benchmarks llm` (or `make bench`): starts the LLM bento (`bentoml serve`, as `ragyard
+`ragyard bench llm` (or `make bench`): starts the LLM bento (`bentoml serve`, as `ragyard
 run` does) on the packaged models, loads the same GGUF in this process with the same threads, and
 runs the same prompts greedily through both, alternating so that load on the machine hits both
 alike. Per model: decode tokens/s and time to first token (TTFT), bento over raw. Then aggregate
@@ -155,7 +155,3 @@ def main() -> None:
         body = report(comparisons, scaling, load_before, load(), settings.llm.n_threads)
     print(body)
     write_section("LLM bento", body)
-
-
-if __name__ == "__main__":
-    main()

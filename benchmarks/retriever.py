@@ -1,6 +1,6 @@
 """Retriever benchmark: `POST /search` against the same searches made with pymilvus directly.
 
-`python -m benchmarks.retriever` serves a copy of an existing index (the original is never
+`ragyard bench retriever` serves a copy of an existing index (the original is never
 served): RAGYARD_BENCH_INDEX names a RAGYARD_HOME that holds one (its `milvus/` data dir). Without
 it, the index that the ingest benchmark kept in $RAGYARD_BENCH_KEEP/home is used (`python -m
 benchmarks ingest retriever` sets that to a temporary folder when nothing is named). The collection is RAGYARD_BENCH_COLLECTION, else the only one in the index.
@@ -46,7 +46,7 @@ def index_home() -> Path:
         home = Path(os.environ["RAGYARD_BENCH_KEEP"]) / "home"
     else:
         raise NoIndex("set RAGYARD_BENCH_INDEX to a RAGYARD_HOME that holds an index (its milvus/ folder), "
-                      "or build one first: python -m benchmarks ingest retriever")
+                      "or build one first: ragyard bench ingest retriever")
     if not (home / "milvus").is_dir():
         raise NoIndex(f"{home} holds no index: {home / 'milvus'} is missing")
     return home
@@ -168,7 +168,3 @@ in-process `encode` + pymilvus {fmt(cold['raw'])} ms (p50 / p99); `POST /search`
 """
     write_section("Retriever", body)
     print(body)
-
-
-if __name__ == "__main__":
-    main()

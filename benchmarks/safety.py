@@ -1,6 +1,6 @@
 """Safety benchmark: latency of `POST /check` on a 200-word input, and throughput at 8 clients.
 
-`python -m benchmarks safety`: a fresh data directory and a real `bentoml serve` of the safety
+`ragyard bench safety`: a fresh data directory and a real `bentoml serve` of the safety
 bento on loopback; the default policy, input direction (all three detectors run). Baseline: the
 same requests from one client, measured in the same run.
 """
@@ -103,7 +103,3 @@ Machine load average (1/5/15 min) before: {load_before}; after: {load_after} (ot
 """
     write_section("Safety /check", result)
     print(result)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Vector index benchmark: a synthetic clustered collection in milvus-lite, every ANN index type it takes.
 
-`python -m benchmarks.vector_index`: RAGYARD_BENCH_ANN_ROWS vectors (default 1,000,000; 50,000 is
+`ragyard bench vector_index`: RAGYARD_BENCH_ANN_ROWS vectors (default 1,000,000; 50,000 is
 enough while developing) of dim 384, unit length, drawn around RAGYARD_BENCH_ANN_ROWS // 1000
 cluster centres with a spread that differs per cluster, so that nearest neighbours are a real
 structure (uniform noise in 384 dims has none: every vector is about equally far from every other).
@@ -191,7 +191,3 @@ Load average (1/5/15 min) before: {load_before}; after: {load_after} (2 cores, s
 """
     write_section(f"Retriever: ANN index on {rows:,} synthetic vectors", body)
     print(body)
-
-
-if __name__ == "__main__":
-    main()

@@ -78,7 +78,7 @@ def make_eval_asset(name: str, settings: Settings) -> dg.AssetsDefinition:
         checks.append(dg.AssetCheckSpec(
             GATE_CHECK, asset=key,
             description="The gate mode's retrieval metric (evals.gate_metric, nDCG@10 by default) is not more "
-            "than evals.regression_margin below the baseline run's in MLflow (`python -m evals baseline set`)."))
+            "than evals.regression_margin below the baseline run's in MLflow (`ragyard eval baseline set`)."))
 
     @dg.asset(
         key=key,

@@ -2,7 +2,7 @@
 
 The baseline is the retrieval run tagged `ragyard.baseline=true` for the same eval set: the same
 dataset, dataset size (so the quick subset has its own) and search mode. One run per eval set
-carries the tag: `set_baseline` moves it (CLI: `python -m evals baseline set`). An explicit tag,
+carries the tag: `set_baseline` moves it (CLI: `ragyard eval baseline set`). An explicit tag,
 rather than "the best run" or "the latest run", because a baseline is a decision: the best run
 may come from a setting that was rolled back, and the latest may be the regression itself. With
 no baseline yet and `evals.adopt_first_baseline` on, the first gated run becomes the baseline.
@@ -101,7 +101,7 @@ def check_regression(client, run_id: str, settings: Settings) -> GateResult:
             return GateResult(True, e.gate_metric, current, current, e.regression_margin, run_id, run_id,
                               "no baseline recorded for this eval set: this run became the baseline")
         return GateResult(True, e.gate_metric, current, None, e.regression_margin, run_id, None,
-                          "no baseline recorded for this eval set; set one with `python -m evals baseline set`")
+                          "no baseline recorded for this eval set; set one with `ragyard eval baseline set`")
     baseline = baseline_run.data.metrics[e.gate_metric]
     passed = current >= baseline - e.regression_margin
     verdict = "within" if passed else "more than"

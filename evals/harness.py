@@ -215,6 +215,6 @@ def run_eval(name: str, settings: Settings, quick: bool = False, log_to_mlflow: 
     experiment = experiment_for(name, report, settings)
     run_ids = log_report(client, experiment, name, report, common, quick) if client is not None else []
     if docs is not None:
-        command = f"python -m evals run {name}" + (" --quick" if quick else "")
+        command = f"ragyard eval run {name}" + (" --quick" if quick else "")
         write_summary(name, experiment, report, common, command, docs)
     return HarnessResult(name, report, experiment, run_ids)

@@ -5,12 +5,11 @@ benign texts are split in two halves, seeded. On the calibration half the thresh
 score that flags at most 1% of benign texts; on the test half we report recall at 1% FPR (its
 own ROC point), precision, recall and F1 at the calibrated threshold, and the p50 latency per text.
 PII: per-entity precision, recall and F2 on Faker values in sentences; a prediction counts when it
-overlaps a gold span of its entity. Run it alone with ``python -m evals.safety [--quick]``.
+overlaps a gold span of its entity. Run it with ``ragyard eval run safety [--quick]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import statistics
@@ -262,36 +261,3 @@ def summary(runs: list[EvalRun], quick: bool) -> str:
               f"{m['benign_texts_with_pii_finding']:.3f}; p50 {m['latency_p50_ms']:.1f} ms per sentence."]
     return "\n".join(lines)
 
-
-def write_docs_section(report: EvalReport) -> None:
-    """Until the eval harness writes docs/evals.md, write our section the way benchmarks do theirs."""
-    import datetime as dt
-    import re
-    from pathlib import Path
-
-    from ragyard.docs_report import machine
-
-    path = Path(__file__).resolve().parent.parent / "docs" / "evals.md"
-    title = f"Safety (experiment `{report.experiment}`)"
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-    section = (f"## {title}\n\n_Measured {stamp} on {machine()}._ Command: `python -m evals.safety`.\n\n"
-               f"{report.summary_markdown}\n")
-    text = path.read_text()
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m evals.safety", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small subset of every set")
-    parser.add_argument("--write-docs", action="store_true", help="replace the Safety section of docs/evals.md")
-    args = parser.parse_args(argv)
-    report = evaluate(Settings(), quick=args.quick)
-    print(report.summary_markdown)
-    if args.write_docs:
-        write_docs_section(report)
-
-
-if __name__ == "__main__":
-    main()

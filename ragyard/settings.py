@@ -250,7 +250,7 @@ class ModelPrice(BaseModel):
 
 class RouterSettings(ServiceEndpoint):
     port: int = 3000
-    # Auth: every request needs a key made by `python -m router keys create` unless this is false.
+    # Auth: every request needs a key made by `ragyard keys create` unless this is false.
     require_api_key: bool = True
     # Extra OpenAI-compatible upstreams (base URLs without /v1) besides the LLM bento; their models
     # join the catalog and serve as fallbacks, each behind its own circuit breaker.
@@ -302,7 +302,7 @@ class RouterSettings(ServiceEndpoint):
 
     # ---- cost-quality routing (router/routing/policies.py) ----
     # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
-    # in MLflow as routing_model_name@routing_model_alias (trained by `python -m evals run router`).
+    # in MLflow as routing_model_name@routing_model_alias (trained by `ragyard eval run router`).
     routing_policy: str = Field(default="strongest", pattern=r"^[a-z_]{1,32}$")
     # threshold: min predicted quality (token F1 scale); 0.19 recovered 80% of the SmolLM2 -> Qwen 0.5B gap
     # at 77% strong calls in the router eval of 2026-11-27 (docs/evals.md)

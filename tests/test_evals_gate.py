@@ -7,11 +7,11 @@ import uuid
 import dagster as dg
 import pytest
 
-from evals.__main__ import main
 from evals.baseline import BASELINE_TAG, check_regression
 from evals.assets import GATE_CHECK, INDEX_ASSET, LOGGED_CHECK, eval_definitions, eval_run_key, make_eval_asset
 from pipelines.assets import vector_index
 from pipelines.materialize import materialize_ingest
+from ragyard.cli import main
 from ragyard.settings import EvalsSettings, Settings, settings_env
 from ragyard.tracking import mlflow_client
 from tests.conftest import run_ingest
@@ -95,7 +95,7 @@ def test_the_gate_passes_on_the_normal_setting_and_trips_on_a_degraded_one(gated
     for key, value in {"RAGYARD_MLFLOW__URL": settings.mlflow.url,
                        "RAGYARD_EVALS__EXPERIMENTS": json.dumps(settings.evals.experiments)}.items():
         monkeypatch.setenv(key, value)
-    assert main(["baseline", "set", "--run-id", degraded_run]) == 0
+    assert main(["eval", "baseline", "set", "--run-id", degraded_run]) == 0
     assert f"baseline: run {degraded_run} (was {baseline_run})" in capsys.readouterr().out
     assert BASELINE_TAG not in client.get_run(baseline_run).data.tags
     assert check_regression(client, degraded_run, settings).passed

@@ -12,9 +12,9 @@ import pytest
 from mlflow import MlflowClient
 
 from evals import harness
-from evals.__main__ import main
 from evals.harness import EvalUnavailable, available_evals, load_eval, run_eval, table_csv
 from evals.harness_types import EvalReport, EvalRun
+from ragyard.cli import main
 from ragyard.settings import MlflowSettings, Settings
 
 TOY = "tests.toy_eval_module"
@@ -103,7 +103,7 @@ def test_a_run_logs_params_metrics_tags_and_tables_to_mlflow(registry, eval_sett
     text = docs.read_text()
     assert text.startswith("# Evaluation results")
     assert f"## Toy (experiment `{experiment}`)" in text and "(n=2)" in text
-    assert "Command: `python -m evals run toy --quick`" in text and "_Measured " in text
+    assert "Command: `ragyard eval run toy --quick`" in text and "_Measured " in text
 
 
 def test_the_docs_section_of_an_eval_is_replaced_and_the_others_kept(registry, tmp_path, eval_settings):
@@ -120,14 +120,14 @@ def test_cli_all_runs_what_is_present_and_reports_failures(registry, eval_settin
     for key, value in {"RAGYARD_HOME": str(eval_settings.home), "RAGYARD_MLFLOW__URL": eval_settings.mlflow.url,
                        "RAGYARD_EVALS__EXPERIMENTS": json.dumps({"toy": f"toy-{uuid.uuid4().hex[:8]}"})}.items():
         monkeypatch.setenv(key, value)
-    assert main(["run", "all", "--quick"]) == 2  # one eval failed
+    assert main(["eval", "run", "all", "--quick"]) == 2  # one eval failed
     out, err = capsys.readouterr()
     assert "evals present: toy, failing; not in this checkout: ghost" in out
     assert "## toy" in out and "MLflow runs in experiment 'toy-" in out
     assert "error: eval failing: ConnectionError: the llm bento" in err
 
-    assert main(["run", "toy", "--quick", "--no-mlflow"]) == 0
-    assert main(["run", "ghost"]) == 2
+    assert main(["eval", "run", "toy", "--quick", "--no-mlflow"]) == 0
+    assert main(["eval", "run", "ghost"]) == 2
     assert "module evals.no_such_eval is not in this checkout" in capsys.readouterr().err
 
 
@@ -136,5 +136,5 @@ def test_cli_reports_an_unreachable_mlflow_without_a_traceback(registry, tmp_pat
 
     monkeypatch.setenv("RAGYARD_HOME", str(tmp_path))
     monkeypatch.setenv("RAGYARD_MLFLOW__URL", f"http://127.0.0.1:{free_port()}")
-    assert main(["run", "toy"]) == 2
+    assert main(["eval", "run", "toy"]) == 2
     assert "error: eval toy: MlflowException" in capsys.readouterr().err

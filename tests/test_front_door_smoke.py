@@ -35,7 +35,7 @@ def front_door(tmp_path_factory, smollm2_path):
         settings.llm.url = llm_url
         env = {**settings_env(settings), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
         with serving_bento("bentos.router.service:Router", home / "router", env) as router_url:
-            made = subprocess.run([sys.executable, "-m", "router", "keys", "create", "--name", "smoke"],
+            made = subprocess.run([sys.executable, "-m", "ragyard", "keys", "create", "--name", "smoke"],
                                   env={**os.environ, **env},
                                   capture_output=True, text=True, timeout=60, check=True)
             key = made.stdout.strip().splitlines()[-1]

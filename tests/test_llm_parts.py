@@ -124,5 +124,5 @@ def test_a_serving_process_assembles_installed_slices_but_never_runs_pip(sliced_
     assert resolve_gguf(model.name, tmp_path / "models").read_bytes() == joined
     monkeypatch.setattr(models, "package_dir", lambda package: None)  # the packages are gone
     monkeypatch.setattr(models, "pip_install", lambda requirements: pytest.fail("pip ran"))
-    with pytest.raises(models.ModelNotInstalled, match="python -m bentos.llm.models install --only fake"):
+    with pytest.raises(models.ModelNotInstalled, match="ragyard models install --only fake"):
         install(model, tmp_path / "other", pip=False)

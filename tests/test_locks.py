@@ -140,7 +140,12 @@ def shipped_by_image(image: str) -> set[Path]:
     *((f"bentos/{b}/requirements.lock", module, lambda b=b: shipped_by_bento(b)) for b, module in BENTOS.items()),
     ("infra/images/pipelines/requirements.lock", "pipelines.definitions", lambda: shipped_by_image("pipelines")),
     ("infra/images/pipelines/requirements.lock", "evals.definitions", lambda: shipped_by_image("pipelines")),
-], ids=[*BENTOS, "pipelines-image", "evals-code-location"])
+    # The commands an operator runs inside a bento's image (docs/deploy.md, the dev overlay's model installer).
+    ("bentos/router/requirements.lock", "ragyard.cli.keys", lambda: shipped_by_bento("router")),
+    ("bentos/llm/requirements.lock", "ragyard.cli.models", lambda: shipped_by_bento("llm")),
+    ("bentos/llm/requirements.lock", "ragyard.__main__", lambda: shipped_by_bento("llm")),
+], ids=[*BENTOS, "pipelines-image", "evals-code-location", "router-keys-command", "llm-models-command",
+        "python-m-ragyard"])
 def test_each_deployable_ships_every_module_its_code_imports_and_locks_every_package(lock, start, shipped):
     """Read from the source, lazy imports included: a module or package an image lacks fails there,
     not here (the pipelines image once lacked `benchmarks`, and `dagster api grpc` died on start)."""

@@ -80,8 +80,8 @@ class Stack:
         return json.loads(self.cli(*args, env=env))["key"]
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
-        """`python -m router ARGS` with the stack's settings, and `env` on top."""
-        result = subprocess.run([str(VENV_BIN / "python"), "-m", "router", *args], capture_output=True, text=True,
+        """`ragyard ARGS` (as `python -m ragyard`) with the stack's settings, and `env` on top."""
+        result = subprocess.run([str(VENV_BIN / "python"), "-m", "ragyard", *args], capture_output=True, text=True,
                                 env={**os.environ, **settings_env(self.settings), **(env or {})}, timeout=60,
                                 check=True)
         return result.stdout

