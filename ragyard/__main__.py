@@ -72,15 +72,18 @@ def _print_urls(services: list[ServiceStatus]) -> None:
             console.print(f"[bold red]FAILED {svc.name}: {svc.last_exit}[/bold red]\n"
                           "  the other services keep running; its log is in the logs folder; "
                           "`python -m ragyard status` shows the state of every service")
+        elif svc.state is not ServiceState.UP:
+            console.print(f"[bold yellow]RESTARTING {svc.name}: {svc.last_exit}[/bold yellow]\n"
+                          "  retried in the background; `python -m ragyard status` tells when it is up")
     # A plain, unwrapped line too, for scripts that wait on it: the services that are up.
     print("READY " + " ".join(f"{s.name}={s.url}" for s in services if s.url and s.state is ServiceState.UP),
           flush=True)
 
 
 def _index(settings: Settings, timeout_s: float, services: dict[str, ServiceStatus]) -> bool:
-    """Build the index unless Dagster failed; a failure of the build leaves the services running."""
-    if services["dagster"].state is ServiceState.FAILED:
-        console.print("[red]not building the index: dagster failed to start[/red]")
+    """Build the index if Dagster is up; a failure of the build leaves the services running."""
+    if (dagster := services["dagster"]).state is not ServiceState.UP:
+        console.print(f"[red]not building the index: dagster is {dagster.state.value} ({dagster.last_exit})[/red]")
         return False
     try:
         return _build_index(settings, timeout_s)
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with ServiceKeeper(specs, settings.logs_dir, settings.supervisor, status_file) as keeper:
             console.print(f"data directory: {settings.home}; logs: {settings.logs_dir}")
-            started = keeper.start_all()  # returns once every service is healthy or has failed
+            started = keeper.start_all()  # returns once every service is up, failed, or has crashed once
             services = {s.name: s for s in started}
             if services.get("mlflow") is None or services["mlflow"].state is ServiceState.UP:
                 _seed_prompts(settings)

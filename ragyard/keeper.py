@@ -17,7 +17,7 @@ its own (``ragyard run``'s main thread meanwhile builds the index):
 Typical use::
 
     with ServiceKeeper(specs, logs_dir, settings.supervisor, status_file) as keeper:
-        keeper.start_all()     # returns once every service is up or failed
+        keeper.start_all()     # returns once every service is up, failed, or has crashed once
         ...
         keeper.wait_forever()  # returns only when every service has failed
 """
@@ -34,6 +34,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from ragyard.settings import SupervisorSettings
 from ragyard.status import (
@@ -57,7 +59,6 @@ log = logging.getLogger("ragyard.supervisor")
 
 # How often the keeper lists every service's descendants (to stop them after their parent died).
 _TREE_REFRESH_S = 2.0
-_SETTLED = (ServiceState.UP, ServiceState.FAILED)
 
 
 def restart_delay(crashes: int, settings: SupervisorSettings) -> float:
@@ -80,6 +81,11 @@ class _Kept:
     crashes: collections.deque[float] = field(default_factory=collections.deque)  # monotonic, within the window
     start_at: float = 0.0  # monotonic time of the next start, while pid is None
     healthy_by: float = 0.0  # monotonic deadline of its health check, while starting
+
+    @property
+    def first_attempt_over(self) -> bool:
+        """Up, failed, or crashed at least once."""
+        return self.state in (ServiceState.UP, ServiceState.FAILED) or self.last_exit is not None
 
     def status(self) -> ServiceStatus:
         return ServiceStatus(name=self.spec.name, state=self.state, pid=self.pid, restarts=self.restarts,
@@ -108,11 +114,13 @@ class ServiceKeeper:
     # -- the main thread's side ---------------------------------------------------------------
 
     def start_all(self) -> list[ServiceStatus]:
-        """Start every service (in parallel) and return once each is up or has failed."""
+        """Start every service (in parallel) and return once each is up, or has failed, or has crashed
+        at least once: one in a crash loop of long start-ups (minutes each) must not hold back the
+        report of the others; it is retried in the background."""
         self._publish()
         self._thread = threading.Thread(target=self._watch, name="ragyard-keeper", daemon=True)
         self._thread.start()
-        return self._wait_until(lambda kept: all(k.state in _SETTLED for k in kept))
+        return self._wait_until(lambda kept: all(k.first_attempt_over for k in kept))
 
     def wait_forever(self) -> list[ServiceStatus]:
         """Block while any service is not failed (until Ctrl-C, in practice)."""
@@ -180,13 +188,14 @@ class ServiceKeeper:
         elif kept.state is not ServiceState.UP and time.monotonic() > kept.healthy_by:
             self._crashed(kept, f"not healthy within {kept.spec.startup_timeout_s:g} s")
 
-    def _check_health(self, pool: ThreadPoolExecutor, client) -> None:
+    def _check_health(self, pool: ThreadPoolExecutor, client: httpx.Client) -> None:
         """One health check of every started service that is not up yet, all at once."""
         waiting = [k for k in self._kept.values() if k.pid is not None and k.state is not ServiceState.UP]
         for kept, healthy in zip(waiting, pool.map(lambda k: is_healthy(k.spec, client), waiting)):
             if healthy and self.supervisor.exit_reason(kept.spec.name) is None:
                 again = " again" if kept.state is ServiceState.RESTARTING else ""
-                log.info("%s is healthy%s%s", kept.spec.name, again, f": {kept.spec.ui_url}" if kept.spec.ui_url else "")
+                url = f": {kept.spec.ui_url}" if kept.spec.ui_url else ""
+                log.info("%s is healthy%s%s", kept.spec.name, again, url)
                 # The processes it started while booting (BentoML's workers): known from now on.
                 self.supervisor.refresh_trees()
                 with self._changed:
@@ -248,6 +257,6 @@ class ServiceKeeper:
         if self.status_file is None:
             return
         with self._changed:
-            status = PlatformStatus(supervisor_pid=os.getpid(), supervisor_started_at=self._started_at, updated_at=now(),
-                                    services=[k.status() for k in self._kept.values()])
+            status = PlatformStatus(supervisor_pid=os.getpid(), supervisor_started_at=self._started_at,
+                                    updated_at=now(), services=[k.status() for k in self._kept.values()])
             write_status(self.status_file, status)

@@ -24,6 +24,8 @@ How "no orphan process" is achieved:
   of them to disappear, then sends SIGKILL and waits again;
 * a second interrupt while stopping kills the remaining services at once instead of abandoning them.
 
+``ServiceSpec`` (what a service is, how to check its health) lives in ``ragyard.service_spec``.
+
 Services run in their own session, so a Ctrl-C typed in the terminal reaches only the
 supervisor (the terminal's foreground process group), which then stops the services in
 reverse start order.
@@ -35,23 +37,24 @@ import logging
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
-import httpx
 import psutil
+
+from ragyard.service_spec import (
+    HEALTH_POLL_S,
+    ServiceSpec,
+    health_client,
+    is_healthy,
+    port_in_use,
+)
 
 log = logging.getLogger("ragyard.supervisor")
 
-# Interval between two health checks while a service starts.
-HEALTH_POLL_S = 0.25
-# Timeout of one health check (HTTP request or TCP connect).
-HEALTH_CHECK_TIMEOUT_S = 2.0
 # Interval between two "is the process group gone yet?" checks while stopping.
 _STOP_POLL_S = 0.05
 # How long to wait for a process group to disappear after SIGKILL. Descendants that outlived
@@ -61,31 +64,6 @@ _KILL_TIMEOUT_S = 10.0
 # How much of a service's log a failure report quotes.
 _LOG_TAIL_LINES = 20
 _LOG_TAIL_MAX_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """How to run one service and how to tell that it is ready."""
-
-    name: str  # e.g. "milvus"; also names the log file
-    argv: list[str]  # command to exec
-    # HTTP URL that must answer with a status below 400 for the service to be healthy.
-    health_url: str | None = None
-    # Or: (host, port) that must accept a TCP connection. With both set, both must pass;
-    # with neither, the service counts as healthy as soon as it has been started and is running.
-    health_tcp: tuple[str, int] | None = None
-    ui_url: str | None = None  # logged for the user once the service is healthy
-    env: dict[str, str] = field(default_factory=dict)  # merged over os.environ
-    cwd: str | None = None
-    startup_timeout_s: float = 120.0
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        """The (host, port) the service listens on, as far as its health check tells."""
-        if self.health_tcp is not None:
-            return self.health_tcp
-        url = urlparse(self.health_url or "")
-        return (url.hostname, url.port) if url.hostname and url.port else None
 
 
 class ServiceFailed(RuntimeError):
@@ -178,37 +156,6 @@ def install_signal_handlers() -> None:
         signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
 
 
-def is_healthy(spec: ServiceSpec, client: httpx.Client) -> bool:
-    """One health check of the service: its TCP port accepts, its health URL answers below 400."""
-    if spec.health_tcp is not None:
-        try:
-            with socket.create_connection(spec.health_tcp, timeout=HEALTH_CHECK_TIMEOUT_S):
-                pass
-        except OSError:
-            return False
-    if spec.health_url is not None:
-        try:
-            response = client.get(spec.health_url)
-        except httpx.HTTPError:
-            return False
-        if response.status_code >= 400:
-            return False
-    return True
-
-
-def health_client() -> httpx.Client:
-    # trust_env=False: health URLs are local, never to be sent through an HTTP(S)_PROXY.
-    return httpx.Client(timeout=HEALTH_CHECK_TIMEOUT_S, trust_env=False)
-
-
-def _port_in_use(address: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(address, timeout=HEALTH_CHECK_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
 class Supervisor:
     """Starts services, checks their health, and stops them (with all their descendants).
 
@@ -238,9 +185,10 @@ class Supervisor:
         Raises ServiceFailed, starting nothing, when another process already listens on the
         service's port (the health check would otherwise pass against that process).
         """
-        if spec.address is not None and _port_in_use(spec.address):
+        if spec.address is not None and port_in_use(spec.address):
             host, port = spec.address
-            raise ServiceFailed(f"service {spec.name!r} not started: {host}:{port} is already in use by another process")
+            raise ServiceFailed(f"service {spec.name!r} not started: {host}:{port} is already in use "
+                                "by another process")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{spec.name}.log"
         with self._lock:
