@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -60,7 +61,7 @@ def _seed_prompts(settings: Settings) -> None:
     console.print(f"prompt {prompt.name}@{prompt.alias} is version {prompt.version}")
 
 
-def _print_urls(services: list[ServiceStatus]) -> None:
+def _print_urls(services: list[ServiceStatus], logs_dir: Path) -> None:
     table = Table(title="ragyard is running (Ctrl-C stops everything)")
     for column in ("service", "state", "URL", "pid"):
         table.add_column(column)
@@ -70,7 +71,7 @@ def _print_urls(services: list[ServiceStatus]) -> None:
     for svc in services:
         if svc.state is ServiceState.FAILED:
             console.print(f"[bold red]FAILED {svc.name}: {svc.last_exit}[/bold red]\n"
-                          "  the other services keep running; its log is in the logs folder; "
+                          f"  the other services keep running; its log: {logs_dir / f'{svc.name}.log'}; "
                           "`python -m ragyard status` shows the state of every service")
         elif svc.state is not ServiceState.UP:
             console.print(f"[bold yellow]RESTARTING {svc.name}: {svc.last_exit}[/bold yellow]\n"
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             services = {s.name: s for s in started}
             if services.get("mlflow") is None or services["mlflow"].state is ServiceState.UP:
                 _seed_prompts(settings)
-            _print_urls(started)
+            _print_urls(started, settings.logs_dir)
             indexed = args.skip_index or _index(settings, args.index_timeout, services)
             all_up = all(s.state is ServiceState.UP for s in started)
             if args.exit_after_start:

@@ -129,7 +129,7 @@ def _signal_tree(svc: _Running, sig: signal.Signals) -> None:
             pass
 
 
-def describe_exit(returncode: int) -> str:
+def _describe_exit(returncode: int) -> str:
     if returncode >= 0:
         return f"exited with code {returncode}"
     # Popen's convention: a negative code means "killed by signal -returncode".
@@ -255,7 +255,7 @@ class Supervisor:
     def exit_reason(self, name: str) -> str | None:
         """None while the service runs; else how it ended (exit code, or the signal that killed it)."""
         returncode = self._running(name).proc.poll()
-        return None if returncode is None else describe_exit(returncode)
+        return None if returncode is None else _describe_exit(returncode)
 
     def refresh_trees(self) -> None:
         """Remember every service's current descendants, to stop them even after their parent died."""
