@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+from ragyard.service_spec import ServiceSpec
 from ragyard.settings import Settings, settings_env
-from ragyard.supervisor import ServiceSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _BIN = Path(sys.executable).parent

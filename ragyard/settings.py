@@ -417,6 +417,18 @@ class DagsterSettings(BaseModel):
         return f"http://{self.host}:{self.port}"
 
 
+class SupervisorSettings(BaseModel):
+    """How `ragyard run` keeps its services running: a service that exits (or never becomes healthy)
+    is restarted after a jittered exponential backoff, until it has crashed `max_crashes` times within
+    `crash_window_s`; then it is marked failed and the others keep serving."""
+
+    restart_backoff_s: float = Field(default=1.0, gt=0)  # before the first restart; doubles per crash in the window
+    restart_backoff_max_s: float = Field(default=60.0, gt=0)
+    max_crashes: int = Field(default=5, ge=1)
+    crash_window_s: float = Field(default=600.0, gt=0)
+    stop_timeout_s: float = Field(default=15.0, gt=0)  # SIGTERM to SIGKILL when stopping a service
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGYARD_", env_nested_delimiter="__", extra="ignore")
 
@@ -434,6 +446,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     dagster: DagsterSettings = Field(default_factory=DagsterSettings)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
 
     @field_validator("home")
     @classmethod

@@ -440,9 +440,13 @@ class Flow:
         request = prepared.request
         search = SearchRequest(query=request.question or request.messages[-1]["content"], top_k=self.config.top_k,
                                mode=self.config.retrieval_mode)
+        timeout_s = self.config.retrieve_timeout_s
         with self.step(prepared, "retrieve", top_k=search.top_k, mode=search.mode) as span:
-            response = await self.guard(prepared, self.retriever.search(search, self.config.retrieve_timeout_s),
-                                        self.config.retrieve_timeout_s)
+            try:
+                response = await self.guard(prepared, self.retriever.search(search, timeout_s), timeout_s)
+            except asyncio.TimeoutError as exc:  # e.g. a restarting bento: its port accepts, nothing answers yet
+                raise BackendUnavailable(f"retriever at {self.retriever.url} did not answer within {timeout_s:g} s") \
+                    from exc
             span.attributes["chunk_ids"] = [h.chunk_id for h in response.hits]
         return [h.model_dump() for h in response.hits]
 

@@ -2,18 +2,16 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from ragyard.supervisor import ServiceFailed, ServiceSpec, Supervisor
 from tests.conftest import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # A service that accepts TCP connections on 127.0.0.1:<argv[1]> (the kernel completes them
 # from the listen backlog; nothing needs to accept).
@@ -64,7 +62,7 @@ def test_start_two_services_then_stop_all(tmp_path):
             # Each service leads its own session and process group.
             assert os.getsid(pid) == pid
             assert os.getpgid(pid) == pid
-        sup.check_alive()
+        assert sup.exit_reason("web") is None and sup.exit_reason("tcp") is None
         sup.stop_all()
         assert sup.pids() == {}
         for pid in pids.values():
@@ -171,21 +169,53 @@ def test_service_never_healthy_times_out(tmp_path):
     assert_gone(pid)  # the context manager stopped it
 
 
-def test_check_alive_raises_after_external_kill(tmp_path):
+def test_exit_reason_after_external_kill(tmp_path):
     with Supervisor(tmp_path / "logs") as sup:
         sup.start_all([tcp_service("victim")])
-        sup.check_alive()
+        assert sup.exit_reason("victim") is None
         os.kill(sup.pids()["victim"], signal.SIGKILL)
         deadline = time.monotonic() + 10
-        with pytest.raises(ServiceFailed) as failed:
-            while time.monotonic() < deadline:
-                sup.check_alive()
-                time.sleep(0.05)
-        assert "'victim'" in str(failed.value)
-        assert "SIGKILL" in str(failed.value)
-        # The process is known dead now, so wait_forever raises at its first check.
-        with pytest.raises(ServiceFailed):
-            sup.wait_forever(poll_s=0.05)
+        while sup.exit_reason("victim") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sup.exit_reason("victim") == "exited with code -9 (killed by SIGKILL)"
+        failure = str(sup.failure("victim", sup.exit_reason("victim")))
+        assert "'victim'" in failure and "SIGKILL" in failure and "(no output)" in failure
+
+
+def test_stop_reaches_descendants_in_sessions_of_their_own(tmp_path):
+    """BentoML's process manager starts its workers with setsid: a signal to the service's group
+    misses them, yet stopping the service must not leave them behind."""
+    port = free_port()
+    pid_file = tmp_path / "worker.pid"
+    spawner = textwrap.dedent(
+        """
+        import socket, subprocess, sys, time
+        worker = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        open(sys.argv[2], "w").write(str(worker.pid))
+        s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+        time.sleep(300)
+        """
+    )
+    spec = ServiceSpec("spawner", [sys.executable, "-c", spawner, str(port), str(pid_file)],
+                       health_tcp=("127.0.0.1", port))
+    with Supervisor(tmp_path / "logs") as sup:
+        sup.start_all([spec])
+        pid = sup.pids()["spawner"]
+        worker = int(pid_file.read_text())
+        assert os.getpgid(worker) == worker != pid
+        sup.stop_all()
+    assert_gone(pid)
+    assert_gone(worker)
+
+
+def test_a_port_taken_by_another_process_is_refused_before_starting(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with Supervisor(tmp_path / "logs") as sup:
+            with pytest.raises(ServiceFailed, match=f"127.0.0.1:{port} is already in use by another process"):
+                sup.start(ServiceSpec("late", [sys.executable, "-c", TCP_LISTENER, str(port)],
+                                      health_url=f"http://127.0.0.1:{port}/health"))
+            assert sup.pids() == {}
 
 
 def test_second_interrupt_while_stopping_kills_at_once(tmp_path):
@@ -215,53 +245,3 @@ def test_second_interrupt_while_stopping_kills_at_once(tmp_path):
         assert time.monotonic() - started < 15  # not the 60 s grace period
         assert sup.pids() == {}
         assert_gone(pid)
-
-
-def test_sigterm_to_supervising_process_stops_services(tmp_path):
-    """End to end: install_signal_handlers + `with Supervisor` in a script that gets `kill`ed."""
-    pid_file = tmp_path / "service.pid"
-    script = textwrap.dedent(
-        """
-        import logging, sys
-        from pathlib import Path
-        from ragyard.supervisor import ServiceSpec, Supervisor, install_signal_handlers
-        logging.basicConfig(level=logging.INFO)
-        install_signal_handlers()
-        port = int(sys.argv[2])
-        listener = [sys.executable, "-c", sys.argv[3], str(port)]
-        with Supervisor(Path(sys.argv[1]) / "logs") as sup:
-            sup.start_all([ServiceSpec("svc", listener, health_tcp=("127.0.0.1", port))])
-            Path(sys.argv[1], "service.pid.tmp").write_text(str(sup.pids()["svc"]))
-            Path(sys.argv[1], "service.pid.tmp").rename(Path(sys.argv[1], "service.pid"))
-            sup.wait_forever(poll_s=0.1)
-        """
-    )
-    with open(tmp_path / "supervisor.log", "wb") as out:
-        supervising = subprocess.Popen(
-            [sys.executable, "-c", script, str(tmp_path), str(free_port()), TCP_LISTENER],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-            start_new_session=True,
-        )
-    service_pid = None
-    try:
-        deadline = time.monotonic() + 30
-        while not pid_file.exists() and supervising.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert pid_file.exists(), (tmp_path / "supervisor.log").read_text()
-        service_pid = int(pid_file.read_text())
-        supervising.send_signal(signal.SIGTERM)
-        supervising.wait(timeout=30)
-        log_text = (tmp_path / "supervisor.log").read_text()
-        assert "stopping svc" in log_text, log_text
-        assert_gone(service_pid)
-    finally:
-        # Only does something if the test failed: leave no process behind either way.
-        for pgid in (supervising.pid, service_pid):
-            if pgid is not None:
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        supervising.wait()

