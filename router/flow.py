@@ -34,7 +34,7 @@ from ragyard.clients.retriever import RetrieverClient
 from ragyard.clients.safety import SafetyClient, SafetyRequestRejected, SafetyUnavailable
 from ragyard.contracts.retriever import SearchRequest
 from ragyard.contracts.safety import conceal, restore
-from ragyard.settings import Settings
+from ragyard.settings import RouterBentoSettings
 from router.cache import CacheHit, ResponseCache, cache_scope, exact_key
 from router.catalog import Catalog, CatalogEntry, CatalogUnavailable, Upstream
 from router.generation import Generated, Generator, UpstreamRejected
@@ -154,7 +154,7 @@ class Prepared:
 
 
 class Flow:
-    def __init__(self, settings: Settings, tracer: Tracer | None = None):
+    def __init__(self, settings: RouterBentoSettings, tracer: Tracer | None = None):
         self.settings = settings
         self.config = settings.router
         self.http = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=200))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 # What MLflow calls a template variable: `{{ name }}`.
 from mlflow.prompt.constants import PROMPT_TEMPLATE_VARIABLE_PATTERN as VARIABLE
 
-from ragyard.settings import PromptSettings, Settings
+from ragyard.settings import PromptSettings, RouterBentoSettings
 from ragyard.tracking import mlflow_client
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class PromptResolver:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PromptResolver:
+    def from_settings(cls, settings: RouterBentoSettings) -> PromptResolver:
         return cls(settings.mlflow.url, settings.prompts)
 
     def resolve(self, name: str | None = None, user_id: str | None = None) -> ResolvedPrompt:
@@ -183,7 +183,7 @@ class PromptResolver:
         return ResolvedPrompt(name, int(version.version), alias, _template_of(version))
 
 
-def seed_prompts(settings: Settings) -> ResolvedPrompt:
+def seed_prompts(settings: RouterBentoSettings) -> ResolvedPrompt:
     """Register the built-in RAG prompt and point the default alias at it, unless the alias exists.
 
     Idempotent: with the alias already set (by an earlier run, or moved by hand) nothing changes.
@@ -212,10 +212,8 @@ _resolvers: dict[tuple[str, str], PromptResolver] = {}
 _resolvers_lock = threading.Lock()
 
 
-def resolve_prompt(name: str | None = None, user_id: str | None = None,
-                   settings: Settings | None = None) -> ResolvedPrompt:
+def resolve_prompt(name: str | None, user_id: str | None, settings: RouterBentoSettings) -> ResolvedPrompt:
     """`PromptResolver.resolve` through one resolver per (MLflow URL, prompt settings) in this process."""
-    settings = settings or Settings()
     key = (settings.mlflow.url, settings.prompts.model_dump_json())
     with _resolvers_lock:
         resolver = _resolvers.get(key)

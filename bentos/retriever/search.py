@@ -8,7 +8,7 @@ from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker, WeightedRanker
 
 from ragyard import collection as col
 from ragyard.contracts.retriever import IndexInfo
-from ragyard.settings import Settings
+from ragyard.settings import RetrieverBentoSettings
 
 HIT_FIELDS = [col.CHUNK_ID, col.DOC_ID, col.SOURCE, col.TITLE, col.SECTION, col.TEXT]
 
@@ -35,7 +35,7 @@ class Searcher:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Searcher":
+    def from_settings(cls, settings: RetrieverBentoSettings) -> "Searcher":
         r = settings.retriever
         m = settings.milvus
         return cls(m.uri, m.token, m.collection, settings.embedder.dim, m.timeout_s, fusion=r.fusion, rrf_k=r.rrf_k,

@@ -19,7 +19,7 @@ from bentos.retriever.filters import FilterError, filter_expression
 from bentos.retriever.rerank import Reranker
 from ragyard.contracts.retriever import Hit, IndexInfo, SearchRequest, SearchResponse, Timings
 from bentos.retriever.search import CollectionUnavailable, Searcher
-from ragyard.settings import Settings
+from ragyard.settings import RetrieverBentoSettings
 
 logger = logging.getLogger("ragyard.retriever")
 # GET routes beside BentoML's POST APIs; mounted at the root, it answers only the routes it has.
@@ -41,7 +41,7 @@ def candidate_count(top_k: int, rerank: bool, max_top_k: int) -> int:
 @bentoml.asgi_app(index_app, path="/")
 class Retriever:
     def __init__(self) -> None:
-        settings = Settings()
+        settings = RetrieverBentoSettings()
         self.settings = settings
         self.limits = settings.retriever
         self.embedder = EmbedderClient(settings.embedder.url)

@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse, StreamingResponse
 
 from bentos.router.schemas import ChatCompletionRequest, FeedbackRequest, openai_error
-from ragyard.settings import Settings
+from ragyard.settings import RouterBentoSettings
 from router.flow import AUTO, RAG_PREFIX, ChatRequest, Flow, FlowError, Outcome
 from router.keys import ApiKey
 from router.limits import retry_after_header
@@ -94,7 +94,7 @@ def chunk(request_id: str, created: int, model: str, delta: dict, finish_reason:
 @bentoml.asgi_app(openai_app, path="/v1")
 class Router:
     def __init__(self) -> None:
-        self.settings = Settings()
+        self.settings = RouterBentoSettings()
         self.config = self.settings.router
         self.flow = Flow(self.settings)
 

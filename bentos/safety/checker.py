@@ -10,7 +10,7 @@ from bentos.safety.pii import PiiDetector
 from bentos.safety.redaction import Redactor
 from ragyard.contracts.safety import Action, Category, CheckResponse, Direction, Finding
 from bentos.safety.toxicity import ToxicityDetector
-from ragyard.settings import DirectionPolicy, SafetySettings, Settings
+from ragyard.settings import DirectionPolicy, SafetyBentoSettings, SafetySettings
 
 # The strongest action wins when several categories have findings.
 ACTION_RANK: dict[str, int] = {"allow": 0, "flag": 1, "redact": 2, "block": 3}
@@ -40,7 +40,7 @@ class SafetyChecker:
         self.redactor = Redactor(settings.pseudonym_key)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SafetyChecker":
+    def from_settings(cls, settings: SafetyBentoSettings) -> "SafetyChecker":
         return cls(settings.safety, settings.home)
 
     def detectors(self) -> dict[str, object]:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 
 from bentos.safety.checker import SafetyChecker
 from ragyard.contracts.safety import CheckBatchRequest, CheckBatchResponse, CheckRequest, CheckResponse, Direction
-from ragyard.settings import SafetySettings, Settings
+from ragyard.settings import SafetyBentoSettings, SafetySettings
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -31,7 +31,7 @@ def refusal(item: CheckRequest, field: str, limits: SafetySettings) -> JSONRespo
 @bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 60, "max_concurrency": 32}, threads=4)
 class Safety:
     def __init__(self) -> None:
-        settings = Settings()
+        settings = SafetyBentoSettings()
         self.limits = settings.safety
         self.checker = SafetyChecker.from_settings(settings)
 

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from ragyard.settings import Settings
+from ragyard.settings import RouterBentoSettings
 from router.keys import KeyStore
 from router.state import database
 
@@ -45,7 +45,8 @@ def add_keys(commands, name: str, summary: str) -> None:
 
 
 def manage_keys(args: argparse.Namespace) -> int:
-    store = KeyStore(database(Settings(), "keys"))
+    # The router's own settings: where its state is (a bad setting of another part must not stop this).
+    store = KeyStore(database(RouterBentoSettings(), "keys"))
     try:
         if args.action == "create":
             key, secret = store.create(args.name, args.budget, args.rpm, args.tpm)

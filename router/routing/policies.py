@@ -22,7 +22,7 @@ from router.routing.features import routing_features
 from router.routing.predictor import QualityPredictor, UnknownModel, load_predictor
 
 if TYPE_CHECKING:
-    from ragyard.settings import Settings
+    from ragyard.settings import RouterBentoSettings
 
 CHARS_PER_TOKEN = 4  # a prompt-size estimate good enough to rank prices; usage is priced exactly later
 
@@ -119,7 +119,7 @@ class Learned(RoutingPolicy):
                              f"{-minus_relative:.3f} among {len(known)} models", quality)
 
 
-def build_policy(name: str, settings: "Settings", predictor: QualityPredictor | None = None) -> RoutingPolicy:
+def build_policy(name: str, settings: "RouterBentoSettings", predictor: QualityPredictor | None = None) -> RoutingPolicy:
     """The policy `name`, configured from `settings.router`.
 
     threshold and learned need a quality predictor: `predictor` when given (tests, evals), else the

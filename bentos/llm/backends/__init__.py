@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from bentos.llm.backends.base import ChatBackend, Generation, Piece, TokenUsage
 from bentos.llm.models import resolve_gguf
-from ragyard.settings import CatalogModel, Settings
+from ragyard.settings import CatalogModel, LLMBentoSettings
 
 __all__ = ["ChatBackend", "Generation", "Piece", "TokenUsage", "make_backend"]
 
 
-def make_backend(entry: CatalogModel, settings: Settings) -> ChatBackend:
+def make_backend(entry: CatalogModel, settings: LLMBentoSettings) -> ChatBackend:
     models_dir = settings.llm_models_dir
     if entry.backend == "llama_cpp":
         from bentos.llm.backends.llama_cpp import LlamaCppBackend
