@@ -34,8 +34,8 @@ def _timed(function, *args):
 
 
 def _all_chunk_texts(settings: Settings) -> list[str]:
-    delta = compute_delta(scan_sources(settings.ingest.sources), {}, settings_fingerprint(settings),
-                          settings.ingest.max_file_bytes)
+    fingerprint = settings_fingerprint(settings.chunker, settings.embedder.model, settings.embedder.dim)
+    delta = compute_delta(scan_sources(settings.ingest.sources), {}, fingerprint, settings.ingest.max_file_bytes)
     return [c.text for d in delta.changed for c in chunk_document(d, settings.chunker)]
 
 

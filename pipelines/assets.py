@@ -10,9 +10,8 @@ from ragyard import collection as col
 from pipelines.chunking import chunk_document
 from pipelines.documents import ChunkedDelta, DocumentDelta
 from pipelines.indexing import write_delta
-from pipelines.resources import Embedder, PlatformSettings
+from pipelines.resources import CorpusResource, EmbedderResource, LedgerResource, MilvusResource
 from pipelines.sources import compute_delta, scan_sources, settings_fingerprint
-from ragyard.settings import Settings
 
 GROUP = "ingestion"
 _SKIPPED_LISTED = 50
@@ -27,13 +26,6 @@ def _skipped_table(delta: DocumentDelta) -> dg.MetadataValue:
     return dg.MetadataValue.table(rows, schema=schema)
 
 
-def ensure_collection(settings: Settings, client) -> bool:
-    """The collection, created with the configured dense index if missing; True if created."""
-    m = settings.milvus
-    return col.ensure_collection(client, m.collection, settings.embedder.dim,
-                                 col.dense_index(m.dense_index, m.dense_index_params))
-
-
 class DocumentsConfig(dg.Config):
     # Hash every file instead of trusting an unchanged size and mtime (the nightly schedule sets it).
     rehash_all: bool = False
@@ -46,18 +38,18 @@ class DocumentsConfig(dg.Config):
     "parsed into titled sections; documents gone from their folder; files skipped and why.",
 )
 def documents(
-    context: dg.AssetExecutionContext, config: DocumentsConfig, platform: PlatformSettings
+    context: dg.AssetExecutionContext, config: DocumentsConfig, milvus: MilvusResource, ledger: LedgerResource,
+    corpus: CorpusResource, embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
-    settings = platform.get()
-    client = platform.milvus()
-    ledger = platform.ledger()
-    if ensure_collection(settings, client) and ledger.entries():
+    client = milvus.client()
+    book = ledger.ledger()
+    if milvus.ensure_collection(client, embedder.dim) and book.entries():
         context.log.warning("collection was missing: the ledger is cleared and every document re-indexed")
-        ledger.clear()
+        book.clear()
     started = time.perf_counter()
-    scan = scan_sources(settings.ingest.sources)
-    delta = compute_delta(scan, ledger.entries(), settings_fingerprint(settings), settings.ingest.max_file_bytes,
-                          rehash_all=config.rehash_all)
+    scan = scan_sources(corpus.source_settings())
+    fingerprint = settings_fingerprint(corpus.chunker(), embedder.model, embedder.dim)
+    delta = compute_delta(scan, book.entries(), fingerprint, corpus.max_file_bytes, rehash_all=config.rehash_all)
     for skipped in delta.skipped:
         context.log.warning(f"skipped {skipped.source}:{skipped.path}: {skipped.reason}")
     reasons = Counter(s.reason.split(":")[0] for s in delta.skipped)
@@ -82,11 +74,11 @@ def documents(
     kinds={"python"},
     description="Changed documents cut into structure-aware chunks with stable ids (document id + position).",
 )
-def chunks(platform: PlatformSettings, documents: DocumentDelta) -> dg.MaterializeResult:
-    settings = platform.get().chunker
+def chunks(corpus: CorpusResource, documents: DocumentDelta) -> dg.MaterializeResult:
+    chunker = corpus.chunker()
     chunked = ChunkedDelta(delta=documents)
     for document in documents.changed:
-        chunked.chunks.extend(chunk_document(document, settings))
+        chunked.chunks.extend(chunk_document(document, chunker))
     lengths = [len(c.text) for c in chunked.chunks]
     return dg.MaterializeResult(
         value=chunked,
@@ -104,7 +96,7 @@ def chunks(platform: PlatformSettings, documents: DocumentDelta) -> dg.Materiali
     kinds={"pytorch"},
     description="Dense vectors for the new and changed chunks only, from the embedder's model.",
 )
-def embeddings(platform: PlatformSettings, embedder: Embedder, chunks: ChunkedDelta) -> dg.MaterializeResult:
+def embeddings(embedder: EmbedderResource, chunks: ChunkedDelta) -> dg.MaterializeResult:
     started = time.perf_counter()
     vectors = embedder.encode([c.text for c in chunks.chunks])
     seconds = time.perf_counter() - started
@@ -112,8 +104,8 @@ def embeddings(platform: PlatformSettings, embedder: Embedder, chunks: ChunkedDe
         value=(chunks, vectors),
         metadata={
             "embedded_chunks": len(chunks.chunks),
-            "model": platform.get().embedder.model,
-            "dim": int(vectors.shape[1]) if len(vectors) else platform.get().embedder.dim,
+            "model": embedder.model,
+            "dim": int(vectors.shape[1]) if len(vectors) else embedder.dim,
             "embed_seconds": round(seconds, 3),
             "chunks_per_second": round(len(chunks.chunks) / seconds, 1) if chunks.chunks else 0.0,
         },
@@ -126,22 +118,22 @@ def embeddings(platform: PlatformSettings, embedder: Embedder, chunks: ChunkedDe
     description="The Milvus collection: dense vectors, BM25 sparse vectors and chunk metadata. "
     "Changed documents are replaced, deleted ones removed, the ledger kept in step.",
 )
-def vector_index(platform: PlatformSettings, embeddings: tuple[ChunkedDelta, np.ndarray]) -> dg.MaterializeResult:
-    settings = platform.get()
+def vector_index(milvus: MilvusResource, ledger: LedgerResource, embedder: EmbedderResource,
+                 embeddings: tuple[ChunkedDelta, np.ndarray]) -> dg.MaterializeResult:
     chunked, vectors = embeddings
-    client = platform.milvus()
-    ledger = platform.ledger()
-    ensure_collection(settings, client)
+    client = milvus.client()
+    book = ledger.ledger()
+    milvus.ensure_collection(client, embedder.dim)
     report = write_delta(
         client,
-        settings.milvus.collection,
-        ledger,
+        milvus.collection,
+        book,
         chunked,
         vectors,
-        batch_rows=settings.ingest.write_batch_rows,
-        lock_path=settings.ledger_path.with_suffix(".lock"),
+        batch_rows=milvus.write_batch_rows,
+        lock_path=ledger.lock_path,
     )
-    total = ledger.chunk_total()
+    total = book.chunk_total()
     return dg.MaterializeResult(
         metadata={
             "embedded_chunks": report.upserted_chunks,
@@ -151,7 +143,7 @@ def vector_index(platform: PlatformSettings, embeddings: tuple[ChunkedDelta, np.
             "deleted_documents": report.deleted_documents,
             "deleted_chunks": report.deleted_chunks,
             "skipped_files": len(chunked.delta.skipped),
-            "collection": settings.milvus.collection,
-            "milvus_uri": dg.MetadataValue.url(settings.milvus.uri),
+            "collection": milvus.collection,
+            "milvus_uri": dg.MetadataValue.url(milvus.uri),
         },
     )

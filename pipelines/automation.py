@@ -8,7 +8,7 @@ from pipelines.assets import chunks, documents, embeddings, vector_index
 from pipelines.checks import INDEX_CHECKS
 from pipelines.ledger import Ledger
 from pipelines.sources import Scan, deleted_documents, is_current, same_stat, scan_sources, settings_fingerprint
-from ragyard.settings import Settings
+from ragyard.settings import IngestionSettings
 
 INGEST_CONCURRENCY_TAG = "ragyard/ingest"
 _ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -25,10 +25,10 @@ ingest_job = dg.define_asset_job(
 )
 
 
-def pending_changes(settings: Settings, scan: Scan) -> dict[str, list[str]]:
+def pending_changes(settings: IngestionSettings, scan: Scan) -> dict[str, list[str]]:
     """Files new, changed (size or mtime) or deleted relative to the ledger, by a cheap stat scan."""
     indexed = Ledger(settings.ledger_path).entries()
-    fingerprint = settings_fingerprint(settings)
+    fingerprint = settings_fingerprint(settings.chunker, settings.embedder.model, settings.embedder.dim)
     new, changed = [], []
     for file in scan.files:
         entry = indexed.get(file.doc_id)
@@ -47,7 +47,7 @@ def _run_key(scan: Scan, changes: dict[str, list[str]]) -> str:
     return hashlib.sha256(repr(described).encode()).hexdigest()[:24]
 
 
-def make_source_sensor(settings: Settings) -> dg.SensorDefinition:
+def make_source_sensor(settings: IngestionSettings) -> dg.SensorDefinition:
     @dg.sensor(
         job=ingest_job,
         minimum_interval_seconds=settings.ingest.sensor_interval_s,
@@ -58,9 +58,8 @@ def make_source_sensor(settings: Settings) -> dg.SensorDefinition:
         if context.instance.get_runs_count(dg.RunsFilter(job_name=ingest_job.name, statuses=_ACTIVE)):
             # The running one will see these changes (or the next tick will); don't pile up runs.
             return dg.SkipReason("an ingest run is queued or in progress")
-        current = Settings()
-        scan = scan_sources(current.ingest.sources)
-        changes = pending_changes(current, scan)
+        scan = scan_sources(settings.ingest.sources)
+        changes = pending_changes(settings, scan)
         if not any(changes.values()):
             return dg.SkipReason("source folders match the index")
         counts = {kind: len(ids) for kind, ids in changes.items()}
@@ -73,7 +72,7 @@ def make_source_sensor(settings: Settings) -> dg.SensorDefinition:
     return source_files_sensor
 
 
-def make_nightly_schedule(settings: Settings) -> dg.ScheduleDefinition:
+def make_nightly_schedule(settings: IngestionSettings) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name="nightly_ingest",
         job=ingest_job,

@@ -6,16 +6,15 @@ import dagster as dg
 
 from ragyard import collection as col
 from pipelines.assets import vector_index
-from pipelines.resources import PlatformSettings
+from pipelines.resources import EmbedderResource, LedgerResource, MilvusResource
 
 _EXAMPLES = 10
 
 
 @dg.asset_check(asset=vector_index, description="Milvus holds exactly as many rows as the ledger has chunks.")
-def row_count_matches_ledger(platform: PlatformSettings) -> dg.AssetCheckResult:
-    settings = platform.get()
-    rows = col.row_count(platform.milvus(), settings.milvus.collection)
-    expected = platform.ledger().chunk_total()
+def row_count_matches_ledger(milvus: MilvusResource, ledger: LedgerResource) -> dg.AssetCheckResult:
+    rows = col.row_count(milvus.client(), milvus.collection)
+    expected = ledger.ledger().chunk_total()
     return dg.AssetCheckResult(passed=rows == expected, metadata={"milvus_rows": rows, "ledger_chunks": expected})
 
 
@@ -24,12 +23,11 @@ def row_count_matches_ledger(platform: PlatformSettings) -> dg.AssetCheckResult:
     description="Every vector belongs to a document version in the ledger, at a position it has, "
     "and every ledger document has all its chunks.",
 )
-def no_orphan_vectors(platform: PlatformSettings) -> dg.AssetCheckResult:
-    settings = platform.get()
-    entries = platform.ledger().entries()
-    client = platform.milvus()
+def no_orphan_vectors(milvus: MilvusResource, ledger: LedgerResource) -> dg.AssetCheckResult:
+    entries = ledger.ledger().entries()
+    client = milvus.client()
     iterator = client.query_iterator(
-        settings.milvus.collection,
+        milvus.collection,
         batch_size=2000,
         filter="",
         output_fields=[col.CHUNK_ID, col.DOC_ID, col.POSITION, col.CONTENT_HASH],
@@ -60,12 +58,10 @@ def no_orphan_vectors(platform: PlatformSettings) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=vector_index, description="The collection's vectors have the configured embedding dimension.")
-def embedding_dimension(platform: PlatformSettings) -> dg.AssetCheckResult:
-    settings = platform.get()
-    dim = col.collection_dim(platform.milvus(), settings.milvus.collection)
-    return dg.AssetCheckResult(
-        passed=dim == settings.embedder.dim, metadata={"collection_dim": dim, "configured_dim": settings.embedder.dim}
-    )
+def embedding_dimension(milvus: MilvusResource, embedder: EmbedderResource) -> dg.AssetCheckResult:
+    dim = col.collection_dim(milvus.client(), milvus.collection)
+    return dg.AssetCheckResult(passed=dim == embedder.dim,
+                               metadata={"collection_dim": dim, "configured_dim": embedder.dim})
 
 
 INDEX_CHECKS = [row_count_matches_ledger, no_orphan_vectors, embedding_dimension]

@@ -6,11 +6,11 @@ import dagster as dg
 from pipelines.assets import chunks, documents, embeddings, vector_index
 from pipelines.automation import ingest_job, make_nightly_schedule, make_source_sensor
 from pipelines.checks import INDEX_CHECKS
-from pipelines.resources import Embedder, PlatformSettings
-from ragyard.settings import Settings
+from pipelines.resources import ingest_resources
+from ragyard.settings import IngestionSettings
 
-_settings = Settings()
-_platform = PlatformSettings()
+# Parsed once per process (the code server, and each run's): only the ingestion's groups.
+_settings = IngestionSettings()
 
 defs = dg.Definitions(
     assets=[documents, chunks, embeddings, vector_index],
@@ -18,7 +18,7 @@ defs = dg.Definitions(
     jobs=[ingest_job],
     sensors=[make_source_sensor(_settings)],
     schedules=[make_nightly_schedule(_settings)],
-    resources={"platform": _platform, "embedder": Embedder(platform=_platform)},
+    resources=ingest_resources(_settings),
     # Ingestion steps run in sequence; one process loads the code and the model once.
     executor=dg.in_process_executor,
 )

@@ -4,16 +4,15 @@ import dagster as dg
 
 from pipelines.assets import chunks, documents, embeddings, vector_index
 from pipelines.checks import INDEX_CHECKS
-from pipelines.resources import Embedder, PlatformSettings
-from ragyard.settings import Settings
+from pipelines.resources import ingest_resources
+from ragyard.settings import IngestionSettings
 
 
-def materialize_ingest(settings: Settings, instance: dg.DagsterInstance | None = None,
+def materialize_ingest(settings: IngestionSettings, instance: dg.DagsterInstance | None = None,
                        run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    platform = PlatformSettings(settings_json=settings.model_dump_json())
     return dg.materialize(
         [documents, chunks, embeddings, vector_index, *INDEX_CHECKS],
-        resources={"platform": platform, "embedder": Embedder(platform=platform)},
+        resources=ingest_resources(settings),
         instance=instance or dg.DagsterInstance.ephemeral(),
         run_config=run_config,
         raise_on_error=True,

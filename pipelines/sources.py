@@ -12,7 +12,7 @@ from pathlib import Path
 from pipelines.documents import Document, DocumentDelta, SkippedFile
 from pipelines.ledger import LedgerEntry
 from pipelines.parsing import UnparsableFile, parser_for
-from ragyard.settings import Settings, SourceSettings
+from ragyard.settings import ChunkerSettings, SourceSettings
 
 # Bump when parsing or chunking changes in a way that should re-index every document.
 PIPELINE_VERSION = 1
@@ -38,12 +38,12 @@ class Scan:
     unavailable_sources: list[SkippedFile]  # folders that could not be listed: their documents stay
 
 
-def settings_fingerprint(settings: Settings) -> str:
+def settings_fingerprint(chunker: ChunkerSettings, embedder_model: str, embedder_dim: int) -> str:
     """What a document's chunks and vectors depend on besides its own bytes."""
     parts = {
         "pipeline": PIPELINE_VERSION,
-        "chunker": settings.chunker.model_dump(),
-        "embedder": [settings.embedder.model, settings.embedder.dim],
+        "chunker": chunker.model_dump(),
+        "embedder": [embedder_model, embedder_dim],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
