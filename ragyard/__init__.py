@@ -1,1 +1,3 @@
-"""ragyard: the platform-wide pieces (settings, local process supervision, CLI)."""
+"""ragyard, the ground floor: settings, the bentos' wire contracts and clients, the Milvus collection
+schema, the embedding model, local process supervision; and the `ragyard` command (cli/), the one
+package that may import every layer. See docs/architecture.md."""
