@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Setup is redone only when what it installs from changes.
 STAMP := $(VENV)/.ragyard-setup-stamp
-APT_PACKAGES := python3.11-doc
+APT_PACKAGES := python3.11-doc debian-reference-en
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup run test bench clean llm-models llm-models-test

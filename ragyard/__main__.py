@@ -9,28 +9,12 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.ledger import Ledger
-from ragyard.dagster_client import launch_ingest, run_url, wait_for_run
+from ragyard.index_build import build_index
 from ragyard.services import platform_services
 from ragyard.settings import Settings
 from ragyard.supervisor import ServiceFailed, Supervisor, install_signal_handlers
 
 console = Console()
-
-
-def _build_index(settings: Settings, timeout_s: float) -> bool:
-    run_id = launch_ingest(settings)
-    with console.status(f"building the index: {run_url(settings, run_id)}"):
-        status = wait_for_run(settings, run_id, timeout_s)
-    ledger = Ledger(settings.ledger_path)
-    if status.value != "SUCCESS":
-        console.print(f"[red]ingest run {status.value}[/red]: see {run_url(settings, run_id)}")
-        return False
-    console.print(
-        f"index ready: {ledger.chunk_total()} chunks from {len(ledger.entries())} documents "
-        f"in collection {settings.milvus.collection!r}"
-    )
-    return True
 
 
 def _seed_prompts(settings: Settings) -> None:
@@ -67,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"data directory: {settings.home}; logs: {settings.logs_dir}")
             supervisor.start_all(specs)  # returns once every service is healthy, MLflow included
             _seed_prompts(settings)
-            indexed = args.skip_index or _build_index(settings, args.index_timeout)
+            indexed = args.skip_index or build_index(settings, args.index_timeout, console)
             _print_urls(supervisor, specs)
             if args.exit_after_start:
                 return 0 if indexed else 1
