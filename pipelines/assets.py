@@ -9,12 +9,7 @@ import numpy as np
 from bentos.retriever import collection as col
 from pipelines.chunking import chunk_document
 from pipelines.documents import ChunkedDelta, DocumentDelta, SkippedFile, skipped
-from pipelines.embedding import (
-    EmbeddingCheckpoint,
-    checkpoint_path,
-    embed_with_checkpoint,
-    model_fingerprint,
-)
+from pipelines.embedding import EmbeddingCheckpoint, embed_with_checkpoint
 from pipelines.indexing import write_delta
 from pipelines.resources import Embedder, PlatformSettings
 from pipelines.sources import compute_delta, scan_sources, settings_fingerprint
@@ -123,7 +118,7 @@ def chunks(platform: PlatformSettings, documents: DocumentDelta) -> dg.Materiali
 def embeddings(context: dg.AssetExecutionContext, platform: PlatformSettings, embedder: Embedder,
                chunks: ChunkedDelta) -> dg.MaterializeResult:
     settings = platform.get()
-    checkpoint = EmbeddingCheckpoint(checkpoint_path(settings), model_fingerprint(settings), settings.embedder.dim)
+    checkpoint = EmbeddingCheckpoint.for_settings(settings)
 
     def report(progress: Progress) -> None:
         context.log.info(progress.describe())
@@ -169,7 +164,7 @@ def vector_index(context: dg.AssetExecutionContext, platform: PlatformSettings,
         lock_path=settings.ledger_path.with_suffix(".lock"),
     )
     # Every vector made is now in the index or belongs to a document recorded as failed.
-    EmbeddingCheckpoint(checkpoint_path(settings), model_fingerprint(settings), settings.embedder.dim).clear()
+    EmbeddingCheckpoint.for_settings(settings).clear()
     for failure in report.failed:
         context.log.warning(f"skipped {failure.doc_id}: {failure.reason}")
     total = ledger.chunk_total()

@@ -18,15 +18,6 @@ from ragyard.settings import Settings
 _LOOKUP_BATCH = 500  # keys per SELECT: below SQLite's limit on bound parameters
 
 
-def checkpoint_path(settings: Settings) -> Path:
-    return settings.ledger_path.parent / "embedding_checkpoint.sqlite3"
-
-
-def model_fingerprint(settings: Settings) -> str:
-    """What a text's vector depends on besides the text."""
-    return f"{settings.embedder.model}\0{settings.embedder.dim}"
-
-
 class EmbeddingCheckpoint:
     """Vectors made but not yet written to the index, keyed by model fingerprint and text hash.
     Emptied once a run has written its whole delta."""
@@ -36,6 +27,14 @@ class EmbeddingCheckpoint:
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> EmbeddingCheckpoint:
+        """The checkpoint beside the ledger, for the configured model (what a vector depends on
+        besides its text)."""
+        embedder = settings.embedder
+        return cls(settings.ledger_path.parent / "embedding_checkpoint.sqlite3",
+                   f"{embedder.model}\0{embedder.dim}", embedder.dim)
 
     def _connect(self):
         return transaction(self.path)

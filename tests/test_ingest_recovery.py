@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from pipelines.embedding import EmbeddingCheckpoint, checkpoint_path, model_fingerprint
+from pipelines.embedding import EmbeddingCheckpoint
 from pipelines.ledger import Ledger
 from pipelines.materialize import asset_metadata, check_outcomes
 from ragyard.services import prepare_dagster_home
@@ -64,7 +64,7 @@ def test_killed_run_then_rerun_ends_with_the_right_index(settings, corpus):
 def test_run_killed_mid_embedding_resumes_without_embedding_again(settings, corpus):
     _write_documents(corpus)
     settings.embedder.batch_size = 4  # checkpoints of 16 chunks: many of them before the embedding ends
-    checkpoint = EmbeddingCheckpoint(checkpoint_path(settings), model_fingerprint(settings), settings.embedder.dim)
+    checkpoint = EmbeddingCheckpoint.for_settings(settings)
     _kill_run_when(settings, lambda: checkpoint.count() > 0)
     ledger = Ledger(settings.ledger_path)
     embedded_before_kill = checkpoint.count()
