@@ -58,6 +58,15 @@ class Embedder(dg.ConfigurableResource):
         return vectors
 
 
+    def checkpoint_batch(self) -> int:
+        """Texts encoded between two checkpoints: enough to keep the model (or every request the
+        embedder bento may have in flight) busy, few enough that a kill loses little."""
+        settings = self.platform.get()
+        if settings.ingest.use_embedder_bento:
+            return settings.embedder.max_texts_per_request * settings.ingest.embed_concurrency
+        return settings.embedder.batch_size * 4
+
+
 def _encode_with_bento(embedder: EmbedderSettings, texts: list[str], concurrency: int) -> np.ndarray:
     client = EmbedderClient(embedder.url, timeout_s=300)
     step = embedder.max_texts_per_request
