@@ -6,24 +6,34 @@ from collections import Counter
 import dagster as dg
 import numpy as np
 
-from ragyard import collection as col
 from pipelines.chunking import chunk_document
-from pipelines.documents import ChunkedDelta, DocumentDelta
+from pipelines.documents import ChunkedDelta, DocumentDelta, SkippedFile, skipped
+from pipelines.embedding import EmbeddingCheckpoint, embed_with_checkpoint
 from pipelines.indexing import write_delta
 from pipelines.resources import CorpusResource, EmbedderResource, LedgerResource, MilvusResource
 from pipelines.sources import compute_delta, scan_sources, settings_fingerprint
+from ragyard.dagster_client import PROGRESS_ASSET, Progress
 
 GROUP = "ingestion"
 _SKIPPED_LISTED = 50
+_SKIPPED_COLUMNS = ("source", "path", "reason", "failing_since")
 
 
-def _skipped_table(delta: DocumentDelta) -> dg.MetadataValue:
+def _skipped_metadata(files: list[SkippedFile]) -> dict:
+    """How many files were skipped, by reason, and the first of them with their reasons."""
     rows = [
-        dg.TableRecord({"source": s.source, "path": s.path, "reason": s.reason})
-        for s in delta.skipped[:_SKIPPED_LISTED]
+        dg.TableRecord({
+            "source": s.source, "path": s.path, "reason": s.reason,
+            "failing_since": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.failing_since)) if s.failing_since else "",
+        })
+        for s in files[:_SKIPPED_LISTED]
     ]
-    schema = dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in ("source", "path", "reason")])
-    return dg.MetadataValue.table(rows, schema=schema)
+    schema = dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in _SKIPPED_COLUMNS])
+    return {
+        "skipped_files": len(files),
+        "skipped_reasons": dict(Counter(s.reason.split(":")[0] for s in files)),
+        "skipped": dg.MetadataValue.table(rows, schema=schema),
+    }
 
 
 class DocumentsConfig(dg.Config):
@@ -43,16 +53,18 @@ def documents(
 ) -> dg.MaterializeResult:
     client = milvus.client()
     book = ledger.ledger()
-    if milvus.ensure_collection(client, embedder.dim) and book.entries():
-        context.log.warning("collection was missing: the ledger is cleared and every document re-indexed")
-        book.clear()
+    if milvus.ensure_collection(client, embedder.dim):
+        if book.entries():
+            context.log.warning("collection was missing: the ledger is cleared and every document re-indexed")
+        book.clear()  # nothing is in a new collection, and no refusal of the old one holds
     started = time.perf_counter()
     scan = scan_sources(corpus.source_settings())
     fingerprint = settings_fingerprint(corpus.chunker(), embedder.model, embedder.dim)
-    delta = compute_delta(scan, book.entries(), fingerprint, corpus.max_file_bytes, rehash_all=config.rehash_all)
-    for skipped in delta.skipped:
-        context.log.warning(f"skipped {skipped.source}:{skipped.path}: {skipped.reason}")
-    reasons = Counter(s.reason.split(":")[0] for s in delta.skipped)
+    delta = compute_delta(scan, book.entries(), fingerprint, corpus.max_file_bytes, rehash_all=config.rehash_all,
+                          failed=book.failures())
+    for file in delta.skipped:
+        until = " (until the file changes)" if file.failing_since else ""
+        context.log.warning(f"skipped {file.source}:{file.path}: {file.reason}{until}")
     return dg.MaterializeResult(
         value=delta,
         metadata={
@@ -60,9 +72,7 @@ def documents(
             "changed_documents": len(delta.changed),
             "unchanged_documents": delta.unchanged,
             "deleted_documents": len(delta.deleted),
-            "skipped_files": len(delta.skipped),
-            "skipped_reasons": dict(reasons),
-            "skipped": _skipped_table(delta),
+            **_skipped_metadata(delta.skipped),
             "scan_seconds": round(time.perf_counter() - started, 3),
             "rehashed_all_files": config.rehash_all,
         },
@@ -94,20 +104,29 @@ def chunks(corpus: CorpusResource, documents: DocumentDelta) -> dg.MaterializeRe
 @dg.asset(
     group_name=GROUP,
     kinds={"pytorch"},
-    description="Dense vectors for the new and changed chunks only, from the embedder's model.",
+    description="Dense vectors for the new and changed chunks only, from the embedder's model. Checkpointed "
+    "batch by batch (a failed or killed run resumes where it stopped); progress is observed after each batch.",
 )
-def embeddings(embedder: EmbedderResource, chunks: ChunkedDelta) -> dg.MaterializeResult:
-    started = time.perf_counter()
-    vectors = embedder.encode([c.text for c in chunks.chunks])
-    seconds = time.perf_counter() - started
+def embeddings(context: dg.AssetExecutionContext, ledger: LedgerResource, embedder: EmbedderResource,
+               chunks: ChunkedDelta) -> dg.MaterializeResult:
+    checkpoint = EmbeddingCheckpoint.beside(ledger.ledger_path, embedder.model, embedder.dim)
+
+    def report(progress: Progress) -> None:
+        context.log.info(progress.describe())
+        context.log_event(dg.AssetObservation(asset_key=PROGRESS_ASSET, metadata=progress.metadata()))
+
+    vectors, done = embed_with_checkpoint([c.text for c in chunks.chunks], embedder.encode, checkpoint,
+                                          embedder.checkpoint_batch(), report)
     return dg.MaterializeResult(
         value=(chunks, vectors),
         metadata={
             "embedded_chunks": len(chunks.chunks),
+            "encoded_texts": done.encoded_texts,
+            "checkpointed_chunks": done.checkpointed_chunks,
             "model": embedder.model,
             "dim": int(vectors.shape[1]) if len(vectors) else embedder.dim,
-            "embed_seconds": round(seconds, 3),
-            "chunks_per_second": round(len(chunks.chunks) / seconds, 1) if chunks.chunks else 0.0,
+            "embed_seconds": round(done.seconds, 3),
+            "chunks_per_second": round(done.encoded_texts / done.seconds, 1) if done.encoded_texts else 0.0,
         },
     )
 
@@ -116,10 +135,11 @@ def embeddings(embedder: EmbedderResource, chunks: ChunkedDelta) -> dg.Materiali
     group_name=GROUP,
     kinds={"milvus"},
     description="The Milvus collection: dense vectors, BM25 sparse vectors and chunk metadata. "
-    "Changed documents are replaced, deleted ones removed, the ledger kept in step.",
+    "Changed documents are replaced, deleted ones removed, the ledger kept in step; a document Milvus "
+    "refuses is skipped with its reason until its file changes.",
 )
-def vector_index(milvus: MilvusResource, ledger: LedgerResource, embedder: EmbedderResource,
-                 embeddings: tuple[ChunkedDelta, np.ndarray]) -> dg.MaterializeResult:
+def vector_index(context: dg.AssetExecutionContext, milvus: MilvusResource, ledger: LedgerResource,
+                 embedder: EmbedderResource, embeddings: tuple[ChunkedDelta, np.ndarray]) -> dg.MaterializeResult:
     chunked, vectors = embeddings
     client = milvus.client()
     book = ledger.ledger()
@@ -133,6 +153,10 @@ def vector_index(milvus: MilvusResource, ledger: LedgerResource, embedder: Embed
         batch_rows=milvus.write_batch_rows,
         lock_path=ledger.lock_path,
     )
+    # Every vector made is now in the index or belongs to a document recorded as failed.
+    EmbeddingCheckpoint.beside(ledger.ledger_path, embedder.model, embedder.dim).clear()
+    for failure in report.failed:
+        context.log.warning(f"skipped {failure.doc_id}: {failure.reason}")
     total = book.chunk_total()
     return dg.MaterializeResult(
         metadata={
@@ -142,7 +166,9 @@ def vector_index(milvus: MilvusResource, ledger: LedgerResource, embedder: Embed
             "removed_stale_chunks": report.removed_stale_chunks,
             "deleted_documents": report.deleted_documents,
             "deleted_chunks": report.deleted_chunks,
-            "skipped_files": len(chunked.delta.skipped),
+            "indexed_documents": len(book.entries()),
+            "failed_documents": len(report.failed),
+            **_skipped_metadata(chunked.delta.skipped + [skipped(f) for f in report.failed]),
             "collection": milvus.collection,
             "milvus_uri": dg.MetadataValue.url(milvus.uri),
         },

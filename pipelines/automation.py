@@ -7,7 +7,15 @@ import dagster as dg
 from pipelines.assets import chunks, documents, embeddings, vector_index
 from pipelines.checks import INDEX_CHECKS
 from pipelines.ledger import Ledger
-from pipelines.sources import Scan, deleted_documents, is_current, same_stat, scan_sources, settings_fingerprint
+from pipelines.sources import (
+    Scan,
+    deleted_documents,
+    is_current,
+    known_failure,
+    same_stat,
+    scan_sources,
+    settings_fingerprint,
+)
 from ragyard.settings import IngestionSettings
 
 INGEST_CONCURRENCY_TAG = "ragyard/ingest"
@@ -26,12 +34,16 @@ ingest_job = dg.define_asset_job(
 
 
 def pending_changes(settings: IngestionSettings, scan: Scan) -> dict[str, list[str]]:
-    """Files new, changed (size or mtime) or deleted relative to the ledger, by a cheap stat scan."""
-    indexed = Ledger(settings.ledger_path).entries()
+    """Files new, changed (size or mtime) or deleted relative to the ledger, by a cheap stat scan.
+    A file recorded as failing is not pending until it changes: it would fail again."""
+    ledger = Ledger(settings.ledger_path)
+    indexed, failed = ledger.entries(), ledger.failures()
     fingerprint = settings_fingerprint(settings.chunker, settings.embedder.model, settings.embedder.dim)
     new, changed = [], []
     for file in scan.files:
-        entry = indexed.get(file.doc_id)
+        entry, failure = indexed.get(file.doc_id), known_failure(failed, file, fingerprint)
+        if failure and same_stat(failure, file):
+            continue
         if entry is None:
             new.append(file.doc_id)
         elif not (is_current(entry, fingerprint) and same_stat(entry, file)):

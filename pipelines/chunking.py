@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from ragyard import collection as col
 from pipelines.documents import Chunk, Document, Section, chunk_id
 from ragyard.settings import ChunkerSettings
 
@@ -95,11 +96,27 @@ def _packed_sections(sections: tuple[Section, ...], settings: ChunkerSettings) -
     return packed
 
 
+def _chunk_text(crumb: str, body: str) -> str:
+    # The heading path is part of the indexed text: it carries the words a user asks with.
+    return f"{crumb}\n\n{body}" if crumb else body
+
+
+def _within_text_field(crumb: str, body: str) -> list[str]:
+    """`body`, split further if its chunk text is above the collection's text field limit: the
+    limit is in bytes, max_chars in characters, and a character takes up to 4 bytes."""
+    pieces, max_chars = [body], len(body)
+    while any(len(_chunk_text(crumb, p).encode()) > col.TEXT_MAX_BYTES for p in pieces):
+        max_chars //= 2
+        pieces = split_text(body, max_chars)
+    return pieces
+
+
 def chunk_document(document: Document, settings: ChunkerSettings) -> list[Chunk]:
     chunks = []
-    for position, (crumb, body) in enumerate(_packed_sections(document.sections, settings)):
-        # The heading path is part of the indexed text: it carries the words a user asks with.
-        text = f"{crumb}\n\n{body}" if crumb else body
+    bodies = [(crumb, piece) for crumb, body in _packed_sections(document.sections, settings)
+              for piece in _within_text_field(crumb, body)]
+    for position, (crumb, body) in enumerate(bodies):
+        text = _chunk_text(crumb, body)
         chunks.append(
             Chunk(
                 chunk_id=chunk_id(document.doc_id, position),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipelines.ledger import LedgerEntry
+from pipelines.ledger import FailedDocument, LedgerEntry
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class SkippedFile:
     source: str
     path: str
     reason: str
+    failing_since: float = 0.0  # when a recorded failure was first seen (epoch seconds); 0: this run
+
+
+def skipped(failure: FailedDocument) -> SkippedFile:
+    return SkippedFile(failure.source, failure.path, failure.reason, failure.failed_at)
 
 
 @dataclass
@@ -55,6 +60,12 @@ class DocumentDelta:
     skipped: list[SkippedFile] = field(default_factory=list)
     restat: list[LedgerEntry] = field(default_factory=list)  # touched but unchanged: new size/mtime only
     fingerprint: str = ""  # chunker + embedder settings the delta was computed for
+    # Document versions known to fail (found now or recorded before): the ledger keeps exactly these.
+    failed: list[FailedDocument] = field(default_factory=list)
+
+    def skip_failed(self, failure: FailedDocument) -> None:
+        self.failed.append(failure)
+        self.skipped.append(skipped(failure))
 
 
 def chunk_id(doc_id: str, position: int) -> str:

@@ -27,6 +27,17 @@ CREATE TABLE IF NOT EXISTS documents (
     mtime_ns INTEGER NOT NULL,
     indexed_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS failures (
+    doc_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
 """
 
 
@@ -42,6 +53,33 @@ class LedgerEntry:
     mtime_ns: int
 
 
+@dataclass(frozen=True)
+class FailedDocument:
+    """A document version that could not be indexed, and why: skipped until its file (or the
+    settings fingerprint) changes, instead of failing again at full cost on every run."""
+
+    doc_id: str
+    source: str
+    path: str
+    content_hash: str
+    fingerprint: str
+    size_bytes: int
+    mtime_ns: int
+    reason: str
+    failed_at: float
+
+
+@contextmanager
+def transaction(path: Path) -> Iterator[sqlite3.Connection]:
+    """One transaction on the SQLite file at `path`, committed on success; closed after."""
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        with db:
+            yield db
+    finally:
+        db.close()
+
+
 class Ledger:
     def __init__(self, path: Path):
         self.path = path
@@ -49,14 +87,8 @@ class Ledger:
         with self._connect() as db:
             db.executescript(_SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            with db:  # one transaction, committed on success
-                yield db
-        finally:
-            db.close()
+    def _connect(self):
+        return transaction(self.path)
 
     def entries(self) -> dict[str, LedgerEntry]:
         with self._connect() as db:
@@ -80,8 +112,30 @@ class Ledger:
             db.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
 
     def clear(self) -> None:
+        """For a new, empty collection: every document is indexed anew, failed ones tried again
+        (Milvus's refusals depended on the collection they were made by)."""
         with self._connect() as db:
             db.execute("DELETE FROM documents")
+            db.execute("DELETE FROM failures")
+
+    def failures(self) -> dict[str, FailedDocument]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT doc_id, source, path, content_hash, fingerprint, size_bytes, mtime_ns, reason, failed_at"
+                " FROM failures"
+            ).fetchall()
+        return {row[0]: FailedDocument(*row) for row in rows}
+
+    def replace_failures(self, failures: Iterable[FailedDocument]) -> None:
+        """Keep exactly these failures: a run confirms every failure still current (same file,
+        same settings), so the ones it does not name were fixed, changed or deleted."""
+        with self._connect() as db:
+            db.execute("DELETE FROM failures")
+            db.executemany(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(f.doc_id, f.source, f.path, f.content_hash, f.fingerprint, f.size_bytes, f.mtime_ns,
+                  f.reason, f.failed_at) for f in failures],
+            )
 
     def content_version(self, entries: dict[str, LedgerEntry] | None = None) -> str:
         """A digest of every indexed document's content hash and settings fingerprint: it changes

@@ -8,17 +8,16 @@ import textwrap
 from collections.abc import Callable
 
 from pipelines.documents import Section
+from pipelines.html_parsing import parse_html
+from pipelines.text import (
+    UnparsableFile,
+    collapse_blank_lines,
+    decode_text,
+    is_overlong_heading,
+    short_heading,
+)
 
-
-class UnparsableFile(ValueError):
-    """The file cannot be turned into text; the message is the reason recorded for skipping it."""
-
-
-def decode_text(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UnparsableFile(f"not valid UTF-8: byte 0x{data[e.start]:02x} at offset {e.start}") from e
+__all__ = ["PARSERS", "UnparsableFile", "parser_for"]
 
 
 # ---- reStructuredText (Sphinx flavoured) ----------------------------------------------------
@@ -105,7 +104,7 @@ def parse_rst(text: str) -> tuple[str, list[Section]]:
         kept = "\n".join(clean_rst_inline(line) for line in _rst_lines_without_markup(body))
         content = textwrap.dedent(kept).strip()
         if content:
-            sections.append(Section(tuple(path), _collapse_blank_lines(content)))
+            sections.append(Section(tuple(path), collapse_blank_lines(content)))
         body.clear()
 
     i = 0
@@ -136,9 +135,11 @@ def parse_rst(text: str) -> tuple[str, list[Section]]:
         level = styles.index(style)
         heading = clean_rst_inline(heading)
         del path[level:]
-        path.append(heading)
+        path.append(short_heading(heading))
         heading_depth = len(path)
-        title = title or heading
+        title = title or path[-1]
+        if is_overlong_heading(heading):
+            body.append(heading)
         i += consumed
     flush()
     return title, sections
@@ -158,7 +159,7 @@ def parse_markdown(text: str) -> tuple[str, list[Section]]:
     in_fence = False
 
     def flush() -> None:
-        content = _collapse_blank_lines("\n".join(body).strip())
+        content = collapse_blank_lines("\n".join(body).strip())
         if content:
             sections.append(Section(tuple(path), content))
         body.clear()
@@ -171,59 +172,15 @@ def parse_markdown(text: str) -> tuple[str, list[Section]]:
             body.append(line)
             continue
         flush()
-        level = len(heading.group(1)) - 1
+        level, text = len(heading.group(1)) - 1, heading.group(2)
         del path[level:]
         path.extend([""] * (level - len(path)))
-        path.append(heading.group(2))
-        title = title or heading.group(2)
-    flush()
-    return title, [Section(tuple(h for h in s.headings if h), s.text) for s in sections]
-
-
-# ---- HTML ------------------------------------------------------------------------------------
-
-_HTML_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
-_HTML_BLOCKS = ("p", "pre", "li", "dt", "dd", "td", "th", "blockquote", "caption") + _HTML_HEADINGS
-
-
-def parse_html(data: bytes) -> tuple[str, list[Section]]:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(data, "html.parser")
-    for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "form"]):
-        tag.decompose()
-    for tag in soup.select('[role="navigation"], .sphinxsidebar, .related, .headerlink'):
-        tag.decompose()
-    page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    root = soup.body or soup
-    path: list[str] = []
-    sections: list[Section] = []
-    body: list[str] = []
-
-    def flush() -> None:
-        content = "\n\n".join(body).strip()
-        if content:
-            sections.append(Section(tuple(h for h in path if h), content))
-        body.clear()
-
-    # innermost blocks only, so that nested blocks are not read twice
-    for tag in root.find_all(_HTML_BLOCKS):
-        if tag.find_parent(_HTML_BLOCKS[:-6] + ("li",)) is not None and tag.name not in _HTML_HEADINGS:
-            continue
-        text = tag.get_text("" if tag.name == "pre" else " ", strip=tag.name != "pre")
-        if not text.strip():
-            continue
-        if tag.name in _HTML_HEADINGS:
-            flush()
-            level = int(tag.name[1]) - 1
-            del path[level:]
-            path.extend([""] * (level - len(path)))
-            path.append(text)
-        else:
+        path.append(short_heading(text))
+        title = title or path[-1]
+        if is_overlong_heading(text):
             body.append(text)
     flush()
-    title = next((s.headings[0] for s in sections if s.headings), "") or page_title
-    return title, sections
+    return title, [Section(tuple(h for h in s.headings if h), s.text) for s in sections]
 
 
 # ---- PDF and plain text ----------------------------------------------------------------------
@@ -237,7 +194,7 @@ def parse_pdf(data: bytes) -> tuple[str, list[Section]]:
         reader = PdfReader(io.BytesIO(data))
         title = (reader.metadata.title if reader.metadata else None) or ""
         sections = [
-            Section((f"Page {n}",), _collapse_blank_lines(page.extract_text() or "").strip())
+            Section((f"Page {n}",), collapse_blank_lines(page.extract_text() or "").strip())
             for n, page in enumerate(reader.pages, start=1)
         ]
     except (PdfReadError, ValueError, KeyError) as e:
@@ -246,13 +203,9 @@ def parse_pdf(data: bytes) -> tuple[str, list[Section]]:
 
 
 def parse_plain(text: str) -> tuple[str, list[Section]]:
-    content = _collapse_blank_lines(text.strip())
-    first_line = content.split("\n", 1)[0].strip()[:200]
+    content = collapse_blank_lines(text.strip())
+    first_line = short_heading(content.split("\n", 1)[0].strip())
     return first_line, ([Section((), content)] if content else [])
-
-
-def _collapse_blank_lines(text: str) -> str:
-    return re.sub(r"\n\s*\n(\s*\n)+", "\n\n", text)
 
 
 def _text_parser(parse: Callable[[str], tuple[str, list[Section]]]):

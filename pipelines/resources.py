@@ -44,12 +44,16 @@ class LedgerResource(dg.ConfigurableResource):
 
     path: str
 
+    @property
+    def ledger_path(self) -> Path:
+        return Path(self.path)
+
     def ledger(self) -> Ledger:
-        return Ledger(Path(self.path))
+        return Ledger(self.ledger_path)
 
     @property
     def lock_path(self) -> Path:
-        return Path(self.path).with_suffix(".lock")
+        return self.ledger_path.with_suffix(".lock")
 
 
 @lru_cache(maxsize=2)
@@ -70,6 +74,11 @@ class EmbedderResource(dg.ConfigurableResource):
     url: str
     max_texts_per_request: int
     concurrency: int  # requests in flight to the bento
+
+    def checkpoint_batch(self) -> int:
+        """Texts encoded between two checkpoints: enough to keep the model (or every request the
+        embedder bento may have in flight) busy, few enough that a kill loses little."""
+        return self.max_texts_per_request * self.concurrency if self.use_bento else self.batch_size * 4
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if self.use_bento:

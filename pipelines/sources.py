@@ -6,12 +6,15 @@ import fnmatch
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ragyard import collection as col
 from pipelines.documents import Document, DocumentDelta, SkippedFile
-from pipelines.ledger import LedgerEntry
-from pipelines.parsing import UnparsableFile, parser_for
+from pipelines.ledger import FailedDocument, LedgerEntry
+from pipelines.parsing import parser_for
+from pipelines.text import UnparsableFile, bom_codec
 from ragyard.settings import ChunkerSettings, SourceSettings
 
 # Bump when parsing or chunking changes in a way that should re-index every document.
@@ -29,7 +32,9 @@ class SourceFile:
 
     @property
     def doc_id(self) -> str:
-        return f"{self.source}:{self.path}"
+        """Source and path; hashed (stably) when too long for the collection's id field, with room
+        left for the chunk ids made from it."""
+        return col.fit_id(f"{self.source}:{self.path}", col.DOC_ID_MAX_BYTES)
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,6 @@ def read_bytes(file: SourceFile, max_bytes: int) -> bytes:
         raise UnparsableFile(f"unreadable: {e.strerror or e}") from e
     if len(data) > max_bytes:
         raise UnparsableFile(f"file grew above the limit of {max_bytes} bytes while being read")
-    if not data.strip():
-        raise UnparsableFile("empty file")
-    if not file.path.lower().endswith(".pdf") and b"\x00" in data[:_BINARY_SNIFF_BYTES]:
-        raise UnparsableFile("binary content (NUL bytes) in a text file")
     return data
 
 
@@ -102,6 +103,11 @@ def parse_document(file: SourceFile, data: bytes, content_hash: str) -> Document
     parse = parser_for(file.path)
     if parse is None:
         raise UnparsableFile("no parser for this file type")
+    if not data.strip():
+        raise UnparsableFile("empty file")
+    is_text = not file.path.lower().endswith(".pdf") and bom_codec(data) is None  # UTF-16 text has NULs
+    if is_text and b"\x00" in data[:_BINARY_SNIFF_BYTES]:
+        raise UnparsableFile("binary content (NUL bytes) in a text file")
     title, sections = parse(data)
     if not sections:
         raise UnparsableFile("no text left after parsing")
@@ -122,7 +128,7 @@ def is_current(entry: LedgerEntry | None, fingerprint: str) -> bool:
     return entry is not None and entry.fingerprint == fingerprint
 
 
-def same_stat(entry: LedgerEntry, file: SourceFile) -> bool:
+def same_stat(entry: LedgerEntry | FailedDocument, file: SourceFile) -> bool:
     return (entry.size_bytes, entry.mtime_ns) == (file.size_bytes, file.mtime_ns)
 
 
@@ -133,10 +139,25 @@ def deleted_documents(scan: Scan, indexed: dict[str, LedgerEntry]) -> list[str]:
     return sorted(doc_id for doc_id, e in indexed.items() if doc_id not in present and e.source not in unavailable)
 
 
+def known_failure(failed: dict[str, FailedDocument], file: SourceFile, fingerprint: str) -> FailedDocument | None:
+    """The failure recorded for this file under the present settings, if any."""
+    failure = failed.get(file.doc_id)
+    return failure if failure is not None and failure.fingerprint == fingerprint else None
+
+
+def _failure(file: SourceFile, content_hash: str, fingerprint: str, error: Exception) -> FailedDocument:
+    # UnparsableFile says why; anything else is a parser's own failure on a file it was not made for.
+    reason = str(error) if isinstance(error, UnparsableFile) else f"parser failed: {type(error).__name__}: {error}"
+    return FailedDocument(file.doc_id, file.source, file.path, content_hash, fingerprint, file.size_bytes,
+                          file.mtime_ns, reason, time.time())
+
+
 def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str, max_bytes: int,
-                  rehash_all: bool = False) -> DocumentDelta:
+                  rehash_all: bool = False, failed: dict[str, FailedDocument] | None = None) -> DocumentDelta:
     """New, changed and deleted documents. A file whose size and mtime match the ledger is taken
-    as unchanged without reading it, unless `rehash_all` (the nightly run) asks to hash every file."""
+    as unchanged without reading it, unless `rehash_all` (the nightly run) asks to hash every file.
+    A file recorded in `failed` for the same content and settings is skipped with its reason."""
+    failed = failed or {}
     delta = DocumentDelta(fingerprint=fingerprint, skipped=list(scan.unavailable_sources))
     for file in scan.files:
         entry = indexed.get(file.doc_id)
@@ -144,18 +165,25 @@ def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str,
         if current and same_stat(entry, file) and not rehash_all:
             delta.unchanged += 1
             continue
+        failure = known_failure(failed, file, fingerprint)
+        if failure and same_stat(failure, file) and not rehash_all:
+            delta.skip_failed(failure)
+            continue
         try:
             data = read_bytes(file, max_bytes)
-            content_hash = hashlib.sha256(data).hexdigest()
-            if current and entry.content_hash == content_hash:
-                delta.unchanged += 1  # touched, not changed
-                delta.restat.append(
-                    LedgerEntry(**{**entry.__dict__, "size_bytes": file.size_bytes, "mtime_ns": file.mtime_ns})
-                )
-                continue
-            delta.changed.append(parse_document(file, data, content_hash))
-        except UnparsableFile as e:
-            # A bad file is skipped; if an earlier version is indexed, that version stays.
+        except UnparsableFile as e:  # too large or unreadable: nothing to record a failure for
             delta.skipped.append(SkippedFile(file.source, file.path, str(e)))
+            continue
+        content_hash = hashlib.sha256(data).hexdigest()
+        if current and entry.content_hash == content_hash:
+            delta.unchanged += 1  # touched, not changed
+            delta.restat.append(replace(entry, size_bytes=file.size_bytes, mtime_ns=file.mtime_ns))
+        elif failure and failure.content_hash == content_hash:
+            delta.skip_failed(replace(failure, size_bytes=file.size_bytes, mtime_ns=file.mtime_ns))
+        else:
+            try:
+                delta.changed.append(parse_document(file, data, content_hash))
+            except Exception as e:  # noqa: BLE001  one bad file never stops the run; an earlier version stays
+                delta.skip_failed(_failure(file, content_hash, fingerprint, e))
     delta.deleted = deleted_documents(scan, indexed)
     return delta

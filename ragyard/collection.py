@@ -5,6 +5,7 @@ Ingestion writes it, the retriever searches it, checks and evals read it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from pymilvus import DataType, Function, FunctionType, MilvusClient
@@ -25,10 +26,54 @@ SPARSE = "sparse"
 # Fields a search may filter on and return; the vectors are never returned to clients.
 METADATA_FIELDS = (CHUNK_ID, DOC_ID, SOURCE, PATH, TITLE, SECTION, POSITION, CONTENT_HASH)
 
-# VARCHAR limits are in bytes of UTF-8; the chunker keeps texts well below TEXT_MAX_BYTES.
+# VARCHAR limits, in bytes of UTF-8 (Milvus refuses a longer value and fails the whole insert).
 ID_MAX_BYTES = 1024
 TEXT_MAX_BYTES = 16384
 LABEL_MAX_BYTES = 1024
+VARCHAR_MAX_BYTES = {
+    CHUNK_ID: ID_MAX_BYTES,
+    DOC_ID: ID_MAX_BYTES,
+    SOURCE: 128,
+    PATH: LABEL_MAX_BYTES,
+    TITLE: LABEL_MAX_BYTES,
+    SECTION: LABEL_MAX_BYTES,
+    TEXT: TEXT_MAX_BYTES,
+    CONTENT_HASH: 64,  # a SHA-256 in hex
+}
+# Labels are shown to readers: a value too long is cut (fit_label). Ids are made to fit by their
+# maker (fit_id), and the chunker keeps texts within TEXT_MAX_BYTES.
+LABEL_FIELDS = (SOURCE, PATH, TITLE, SECTION)
+# A chunk id is its document id, "#" and its position (an INT32: at most 10 digits).
+CHUNK_SUFFIX_MAX_BYTES = 1 + 10
+DOC_ID_MAX_BYTES = ID_MAX_BYTES - CHUNK_SUFFIX_MAX_BYTES
+_CUT_MARK = "…"
+_ID_DIGEST_CHARS = 32
+
+
+def _cut_to_bytes(value: str, max_bytes: int) -> str:
+    """`value`'s longest prefix that is at most `max_bytes` of UTF-8, cut at a character boundary."""
+    return value.encode()[:max_bytes].decode(errors="ignore")
+
+
+def fit_label(value: str, max_bytes: int) -> str:
+    """`value` if it fits in `max_bytes` of UTF-8, else its beginning and "…" within them."""
+    if len(value.encode()) <= max_bytes:
+        return value
+    return _cut_to_bytes(value, max_bytes - len(_CUT_MARK.encode())) + _CUT_MARK
+
+
+def fit_id(value: str, max_bytes: int) -> str:
+    """`value` if it fits in `max_bytes` of UTF-8, else a readable beginning of it, "~" and a hash
+    of the whole: stable (the same value always gives the same id) and distinct per value."""
+    if len(value.encode()) <= max_bytes:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:_ID_DIGEST_CHARS]
+    return f"{_cut_to_bytes(value, max_bytes - 1 - len(digest))}~{digest}"
+
+
+def fit_labels(row: dict) -> dict:
+    """The row with every label field cut to its field's limit."""
+    return {**row, **{f: fit_label(row[f], VARCHAR_MAX_BYTES[f]) for f in LABEL_FIELDS if f in row}}
 
 DENSE_METRIC = "COSINE"
 # Build parameters per dense index type (settings `milvus.dense_index`, `milvus.dense_index_params`).
@@ -87,15 +132,16 @@ class CollectionMismatch(RuntimeError):
 
 def build_schema(dim: int):
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field(CHUNK_ID, DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
-    schema.add_field(DOC_ID, DataType.VARCHAR, max_length=ID_MAX_BYTES)
-    schema.add_field(SOURCE, DataType.VARCHAR, max_length=128)
-    schema.add_field(PATH, DataType.VARCHAR, max_length=LABEL_MAX_BYTES)
-    schema.add_field(TITLE, DataType.VARCHAR, max_length=LABEL_MAX_BYTES)
-    schema.add_field(SECTION, DataType.VARCHAR, max_length=LABEL_MAX_BYTES)
+    limit = VARCHAR_MAX_BYTES
+    schema.add_field(CHUNK_ID, DataType.VARCHAR, is_primary=True, max_length=limit[CHUNK_ID])
+    schema.add_field(DOC_ID, DataType.VARCHAR, max_length=limit[DOC_ID])
+    schema.add_field(SOURCE, DataType.VARCHAR, max_length=limit[SOURCE])
+    schema.add_field(PATH, DataType.VARCHAR, max_length=limit[PATH])
+    schema.add_field(TITLE, DataType.VARCHAR, max_length=limit[TITLE])
+    schema.add_field(SECTION, DataType.VARCHAR, max_length=limit[SECTION])
     schema.add_field(POSITION, DataType.INT32)
-    schema.add_field(TEXT, DataType.VARCHAR, max_length=TEXT_MAX_BYTES, enable_analyzer=True)
-    schema.add_field(CONTENT_HASH, DataType.VARCHAR, max_length=64)
+    schema.add_field(TEXT, DataType.VARCHAR, max_length=limit[TEXT], enable_analyzer=True)
+    schema.add_field(CONTENT_HASH, DataType.VARCHAR, max_length=limit[CONTENT_HASH])
     schema.add_field(DENSE, DataType.FLOAT_VECTOR, dim=dim)
     schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
     # Milvus computes the BM25 sparse vector from `text` on insert and from the query on search.

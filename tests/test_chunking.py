@@ -1,5 +1,6 @@
 """Chunks are bounded, overlap within a section, carry their heading path, and have stable ids."""
 
+from ragyard import collection as col
 from pipelines.chunking import chunk_document, split_text
 from pipelines.documents import Document, Section
 from ragyard.settings import ChunkerSettings
@@ -54,3 +55,12 @@ def test_split_text_falls_back_to_sentences_then_characters():
     sentences = "One sentence here. " * 30
     assert all(len(p) <= 100 for p in split_text(sentences, 100))
     assert split_text("x" * 250, 100) == ["x" * 100, "x" * 100, "x" * 50]
+
+
+def test_chunks_of_multibyte_characters_fit_the_text_field_in_bytes():
+    settings = ChunkerSettings(max_chars=8000, overlap_chars=0, min_chars=100)
+    text = " ".join("😀" * 9 for _ in range(3000))  # 4 bytes a character: 8,000 characters are 32 kB
+    chunks = chunk_document(_document(Section(("Emoji " * 40,), text)), settings)
+    assert len(chunks) > 2 and all(len(c.text.encode()) <= col.TEXT_MAX_BYTES for c in chunks)
+    assert [c.position for c in chunks] == list(range(len(chunks)))
+    assert sum(c.text.count("😀") for c in chunks) == text.count("😀")

@@ -15,20 +15,11 @@ from pipelines.materialize import check_outcomes
 from router.index_version import version_of
 from tests.conftest import index_metadata, run_ingest
 from tests.corpus import rst_document, write_corpus
-
-ALL_CHECKS = {"row_count_matches_ledger": True, "no_orphan_vectors": True, "embedding_dimension": True}
+from tests.ingest_support import ALL_CHECKS, document_rows, skipped_reasons
 
 
 def _client(settings):
     return col.connect(settings.milvus.uri)
-
-
-def _doc_chunks(settings, doc_id):
-    rows = _client(settings).query(
-        settings.milvus.collection, filter=f"{col.DOC_ID} == {col.literal(doc_id)}",
-        output_fields=[col.CHUNK_ID, col.TEXT, col.POSITION, col.CONTENT_HASH],
-    )
-    return sorted(rows, key=lambda r: r[col.POSITION])
 
 
 def test_first_build_indexes_every_document(settings, corpus):
@@ -41,7 +32,7 @@ def test_first_build_indexes_every_document(settings, corpus):
     assert col.row_count(_client(settings), settings.milvus.collection) == meta["total_chunks"]
     assert check_outcomes(result) == ALL_CHECKS
     # Stable, readable ids: document id from source and path, chunk id from position.
-    rows = _doc_chunks(settings, "docs:guide/dictionaries.rst")
+    rows = document_rows(settings, "docs:guide/dictionaries.rst")
     assert [r[col.CHUNK_ID] for r in rows][:2] == [
         "docs:guide/dictionaries.rst#00000", "docs:guide/dictionaries.rst#00001"]
     assert "Dictionaries > Using dictionaries part 1" in rows[1][col.TEXT]
@@ -106,7 +97,7 @@ def test_nightly_rehash_catches_an_edit_that_kept_size_and_mtime(settings, corpu
         dg.build_schedule_context()).run_requests[0].run_config)
     entry = Ledger(settings.ledger_path).entries()["docs:reference/lists.rst"]
     assert index_metadata(result)["embedded_chunks"] == entry.chunk_count > 0
-    assert "revision 7" in _doc_chunks(settings, "docs:reference/lists.rst")[0][col.TEXT]
+    assert "revision 7" in document_rows(settings, "docs:reference/lists.rst")[0][col.TEXT]
     # Same chunk count, new content: the version the router's cache keys on changes with it.
     assert col.row_count(_client(settings), settings.milvus.collection) == rows
     after = version_of(index.index_info())
@@ -127,7 +118,7 @@ def test_one_file_edit_embeds_only_its_chunks(settings, corpus):
     assert meta["embedded_chunks"] == changed.chunk_count
     assert {d: e.content_hash for d, e in after.items() if d != changed.doc_id} == {
         d: e.content_hash for d, e in before.items() if d != changed.doc_id}
-    rows = _doc_chunks(settings, changed.doc_id)
+    rows = document_rows(settings, changed.doc_id)
     assert [r[col.POSITION] for r in rows] == list(range(changed.chunk_count))
     assert {r[col.CONTENT_HASH] for r in rows} == {changed.content_hash}
     assert "revision 2" in rows[0][col.TEXT]
@@ -143,7 +134,7 @@ def test_shrunk_document_loses_its_surplus_chunks(settings, corpus):
     new_count = Ledger(settings.ledger_path).entries()["docs:reference/generators.rst"].chunk_count
     assert new_count < old_count
     assert index_metadata(result)["removed_stale_chunks"] == old_count - new_count
-    assert len(_doc_chunks(settings, "docs:reference/generators.rst")) == new_count
+    assert len(document_rows(settings, "docs:reference/generators.rst")) == new_count
     assert check_outcomes(result) == ALL_CHECKS
 
 
@@ -155,7 +146,7 @@ def test_deleted_file_leaves_the_index(settings, corpus):
     result = run_ingest(settings)
     meta = index_metadata(result)
     assert meta["deleted_documents"] == 1 and meta["deleted_chunks"] == count
-    assert _doc_chunks(settings, "docs:reference/lists.rst") == []
+    assert document_rows(settings, "docs:reference/lists.rst") == []
     assert "docs:reference/lists.rst" not in Ledger(settings.ledger_path).entries()
     assert check_outcomes(result) == ALL_CHECKS
 
@@ -164,34 +155,34 @@ def test_bad_files_are_skipped_with_reasons_and_the_run_goes_on(settings, corpus
     write_corpus(corpus, count=2)
     (corpus / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10)
     (corpus / "empty.md").write_text("  \n\n")
-    (corpus / "latin1.rst").write_bytes("Caf\xe9\n====\n\nna\xefve text".encode("latin-1"))
+    (corpus / "latin1.rst").write_bytes("Caf\xe9\n====\n\nna\xefve text".encode("latin-1"))  # read as Windows-1252
+    (corpus / "koi8.md").write_bytes("# Привет\n\nтекст в другой кодировке".encode("koi8-r"))
     (corpus / "huge.txt").write_text("word " * 400_000)
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (corpus / "dangling.md").symlink_to(corpus / "nowhere.md")
     settings.ingest.max_file_bytes = 1_000_000
     result = run_ingest(settings)
-    [documents] = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["documents"]]
-    table = documents.materialization.metadata["skipped"].value
-    reasons = {r.data["path"]: r.data["reason"] for r in table.records}
-    assert set(reasons) == {"binary.txt", "empty.md", "latin1.rst", "huge.txt", "broken.pdf", "dangling.md"}
+    reasons = skipped_reasons(result, "documents")
+    assert set(reasons) == {"binary.txt", "empty.md", "koi8.md", "huge.txt", "broken.pdf", "dangling.md"}
     assert "binary" in reasons["binary.txt"]
     assert reasons["empty.md"] == "empty file"
-    assert reasons["latin1.rst"].startswith("not valid UTF-8: byte 0xe9")
+    assert reasons["koi8.md"].startswith("not valid UTF-8: byte 0xf0 at offset 2")
     assert "above the limit of 1000000" in reasons["huge.txt"]
     assert "PDF" in reasons["broken.pdf"]
     assert reasons["dangling.md"].startswith("unreadable")
     assert set(Ledger(settings.ledger_path).entries()) == {
-        "docs:reference/lists.rst", "docs:guide/dictionaries.rst", "docs:notes.md"}
+        "docs:reference/lists.rst", "docs:guide/dictionaries.rst", "docs:notes.md", "docs:latin1.rst"}
+    assert "Café" in document_rows(settings, "docs:latin1.rst")[0][col.TEXT]
     assert check_outcomes(result) == ALL_CHECKS
 
 
 def test_a_file_gone_bad_keeps_its_indexed_version(settings, corpus):
     write_corpus(corpus, count=2)
     run_ingest(settings)
-    before = _doc_chunks(settings, "docs:guide/dictionaries.rst")
+    before = document_rows(settings, "docs:guide/dictionaries.rst")
     (corpus / "guide" / "dictionaries.rst").write_bytes(b"\x00\x01\x02 corrupted")
     result = run_ingest(settings)
-    assert _doc_chunks(settings, "docs:guide/dictionaries.rst") == before
+    assert document_rows(settings, "docs:guide/dictionaries.rst") == before
     assert check_outcomes(result) == ALL_CHECKS
 
 

@@ -13,8 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.ledger import Ledger
-from ragyard.dagster_client import launch_ingest, run_url, wait_for_run
+from ragyard.index_build import build_index
 from ragyard.keeper import ServiceKeeper
 from ragyard.services import platform_services
 from ragyard.settings import Settings
@@ -31,21 +30,6 @@ console = Console()
 _STATE_STYLE = {ServiceState.STARTING: "[yellow]{}[/yellow]", ServiceState.UP: "[green]{}[/green]",
                 ServiceState.RESTARTING: "[yellow]{}[/yellow]", ServiceState.FAILED: "[bold red]{}[/bold red]",
                 ServiceState.STOPPED: "{}"}
-
-
-def _build_index(settings: Settings, timeout_s: float) -> bool:
-    run_id = launch_ingest(settings)
-    with console.status(f"building the index: {run_url(settings, run_id)}"):
-        status = wait_for_run(settings, run_id, timeout_s)
-    ledger = Ledger(settings.ledger_path)
-    if status.value != "SUCCESS":
-        console.print(f"[red]ingest run {status.value}[/red]: see {run_url(settings, run_id)}")
-        return False
-    console.print(
-        f"index ready: {ledger.chunk_total()} chunks from {len(ledger.entries())} documents "
-        f"in collection {settings.milvus.collection!r}"
-    )
-    return True
 
 
 def _seed_prompts(settings: Settings) -> None:
@@ -86,7 +70,7 @@ def _index(settings: Settings, timeout_s: float, services: dict[str, ServiceStat
         console.print(f"[red]not building the index: dagster is {dagster.state.value} ({dagster.last_exit})[/red]")
         return False
     try:
-        return _build_index(settings, timeout_s)
+        return build_index(settings, timeout_s, console)
     except Exception as exc:  # noqa: BLE001 - e.g. Dagster crashed mid-build: the platform keeps serving
         console.print(f"[red]building the index failed: {exc!r}[/red]; the services keep running: launch the "
                       f"`ingest` job again from the Dagster UI ({settings.dagster.url})")
