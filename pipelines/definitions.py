@@ -1,5 +1,5 @@
-"""The ingestion's Dagster code location: `dagster dev -m pipelines.definitions` (the evals have their
-own, evals/definitions.py)."""
+"""The ingestion's Dagster code location `ragyard-pipelines` (workspace.yaml; the evals have their own,
+evals/definitions.py)."""
 
 import dagster as dg
 

@@ -68,7 +68,7 @@ def dagster_spec(settings: Settings) -> ServiceSpec:
     prepare_dagster_home(settings)
     return ServiceSpec(
         name="dagster",
-        argv=[str(_BIN / "dagster"), "dev", "-m", "pipelines.definitions", "-m", "evals.definitions",
+        argv=[str(_BIN / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
               "-h", settings.dagster.host, "-p", str(settings.dagster.port)],
         health_url=f"{settings.dagster.url}/server_info",
         ui_url=settings.dagster.url,

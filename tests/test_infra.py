@@ -487,6 +487,15 @@ def test_compose_dagster_instance_is_valid_for_dagster():
     assert modules == {"pipelines.definitions", "evals.definitions"}
 
 
+def test_one_machine_serves_the_code_locations_compose_and_the_cluster_serve():
+    local = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())["load_from"]
+    served = yaml.safe_load((COMPOSE / "dagster" / "workspace.yaml").read_text())["load_from"]
+    assert {entry["python_module"]["location_name"] for entry in local} == {
+        entry["grpc_server"]["location_name"] for entry in served} == {
+        d["name"] for d in helm_values("dagster")["dagster-user-deployments"]["deployments"]}
+    assert {entry["python_module"]["module_name"] for entry in local} == {"pipelines.definitions", "evals.definitions"}
+
+
 # ---- images -------------------------------------------------------------------------------------------
 
 
