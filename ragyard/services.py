@@ -78,17 +78,25 @@ def dagster_spec(settings: Settings) -> ServiceSpec:
     )
 
 
-def bento_spec(settings: Settings, name: str, target: str, port: int, health_path: str,
-               startup_timeout_s: float = 180.0) -> ServiceSpec:
+def bentoml_serve_spec(name: str, target: str, port: int, health_path: str, env: dict[str, str],
+                       startup_timeout_s: float = 180.0) -> ServiceSpec:
+    """`bentoml serve TARGET` on 127.0.0.1:PORT, healthy once HEALTH_PATH answers; `env` over the environment."""
     return ServiceSpec(
         name=name,
         argv=[str(_BIN / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
         health_url=f"http://127.0.0.1:{port}{health_path}",
         ui_url=f"http://127.0.0.1:{port}",
-        env={**service_env(settings), "BENTOML_HOME": str(settings.home / "bentoml")},
+        env=env,
         cwd=str(REPO_ROOT),
         startup_timeout_s=startup_timeout_s,
     )
+
+
+def bento_spec(settings: Settings, name: str, target: str, port: int, health_path: str,
+               startup_timeout_s: float = 180.0) -> ServiceSpec:
+    """A bento of the platform: the settings as its environment, its BentoML home under the data directory."""
+    env = {**service_env(settings), "BENTOML_HOME": str(settings.home / "bentoml")}
+    return bentoml_serve_spec(name, target, port, health_path, env, startup_timeout_s)
 
 
 def embedder_spec(settings: Settings) -> ServiceSpec:

@@ -264,6 +264,10 @@ class Supervisor:
         for svc in services:
             svc.refresh_descendants()
 
+    def spec(self, name: str) -> ServiceSpec:
+        """What a started (and not yet stopped) service was started as."""
+        return self._running(name).spec
+
     def pids(self) -> dict[str, int]:
         """The pid (= process group id) of every started and not yet stopped service."""
         with self._lock:
@@ -298,6 +302,14 @@ class Supervisor:
         """Stop one service (what is left of it, if it exited by itself) and forget it."""
         svc = self._running(name)
         self._stop(svc, grace_s=self.stop_timeout_s)
+        self._forget(svc)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the service and every process it started, at once, as a crash would; then forget it."""
+        svc = self._running(name)
+        svc.refresh_descendants()
+        log.info("killing %s (process group %d)", name, svc.pgid)
+        self._kill(svc)
         self._forget(svc)
 
     def stop_all(self) -> None:
@@ -337,9 +349,14 @@ class Supervisor:
             return
         if grace_s > 0:
             log.warning("%s did not stop within %g s of SIGTERM: sending SIGKILL", name, grace_s)
+        self._kill(svc)
+
+    def _kill(self, svc: _Running) -> None:
+        """SIGKILL the service's tree and wait until it is gone."""
         _signal_tree(svc, signal.SIGKILL)
         if not self._wait_tree_gone(svc, _KILL_TIMEOUT_S):
-            log.error("process group %d of %s still exists %g s after SIGKILL", pgid, name, _KILL_TIMEOUT_S)
+            log.error("process group %d of %s still exists %g s after SIGKILL", svc.pgid, svc.spec.name,
+                      _KILL_TIMEOUT_S)
 
     @staticmethod
     def _wait_tree_gone(svc: _Running, timeout_s: float) -> bool:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ragyard.lockfile import read_lock
-from tests.conftest import REPO_ROOT, VENV_BIN
+from tests.support.paths import REPO_ROOT, VENV_BIN
 
 BENTOS = {
     "embedder": ("ragyard-embedder", "bentos.embedder.service:Embedder", {"/embed", "/encode_batch"}),

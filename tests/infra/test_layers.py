@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, VENV_BIN
+from tests.support.paths import REPO_ROOT, VENV_BIN
 
 PACKAGES = ("ragyard", "pipelines", "router", "bentos", "evals", "benchmarks")
 

@@ -19,8 +19,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ragyard.lockfile import Pin, changes, read_lock
-from tests.conftest import REPO_ROOT
-from tests.import_closure import closure, providers
+from tests.support.import_closure import closure, providers
+from tests.support.paths import REPO_ROOT
 
 MAIN_LOCK = REPO_ROOT / "requirements.lock"
 GPU_LOCK = REPO_ROOT / "bentos/llm/requirements.gpu.lock"

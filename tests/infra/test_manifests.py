@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel
 
 from ragyard.settings import Settings
-from tests.conftest import REPO_ROOT, VENV_BIN
+from tests.support.paths import REPO_ROOT, VENV_BIN
 
 INFRA = REPO_ROOT / "infra"
 K8S = INFRA / "k8s"

@@ -7,14 +7,21 @@ adopted. In the normal suite it is the quick check that a chat goes through at a
 """
 
 import os
-import subprocess
-import sys
 
 import openai
 import pytest
 
-from ragyard.settings import CatalogModel, LLMSettings, MlflowSettings, RouterSettings, Settings, settings_env
-from tests.conftest import free_port, serving_bento
+from ragyard.settings import (
+    CatalogModel,
+    LLMSettings,
+    MlflowSettings,
+    RouterSettings,
+    Settings,
+    settings_env,
+)
+from tests.support.cli import ragyard
+from tests.support.network import free_port
+from tests.support.stack import Stack
 
 MODEL = "smol"
 
@@ -30,16 +37,17 @@ def front_door(tmp_path_factory, smollm2_path):
         router=RouterSettings(safety_enabled=False, cache_enabled=False),
         mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}", run_local=False),
     )
-    env = {**settings_env(settings), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-    with serving_bento("bentos.llm.service:LLM", home / "llm", env, timeout_s=300) as llm_url:
-        settings.llm.url = llm_url
-        env = {**settings_env(settings), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-        with serving_bento("bentos.router.service:Router", home / "router", env) as router_url:
-            made = subprocess.run([sys.executable, "-m", "ragyard", "keys", "create", "--name", "smoke"],
-                                  env={**os.environ, **env},
-                                  capture_output=True, text=True, timeout=60, check=True)
-            key = made.stdout.strip().splitlines()[-1]
-            yield openai.OpenAI(base_url=f"{router_url}/v1", api_key=key, max_retries=2, timeout=120)
+    with Stack(home) as stack:
+        settings.llm.url = stack.bento("bentos.llm.service:LLM", env=_env(settings), timeout_s=300)
+        router_url = stack.bento("bentos.router.service:Router", env=_env(settings))
+        made = ragyard("keys", "create", "--name", "smoke", env={**os.environ, **_env(settings)}, check=True)
+        key = made.stdout.strip().splitlines()[-1]
+        yield openai.OpenAI(base_url=f"{router_url}/v1", api_key=key, max_retries=2, timeout=120)
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    # The router's state (its keys) under the settings' home, which the CLI shares; no MLflow retries.
+    return {**settings_env(settings), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
 
 
 def test_a_chat_through_the_router_with_the_official_client(front_door):

@@ -4,12 +4,10 @@ restarted, `python -m ragyard status`, Ctrl-C stops all."""
 import contextlib
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,8 +16,9 @@ import openai
 import psutil
 import pytest
 
-from ragyard import collection as col
 from pipelines.ledger import Ledger
+from ragyard import collection as col
+from ragyard.service_spec import ServiceSpec
 from ragyard.settings import (
     CatalogModel,
     DagsterSettings,
@@ -29,43 +28,31 @@ from ragyard.settings import (
     RetrieverSettings,
     RouterSettings,
     SafetySettings,
+    Settings,
     SupervisorSettings,
     settings_env,
 )
-from tests.conftest import free_port
-from tests.corpus import write_corpus
+from tests.support.cli import ragyard
+from tests.support.corpus import write_corpus
+from tests.support.network import free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.stack import Stack
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _read_lines(stream, lines: queue.Queue) -> None:
-    for line in iter(stream.readline, ""):
-        lines.put(line)
-    lines.put(None)
+MAKE_RUN = "make-run"
 
 
-def _wait_for(lines: queue.Queue, pattern: str, seen: list[str], timeout_s: float) -> str:
+def _wait_for(stack: Stack, pattern: str, timeout_s: float) -> str:
+    """The first line of `make run`'s output that matches, once it is there."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        if line is None:
-            break
-        seen.append(line)
-        if re.search(pattern, line):
-            return line
-    raise AssertionError(f"no line matching {pattern!r}; output was:\n{''.join(seen)[-5000:]}")
-
-
-def _drain(lines: queue.Queue, timeout_s: float = 30) -> str:
-    """What is left of the output, once the command has exited."""
-    rest = []
-    with contextlib.suppress(queue.Empty):
-        while (line := lines.get(timeout=timeout_s)) is not None:
-            rest.append(line)
-    return "".join(rest)
+    while True:
+        output = stack.log(MAKE_RUN)
+        if match := re.search(pattern, output, re.M):
+            return output[match.start():].split("\n", 1)[0]
+        exited = stack.supervisor.exit_reason(MAKE_RUN)
+        if exited is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no line matching {pattern!r} (make run {exited or 'still running'}); "
+                                 f"output was:\n{output[-5000:]}")
+        time.sleep(1)
 
 
 def _group_gone(pgid: int, timeout_s: float) -> bool:
@@ -79,14 +66,8 @@ def _group_gone(pgid: int, timeout_s: float) -> bool:
     return False
 
 
-def test_readme_names_the_two_commands():
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert "make run" in readme and "make test" in readme
-
-
 def _status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ragyard", "status", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return ragyard("status", *args, env=env, timeout_s=120)
 
 
 def _services(env: dict[str, str]) -> dict[str, dict]:
@@ -128,76 +109,24 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     # A first restart 5-10 s after a crash (and BentoML's start-up on top): time to see the 503s.
     settings.supervisor = SupervisorSettings(restart_backoff_s=10.0)
     env = {**os.environ, **settings_env(settings)}
-    # VENV: the environment running these tests (a git worktree has no .venv of its own).
-    make = subprocess.Popen(["make", "run", f"VENV={Path(sys.executable).parent.parent}"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_lines, args=(make.stdout, lines), daemon=True).start()
-    seen: list[str] = []
+    # VENV: the environment running these tests (a git worktree has no .venv of its own). `ragyard run`
+    # stops its services one after the other: the stack waits long enough before it kills what is left.
+    make_run = ServiceSpec(MAKE_RUN, ["make", "run", f"VENV={Path(sys.executable).parent.parent}"],
+                           env=settings_env(settings), cwd=str(REPO_ROOT))
     processes: list[psutil.Process] = []
-    try:
-        ready = _wait_for(lines, r"^READY ", seen, timeout_s=600)
-        assert "index ready: " not in "".join(seen)  # the URLs come before the index build
-        assert f"dagster={settings.dagster.url}" in ready and f"mlflow={settings.mlflow.url}" in ready
-        assert f"router={settings.router.url}" in ready and f"llm={settings.llm.url}" in ready
-        _wait_for(lines, r"index ready: ", seen, timeout_s=900)
-
-        assert httpx.get(f"{settings.dagster.url}/server_info").status_code == 200
-        assert httpx.get(f"{settings.mlflow.url}/health").text == "OK"
-        ledger = Ledger(settings.ledger_path)
-        assert len(ledger.entries()) == 5
-        client = col.connect(settings.milvus.uri)
-        assert col.row_count(client, settings.milvus.collection) == ledger.chunk_total() > 0
-        hits = httpx.post(f"{settings.retriever.url}/search", json={"query": "how do decorators work"},
-                          timeout=60).json()["hits"]
-        assert hits[0]["doc_id"] == "docs:guide/decorators.rst"
-
-        created = subprocess.run([sys.executable, "-m", "router", "keys", "create", "--name", "crash-test", "--json"],
-                                 cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
-        router = openai.OpenAI(base_url=f"{settings.router.url}/v1", api_key=json.loads(created.stdout)["key"],
-                               max_retries=0, timeout=300)
-        assert _chat(router, "ragyard/smollm2-135m") == "smollm2-135m"
-        before = _services(env)
-        assert {s["state"] for s in before.values()} == {"up"}
-
-        for name in ("llm", "retriever"):
-            _kill_tree(before[name]["pid"])
-        with pytest.raises(openai.APIStatusError) as no_retriever:
-            _chat(router, "ragyard/smollm2-135m")
-        assert no_retriever.value.status_code == 503
-        assert f"retriever at {settings.retriever.url}" in no_retriever.value.message
-        with pytest.raises(openai.APIStatusError) as no_llm:
-            _chat(router, "smollm2-135m")  # no retrieval: straight to the model
-        assert no_llm.value.status_code == 503
-        assert "no LLM backend could answer (smollm2-135m" in no_llm.value.message
-
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            after = _services(env)
-            if all(after[name]["state"] == "up" and after[name]["restarts"] == 1 for name in ("llm", "retriever")):
-                break
-            time.sleep(2)
-        for name, svc in after.items():
-            restarted = name in ("llm", "retriever")
-            assert (svc["state"], svc["restarts"], svc["pid"] != before[name]["pid"]) == ("up", int(restarted),
-                                                                                       restarted), (name, svc)
-        assert "killed by SIGKILL" in after["llm"]["last_exit"]
-        assert _chat(router, "ragyard/smollm2-135m") == "smollm2-135m"  # through the restarted retriever and LLM
-        table = _status(env)
-        assert table.returncode == 0 and "restarting" not in table.stdout and "retriever" in table.stdout
-
-        # Everything the services run now, workers included, must be gone after Ctrl-C.
-        for svc in after.values():
-            service = psutil.Process(svc["pid"])
-            processes += [service, *service.children(recursive=True)]
-    finally:
-        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    with Stack(settings.home / "stack", stop_timeout_s=300) as stack:
+        stack.start(make_run)
         try:
-            make.wait(timeout=120)
+            _check_the_running_platform(stack, settings, env, processes)
         finally:
-            if make.poll() is None:
-                os.killpg(make.pid, signal.SIGKILL)
-    output = "".join(seen) + _drain(lines)
+            stack.refresh()  # the services and their workers, for the stack to stop if Ctrl-C does not
+            os.killpg(stack.pid(MAKE_RUN), signal.SIGINT)  # what Ctrl-C in the terminal does
+            deadline = time.monotonic() + 120
+            while stack.supervisor.exit_reason(MAKE_RUN) is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+        output = stack.log(MAKE_RUN)
+        assert stack.supervisor.exit_reason(MAKE_RUN) is not None, output[-5000:]
+    assert output.index("READY ") < output.index("index ready: ")  # the URLs come before the index build
     # mlflow, dagster dev, the embedder, retriever, llm, safety and router bentos, and the two restarts
     service_pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", output)]
     assert len(service_pids) == 9, output[-5000:]
@@ -208,3 +137,60 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
         httpx.get(f"{settings.dagster.url}/server_info")
     final = _status(env)
     assert final.returncode == 3 and "no platform is running" in final.stdout
+
+
+def _check_the_running_platform(stack: Stack, settings: Settings, env: dict[str, str], processes: list[psutil.Process]) -> None:
+    """The platform is up, serves a RAG answer, and restarts crashed bentos; `processes` gets every process
+    it runs at the end, workers included."""
+    ready = _wait_for(stack, r"^READY ", timeout_s=600)
+    assert f"dagster={settings.dagster.url}" in ready and f"mlflow={settings.mlflow.url}" in ready
+    assert f"router={settings.router.url}" in ready and f"llm={settings.llm.url}" in ready
+    _wait_for(stack, r"index ready: ", timeout_s=900)
+
+    assert httpx.get(f"{settings.dagster.url}/server_info").status_code == 200
+    assert httpx.get(f"{settings.mlflow.url}/health").text == "OK"
+    ledger = Ledger(settings.ledger_path)
+    assert len(ledger.entries()) == 5
+    client = col.connect(settings.milvus.uri)
+    assert col.row_count(client, settings.milvus.collection) == ledger.chunk_total() > 0
+    hits = httpx.post(f"{settings.retriever.url}/search", json={"query": "how do decorators work"},
+                      timeout=60).json()["hits"]
+    assert hits[0]["doc_id"] == "docs:guide/decorators.rst"
+
+    created = ragyard("keys", "create", "--name", "crash-test", "--json", env=env, check=True, timeout_s=120)
+    router = openai.OpenAI(base_url=f"{settings.router.url}/v1", api_key=json.loads(created.stdout)["key"],
+                           max_retries=0, timeout=300)
+    assert _chat(router, "ragyard/smollm2-135m") == "smollm2-135m"
+    before = _services(env)
+    assert {s["state"] for s in before.values()} == {"up"}
+
+    for name in ("llm", "retriever"):
+        _kill_tree(before[name]["pid"])
+    with pytest.raises(openai.APIStatusError) as no_retriever:
+        _chat(router, "ragyard/smollm2-135m")
+    assert no_retriever.value.status_code == 503
+    assert f"retriever at {settings.retriever.url}" in no_retriever.value.message
+    with pytest.raises(openai.APIStatusError) as no_llm:
+        _chat(router, "smollm2-135m")  # no retrieval: straight to the model
+    assert no_llm.value.status_code == 503
+    assert "no LLM backend could answer (smollm2-135m" in no_llm.value.message
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        after = _services(env)
+        if all(after[name]["state"] == "up" and after[name]["restarts"] == 1 for name in ("llm", "retriever")):
+            break
+        time.sleep(2)
+    for name, svc in after.items():
+        restarted = name in ("llm", "retriever")
+        assert (svc["state"], svc["restarts"], svc["pid"] != before[name]["pid"]) == ("up", int(restarted),
+                                                                                   restarted), (name, svc)
+    assert "killed by SIGKILL" in after["llm"]["last_exit"]
+    assert _chat(router, "ragyard/smollm2-135m") == "smollm2-135m"  # through the restarted retriever and LLM
+    table = _status(env)
+    assert table.returncode == 0 and "restarting" not in table.stdout and "retriever" in table.stdout
+
+    # Everything the services run now, workers included, must be gone after Ctrl-C.
+    for svc in after.values():
+        service = psutil.Process(svc["pid"])
+        processes += [service, *service.children(recursive=True)]

@@ -4,17 +4,15 @@ import base64
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
 import openai
 import pytest
 
-from tests.conftest import serving_bento
+from tests.support.stack import Stack
 
 MODEL = "all-MiniLM-L6-v2"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def metric(text: str, name: str) -> float:
@@ -24,8 +22,8 @@ def metric(text: str, name: str) -> float:
 
 @pytest.fixture(scope="module")
 def embedder_url(tmp_path_factory):
-    with serving_bento("bentos.embedder.service:Embedder", tmp_path_factory.mktemp("embedder")) as url:
-        yield url
+    with Stack(tmp_path_factory.mktemp("embedder")) as stack:
+        yield stack.bento("bentos.embedder.service:Embedder")
 
 
 def embed(url: str, texts, normalize: bool = True) -> httpx.Response:
@@ -168,11 +166,11 @@ def test_probes_and_openapi_document(embedder_url):
 
 
 def test_ingestion_embeds_through_the_bento_when_configured(embedder_url, settings, corpus):
-    from ragyard.embedding import EmbeddingModel
-    from ragyard import collection as col
     from pipelines.materialize import check_outcomes
-    from tests.conftest import index_metadata, run_ingest
-    from tests.corpus import write_corpus
+    from ragyard import collection as col
+    from ragyard.embedding import EmbeddingModel
+    from tests.support.corpus import write_corpus
+    from tests.support.ingest import index_metadata, run_ingest
 
     write_corpus(corpus, count=2)
     settings.ingest.use_embedder_bento = True

@@ -7,15 +7,14 @@ provider behind the bento's HTTP backend. Generations stay short: two shared cor
 import asyncio
 import json
 import re
-import subprocess
-import sys
 import time
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port, serving_bento, stop_bento, wait_until_ready
+from tests.support.network import free_port
+from tests.support.stack import Stack
 
 LOCAL = "smollm2-135m"
 REMOTE = "remote-smollm2"
@@ -25,26 +24,19 @@ QUESTION = [{"role": "user", "content": "What is a Python list? Answer in one se
 
 
 @pytest.fixture(scope="module")
-def llama_server(tmp_path_factory, smollm2_path):
-    """llama-cpp-python's own OpenAI-compatible server: the 'remote provider'."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path), "--model_alias", "smollm2-remote",
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process, log_path, path="/v1/models")
-        yield url
-    finally:
-        stop_bento(process)
+def stack(tmp_path_factory):
+    with Stack(tmp_path_factory.mktemp("llm")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
-def llm_url(tmp_path_factory, llama_server):
-    home = tmp_path_factory.mktemp("llm")
+def llama_server(stack, smollm2_path):
+    """llama-cpp-python's own OpenAI-compatible server: the 'remote provider'."""
+    return stack.llama_server("llama-server", smollm2_path, alias="smollm2-remote")
+
+
+@pytest.fixture(scope="module")
+def llm_url(stack, llama_server):
     catalog = [
         {"name": LOCAL, "model": LOCAL, "context_length": 2048, "quality": 0.1},
         {"name": REMOTE, "backend": "openai", "model": "smollm2-remote", "base_url": f"{llama_server}/v1",
@@ -54,12 +46,12 @@ def llm_url(tmp_path_factory, llama_server):
     ]
     env = {"RAGYARD_LLM__MODELS": json.dumps(catalog), "RAGYARD_LLM__N_THREADS": "1",
            "RAGYARD_LLM__MAX_TOKENS": "256", "RAGYARD_LLM__QUEUE_SIZE": "2", "RAGYARD_LLM__PROBE_TOKENS": "4"}
-    with serving_bento("bentos.llm.service:LLM", home, env, timeout_s=180) as url:
-        yield url
-    log_path = home / "llm.log"
+    yield stack.bento("bentos.llm.service:LLM", env=env, timeout_s=180)
+    stack.stop("llm")
     # A request left hanging (e.g. by a client that gave up) would keep the worker from shutting
     # down, and it would outlive the server as an orphan.
-    assert "Service instance cleanup finalized" in log_path.read_text(), log_path.read_text()[-3000:]
+    log = stack.log("llm")
+    assert "Service instance cleanup finalized" in log, log[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,14 @@ import json
 import httpx
 import pytest
 
-from ragyard.clients.safety import SafetyClient, SafetyRequestRejected, SafetyUnavailable
+from ragyard.clients.safety import (
+    SafetyClient,
+    SafetyRequestRejected,
+    SafetyUnavailable,
+)
 from ragyard.contracts.safety import CheckRequest, restore
-from tests.conftest import free_port, serving_bento
+from tests.support.network import free_port
+from tests.support.stack import Stack
 
 MAX_BATCH = 4
 
@@ -18,8 +23,8 @@ def safety_url(tmp_path_factory):
     # A fixed pseudonym key makes placeholders repeatable; with "k0" Dana Whitfield's email becomes
     # <EMAIL_ADDRESS_69dd69c8>, which spaCy tags as a PERSON unless placeholders are left alone.
     env = {"RAGYARD_SAFETY__MAX_BATCH_ITEMS": str(MAX_BATCH), "RAGYARD_SAFETY__PSEUDONYM_KEY": "k0"}
-    with serving_bento("bentos.safety.service:Safety", tmp_path_factory.mktemp("safety"), env, timeout_s=240) as url:
-        yield url
+    with Stack(tmp_path_factory.mktemp("safety")) as stack:
+        yield stack.bento("bentos.safety.service:Safety", env=env, timeout_s=240)
 
 
 def check(url: str, text: str, direction: str = "input", policy: str = "monitor") -> dict:

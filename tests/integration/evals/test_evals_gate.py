@@ -7,15 +7,19 @@ import uuid
 import dagster as dg
 import pytest
 
+from evals.assets import (
+    GATE_CHECK,
+    LOGGED_CHECK,
+    eval_run_key,
+    make_eval_asset,
+)
 from evals.baseline import BASELINE_TAG, check_regression
-from evals.assets import GATE_CHECK, INDEX_ASSET, LOGGED_CHECK, eval_definitions, eval_run_key, make_eval_asset
-from pipelines.assets import vector_index
 from pipelines.materialize import materialize_ingest
 from ragyard.cli import main
 from ragyard.settings import EvalsSettings, Settings, settings_env
 from ragyard.tracking import mlflow_client
-from tests.conftest import run_ingest
-from tests.corpus import write_corpus
+from tests.support.corpus import write_corpus
+from tests.support.ingest import run_ingest
 
 # Questions phrased without the documents' words: dense search finds them, BM25 mostly does not.
 PARAPHRASED = [
@@ -122,13 +126,3 @@ def test_the_sensor_requests_an_eval_run_keyed_by_index_version_and_settings(set
     with dg.build_sensor_context(instance=instance, definitions=defs) as context:
         (request,) = sensor.evaluate_tick(context).run_requests
     assert request.run_key == after
-
-
-def test_the_code_location_has_the_eval_asset_job_and_sensor():
-    defs = eval_definitions(Settings())
-    assert [a.key.to_user_string() for a in defs.assets] == ["retrieval_eval"]
-    # downstream of the ingestion's index, which lives in the other code location
-    assert defs.assets[0].asset_deps[defs.assets[0].key] == {INDEX_ASSET} and INDEX_ASSET == vector_index.key
-    assert {c.name for c in defs.assets[0].check_specs} == {GATE_CHECK, LOGGED_CHECK}
-    assert [s.name for s in defs.sensors] == ["evals_after_index"]
-    assert not eval_definitions(Settings(evals=EvalsSettings(asset_evals=["answers-not-here"]))).assets

@@ -1,76 +1,26 @@
-"""The eval harness: lazy registry, what a run logs to a real MLflow server, the docs section, the CLI."""
+"""The eval harness with a real MLflow server: what a run logs, the docs section, the CLI (its registry and
+tables by themselves: tests/unit)."""
 
-import csv
-import importlib.machinery
-import io
 import json
-import sys
-import types
 import uuid
 
 import pytest
 from mlflow import MlflowClient
 
-from evals import harness
-from evals.harness import EvalUnavailable, available_evals, load_eval, run_eval, table_csv
-from evals.harness_types import EvalReport, EvalRun
+from evals.harness import run_eval
 from ragyard.cli import main
 from ragyard.settings import MlflowSettings, Settings
-
-TOY = "tests.toy_eval_module"
-
-
-def toy_evaluate(settings, quick=False):
-    """A small eval whose results are known, to test what the harness does with them."""
-    size = 2 if quick else 3
-    rows = [{"id": f"q{i}", "score": i / 2, "hits": [{"doc": "a"}, {"doc": "b"}]} for i in range(size)]
-    runs = [
-        EvalRun("toy-a", {"variant": "a", "embedder_model": "my-own-model"}, {"accuracy": 0.75, "latency_ms": 12.5},
-                {"per_question": rows}),
-        EvalRun("toy-b", {"variant": "b"}, {"accuracy": 0.5, "latency_ms": 20.0}),
-    ]
-    return EvalReport("toy-experiment", runs, f"| variant | accuracy |\n| a | 0.75 |\n| b | 0.5 | (n={size})")
-
-
-def failing_evaluate(settings, quick=False):
-    raise ConnectionError("the llm bento at http://127.0.0.1:3003 is not running")
+from tests.support.toy_evals import install_toy_evals, toy_evaluate
 
 
 @pytest.fixture
 def registry(monkeypatch):
-    """The harness registry with a toy eval, a failing one and one whose module is not in the checkout."""
-    for name, evaluate in ((TOY, toy_evaluate), (TOY + "_failing", failing_evaluate)):
-        module = types.ModuleType(name)
-        module.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
-        module.evaluate = evaluate
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr(harness, "EVALS", {"toy": TOY, "failing": TOY + "_failing", "ghost": "evals.no_such_eval"})
+    install_toy_evals(monkeypatch)
 
 
 @pytest.fixture
 def eval_settings(tmp_path, mlflow_server) -> Settings:
     return Settings(home=tmp_path / "home", mlflow=MlflowSettings(url=mlflow_server, run_local=False))
-
-
-def test_the_registry_imports_lazily_and_names_what_is_missing(registry):
-    assert available_evals() == ["toy", "failing"]
-    assert load_eval("toy").evaluate is toy_evaluate
-    with pytest.raises(EvalUnavailable, match="evals.no_such_eval is not in this checkout"):
-        load_eval("ghost")
-    with pytest.raises(EvalUnavailable, match="unknown eval 'nope'"):
-        load_eval("nope")
-
-
-def test_the_shipped_registry_has_the_five_evals_and_retrieval_is_present():
-    assert list(harness.EVALS) == ["retrieval", "answers", "safety", "router", "cache"]
-    assert "retrieval" in available_evals()
-
-
-def test_table_csv_flattens_nested_values_and_takes_every_column():
-    text = table_csv([{"id": "q1", "hits": [{"doc": "a"}]}, {"id": "q2", "extra": 1.5}])
-    rows = list(csv.DictReader(io.StringIO(text)))
-    assert rows[0] == {"id": "q1", "hits": '[{"doc": "a"}]', "extra": ""}
-    assert rows[1] == {"id": "q2", "hits": "", "extra": "1.5"}
 
 
 def test_a_run_logs_params_metrics_tags_and_tables_to_mlflow(registry, eval_settings, tmp_path):
@@ -129,12 +79,3 @@ def test_cli_all_runs_what_is_present_and_reports_failures(registry, eval_settin
     assert main(["eval", "run", "toy", "--quick", "--no-mlflow"]) == 0
     assert main(["eval", "run", "ghost"]) == 2
     assert "module evals.no_such_eval is not in this checkout" in capsys.readouterr().err
-
-
-def test_cli_reports_an_unreachable_mlflow_without_a_traceback(registry, tmp_path, monkeypatch, capsys):
-    from tests.conftest import free_port
-
-    monkeypatch.setenv("RAGYARD_HOME", str(tmp_path))
-    monkeypatch.setenv("RAGYARD_MLFLOW__URL", f"http://127.0.0.1:{free_port()}")
-    assert main(["eval", "run", "toy"]) == 2
-    assert "error: eval toy: MlflowException" in capsys.readouterr().err

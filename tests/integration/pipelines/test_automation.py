@@ -4,11 +4,15 @@ import os
 
 import dagster as dg
 
-from pipelines.automation import make_nightly_schedule, make_source_sensor, pending_changes
+from pipelines.automation import (
+    make_nightly_schedule,
+    make_source_sensor,
+    pending_changes,
+)
 from pipelines.sources import scan_sources
 from ragyard.settings import settings_env
-from tests.conftest import run_ingest
-from tests.corpus import write_corpus
+from tests.support.corpus import write_corpus
+from tests.support.ingest import run_ingest
 
 
 def _evaluate(sensor, cursor=None):

@@ -6,16 +6,21 @@ import threading
 import dagster as dg
 import pytest
 
-from ragyard.embedding import EmbeddingModel
-from ragyard import collection as col
 from bentos.retriever.search import Searcher
 from pipelines.automation import make_nightly_schedule
 from pipelines.ledger import Ledger
 from pipelines.materialize import check_outcomes
+from ragyard import collection as col
+from ragyard.embedding import EmbeddingModel
 from router.index_version import version_of
-from tests.conftest import index_metadata, run_ingest
-from tests.corpus import rst_document, write_corpus
-from tests.ingest_support import ALL_CHECKS, document_rows, skipped_reasons
+from tests.support.corpus import rst_document, write_corpus
+from tests.support.ingest import (
+    ALL_CHECKS,
+    document_rows,
+    index_metadata,
+    run_ingest,
+    skipped_reasons,
+)
 
 
 def _client(settings):

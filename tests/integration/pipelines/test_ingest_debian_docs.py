@@ -8,8 +8,7 @@ import pytest
 
 from pipelines.materialize import asset_metadata, check_outcomes
 from ragyard.settings import ChunkerSettings, SourceSettings
-from tests.conftest import index_metadata, run_ingest
-from tests.ingest_support import ALL_CHECKS, skipped_reasons
+from tests.support.ingest import ALL_CHECKS, index_metadata, run_ingest, skipped_reasons
 
 PACKAGE = "debian-reference-en"  # installed by the Makefile's APT_PACKAGES
 FOLDER = Path("/usr/share/debian-reference")

@@ -3,15 +3,20 @@ indexed or skipped with a reason, the rest of the corpus is indexed, and the ass
 
 import uuid
 
-from ragyard import collection as col
 from pipelines.automation import pending_changes
 from pipelines.ledger import Ledger
 from pipelines.materialize import asset_metadata, check_outcomes
 from pipelines.sources import scan_sources
 from pipelines.text import MAX_HEADING_CHARS
-from tests.conftest import index_metadata, run_ingest
-from tests.corpus import write_corpus
-from tests.ingest_support import ALL_CHECKS, document_rows, skipped_reasons
+from ragyard import collection as col
+from tests.support.corpus import write_corpus
+from tests.support.ingest import (
+    ALL_CHECKS,
+    document_rows,
+    index_metadata,
+    run_ingest,
+    skipped_reasons,
+)
 
 HEADING_5K = " ".join(f"entry{n:04d}" for n in range(555))[:5000]
 HEADING_60K = " ".join(f"index-term-{n:05d}" for n in range(3530))[:60000]

@@ -13,9 +13,13 @@ from pipelines.ledger import Ledger
 from pipelines.materialize import asset_metadata, check_outcomes
 from ragyard.services import prepare_dagster_home
 from ragyard.settings import settings_env
-from tests.conftest import index_metadata, run_ingest
-from tests.corpus import rst_document
-from tests.ingest_support import ALL_CHECKS, progress_observations
+from tests.support.corpus import rst_document
+from tests.support.ingest import (
+    ALL_CHECKS,
+    index_metadata,
+    progress_observations,
+    run_ingest,
+)
 
 DOCUMENTS = 60
 

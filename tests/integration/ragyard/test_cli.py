@@ -5,12 +5,8 @@ import subprocess
 import sys
 
 from ragyard.cli import COMMANDS
-from tests.conftest import REPO_ROOT
-
-
-def ragyard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ragyard", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          env=env, timeout=300)
+from tests.support.cli import ragyard
+from tests.support.paths import REPO_ROOT
 
 
 def test_help_lists_every_command():

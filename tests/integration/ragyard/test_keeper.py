@@ -14,12 +14,14 @@ import time
 
 import psutil
 
-from ragyard.keeper import ServiceKeeper, restart_delay
+from ragyard.keeper import ServiceKeeper
 from ragyard.settings import SupervisorSettings
 from ragyard.status import ServiceState, read_status
 from ragyard.supervisor import ServiceSpec
-from tests.conftest import REPO_ROOT, free_port
-from tests.test_supervisor import TCP_LISTENER, assert_gone, tcp_service
+from tests.support.cli import ragyard
+from tests.support.network import free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.toy_services import TCP_LISTENER, assert_gone, tcp_service
 
 # Listens on argv[1]; started again (a restart), it waits for the file argv[2]/go before listening,
 # so that the test sees it running but not yet healthy.
@@ -73,14 +75,6 @@ def running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def test_restart_delay_doubles_per_crash_is_jittered_and_capped():
-    settings = SupervisorSettings(restart_backoff_s=1.0, restart_backoff_max_s=5.0)
-    for crashes, full in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (12, 5.0)]:
-        delays = [restart_delay(crashes, settings) for _ in range(200)]
-        assert all(full / 2 <= d <= full for d in delays)
-        assert max(delays) - min(delays) > full / 10  # jittered, not one fixed value
 
 
 def test_a_crashed_service_is_restarted_and_is_up_only_once_healthy_again(tmp_path, caplog):
@@ -199,8 +193,7 @@ def test_sigterm_stops_the_platform_and_status_tells_what_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAGYARD_HOME": str(home)}
 
     def status(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "ragyard", "status", *args], cwd=REPO_ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return ragyard("status", *args, env=env, timeout_s=120)
 
     never = status()
     assert never.returncode == 3 and "no platform is running: none has run" in never.stdout
@@ -267,7 +260,6 @@ def test_sigterm_stops_the_platform_and_status_tells_what_runs(tmp_path):
 def test_status_of_an_unreadable_status_file_is_a_clear_error(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "status.json").write_text('{"supervisor_pid": "not a pid"')
-    shown = subprocess.run([sys.executable, "-m", "ragyard", "status"], cwd=REPO_ROOT, capture_output=True, text=True,
-                           env={**os.environ, "RAGYARD_HOME": str(tmp_path)}, timeout=120)
+    shown = ragyard("status", env={**os.environ, "RAGYARD_HOME": str(tmp_path)}, timeout_s=120)
     assert shown.returncode == 1
     assert "status.json is not a status file of ragyard" in shown.stderr

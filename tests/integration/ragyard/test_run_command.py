@@ -10,9 +10,16 @@ import pytest
 import ragyard.cli.platform
 from ragyard.cli import main
 from ragyard.service_spec import ServiceSpec
-from ragyard.status import PlatformStatus, ServiceState, now, read_status, this_process_started_at, write_status
-from tests.conftest import free_port
-from tests.test_supervisor import TCP_LISTENER
+from ragyard.status import (
+    PlatformStatus,
+    ServiceState,
+    now,
+    read_status,
+    this_process_started_at,
+    write_status,
+)
+from tests.support.network import free_port
+from tests.support.toy_services import TCP_LISTENER
 
 
 @pytest.fixture

@@ -11,11 +11,8 @@ import time
 import pytest
 
 from ragyard.supervisor import ServiceFailed, ServiceSpec, Supervisor
-from tests.conftest import free_port
-
-# A service that accepts TCP connections on 127.0.0.1:<argv[1]> (the kernel completes them
-# from the listen backlog; nothing needs to accept).
-TCP_LISTENER = "import socket, sys, time; s = socket.create_server(('127.0.0.1', int(sys.argv[1]))); time.sleep(300)"
+from tests.support.network import free_port
+from tests.support.toy_services import TCP_LISTENER, assert_gone, tcp_service
 
 # A service that ignores SIGTERM, spawns a grandchild (which inherits the ignored SIGTERM),
 # writes the grandchild's pid to argv[2], then listens on argv[1].
@@ -30,19 +27,6 @@ STUBBORN_WITH_GRANDCHILD = textwrap.dedent(
     time.sleep(300)
     """
 )
-
-
-def tcp_service(name: str, **kwargs) -> ServiceSpec:
-    port = free_port()
-    return ServiceSpec(name, [sys.executable, "-c", TCP_LISTENER, str(port)], health_tcp=("127.0.0.1", port), **kwargs)
-
-
-def assert_gone(pid: int) -> None:
-    """Neither the process nor any member of its process group exists (not even as a zombie)."""
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(pid, 0)
 
 
 def test_start_two_services_then_stop_all(tmp_path):

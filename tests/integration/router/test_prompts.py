@@ -8,7 +8,6 @@ import pytest
 
 from ragyard.services import mlflow_spec
 from ragyard.settings import MlflowSettings, PromptSettings, Settings
-from ragyard.supervisor import Supervisor
 from ragyard.tracking import mlflow_client
 from router.prompts import (
     BUILTIN_ALIAS,
@@ -16,12 +15,11 @@ from router.prompts import (
     RAG_TEMPLATE,
     PromptResolver,
     PromptUnavailable,
-    choose_alias,
-    render,
     resolve_prompt,
     seed_prompts,
 )
-from tests.conftest import free_port
+from tests.support.network import free_port
+from tests.support.stack import Stack
 
 
 class Clock:
@@ -44,33 +42,6 @@ def register_version(settings: Settings, marker: str) -> int:
     template = [dict(m) for m in RAG_TEMPLATE]
     template[0]["content"] = f"{marker}\n" + template[0]["content"]
     return int(mlflow_client(settings.mlflow.url).register_prompt(settings.prompts.name, template).version)
-
-
-# ---- pure functions ---------------------------------------------------------------------------
-
-
-def test_render_fills_every_variable_once_and_names_missing_ones():
-    messages = render(RAG_TEMPLATE, {"context": "[1] uses {{question}} literally", "question": "what?"})
-    assert messages[0]["role"] == "system" and "[1] uses {{question}} literally" in messages[0]["content"]
-    assert messages[1] == {"role": "user", "content": "what?"}
-    with pytest.raises(KeyError, match="context"):
-        render(RAG_TEMPLATE, {"question": "q"})
-
-
-def test_the_ab_split_is_sticky_and_close_to_the_weights():
-    weights = {"production": 0.8, "candidate": 0.2}
-    users = [f"user-{i}" for i in range(5000)]
-    first = [choose_alias(weights, "rag", u) for u in users]
-    assert first == [choose_alias(dict(reversed(weights.items())), "rag", u) for u in users]  # order-free
-    counts = Counter(first)
-    assert counts["candidate"] / len(users) == pytest.approx(0.2, abs=0.02)
-    # another prompt's experiment splits the same users independently
-    other = [choose_alias(weights, "other", u) for u in users]
-    assert sum(a != b for a, b in zip(first, other)) > 500
-    assert {choose_alias({"production": 1.0, "off": 0.0}, "rag", u) for u in users[:200]} == {"production"}
-
-
-# ---- a real MLflow server ---------------------------------------------------------------------
 
 
 def test_seed_registers_once_and_the_alias_loads_through_mlflow(mlflow_server):
@@ -138,8 +109,8 @@ def test_with_mlflow_down_the_last_version_serves_and_before_that_the_builtin(tm
     never_loaded = PromptResolver.from_settings(settings)
     clock = Clock()
     resolver = PromptResolver(settings.mlflow.url, settings.prompts, clock=clock)
-    with Supervisor(settings.logs_dir) as supervisor:  # an MLflow server of this test's own, to stop
-        supervisor.start_all([mlflow_spec(settings)])
+    with Stack(settings.home) as stack:  # an MLflow server of this test's own, to stop
+        stack.start(mlflow_spec(settings))
         seed_prompts(settings)
         assert resolver.resolve(user_id="carol").version == 1
     clock.now += 10  # expired, and the server is gone

@@ -1,31 +1,20 @@
-"""The router's parts on their own: key store, limits under threads, circuit breaker, caches,
-memory, the OTLP encoding, and the Langfuse exporter. The stores run on both state backends:
-SQLite files and a real PostgreSQL server.
+"""The router's state stores on both backends, SQLite files and a real PostgreSQL server: key store,
+limits under threads, caches, memory (the router's stateless parts: tests/unit)."""
 
-The Langfuse server cannot run on this machine (it needs Postgres, ClickHouse and its web app), so
-its ingestion endpoint is played by a small recording HTTP server: what is checked is what the
-real Langfuse SDK sends.
-"""
-
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 
 from ragyard.settings import Settings
 from router.cache import ResponseCache
 from router.keys import COMPLETION_RETENTION_S, KeyStore
 from router.limits import LimitExceeded, Limits
 from router.memory import Memory
-from router.resilience import CircuitBreaker
 from router.state import database, query
-from router.tracing import Generation, LangfuseExporter, Trace, new_trace_id, otlp_request
-from tests.conftest import new_database
+from tests.support.databases import new_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -129,28 +118,6 @@ def test_stores_starting_together_on_one_postgres_database_all_start(postgres):
     store.close()
 
 
-def test_state_url_must_be_a_postgres_url():
-    assert Settings(router={"state_url": "postgresql://u:p@db.example/ragyard"}).router.state_url
-    with pytest.raises(ValidationError, match="router.state_url"):
-        Settings(router={"state_url": "mysql://u:p@db.example/ragyard"})
-
-
-def test_circuit_breaker_opens_lets_one_trial_through_and_closes():
-    breaker = CircuitBreaker("llm", failures=2, reset_s=0.2)
-    breaker.failure()
-    assert breaker.allow()
-    breaker.failure()
-    assert breaker.state == "open" and not breaker.allow()
-    time.sleep(0.25)
-    assert breaker.allow() and not breaker.allow()  # one trial at a time
-    breaker.failure()
-    assert breaker.state == "open"
-    time.sleep(0.25)
-    assert breaker.allow()
-    breaker.success()
-    assert breaker.state == "closed" and breaker.allow()
-
-
 def test_caches_respect_scope_threshold_ttl_and_size(state):
     cache = ResponseCache(database(state, "cache"), ttl_s=10, max_entries=3, threshold=0.9)
     v = np.array([1.0, 0.0], dtype=np.float32)
@@ -176,92 +143,3 @@ def test_memory_keeps_the_last_turns_per_session_and_key(state):
     assert [m["content"] for m in memory.history("s1", "key-a")] == ["q1", "a1", "q2", "a2"]
     assert memory.history("s1", "key-b") == []  # another key never sees the session
     memory.close()
-
-
-def _trace() -> Trace:
-    trace = Trace(new_trace_id(), "chat.completions", "user-1", "session-1", input="what is a list?",
-                  attributes={"model.requested": "ragyard/auto"})
-    with trace.span("retrieve", top_k=3):
-        pass
-    with pytest.raises(RuntimeError), trace.span("generate"):
-        raise RuntimeError("upstream down")
-    now = time.time_ns()
-    trace.generation = Generation("smol", 120, 30, 0.0012, "USD", "ragyard-rag", 2, {"policy": "cheapest"}, False,
-                                  now - 1000, now, [])
-    trace.finish("A list is a sequence.")
-    return trace
-
-
-def test_otlp_encoding_has_a_root_span_steps_and_the_generation():
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
-    trace = _trace()
-    request = ExportTraceServiceRequest()
-    request.ParseFromString(otlp_request(trace))
-    spans = request.resource_spans[0].scope_spans[0].spans
-    root = spans[0]
-    assert root.trace_id.hex() == trace.trace_id and not root.parent_span_id
-    assert [s.name for s in spans] == ["chat.completions", "retrieve", "generate", "generation"]
-    assert all(s.parent_span_id == root.span_id for s in spans[1:])
-    assert spans[2].status.code == spans[2].status.STATUS_CODE_ERROR
-    attributes = {a.key: a.value for a in spans[3].attributes}
-    assert attributes["gen_ai.usage.input_tokens"].int_value == 120
-    assert attributes["ragyard.cost"].double_value == pytest.approx(0.0012)
-    assert attributes["ragyard.prompt.version"].int_value == 2
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    batches: list = []
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).batches.append((self.path, json.loads(body)))
-        self.send_response(207)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"successes": [], "errors": []}')
-
-    def log_message(self, *args):
-        pass
-
-
-def test_langfuse_exporter_sends_one_trace_with_spans_a_generation_and_scores():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        exporter = LangfuseExporter(f"http://127.0.0.1:{server.server_port}", "pk-test", "sk-test")
-        trace = _trace()
-        exporter.export(trace)
-        exporter.score(trace.trace_id, "thumbs", 1.0, "good")
-        exporter.flush()
-    finally:
-        server.shutdown()
-    events = [e for path, batch in _Recorder.batches if path.endswith("/ingestion") for e in batch["batch"]]
-    by_type: dict[str, list] = {}
-    for event in events:
-        by_type.setdefault(event["type"], []).append(event["body"])
-    assert [t["id"] for t in by_type["trace-create"]] == [trace.trace_id]
-    assert {s["name"] for s in by_type["span-create"]} == {"retrieve", "generate"}
-    generation = by_type["generation-create"][0]
-    assert generation["model"] == "smol" and generation["traceId"] == trace.trace_id
-    assert generation["usageDetails"] == {"input": 120, "output": 30}
-    assert generation["costDetails"] == {"total": 0.0012}
-    assert generation["metadata"]["prompt_version"] == 2
-    assert by_type["score-create"][0]["value"] == 1.0
-
-
-def test_an_unreachable_state_database_is_a_503_to_retry_not_a_500():
-    import asyncio
-
-    import sqlalchemy.exc
-
-    from bentos.router.service import openai_app
-
-    with pytest.raises(sqlalchemy.exc.OperationalError) as down:
-        KeyStore("postgresql://ragyard@127.0.0.1:1/ragyard")  # nothing listens on port 1
-    handler = openai_app.exception_handlers[sqlalchemy.exc.OperationalError]
-    response = asyncio.run(handler(None, down.value))
-    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
-    assert json.loads(response.body)["error"]["code"] == "state_unavailable"

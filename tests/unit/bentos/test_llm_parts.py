@@ -1,7 +1,6 @@
 """The LLM bento's parts without a server: queue bounds, derived prices, catalog settings, model assembly."""
 
 import asyncio
-import hashlib
 
 import pytest
 from pydantic import ValidationError
@@ -79,21 +78,6 @@ def test_packaged_smollm2_resolves_and_verifies(tmp_path):
     path = resolve_gguf("smollm2-135m", tmp_path)
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 90_000_000
     assert install(PACKAGED["smollm2-135m"], tmp_path, log=lambda _: None) == path
-
-
-@pytest.fixture
-def sliced_model(tmp_path, monkeypatch):
-    """A split model laid out like the Qwen packages (package/data/partNN.bin), from a few bytes."""
-    slices = [b"GGUF-head-", b"middle-", b"tail"]
-    for i, data in enumerate(slices, 1):
-        folder = tmp_path / "site" / f"fake_part{i}" / "data"
-        folder.mkdir(parents=True)
-        (folder / f"part{i:02d}.bin").write_bytes(data)
-    monkeypatch.setattr(models, "package_dir", lambda package: tmp_path / "site" / package.replace("-", "_"))
-    joined = b"".join(slices)
-    model = PackagedModel("fake", "fake.gguf", hashlib.sha256(joined).hexdigest(),
-                          tuple(f"fake-part{i}" for i in range(1, 4)), "1.0")
-    return model, joined
 
 
 def test_split_model_is_joined_in_order_verified_and_not_redone(sliced_model, tmp_path):

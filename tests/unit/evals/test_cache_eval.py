@@ -6,9 +6,28 @@ import json
 import numpy as np
 import pytest
 
-from evals.cache_datasets import (FOLLOW_UP, NEAR_MISS, NEAR_MISSES, OPENING, PARAPHRASE, PARAPHRASES, QUESTION,
-                                  SESSIONS, Asked, Session, load_near_misses, load_paraphrases, load_sessions)
-from evals.cache_replays import Replay, history_blind_keys, replay_sessions, router_keys, zipf_traffic
+from evals.cache_datasets import (
+    FOLLOW_UP,
+    NEAR_MISS,
+    NEAR_MISSES,
+    OPENING,
+    PARAPHRASE,
+    PARAPHRASES,
+    QUESTION,
+    SESSIONS,
+    Asked,
+    Session,
+    load_near_misses,
+    load_paraphrases,
+    load_sessions,
+)
+from evals.cache_replays import (
+    Replay,
+    history_blind_keys,
+    replay_sessions,
+    router_keys,
+    zipf_traffic,
+)
 from evals.retrieval import DEFAULT_DATASET, DatasetError, Gold, load_dataset
 
 A, B, C = (Gold("docs:a", "Intro"),), (Gold("docs:b", "Usage"),), (Gold("docs:c", "Walk"),)

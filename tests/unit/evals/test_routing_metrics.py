@@ -7,8 +7,8 @@ import math
 import pytest
 
 from evals.answer_metrics import citation_score, groundedness, sentences, token_f1
-from evals.routing_metrics import apgr, cpt, pgr, pgr_curve
 from evals.router import is_test
+from evals.routing_metrics import apgr, cpt, pgr, pgr_curve
 
 
 def test_pgr_is_the_share_of_the_gap_recovered():

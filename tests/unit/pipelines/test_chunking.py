@@ -1,8 +1,8 @@
 """Chunks are bounded, overlap within a section, carry their heading path, and have stable ids."""
 
-from ragyard import collection as col
 from pipelines.chunking import chunk_document, split_text
 from pipelines.documents import Document, Section
+from ragyard import collection as col
 from ragyard.settings import ChunkerSettings
 
 SETTINGS = ChunkerSettings(max_chars=300, overlap_chars=60, min_chars=100)

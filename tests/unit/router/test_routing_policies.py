@@ -7,7 +7,12 @@ import pytest
 from ragyard.settings import RouterSettings, Settings
 from router.routing.base import POLICIES, ModelCard, RouteRequest
 from router.routing.features import FEATURE_NAMES, routing_features
-from router.routing.policies import Learned, Threshold, build_policy, estimated_prompt_tokens
+from router.routing.policies import (
+    Learned,
+    Threshold,
+    build_policy,
+    estimated_prompt_tokens,
+)
 from router.routing.predictor import Outcome, QualityPredictor, UnknownModel
 
 SMALL = ModelCard("small", 2048, input_per_1k=0.01, output_per_1k=0.02, quality=0.2)

@@ -1,0 +1,16 @@
+"""Unit tests run in the pytest process only: one that starts a program belongs in tests/integration."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any, NoReturn
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: subprocess.Popen[Any], args: Any, *_args: Any, **_kwargs: Any) -> NoReturn:
+        raise AssertionError(f"a unit test started a process ({args!r}): it belongs in tests/integration")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
