@@ -26,7 +26,8 @@ DEPLOYABLE_LOCKS := bentos/embedder/requirements.lock=embedder bentos/retriever/
 	infra/images/mlflow/requirements.lock=mlflow-server
 LOCK_CHECK_DIR ?= .ragyard/lock-check
 
-.PHONY: setup run test bench clean llm-models llm-models-test lock lock-check eval
+.PHONY: setup run test test-unit test-integration test-infra lint format bench clean llm-models llm-models-test lock \
+	lock-check eval
 
 setup: $(STAMP)
 
@@ -52,8 +53,29 @@ $(STAMP): requirements.lock pyproject.toml Makefile $(UV)
 run: setup llm-models
 	$(PY) -m ragyard run
 
+# Lint first (CI runs `make test`), then every test. One tier alone: make test-unit (seconds, no processes),
+# test-integration (real processes on loopback), test-infra (deployment files, images, locks, layers).
 test: setup llm-models-test
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
+
+test-unit test-infra: test-%: setup
+	$(PY) -m pytest tests/$*
+
+test-integration: setup llm-models-test
+	$(PY) -m pytest tests/integration
+
+# ruff (lint and format check), mypy, import-linter's layer contracts; every check runs, any failure fails.
+lint:
+	@status=0; \
+	for check in "ruff check ." "ruff format --check ." "mypy" "lint-imports --no-cache"; do \
+	  echo "== $$check"; $(VENV)/bin/$$check || status=1; \
+	done; exit $$status
+
+# Apply the formatter and ruff's safe fixes.
+format:
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 # Regenerate the locks from pyproject.toml, keeping every version the current lock has unless
 # pyproject.toml no longer allows it. Upgrade one package: make lock UPGRADE="--upgrade-package openai"
@@ -77,7 +99,7 @@ lock-check: $(UV)
 	$(UV) pip sync --python $(LOCK_CHECK_DIR)/venv/bin/python --require-hashes $(TORCH_SOURCE) $(LOCK_CHECK_DIR)/requirements.lock
 	$(UV) pip install --python $(LOCK_CHECK_DIR)/venv/bin/python --no-deps --no-build-isolation -e .
 	$(LOCK_CHECK_DIR)/venv/bin/python -m ragyard models install --only smollm2-135m
-	$(LOCK_CHECK_DIR)/venv/bin/python -m pytest -q -p no:cacheprovider tests/test_front_door_smoke.py
+	$(LOCK_CHECK_DIR)/venv/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_front_door_smoke.py
 
 # `ingest` keeps the index it builds in RAGYARD_BENCH_KEEP (a fresh folder unless set) for `retriever`.
 bench: setup llm-models

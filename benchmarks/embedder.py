@@ -28,13 +28,13 @@ from benchmarks.measure import (  # noqa: E402
     env_int,
     fmt,
     free_port,
-    tree_cpu_seconds,
     load,
     percentiles,
     post_concurrently,
     post_each,
     questions,
     timed_ms,
+    tree_cpu_seconds,
 )
 from ragyard.docs_report import write_section  # noqa: E402
 from ragyard.embedding import EmbeddingModel  # noqa: E402
@@ -94,7 +94,7 @@ def main() -> None:
             supervisor.start_all([embedder_spec(settings)])
             single = single_text_latency(model, limits.url, supervisor.pids()["embedder"], queries)
             passes = [throughput_pass(model, limits.url, half, per_request, clients)
-                      for half, per_request in zip(halves, TEXTS_PER_REQUEST)]
+                      for half, per_request in zip(halves, TEXTS_PER_REQUEST, strict=True)]
     load_after = load()
 
     rows = "\n".join(

@@ -33,8 +33,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from benchmarks.measure import free_port, percentiles
-from ragyard.docs_report import write_section
 from bentos.llm.models import resolve_gguf
+from ragyard.docs_report import write_section
 from ragyard.services import REPO_ROOT, bento_spec
 from ragyard.settings import LLMSettings, MlflowSettings, RouterSettings, Settings
 from ragyard.supervisor import ServiceSpec, Supervisor
@@ -107,10 +107,11 @@ async def _overhead(router: str, stub: str, key: str, samples: int, per_level: i
     body = {"model": STUB_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "What is a list?"}]}
     bodies = [body] * samples
     await _latencies(f"{router}/v1/chat/completions", auth, bodies[:20])  # warm-up
+    rps: dict[int, tuple[float, float]] = {}
     results = {"direct": await _latencies(f"{stub}/v1/chat/completions", {}, bodies),
-               "routed": await _latencies(f"{router}/v1/chat/completions", auth, bodies), "rps": {}}
+               "routed": await _latencies(f"{router}/v1/chat/completions", auth, bodies), "rps": rps}
     for concurrency in (8, 32):
-        results["rps"][concurrency] = (
+        rps[concurrency] = (
             await _throughput(f"{stub}/v1/chat/completions", {}, body, concurrency, per_level),
             await _throughput(f"{router}/v1/chat/completions", auth, body, concurrency, per_level))
     return results

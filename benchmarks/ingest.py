@@ -17,11 +17,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ragyard.docs_report import write_section  # noqa: E402
 from pipelines.chunking import chunk_document  # noqa: E402
 from pipelines.materialize import asset_metadata, check_outcomes, materialize_ingest  # noqa: E402
 from pipelines.resources import _loaded_model  # noqa: E402
 from pipelines.sources import compute_delta, scan_sources, settings_fingerprint  # noqa: E402
+from ragyard.docs_report import write_section  # noqa: E402
 from ragyard.services import milvus_spec  # noqa: E402
 from ragyard.settings import PYTHON_DOCS, IngestSettings, MilvusSettings, Settings, SourceSettings  # noqa: E402
 from ragyard.supervisor import Supervisor  # noqa: E402

@@ -20,8 +20,8 @@ from pathlib import Path
 import openai
 
 from benchmarks.measure import free_port, load
-from ragyard.docs_report import write_section
 from bentos.llm.models import PACKAGED, install
+from ragyard.docs_report import write_section
 from ragyard.services import llm_spec
 from ragyard.settings import CatalogModel, LLMSettings, Settings
 from ragyard.supervisor import Supervisor
@@ -54,6 +54,7 @@ def raw_stream(llama, prompt: str) -> tuple[float, float, int, str]:
             first = first or time.perf_counter()
             tokens += 1
             text.append(content)
+    assert first is not None, "no token was streamed"
     return first - started, time.perf_counter() - first, tokens, "".join(text)
 
 
@@ -71,6 +72,7 @@ async def bento_stream(client: openai.AsyncOpenAI, model: str, prompt: str,
         if chunk.choices and chunk.choices[0].delta.content:
             first = first or time.perf_counter()
             text.append(chunk.choices[0].delta.content)
+    assert first is not None, "no token was streamed"
     return first - started, time.perf_counter() - first, tokens, "".join(text)
 
 

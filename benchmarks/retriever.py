@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -23,10 +24,10 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.measure import env_int, fmt, free_port, load, percentiles, questions, timed_ms  # noqa: E402
+from bentos.retriever.search import Searcher  # noqa: E402
+from ragyard import collection as col  # noqa: E402
 from ragyard.docs_report import write_section  # noqa: E402
 from ragyard.embedding import EmbeddingModel  # noqa: E402
-from ragyard import collection as col  # noqa: E402
-from bentos.retriever.search import Searcher  # noqa: E402
 from ragyard.services import embedder_spec, milvus_spec, retriever_spec  # noqa: E402
 from ragyard.settings import EmbedderSettings, MilvusSettings, RetrieverSettings, Settings  # noqa: E402
 from ragyard.supervisor import Supervisor  # noqa: E402
@@ -93,7 +94,7 @@ def cold_hybrid(queries, model, searcher, retriever) -> dict:
 def warm_mode(mode, queries, vectors, searcher, embedder, retriever) -> dict:
     """One mode with the embedder's cache warm: pymilvus alone, embedder + pymilvus, and the bento."""
     direct, composite, bento, inside, same = [], [], [], [], 0
-    for query, vector in zip(queries, vectors):
+    for query, vector in zip(queries, vectors, strict=True):
         hits, ms = timed_ms(searcher.search, mode, query, vector if mode != "bm25" else None, TOP_K, "")
         direct.append(ms)
         composite.append(timed_ms(embed_then_search, embedder, searcher, query, mode)[1])
@@ -101,7 +102,7 @@ def warm_mode(mode, queries, vectors, searcher, embedder, retriever) -> dict:
         bento.append(ms)
         inside.append(answer["timings"]["search_ms"])
         same += [h["chunk_id"] for h in answer["hits"]] == [h["chunk_id"] for h in hits]
-    result = {"direct": percentiles(direct), "composite": percentiles(composite), "bento": percentiles(bento),
+    result: dict[str, Any] = {"direct": percentiles(direct), "composite": percentiles(composite), "bento": percentiles(bento),
               "inside": percentiles(inside), "same": same}
     result["added_p50"] = result["bento"]["p50"] - result["composite"]["p50"]
     # Per question, bento minus baseline: the questions' own spread in search cost cancels out.

@@ -96,7 +96,7 @@ Machine load average (1/5/15 min) before: {load_before}; after: {load_after} (ot
 | --- | --- |
 | p50 latency, 1 client, {SEQUENTIAL_REQUESTS} requests | **{statistics.median(latencies_ms):.1f} ms** |
 | p99 latency, 1 client | **{percentiles(latencies_ms)["p99"]:.1f} ms** |
-| server-side `latency_ms` p50 (detectors only) | {statistics.median(l for _, l in sequential):.1f} ms |
+| server-side `latency_ms` p50 (detectors only) | {statistics.median(ms for _, ms in sequential):.1f} ms |
 | throughput, 1 client (baseline) | {one_client_rps:.1f} req/s |
 | throughput, {CONCURRENT_CLIENTS} concurrent clients, {len(concurrent)} requests | **{concurrent_rps:.1f} req/s** ({concurrent_rps / one_client_rps:.2f}x the 1-client baseline) |
 | p50 / p99 latency at {CONCURRENT_CLIENTS} clients | {statistics.median(s * 1000 for s, _ in concurrent):.1f} / {percentiles([s * 1000 for s, _ in concurrent])["p99"]:.1f} ms |

@@ -22,8 +22,8 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 
 from benchmarks.measure import env_int, free_port, load, percentiles, timed_ms
-from ragyard.docs_report import write_section
 from ragyard import collection as col
+from ragyard.docs_report import write_section
 from ragyard.services import milvus_spec
 from ragyard.settings import MilvusSettings, Settings
 from ragyard.supervisor import Supervisor
@@ -136,7 +136,7 @@ def measure_index(client: MilvusClient, rows: int, queries: np.ndarray, truth: n
                               limit=TOP_K, search_params=search_params)
         latencies.append(ms)
         found.append([hit["id"] for hit in result[0]])
-    recall = np.mean([len(set(f) & set(t.tolist())) / TOP_K for f, t in zip(found, truth)])
+    recall = np.mean([len(set(f) & set(t.tolist())) / TOP_K for f, t in zip(found, truth, strict=True)])
     return {"build_s": build_s, "load_s": load_ms / 1000, "latency": percentiles(latencies), "queries": len(queries),
             "qps": 1000 / np.mean(latencies), "recall": float(recall)}
 
@@ -160,9 +160,9 @@ def main() -> None:
                 if wanted and index_type not in wanted:
                     continue
                 try:
-                    results[index_type] = measure_index(client, rows, queries, truth, index_type, build, search)
-                    results[index_type]["params"] = (build, search)
-                except Exception as exc:  # a type milvus-lite does not take is a finding, not a failure
+                    measured = measure_index(client, rows, queries, truth, index_type, build, search)
+                    results[index_type] = {**measured, "params": (build, search)}
+                except Exception as exc:  # noqa: BLE001 - a type milvus-lite does not take is a finding, not a failure
                     results[index_type] = f"refused: {str(exc).splitlines()[0][:200]}"
                 print(index_type, results[index_type], flush=True)
     load_after = load()

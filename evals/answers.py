@@ -65,14 +65,14 @@ def load_qa_dataset(path: Path = DEFAULT_DATASET) -> list[QAItem]:
 
 def retrieve_contexts(settings: Settings, questions: list[str], top_k: int = CONTEXT_CHUNKS) -> list[list[dict]]:
     """The hybrid search hits for every question, from the collection in `settings`."""
-    from ragyard.embedding import EmbeddingModel
     from bentos.retriever.search import Searcher
+    from ragyard.embedding import EmbeddingModel
 
     e = settings.embedder
     vectors = EmbeddingModel(e.model, device=e.device, batch_size=e.batch_size).encode(questions)
     searcher = Searcher.from_settings(settings)
     searcher.ensure_loaded()
-    return [searcher.search(RETRIEVAL_MODE, q, v.tolist(), top_k, "") for q, v in zip(questions, vectors)]
+    return [searcher.search(RETRIEVAL_MODE, q, v.tolist(), top_k, "") for q, v in zip(questions, vectors, strict=True)]
 
 
 def numbered_context(hits: list[dict]) -> str:
@@ -158,18 +158,19 @@ def collect_answers(settings: Settings, quick: bool = False, dataset: Path = DEF
     cache = AnswerCache.for_settings(settings)
     contexts = retrieve_contexts(settings, [item.question for item in items])
     messages_of = [prompt.render(context=numbered_context(hits), question=item.question)
-                   for item, hits in zip(items, contexts)]
+                   for item, hits in zip(items, contexts, strict=True)]
     if cached_only:
         keep = [i for i, messages in enumerate(messages_of)
                 if all(cache.get(model, messages, MAX_TOKENS) for model in models)]
-        items, contexts, messages_of = ([seq[i] for i in keep] for seq in (items, contexts, messages_of))
+        items, contexts = [items[i] for i in keep], [contexts[i] for i in keep]
+        messages_of = [messages_of[i] for i in keep]
     records = []
     # Question-major, so that an interrupted run leaves whole questions in the cache.
-    for item, hits, messages in zip(items, contexts, messages_of):
+    for item, hits, messages in zip(items, contexts, messages_of, strict=True):
         for model in models:
             generation, cached = generate_cached(cache, generator, model, messages, MAX_TOKENS)
             chunks = [h.get("text", "") for h in hits]
-            cites = citation_score(generation.text, len(hits), lambda i: gold_match(hits[i], item.gold) is not None)
+            cites = citation_score(generation.text, len(hits), [gold_match(h, item.gold) is not None for h in hits].__getitem__)
             # the user's turn as the router sees it, before the prompt template wraps it
             request = RouteRequest(item.question, ({"role": "user", "content": item.question},), tuple(hits),
                                    MAX_TOKENS)

@@ -12,6 +12,7 @@ nothing.
 
 import hashlib
 import json
+from typing import Any
 
 import dagster as dg
 
@@ -62,7 +63,7 @@ def _logged_check(result: HarnessResult, client) -> dg.AssetCheckResult:
 
 def _gate_check(result: HarnessResult, settings: Settings, client) -> dg.AssetCheckResult:
     gate = check_regression(client, gated_run_id(result, settings), settings)
-    metadata = {"metric": gate.metric, "current": gate.current, "margin": gate.margin, "run_id": gate.run_id,
+    metadata: dict[str, Any] = {"metric": gate.metric, "current": gate.current, "margin": gate.margin, "run_id": gate.run_id,
                 "message": gate.message}
     if gate.baseline is not None:
         metadata |= {"baseline": gate.baseline, "delta": gate.delta, "baseline_run_id": gate.baseline_run_id}

@@ -30,13 +30,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ragyard.embedding import EmbeddingModel
-from evals.cache_datasets import (FOLLOW_UP, NEAR_MISS, PARAPHRASE, QUESTION, Asked, Session, as_asked,
-                                  load_near_misses, load_paraphrases, load_sessions)
-from evals.cache_replays import (Keys, Replay, Served, history_blind_keys, replay_sessions, router_keys,
-                                 zipf_traffic)
-from evals.harness_types import EvalReport, EvalRun
+from evals.cache_datasets import (
+    FOLLOW_UP,
+    NEAR_MISS,
+    PARAPHRASE,
+    QUESTION,
+    Asked,
+    Session,
+    as_asked,
+    load_near_misses,
+    load_paraphrases,
+    load_sessions,
+)
+from evals.cache_replays import Keys, Replay, Served, history_blind_keys, replay_sessions, router_keys, zipf_traffic
+from evals.harness_types import EvalReport, EvalRun, ParamValue
 from evals.retrieval import DEFAULT_DATASET, load_dataset, quick_subset
+from ragyard.embedding import EmbeddingModel
 from ragyard.settings import Settings
 
 EXPERIMENT = "ragyard-cache"
@@ -149,9 +158,9 @@ def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | No
     e = settings.embedder
     model = model or EmbeddingModel(e.model, device=e.device, batch_size=e.batch_size)
     texts = sorted({a.question for a in ordered} | {t.question for s in sessions for t in s.turns})
-    vectors = dict(zip(texts, model.encode(texts, normalize=True)))
+    vectors = dict(zip(texts, model.encode(texts, normalize=True), strict=True))
     configured = settings.router.semantic_threshold
-    params = {"dataset": name, "questions": len(questions),
+    params: dict[str, ParamValue] = {"dataset": name, "questions": len(questions),
               "paraphrases": sum(v.kind == PARAPHRASE for v in variants),
               "near_misses": sum(v.kind == NEAR_MISS for v in variants), "sessions": len(sessions),
               "session_turns": sum(len(s.turns) for s in sessions), "traffic_requests": requests,

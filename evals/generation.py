@@ -43,7 +43,7 @@ class Generator(Protocol):
 
 def answer_cost(card: CatalogModel, settings: Settings, prompt_tokens: int, completion_tokens: int,
                 seconds: float) -> float:
-    if card.priced:
+    if card.input_per_1k is not None and card.output_per_1k is not None:
         return (prompt_tokens * card.input_per_1k + completion_tokens * card.output_per_1k) / 1000
     return settings.llm.machine_cost_per_hour * seconds / 3600
 
@@ -70,8 +70,8 @@ class LLMBentoGenerator:
     def generate(self, model: str, messages: list[dict], max_tokens: int) -> Generation:
         card = catalog_model(self.settings, model)
         started = time.perf_counter()
-        response = self.client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens,
-                                                       temperature=0.0)
+        response = self.client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
+                                                       max_tokens=max_tokens, temperature=0.0)
         seconds = time.perf_counter() - started
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
@@ -133,7 +133,7 @@ def measured_prices(generator: Generator, settings: Settings, models: list[str],
     prices = {}
     for model in models:
         card = catalog_model(settings, model)
-        if card.priced:
+        if card.input_per_1k is not None and card.output_per_1k is not None:
             prices[model] = (card.input_per_1k, card.output_per_1k)
             continue
         generator.generate(model, PROBE_MESSAGES, 1)  # load and warm the model
@@ -169,7 +169,7 @@ class AnswerCache:
                     self._entries[row["key"]] = Generation(**row["generation"])
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> "AnswerCache":
+    def for_settings(cls, settings: Settings) -> AnswerCache:
         return cls(settings.home / "evals" / "answer_cache.jsonl")
 
     @staticmethod

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ragyard.docs_report import machine, write_section
 from evals.harness_types import EvalReport, EvalRun, ParamValue
 from pipelines.ledger import Ledger
+from ragyard.docs_report import machine, write_section
 from ragyard.settings import Settings
 from ragyard.tracking import mlflow_client
 
@@ -135,7 +135,7 @@ def experiment_id(client, name: str) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(name)
 
 
-def _cell(value) -> str | int | float | bool:
+def _cell(value) -> str | int | float | bool | None:
     return value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value)
 
 

@@ -13,11 +13,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ragyard.embedding import EmbeddingModel
 from bentos.retriever.search import Searcher
 from evals.harness_types import EvalReport, EvalRun
 from evals.metrics import mean, ndcg_at_k, recall_at_k, reciprocal_rank_at_k
+from ragyard.embedding import EmbeddingModel
 from ragyard.settings import Settings
 
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
@@ -121,8 +122,8 @@ def score_modes(questions: list[Question], searcher: Searcher, model: EmbeddingM
     results = []
     for mode in modes:
         started = time.perf_counter()
-        per_question = []
-        for question, vector in zip(questions, vectors):
+        per_question: list[dict[str, Any]] = []
+        for question, vector in zip(questions, vectors, strict=True):
             hits = searcher.search(mode, question.question, vector, top_k, "")
             scores = score_question(hits, question.gold)
             per_question.append({

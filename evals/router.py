@@ -85,7 +85,7 @@ def route_all(policy: RoutingPolicy, answers: AnswerSet, items: list, catalog: l
 
 def point(name: str, setting: float | None, chosen: list[str], answers: AnswerSet, items: list,
           weak: str, strong: str, weak_q: float, strong_q: float) -> Point:
-    records = [answers.record(item.id, model) for item, model in zip(items, chosen)]
+    records = [answers.record(item.id, model) for item, model in zip(items, chosen, strict=True)]
     quality = statistics.fmean(r.token_f1 for r in records)
     return Point(name, setting, sum(m == strong for m in chosen) / len(chosen), quality,
                  statistics.fmean(r.cost for r in records), pgr(quality, weak_q, strong_q))
@@ -153,7 +153,9 @@ def evaluate_router(answers: AnswerSet, settings: Settings, prices: dict[str, tu
         # The cheapest measured setting that recovers 80% of the gap: a calibrated default to configure.
         good = [p for p in points if p.setting is not None and p.pgr >= 0.8]
         if good:
-            metrics["setting_at_pgr_80"] = min(good, key=lambda p: (p.strong_share, -p.pgr)).setting
+            setting = min(good, key=lambda p: (p.strong_share, -p.pgr)).setting
+            assert setting is not None
+            metrics["setting_at_pgr_80"] = setting
         runs.append(EvalRun(
             name=f"router-{name}",
             params={"policy": name, "weak_model": weak, "strong_model": strong, "default_setting": defaults[name],
@@ -172,8 +174,8 @@ def evaluate_router(answers: AnswerSet, settings: Settings, prices: dict[str, tu
     near = [min(points, key=lambda p: abs(p.strong_share - share)) for points in sweeps.values()
             for share in (0.25, 0.5, 0.75)]
     for p in ends + list(dict.fromkeys(near)):
-        setting = "-" if p.setting is None else f"{p.setting:g}"
-        lines.append(f"| {p.policy} | {setting} | {100 * p.strong_share:.0f}% | {p.quality:.3f} | "
+        shown = "-" if p.setting is None else f"{p.setting:g}"
+        lines.append(f"| {p.policy} | {shown} | {100 * p.strong_share:.0f}% | {p.quality:.3f} | "
                      f"{p.cost_per_answer:.2e} |")
     if register:
         # The registered predictor learns from every question, and from user feedback when Langfuse is on.

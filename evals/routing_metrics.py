@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 
 def pgr(quality: float, weak: float, strong: float) -> float:
@@ -39,7 +40,7 @@ def pgr_curve(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]
 def apgr(points: Sequence[tuple[float, float]]) -> float:
     """Area under the (share, PGR) curve over [0, 1], trapezoids between points."""
     curve = pgr_curve(points)
-    return sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(curve, curve[1:]))
+    return sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in pairwise(curve))
 
 
 def cpt(points: Sequence[tuple[float, float]], target: float) -> float:
@@ -47,7 +48,7 @@ def cpt(points: Sequence[tuple[float, float]], target: float) -> float:
     curve = pgr_curve(points)
     if curve[0][1] >= target:
         return curve[0][0]
-    for (x0, y0), (x1, y1) in zip(curve, curve[1:]):
+    for (x0, y0), (x1, y1) in pairwise(curve):
         if y1 >= target:
             return x0 + (x1 - x0) * (target - y0) / (y1 - y0)
     return 1.0

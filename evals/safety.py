@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bentos.safety.checker import SafetyChecker
 from bentos.safety.injection import combined_score, heuristic_findings
@@ -104,7 +105,7 @@ def detector_run(name: str, attacks: list[Scored], benign: list[Scored], extra: 
     test_scores = ([s.score for s in test_attack], [s.score for s in test_benign])
     at_threshold = binary_metrics(*test_scores, threshold)
     own_threshold = threshold_at_fpr(*test_scores)
-    metrics = {
+    metrics: dict[str, float] = {
         "threshold": threshold,
         "recall_at_1pct_fpr": binary_metrics(*test_scores, own_threshold)["recall"],
         **{f"{key}_at_threshold": value for key, value in at_threshold.items()},
@@ -141,11 +142,12 @@ def pii_run(checker: SafetyChecker, texts: list[LabelledText], benign: list[str]
             counts[label]["tp"] += len(matched_gold)
             counts[label]["fn"] += len(gold) - len(matched_gold)
             counts[label]["fp"] += sum(not any(p[0] < g[1] and g[0] < p[1] for g in gold) for p in predicted)
-    table, metrics = [], {}
+    table: list[dict[str, Any]] = []
+    metrics: dict[str, float] = {}
     for label, c in counts.items():
         precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
         recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
-        row = {"entity": label, **c, "precision": round(precision, 4), "recall": round(recall, 4),
+        row: dict[str, Any] = {"entity": label, **c, "precision": round(precision, 4), "recall": round(recall, 4),
                "f2": round(f_beta(precision, recall, 2), 4)}
         table.append(row)
         metrics.update({f"{label.lower()}_{k}": row[k] for k in ("precision", "recall", "f2")})
@@ -193,11 +195,11 @@ def evaluate(settings: Settings, quick: bool = False) -> EvalReport:
     runs = []
     cls_attack, cls_benign = score_all(injection, classifier), score_all(benign, classifier)
     heu_attack, heu_benign = score_all(injection, heuristics), score_all(benign, heuristics)
-    combined = [[Scored(a.text, a.source, combined_score(a.score, b.score), a.ms + b.ms) for a, b in zip(x, y)]
+    combined = [[Scored(a.text, a.source, combined_score(a.score, b.score), a.ms + b.ms) for a, b in zip(x, y, strict=True)]
                 for x, y in ((cls_attack, heu_attack), (cls_benign, heu_benign))]
     harmful_by_detector = {"classifier": score_all(harmful, classifier), "heuristics": score_all(harmful, heuristics)}
     harmful_by_detector["combined"] = [Scored(a.text, a.source, combined_score(a.score, b.score), a.ms + b.ms)
-                                       for a, b in zip(harmful_by_detector["classifier"], harmful_by_detector["heuristics"])]
+                                       for a, b in zip(harmful_by_detector["classifier"], harmful_by_detector["heuristics"], strict=True)]
 
     def sources(scored: list[Scored]) -> dict[str, list[Scored]]:
         out: dict[str, list[Scored]] = {}
@@ -205,9 +207,10 @@ def evaluate(settings: Settings, quick: bool = False) -> EvalReport:
             out.setdefault(s.source, []).append(s)
         return out
 
+    combined_attack, combined_benign = combined
     for name, attack, benign_scored in (("injection-classifier", cls_attack, cls_benign),
                                         ("injection-heuristics", heu_attack, heu_benign),
-                                        ("injection-combined", *combined)):
+                                        ("injection-combined", combined_attack, combined_benign)):
         detector = name.split("-")[1]
         runs.append(detector_run(name, attack, benign_scored, sources(harmful_by_detector[detector]),
                                  {**params, "detector": "jailguard 0.1.2 on MiniLM ONNX" if detector == "classifier"

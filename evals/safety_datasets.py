@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from ragyard.settings import PYTHON_DOCS, Settings
@@ -156,7 +157,7 @@ def faker_value(fake, label: str, rng: random.Random) -> str:
         groups = {16: (4, 4, 4, 4), 15: (4, 6, 5), 14: (4, 6, 4)}.get(len(number))
         if groups and rng.random() < 0.5:
             cuts = [sum(groups[:i]) for i in range(len(groups) + 1)]
-            return " ".join(number[a:b] for a, b in zip(cuts, cuts[1:]))
+            return " ".join(number[a:b] for a, b in pairwise(cuts))
         return number
     if label == "IBAN_CODE":
         iban = fake.iban()

@@ -4,9 +4,9 @@ from collections import Counter
 
 import dagster as dg
 
-from ragyard import collection as col
 from pipelines.assets import vector_index
 from pipelines.resources import EmbedderResource, LedgerResource, MilvusResource
+from ragyard import collection as col
 
 _EXAMPLES = 10
 

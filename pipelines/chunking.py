@@ -8,9 +8,10 @@ boundaries, and consecutive pieces of one section overlap by up to `overlap_char
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
-from ragyard import collection as col
 from pipelines.documents import Chunk, Document, Section, chunk_id
+from ragyard import collection as col
 from ragyard.settings import ChunkerSettings
 
 BREADCRUMB_SEPARATOR = " > "
@@ -66,7 +67,7 @@ def _section_pieces(section: Section, settings: ChunkerSettings) -> list[str]:
     body_max = settings.max_chars - settings.overlap_chars
     pieces = split_text(section.text, body_max)
     with_overlap = [pieces[0]]
-    for previous, piece in zip(pieces, pieces[1:]):
+    for previous, piece in pairwise(pieces):
         tail = _overlap_tail(previous, settings.overlap_chars)
         with_overlap.append(f"{tail} {piece}" if tail else piece)
     return with_overlap

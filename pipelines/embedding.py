@@ -57,7 +57,7 @@ class EmbeddingCheckpoint:
         with self._connect() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                [(key, np.asarray(v, dtype=np.float32).tobytes()) for key, v in zip(keys, vectors)],
+                [(key, np.asarray(v, dtype=np.float32).tobytes()) for key, v in zip(keys, vectors, strict=True)],
             )
 
     def count(self) -> int:
@@ -105,7 +105,7 @@ def embed_with_checkpoint(
         batch = pending[start : start + batch_size]
         encoded = encode([texts[positions[key][0]] for key in batch])
         checkpoint.save(batch, encoded)
-        for key, vector in zip(batch, encoded):
+        for key, vector in zip(batch, encoded, strict=True):
             vectors[positions[key]] = vector
             done += len(positions[key])
         report(Progress(done, len(texts), (done - reused) / (time.perf_counter() - encode_started)))

@@ -56,7 +56,7 @@ def _walk(root: Tag) -> Iterator[tuple[str, str]]:
             else:
                 stack.append(iter(node.children))
         elif type(node) in (NavigableString, CData):  # not comments, doctypes, scripts' text
-            yield "loose", node.strip()
+            yield "loose", str(node).strip()
 
 
 def parse_html(data: bytes) -> tuple[str, list[Section]]:

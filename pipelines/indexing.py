@@ -19,9 +19,9 @@ from filelock import FileLock
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from ragyard import collection as col
 from pipelines.documents import Chunk, ChunkedDelta
 from pipelines.ledger import FailedDocument, Ledger, LedgerEntry
+from ragyard import collection as col
 
 _DELETE_BATCH = 200
 
@@ -125,7 +125,7 @@ def write_delta(
     with FileLock(str(lock_path), timeout=3600):
         try:
             for entries, first, end in _document_batches(chunked, batch_rows):
-                rows = [_row(c, v) for c, v in zip(chunked.chunks[first:end], vectors[first:end])]
+                rows = [_row(c, v) for c, v in zip(chunked.chunks[first:end], vectors[first:end], strict=True)]
                 written, refused = _upsert_documents(client, collection_name, entries, rows)
                 failed += refused
                 if not written:

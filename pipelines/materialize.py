@@ -21,7 +21,7 @@ def materialize_ingest(settings: IngestionSettings, instance: dg.DagsterInstance
 
 def asset_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     """One asset's materialization metadata as plain values."""
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key is not None and e.asset_key.path == [asset]]
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 

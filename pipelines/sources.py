@@ -9,12 +9,13 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeGuard
 
-from ragyard import collection as col
 from pipelines.documents import Document, DocumentDelta, SkippedFile
 from pipelines.ledger import FailedDocument, LedgerEntry
 from pipelines.parsing import parser_for
 from pipelines.text import UnparsableFile, bom_codec
+from ragyard import collection as col
 from ragyard.settings import ChunkerSettings, SourceSettings
 
 # Bump when parsing or chunking changes in a way that should re-index every document.
@@ -123,7 +124,7 @@ def parse_document(file: SourceFile, data: bytes, content_hash: str) -> Document
     )
 
 
-def is_current(entry: LedgerEntry | None, fingerprint: str) -> bool:
+def is_current(entry: LedgerEntry | None, fingerprint: str) -> TypeGuard[LedgerEntry]:
     """The ledger holds this document under the present chunker and embedder settings."""
     return entry is not None and entry.fingerprint == fingerprint
 
@@ -161,8 +162,8 @@ def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str,
     delta = DocumentDelta(fingerprint=fingerprint, skipped=list(scan.unavailable_sources))
     for file in scan.files:
         entry = indexed.get(file.doc_id)
-        current = is_current(entry, fingerprint)
-        if current and same_stat(entry, file) and not rehash_all:
+        current = entry if is_current(entry, fingerprint) else None
+        if current and same_stat(current, file) and not rehash_all:
             delta.unchanged += 1
             continue
         failure = known_failure(failed, file, fingerprint)
@@ -175,9 +176,9 @@ def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str,
             delta.skipped.append(SkippedFile(file.source, file.path, str(e)))
             continue
         content_hash = hashlib.sha256(data).hexdigest()
-        if current and entry.content_hash == content_hash:
+        if current and current.content_hash == content_hash:
             delta.unchanged += 1  # touched, not changed
-            delta.restat.append(replace(entry, size_bytes=file.size_bytes, mtime_ns=file.mtime_ns))
+            delta.restat.append(replace(current, size_bytes=file.size_bytes, mtime_ns=file.mtime_ns))
         elif failure and failure.content_hash == content_hash:
             delta.skip_failed(replace(failure, size_bytes=file.size_bytes, mtime_ns=file.mtime_ns))
         else:

@@ -29,7 +29,9 @@ def bom_codec(data: bytes) -> str | None:
     return next((codec for bom, codec in _BOM_CODECS if data.startswith(bom)), None)
 
 
-def _stray_bytes_as_windows_1252(error: UnicodeDecodeError) -> tuple[str, int]:
+def _stray_bytes_as_windows_1252(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):  # an error handler for decoding only
+        raise error
     stray = error.object[error.start : error.end]
     # Five bytes are undefined in Windows-1252; Latin-1 maps every byte.
     return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in stray), error.end

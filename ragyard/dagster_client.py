@@ -45,7 +45,7 @@ class Progress:
         return ", ".join(parts)
 
     def metadata(self) -> dict[str, int | float]:
-        values = {"progress_done": self.done, "progress_total": self.total}
+        values: dict[str, int | float] = {"progress_done": self.done, "progress_total": self.total}
         if self.rate_per_s:
             values["progress_rate_per_s"] = round(self.rate_per_s, 2)
         if self.eta_s is not None:

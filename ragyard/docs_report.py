@@ -28,7 +28,7 @@ def machine() -> str:
 
 def write_section(title: str, body: str, report: Path = REPORT, header: str = _HEADER) -> None:
     """Replace (or append) the section `## title` of `report` with `body`, stamped with date and machine."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = f"## {title}\n\n_Measured {stamp} on {machine()}._\n\n{body.strip()}\n"
     text = report.read_text() if report.exists() else header
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)

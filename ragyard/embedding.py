@@ -41,11 +41,10 @@ class EmbeddingModel:
         self.name = name
         self.batch_size = batch_size
         self._model = SentenceTransformer(resolve_model_path(name), device=device)
-        self.dim = int(self._model.get_embedding_dimension())
-
-    @property
-    def max_seq_length(self) -> int:
-        return int(self._model.max_seq_length)
+        dim, max_seq_length = self._model.get_embedding_dimension(), self._model.max_seq_length
+        if dim is None or max_seq_length is None:
+            raise ValueError(f"{name}: not a sentence-embedding model (no embedding dimension or sequence length)")
+        self.dim, self.max_seq_length = int(dim), int(max_seq_length)
 
     def encode(self, texts: list[str], normalize: bool = True) -> np.ndarray:
         if not texts:

@@ -191,7 +191,7 @@ class ServiceKeeper:
     def _check_health(self, pool: ThreadPoolExecutor, client: httpx.Client) -> None:
         """One health check of every started service that is not up yet, all at once."""
         waiting = [k for k in self._kept.values() if k.pid is not None and k.state is not ServiceState.UP]
-        for kept, healthy in zip(waiting, pool.map(lambda k: is_healthy(k.spec, client), waiting)):
+        for kept, healthy in zip(waiting, pool.map(lambda k: is_healthy(k.spec, client), waiting), strict=True):
             if healthy and self.supervisor.exit_reason(kept.spec.name) is None:
                 again = " again" if kept.state is ServiceState.RESTARTING else ""
                 url = f": {kept.spec.ui_url}" if kept.spec.ui_url else ""

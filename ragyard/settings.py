@@ -55,7 +55,7 @@ class ServiceEndpoint(BaseModel):
     url: str = ""
 
     @model_validator(mode="after")
-    def _url_from_port(self) -> "ServiceEndpoint":
+    def _url_from_port(self) -> ServiceEndpoint:
         if not self.url:
             self.url = f"http://127.0.0.1:{self.port}"
         return self
@@ -120,7 +120,7 @@ class CatalogModel(BaseModel):
         return self.input_per_1k is not None and self.output_per_1k is not None
 
     @model_validator(mode="after")
-    def _provider_needs_url_and_prices(self) -> "CatalogModel":
+    def _provider_needs_url_and_prices(self) -> CatalogModel:
         if self.backend == "openai" and (not self.base_url or not self.priced):
             raise ValueError(f"llm.models[{self.name}]: backend 'openai' needs base_url, input_per_1k and output_per_1k")
         return self
@@ -155,7 +155,7 @@ class LLMSettings(LLMEndpoint):
     probe_tokens: int = Field(default=16, ge=0)
 
     @model_validator(mode="after")
-    def _catalog_is_consistent(self) -> "LLMSettings":
+    def _catalog_is_consistent(self) -> LLMSettings:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"llm.models: duplicate names in {names}")
@@ -184,7 +184,7 @@ class DirectionPolicy(BaseModel):
     toxicity: CategoryPolicy = Field(default_factory=lambda: CategoryPolicy(action="flag", threshold=0.18))
 
     @model_validator(mode="after")
-    def _redact_needs_spans(self) -> "DirectionPolicy":
+    def _redact_needs_spans(self) -> DirectionPolicy:
         # Only PII findings are spans worth cutting out; injection and toxicity judge the whole text.
         for category in ("injection", "toxicity"):
             if getattr(self, category).action == "redact":
@@ -592,7 +592,7 @@ class Settings(IngestionSettings, RetrieverBentoSettings, LLMBentoSettings, Safe
     router's code in-process; the benchmarks; the tests."""
 
 
-def settings_env(settings: BaseSettings) -> dict[str, str]:
+def settings_env(settings: HomeSettings) -> dict[str, str]:
     """The RAGYARD_* environment variables that reproduce `settings` in another process."""
     env = {"RAGYARD_HOME": str(settings.home)}
     for group, model in settings:

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from ragyard.settings import Settings
 
 
-class ServiceState(str, enum.Enum):
+class ServiceState(enum.StrEnum):
     STARTING = "starting"  # started for the first time, not yet healthy
     UP = "up"  # healthy
     RESTARTING = "restarting"  # crashed: waiting out its backoff, or restarted and not yet healthy again
@@ -57,7 +57,7 @@ def status_path(settings: Settings) -> Path:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def this_process_started_at() -> float:

@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from evals.baseline import check_regression, find_baseline, gated_run_id, latest_run, set_baseline
 from evals import harness
+from evals.baseline import check_regression, find_baseline, gated_run_id, latest_run, set_baseline
 from evals.harness import EVALS_DOC, available_evals, run_eval
 from evals.retrieval import DEFAULT_DATASET, EXPERIMENT, MODES
 from ragyard.settings import Settings
@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             result = run_eval(name, settings, quick=args.quick, log_to_mlflow=not args.no_mlflow, docs=docs,
                               **options)
-        except Exception as exc:  # one eval failing (a bento down, no index) does not stop the others
+        except Exception as exc:  # noqa: BLE001 - one eval failing (a bento down, no index) does not stop the others
             print(f"error: eval {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = EXIT_FAILED
             continue

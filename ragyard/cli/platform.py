@@ -38,7 +38,7 @@ def _seed_prompts(settings: Settings) -> None:
 
     try:
         prompt = seed_prompts(settings)
-    except Exception as exc:  # the router still answers, with its built-in prompt
+    except Exception as exc:  # noqa: BLE001 - the router still answers, with its built-in prompt
         console.print(f"[red]could not seed the prompt registry at {settings.mlflow.url}: {exc}[/red]")
         return
     console.print(f"prompt {prompt.name}@{prompt.alias} is version {prompt.version}")

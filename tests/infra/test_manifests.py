@@ -17,9 +17,10 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -43,7 +44,7 @@ SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY|ACCESSKEY|SA
 
 def default_port(bento: str) -> int:
     """The bento's port as ragyard/settings.py defines it (not as this process's environment says)."""
-    return Settings.model_fields[bento].default_factory().port
+    return Settings.model_fields[bento].get_default(call_default_factory=True).port
 
 
 # ---- loading ---------------------------------------------------------------------------------------

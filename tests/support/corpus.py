@@ -18,7 +18,7 @@ def rst_document(topic: str, sections: int = 3, version: int = 1) -> str:
                 f"everyday programs. Revision {version} adds an example of {topic} number {n}.",
                 "",
             ]
-        lines += [".. function:: example_%d(value)" % n, "", f"   Return a {topic} built from *value*.", ""]
+        lines += [f".. function:: example_{n}(value)", "", f"   Return a {topic} built from *value*.", ""]
     return "\n".join(lines)
 
 

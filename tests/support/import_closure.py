@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -79,7 +80,7 @@ def closure(root: Path, start: str) -> Closure:
 
 
 @cache
-def _providers() -> dict[str, list[str]]:
+def _providers() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 

@@ -36,7 +36,8 @@ def build_tiny_cross_encoder(folder) -> str:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512, num_labels=1)
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    config.num_labels = 1  # one relevance score
     BertForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)

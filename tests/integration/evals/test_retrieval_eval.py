@@ -62,7 +62,7 @@ def test_retrieval_eval_end_to_end_logs_one_run_per_mode(settings, corpus, mlflo
         for name in METRIC_NAMES:
             assert 0.0 <= run.data.metrics[name] <= 1.0, (mode, name)
         assert run.data.metrics["recall_at_5"] <= run.data.metrics["recall_at_10"]
-        logged = dict(zip(METRIC_NAMES, (run.data.metrics[n] for n in METRIC_NAMES)))
+        logged = dict(zip(METRIC_NAMES, (run.data.metrics[n] for n in METRIC_NAMES), strict=True))
         expected = next(r.metrics for r in result.report.runs if r.params["mode"] == mode)
         assert logged == pytest.approx({n: expected[n] for n in METRIC_NAMES})
         artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from ragyard.settings import Settings
+from ragyard.settings import RouterSettings, Settings
 from router.cache import ResponseCache
 from router.keys import COMPLETION_RETENTION_S, KeyStore
 from router.limits import LimitExceeded, Limits
@@ -21,7 +21,7 @@ from tests.support.databases import new_database
 def state(request, tmp_path) -> Settings:
     """Settings whose router state is in SQLite files under a fresh home, or in a fresh Postgres database."""
     url = new_database(request.getfixturevalue("postgres")) if request.param == "postgres" else ""
-    return Settings(home=tmp_path / "home", router={"state_url": url})
+    return Settings(home=tmp_path / "home", router=RouterSettings(state_url=url))
 
 
 @pytest.fixture

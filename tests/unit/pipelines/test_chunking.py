@@ -1,5 +1,7 @@
 """Chunks are bounded, overlap within a section, carry their heading path, and have stable ids."""
 
+from itertools import pairwise
+
 from pipelines.chunking import chunk_document, split_text
 from pipelines.documents import Document, Section
 from ragyard import collection as col
@@ -27,7 +29,7 @@ def test_every_chunk_fits_and_every_word_is_kept():
 
 def test_consecutive_pieces_of_a_section_overlap():
     chunks = chunk_document(_document(Section(("A",), _paragraphs(12))), SETTINGS)
-    for first, second in zip(chunks, chunks[1:]):
+    for first, second in pairwise(chunks):
         body_first, body_second = first.text.split("\n\n", 1)[1], second.text.split("\n\n", 1)[1]
         assert body_second.split()[0] in body_first.split()[-12:]
 

@@ -24,5 +24,5 @@ def test_the_ab_split_is_sticky_and_close_to_the_weights():
     assert counts["candidate"] / len(users) == pytest.approx(0.2, abs=0.02)
     # another prompt's experiment splits the same users independently
     other = [choose_alias(weights, "other", u) for u in users]
-    assert sum(a != b for a, b in zip(first, other)) > 500
+    assert sum(a != b for a, b in zip(first, other, strict=True)) > 500
     assert {choose_alias({"production": 1.0, "off": 0.0}, "rag", u) for u in users[:200]} == {"production"}
