@@ -55,11 +55,17 @@ def distinct_chunks(settings: Settings, count: int, exclude: set[str]) -> list[s
 def throughput_pass(model: EmbeddingModel, url: str, texts: list[str], per_request: int, clients: int) -> dict:
     """Raw encode of `texts`, then the same texts through the bento, `per_request` texts a request."""
     _, raw_ms = timed_ms(model.encode, texts)
-    bodies = [{"texts": texts[i:i + per_request]} for i in range(0, len(texts), per_request)]
+    bodies = [{"texts": texts[i : i + per_request]} for i in range(0, len(texts), per_request)]
     wall_s, latencies = post_concurrently(url, "/embed", bodies, clients)
     raw_rate, bento_rate = len(texts) / (raw_ms / 1000), len(texts) / wall_s
-    return {"per_request": per_request, "texts": len(texts), "raw_rate": raw_rate, "bento_rate": bento_rate,
-            "ratio": bento_rate / raw_rate, "latency": percentiles(latencies)}
+    return {
+        "per_request": per_request,
+        "texts": len(texts),
+        "raw_rate": raw_rate,
+        "bento_rate": bento_rate,
+        "ratio": bento_rate / raw_rate,
+        "latency": percentiles(latencies),
+    }
 
 
 def single_text_latency(model: EmbeddingModel, url: str, bento_pid: int, queries: list[str]) -> dict:
@@ -73,9 +79,14 @@ def single_text_latency(model: EmbeddingModel, url: str, bento_pid: int, queries
     cpu_before = time.process_time()
     raw = [timed_ms(model.encode, [q])[1] for q in queries]
     cpu_raw = time.process_time() - cpu_before
-    return {"first": first[0], "uncached": percentiles(uncached), "cached": percentiles(cached),
-            "raw": percentiles(raw), "cpu_uncached_ms": 1000 * cpu_uncached / len(queries),
-            "cpu_raw_ms": 1000 * cpu_raw / len(queries)}
+    return {
+        "first": first[0],
+        "uncached": percentiles(uncached),
+        "cached": percentiles(cached),
+        "raw": percentiles(raw),
+        "cpu_uncached_ms": 1000 * cpu_uncached / len(queries),
+        "cpu_raw_ms": 1000 * cpu_raw / len(queries),
+    }
 
 
 def main() -> None:
@@ -87,19 +98,23 @@ def main() -> None:
         limits = settings.embedder
         queries = questions()[: env_int("RAGYARD_BENCH_QUERIES", 10_000)]
         texts = distinct_chunks(settings, count, exclude=set(queries))
-        halves = [texts[: count // 2], texts[count // 2:]]
+        halves = [texts[: count // 2], texts[count // 2 :]]
         model = EmbeddingModel(limits.model, device=limits.device, batch_size=limits.batch_size)
         model.encode(["warm-up of the in-process model"])
         with Supervisor(settings.logs_dir) as supervisor:
             supervisor.start_all([embedder_spec(settings)])
             single = single_text_latency(model, limits.url, supervisor.pids()["embedder"], queries)
-            passes = [throughput_pass(model, limits.url, half, per_request, clients)
-                      for half, per_request in zip(halves, TEXTS_PER_REQUEST, strict=True)]
+            passes = [
+                throughput_pass(model, limits.url, half, per_request, clients)
+                for half, per_request in zip(halves, TEXTS_PER_REQUEST, strict=True)
+            ]
     load_after = load()
 
     rows = "\n".join(
         f"| {p['per_request']} | {p['texts']} | {p['raw_rate']:.1f} | {p['bento_rate']:.1f} | **{p['ratio']:.2f}** "
-        f"| {fmt(p['latency'])} |" for p in passes)
+        f"| {fmt(p['latency'])} |"
+        for p in passes
+    )
     body = f"""
 Model {limits.model} on CPU, batch size {limits.batch_size}, torch's default threads (one per core);
 the bento (`bentoml serve`, default settings, cache on) on loopback, {clients} concurrent httpx
@@ -116,10 +131,10 @@ Single-text requests, one client, one at a time ({len(queries)} eval questions; 
 
 | single text | p50 / p99 ms | CPU ms per text |
 | --- | ---: | ---: |
-| `POST /embed`, uncached | {fmt(single['uncached'])} | {single['cpu_uncached_ms']:.1f} (bento processes) |
-| `POST /embed`, cache hit (same questions again) | {fmt(single['cached'])} | |
-| raw in-process `encode([question])` | {fmt(single['raw'])} | {single['cpu_raw_ms']:.1f} |
-| first request after `/readyz` | {single['first']:.1f} (one request) | |
+| `POST /embed`, uncached | {fmt(single["uncached"])} | {single["cpu_uncached_ms"]:.1f} (bento processes) |
+| `POST /embed`, cache hit (same questions again) | {fmt(single["cached"])} | |
+| raw in-process `encode([question])` | {fmt(single["raw"])} | {single["cpu_raw_ms"]:.1f} |
+| first request after `/readyz` | {single["first"]:.1f} (one request) | |
 
 Why one uncached single text once took ~580 ms: py-spy showed the time in torch's forward pass,
 not in BentoML or our code, and the bento used ~10x the CPU per single-text request that the same

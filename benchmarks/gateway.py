@@ -49,23 +49,45 @@ STUB_ANSWER = "This is the stub upstream's fixed answer."
 
 
 async def _stub_models(_: Request) -> JSONResponse:
-    return JSONResponse({"object": "list", "data": [{
-        "id": STUB_MODEL, "object": "model", "created": 0, "owned_by": "benchmark-stub", "context_length": 4096,
-        "pricing": {"input_per_1k": 0.0001, "output_per_1k": 0.0002, "currency": "USD"}, "quality": None,
-        "backend": "stub"}]})
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": STUB_MODEL,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "benchmark-stub",
+                    "context_length": 4096,
+                    "pricing": {"input_per_1k": 0.0001, "output_per_1k": 0.0002, "currency": "USD"},
+                    "quality": None,
+                    "backend": "stub",
+                }
+            ],
+        }
+    )
 
 
 async def _stub_chat(request: Request) -> JSONResponse:
     body = await request.json()
     prompt_tokens = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4 + 1
-    return JSONResponse({
-        "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": STUB_ANSWER}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 9, "total_tokens": prompt_tokens + 9}})
+    return JSONResponse(
+        {
+            "id": "chatcmpl-stub",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": STUB_ANSWER}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 9, "total_tokens": prompt_tokens + 9},
+        }
+    )
 
 
-stub_app = Starlette(routes=[Route("/v1/models", _stub_models), Route("/v1/chat/completions", _stub_chat,
-                                                                        methods=["POST"])])
+stub_app = Starlette(
+    routes=[Route("/v1/models", _stub_models), Route("/v1/chat/completions", _stub_chat, methods=["POST"])]
+)
 
 
 # ---- measuring ------------------------------------------------------------------------------
@@ -108,22 +130,30 @@ async def _overhead(router: str, stub: str, key: str, samples: int, per_level: i
     bodies = [body] * samples
     await _latencies(f"{router}/v1/chat/completions", auth, bodies[:20])  # warm-up
     rps: dict[int, tuple[float, float]] = {}
-    results = {"direct": await _latencies(f"{stub}/v1/chat/completions", {}, bodies),
-               "routed": await _latencies(f"{router}/v1/chat/completions", auth, bodies), "rps": rps}
+    results = {
+        "direct": await _latencies(f"{stub}/v1/chat/completions", {}, bodies),
+        "routed": await _latencies(f"{router}/v1/chat/completions", auth, bodies),
+        "rps": rps,
+    }
     for concurrency in (8, 32):
         rps[concurrency] = (
             await _throughput(f"{stub}/v1/chat/completions", {}, body, concurrency, per_level),
-            await _throughput(f"{router}/v1/chat/completions", auth, body, concurrency, per_level))
+            await _throughput(f"{router}/v1/chat/completions", auth, body, concurrency, per_level),
+        )
     return results
 
 
 async def _cache(router: str, key: str) -> dict:
     """SmolLM2 generations through `router`, then the same requests answered from its exact cache."""
     auth = {"Authorization": f"Bearer {key}"}
-    questions = [f"Explain Python's {topic} in two sentences." for topic in
-                 ("lists", "tuples", "dictionaries", "sets", "generators")]
-    generation = [{"model": "smollm2-135m", "max_tokens": 64, "temperature": 0,
-                   "messages": [{"role": "user", "content": q}]} for q in questions]
+    questions = [
+        f"Explain Python's {topic} in two sentences."
+        for topic in ("lists", "tuples", "dictionaries", "sets", "generators")
+    ]
+    generation = [
+        {"model": "smollm2-135m", "max_tokens": 64, "temperature": 0, "messages": [{"role": "user", "content": q}]}
+        for q in questions
+    ]
     full = await _latencies(f"{router}/v1/chat/completions", auth, generation)
     return {"full": full, "hit": await _latencies(f"{router}/v1/chat/completions", auth, generation * 4)}
 
@@ -155,35 +185,73 @@ def main() -> None:
         stub_port, llama_port, router_port, pg_router_port = free_port(), free_port(), free_port(), free_port()
         stub = f"http://127.0.0.1:{stub_port}"
         settings = Settings(
-            home=Path(tmp) / "home", mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}"),
+            home=Path(tmp) / "home",
+            mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}"),
             llm=LLMSettings(port=stub_port),
-            router=RouterSettings(port=router_port, safety_enabled=False, extra_upstreams=[
-                f"http://127.0.0.1:{llama_port}"]))
+            router=RouterSettings(
+                port=router_port, safety_enabled=False, extra_upstreams=[f"http://127.0.0.1:{llama_port}"]
+            ),
+        )
         postgres = pgserver.get_server(Path(tmp) / "postgres", cleanup_mode="stop")
-        pg_settings = settings.model_copy(update={"router": settings.router.model_copy(
-            update={"port": pg_router_port, "state_url": postgres.get_uri()})})
-        keys = {name: KeyStore(database(s, "keys")).create("benchmark")[1]
-                for name, s in (("sqlite", settings), ("postgres", pg_settings))}
+        pg_settings = settings.model_copy(
+            update={
+                "router": settings.router.model_copy(update={"port": pg_router_port, "state_url": postgres.get_uri()})
+            }
+        )
+        keys = {
+            name: KeyStore(database(s, "keys")).create("benchmark")[1]
+            for name, s in (("sqlite", settings), ("postgres", pg_settings))
+        }
         bin_dir = Path(sys.executable).parent
         specs = [
-            ServiceSpec(name="stub-upstream", argv=[str(bin_dir / "uvicorn"), "benchmarks.gateway:stub_app",
-                                                     "--host", "127.0.0.1", "--port", str(stub_port),
-                                                     "--log-level", "warning"],
-                        health_url=f"{stub}/v1/models", cwd=str(REPO_ROOT)),
-            ServiceSpec(name="llama", argv=[str(bin_dir / "python"), "-m", "llama_cpp.server", "--model", str(resolve_gguf("smollm2-135m", settings.llm_models_dir)),
-                                            "--model_alias", "smollm2-135m", "--host", "127.0.0.1",
-                                            "--port", str(llama_port), "--n_ctx", "2048", "--n_threads", "1"],
-                        health_url=f"http://127.0.0.1:{llama_port}/v1/models"),
+            ServiceSpec(
+                name="stub-upstream",
+                argv=[
+                    str(bin_dir / "uvicorn"),
+                    "benchmarks.gateway:stub_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(stub_port),
+                    "--log-level",
+                    "warning",
+                ],
+                health_url=f"{stub}/v1/models",
+                cwd=str(REPO_ROOT),
+            ),
+            ServiceSpec(
+                name="llama",
+                argv=[
+                    str(bin_dir / "python"),
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    str(resolve_gguf("smollm2-135m", settings.llm_models_dir)),
+                    "--model_alias",
+                    "smollm2-135m",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(llama_port),
+                    "--n_ctx",
+                    "2048",
+                    "--n_threads",
+                    "1",
+                ],
+                health_url=f"http://127.0.0.1:{llama_port}/v1/models",
+            ),
             bento_spec(settings, "router", "bentos.router.service:Router", router_port, "/readyz"),
             bento_spec(pg_settings, "router-postgres", "bentos.router.service:Router", pg_router_port, "/readyz"),
         ]
         try:
             with Supervisor(settings.logs_dir) as supervisor:
                 supervisor.start_all(specs)
-                sqlite = asyncio.run(_overhead(f"http://127.0.0.1:{router_port}", stub, keys["sqlite"], samples,
-                                               per_level))
-                shared = asyncio.run(_overhead(f"http://127.0.0.1:{pg_router_port}", stub, keys["postgres"],
-                                               samples, per_level))
+                sqlite = asyncio.run(
+                    _overhead(f"http://127.0.0.1:{router_port}", stub, keys["sqlite"], samples, per_level)
+                )
+                shared = asyncio.run(
+                    _overhead(f"http://127.0.0.1:{pg_router_port}", stub, keys["postgres"], samples, per_level)
+                )
                 cache = asyncio.run(_cache(f"http://127.0.0.1:{router_port}", keys["sqlite"]))
         finally:
             postgres.cleanup()
@@ -200,8 +268,8 @@ it. Load average at the end: {load:.1f} on {os.cpu_count()} cores.
 {_overhead_table("SQLite (default)", sqlite)}
 {_overhead_table("PostgreSQL", shared)}
 Cache: a 64-token SmolLM2-135M generation through the router (llama.cpp, 1 thread) took
-{full:.0f} ms (median of {len(cache['full'])}); the same requests answered from the exact response
-cache took {hit:.1f} ms (median of {len(cache['hit'])}): {full / hit:.0f}x faster.
+{full:.0f} ms (median of {len(cache["full"])}); the same requests answered from the exact response
+cache took {hit:.1f} ms (median of {len(cache["hit"])}): {full / hit:.0f}x faster.
 """
     print(body)
     write_section("Gateway overhead (router bento)", body)

@@ -74,28 +74,33 @@ def main() -> None:
             checks = check_outcomes(one)
 
         texts = _all_chunk_texts(settings)
-        _, raw_s = _timed(lambda: model._model.encode(texts, batch_size=settings.embedder.batch_size,
-                                                       normalize_embeddings=True, convert_to_numpy=True))
+        _, raw_s = _timed(
+            lambda: model._model.encode(
+                texts, batch_size=settings.embedder.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
+        )
 
     chunks = full_meta["embedded_chunks"]
     assert len(texts) == chunks, f"raw baseline has {len(texts)} texts, the pipeline embedded {chunks}"
     pipeline_rate, raw_rate = chunks / full_s, chunks / raw_s
+    # (outside the f-string below: Python 3.11 takes no quotes of the same kind nested in one)
+    checks_line = ", ".join(f"{name}: {'pass' if passed else 'FAIL'}" for name, passed in checks.items())
     body = f"""
-Corpus: `{original_source}` ({full_meta['total_chunks']} chunks); model {settings.embedder.model} on CPU,
+Corpus: `{original_source}` ({full_meta["total_chunks"]} chunks); model {settings.embedder.model} on CPU,
 batch size {settings.embedder.batch_size}; milvus-lite server on loopback. The model is loaded
 before either side is timed.
 
 | measurement | value |
 | --- | --- |
 | full build, end to end (parse, chunk, embed, write Milvus, 3 asset checks) | {full_s:.1f} s, **{pipeline_rate:.1f} chunks/s** |
-| of which embedding (the `embeddings` asset) | {embed_meta['embed_seconds']:.1f} s |
+| of which embedding (the `embeddings` asset) | {embed_meta["embed_seconds"]:.1f} s |
 | raw `SentenceTransformer.encode` of the same {chunks} chunks, same process | {raw_s:.1f} s, {raw_rate:.1f} chunks/s |
 | **pipeline / raw throughput** (target ≥ 0.8) | **{pipeline_rate / raw_rate:.2f}** |
-| re-run, nothing changed: chunks embedded | {idle_meta['embedded_chunks']} |
+| re-run, nothing changed: chunks embedded | {idle_meta["embedded_chunks"]} |
 | re-run, nothing changed: time | {idle_s:.2f} s, **{idle_s / full_s:.1%} of the full build** (target ≤ 5%) |
-| re-run after editing one file: chunks embedded | {one_meta['embedded_chunks']} of {one_meta['total_chunks']} |
+| re-run after editing one file: chunks embedded | {one_meta["embedded_chunks"]} of {one_meta["total_chunks"]} |
 | re-run after editing one file: time | {one_s:.2f} s |
-| asset checks after the edit | {', '.join(f'{k}: {"pass" if v else "FAIL"}' for k, v in checks.items())} |
+| asset checks after the edit | {checks_line} |
 """
     write_section("Ingestion (Python docs)", body)
     print(body)

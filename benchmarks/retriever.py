@@ -3,7 +3,8 @@
 `ragyard bench retriever` serves a copy of an existing index (the original is never
 served): RAGYARD_BENCH_INDEX names a RAGYARD_HOME that holds one (its `milvus/` data dir). Without
 it, the index that the ingest benchmark kept in $RAGYARD_BENCH_KEEP/home is used (`python -m
-benchmarks ingest retriever` sets that to a temporary folder when nothing is named). The collection is RAGYARD_BENCH_COLLECTION, else the only one in the index.
+benchmarks ingest retriever` sets that to a temporary folder when nothing is named). The collection is
+RAGYARD_BENCH_COLLECTION, else the only one in the index.
 
 Milvus-lite, the embedder bento and the retriever bento run on loopback; the direct side uses the
 retriever's own `Searcher` (the pymilvus calls the bento makes) in this process. Queries are the
@@ -46,8 +47,10 @@ def index_home() -> Path:
     elif os.environ.get("RAGYARD_BENCH_KEEP"):
         home = Path(os.environ["RAGYARD_BENCH_KEEP"]) / "home"
     else:
-        raise NoIndex("set RAGYARD_BENCH_INDEX to a RAGYARD_HOME that holds an index (its milvus/ folder), "
-                      "or build one first: ragyard bench ingest retriever")
+        raise NoIndex(
+            "set RAGYARD_BENCH_INDEX to a RAGYARD_HOME that holds an index (its milvus/ folder), "
+            "or build one first: ragyard bench ingest retriever"
+        )
     if not (home / "milvus").is_dir():
         raise NoIndex(f"{home} holds no index: {home / 'milvus'} is missing")
     return home
@@ -102,8 +105,13 @@ def warm_mode(mode, queries, vectors, searcher, embedder, retriever) -> dict:
         bento.append(ms)
         inside.append(answer["timings"]["search_ms"])
         same += [h["chunk_id"] for h in answer["hits"]] == [h["chunk_id"] for h in hits]
-    result: dict[str, Any] = {"direct": percentiles(direct), "composite": percentiles(composite), "bento": percentiles(bento),
-              "inside": percentiles(inside), "same": same}
+    result: dict[str, Any] = {
+        "direct": percentiles(direct),
+        "composite": percentiles(composite),
+        "bento": percentiles(bento),
+        "inside": percentiles(inside),
+        "same": same,
+    }
     result["added_p50"] = result["bento"]["p50"] - result["composite"]["p50"]
     # Per question, bento minus baseline: the questions' own spread in search cost cancels out.
     result["added_paired"] = float(np.median(np.subtract(bento, composite)))
@@ -141,7 +149,9 @@ def main() -> None:
 
     warm_rows = "\n".join(
         f"| {mode} | {fmt(w['direct'])} | {fmt(w['composite'])} | {fmt(w['bento'])} | **{w['added_p50']:+.1f}** "
-        f"| {w['added_paired']:+.1f} | {fmt(w['inside'])} | {w['same']}/{len(queries)} |" for mode, w in warm.items())
+        f"| {w['added_paired']:+.1f} | {fmt(w['inside'])} | {w['same']}/{len(queries)} |"
+        for mode, w in warm.items()
+    )
     body = f"""
 Index: a copy of `{source}` (collection `{settings.milvus.collection}`, {rows} chunks, HNSW
 M=16 for dense, BM25 sparse index), milvus-lite server, embedder and retriever bentos on loopback.
@@ -164,8 +174,8 @@ the per-question differences (the two sides run back to back on each question) i
 {warm_rows}
 
 The full text query with an uncached embedding (hybrid, each question's first time): raw
-in-process `encode` + pymilvus {fmt(cold['raw'])} ms (p50 / p99); `POST /search`
-{fmt(cold['bento'])} ms, which includes the embedder bento's HTTP hop and its model call.
+in-process `encode` + pymilvus {fmt(cold["raw"])} ms (p50 / p99); `POST /search`
+{fmt(cold["bento"])} ms, which includes the embedder bento's HTTP hop and its model call.
 """
     write_section("Retriever", body)
     print(body)

@@ -89,7 +89,7 @@ def main() -> None:
     result = f"""
 Input: 200 words ({len(text)} characters, {len(text.encode())} bytes) with one email and one phone
 number; policy `default`, direction `input` (PII, injection and toxicity detectors all run);
-answer: action `{first['action']}`, findings {findings}. One `bentoml serve` process on loopback.
+answer: action `{first["action"]}`, findings {findings}. One `bentoml serve` process on loopback.
 Machine load average (1/5/15 min) before: {load_before}; after: {load_after} (other work shared the 2 cores).
 
 | measurement | value |

@@ -79,7 +79,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int = TOP_K) -> np.
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_ids = np.zeros((len(queries), k), dtype=np.int64)
     for start in range(0, len(vectors), 50_000):
-        scores = queries @ vectors[start:start + 50_000].T
+        scores = queries @ vectors[start : start + 50_000].T
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, part, axis=1)], axis=1)
         merged_ids = np.concatenate([best_ids, part + start], axis=1)
@@ -98,7 +98,7 @@ def create_collection(client: MilvusClient) -> None:
 
 def insert_all(client: MilvusClient, vectors: np.ndarray) -> None:
     for start in range(0, len(vectors), INSERT_BATCH):
-        block = vectors[start:start + INSERT_BATCH]
+        block = vectors[start : start + INSERT_BATCH]
         client.insert(COLLECTION, [{"id": start + i, "vector": row} for i, row in enumerate(block)])
     client.flush(COLLECTION)
 
@@ -115,8 +115,9 @@ def wait_built(client: MilvusClient, rows: int, timeout_s: float = 7200) -> None
     raise TimeoutError("index build did not finish")
 
 
-def measure_index(client: MilvusClient, rows: int, queries: np.ndarray, truth: np.ndarray,
-                  index_type: str, build: dict, search: dict) -> dict:
+def measure_index(
+    client: MilvusClient, rows: int, queries: np.ndarray, truth: np.ndarray, index_type: str, build: dict, search: dict
+) -> dict:
     client.release_collection(COLLECTION)
     for name in client.list_indexes(COLLECTION):
         client.drop_index(COLLECTION, name)
@@ -132,13 +133,25 @@ def measure_index(client: MilvusClient, rows: int, queries: np.ndarray, truth: n
     if index_type == "FLAT":
         queries, truth = queries[:FLAT_QUERIES], truth[:FLAT_QUERIES]
     for query in queries:
-        result, ms = timed_ms(client.search, COLLECTION, data=[query.tolist()], anns_field="vector",
-                              limit=TOP_K, search_params=search_params)
+        result, ms = timed_ms(
+            client.search,
+            COLLECTION,
+            data=[query.tolist()],
+            anns_field="vector",
+            limit=TOP_K,
+            search_params=search_params,
+        )
         latencies.append(ms)
         found.append([hit["id"] for hit in result[0]])
     recall = np.mean([len(set(f) & set(t.tolist())) / TOP_K for f, t in zip(found, truth, strict=True)])
-    return {"build_s": build_s, "load_s": load_ms / 1000, "latency": percentiles(latencies), "queries": len(queries),
-            "qps": 1000 / np.mean(latencies), "recall": float(recall)}
+    return {
+        "build_s": build_s,
+        "load_s": load_ms / 1000,
+        "latency": percentiles(latencies),
+        "queries": len(queries),
+        "qps": 1000 / np.mean(latencies),
+        "recall": float(recall),
+    }
 
 
 def main() -> None:
@@ -173,9 +186,11 @@ def main() -> None:
             lines.append(f"| {index_type} | | | | | | {r} |")
             continue
         build, search = r["params"]
-        lines.append(f"| {index_type} | {r['build_s']:.1f} | {r['load_s']:.1f} | {r['qps']:.1f} "
-                     f"| {r['latency']['p50']:.1f} / {r['latency']['p99']:.1f} | **{r['recall']:.3f}** "
-                     f"| build {build or '{}'}, search {search or '{}'}; {r['queries']} queries |")
+        lines.append(
+            f"| {index_type} | {r['build_s']:.1f} | {r['load_s']:.1f} | {r['qps']:.1f} "
+            f"| {r['latency']['p50']:.1f} / {r['latency']['p99']:.1f} | **{r['recall']:.3f}** "
+            f"| build {build or '{}'}, search {search or '{}'}; {r['queries']} queries |"
+        )
     table = "\n".join(lines)
     body = f"""
 {rows:,} synthetic vectors, dim {DIM}, unit length, around {max(10, rows // 1000):,} cluster centres with

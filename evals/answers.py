@@ -77,8 +77,10 @@ def retrieve_contexts(settings: Settings, questions: list[str], top_k: int = CON
 
 def numbered_context(hits: list[dict]) -> str:
     """The passages as the prompt shows them: `[n] title > section` then the text."""
-    return "\n\n".join(f"[{n}] {h.get('title') or h.get('doc_id')} > {h.get('section') or ''}\n"
-                       f"{h.get('text', '')[:CHUNK_CHARS]}" for n, h in enumerate(hits, start=1))
+    return "\n\n".join(
+        f"[{n}] {h.get('title') or h.get('doc_id')} > {h.get('section') or ''}\n{h.get('text', '')[:CHUNK_CHARS]}"
+        for n, h in enumerate(hits, start=1)
+    )
 
 
 JUDGE_PROMPT = (
@@ -137,9 +139,15 @@ def sample_order(items: list[QAItem]) -> list[QAItem]:
     return sorted(items, key=lambda item: hashlib.sha256(item.id.encode()).hexdigest())
 
 
-def collect_answers(settings: Settings, quick: bool = False, dataset: Path = DEFAULT_DATASET,
-                    models: list[str] | None = None, generator: Generator | None = None,
-                    limit: int | None = None, cached_only: bool = False) -> AnswerSet:
+def collect_answers(
+    settings: Settings,
+    quick: bool = False,
+    dataset: Path = DEFAULT_DATASET,
+    models: list[str] | None = None,
+    generator: Generator | None = None,
+    limit: int | None = None,
+    cached_only: bool = False,
+) -> AnswerSet:
     """Answer the questions (the first `limit` of `sample_order`) with every model.
 
     `cached_only`: generate nothing; keep the questions every model has a cached answer for
@@ -157,11 +165,16 @@ def collect_answers(settings: Settings, quick: bool = False, dataset: Path = DEF
     generator = generator or generator_for(settings)
     cache = AnswerCache.for_settings(settings)
     contexts = retrieve_contexts(settings, [item.question for item in items])
-    messages_of = [prompt.render(context=numbered_context(hits), question=item.question)
-                   for item, hits in zip(items, contexts, strict=True)]
+    messages_of = [
+        prompt.render(context=numbered_context(hits), question=item.question)
+        for item, hits in zip(items, contexts, strict=True)
+    ]
     if cached_only:
-        keep = [i for i, messages in enumerate(messages_of)
-                if all(cache.get(model, messages, MAX_TOKENS) for model in models)]
+        keep = [
+            i
+            for i, messages in enumerate(messages_of)
+            if all(cache.get(model, messages, MAX_TOKENS) for model in models)
+        ]
         items, contexts = [items[i] for i in keep], [contexts[i] for i in keep]
         messages_of = [messages_of[i] for i in keep]
     records = []
@@ -170,25 +183,54 @@ def collect_answers(settings: Settings, quick: bool = False, dataset: Path = DEF
         for model in models:
             generation, cached = generate_cached(cache, generator, model, messages, MAX_TOKENS)
             chunks = [h.get("text", "") for h in hits]
-            cites = citation_score(generation.text, len(hits), [gold_match(h, item.gold) is not None for h in hits].__getitem__)
+            cites = citation_score(
+                generation.text, len(hits), [gold_match(h, item.gold) is not None for h in hits].__getitem__
+            )
             # the user's turn as the router sees it, before the prompt template wraps it
-            request = RouteRequest(item.question, ({"role": "user", "content": item.question},), tuple(hits),
-                                   MAX_TOKENS)
-            records.append(AnswerRecord(
-                id=item.id, model=model, answer=generation.text,
-                token_f1=token_f1(generation.text, item.reference),
-                groundedness=groundedness(generation.text, chunks),
-                citations=cites.cited, valid_citations=cites.valid, correct_citations=cites.correct,
-                seconds=generation.seconds, cost=generation.cost, prompt_tokens=generation.prompt_tokens,
-                completion_tokens=generation.completion_tokens, cached=cached,
-                judge=(judge_score(generator, cache, settings.evals.judge_model, item, generation.text)
-                       if settings.evals.judge_model else None),
-                features=routing_features(request),
-            ))
-            log.info("%s %s: %.1f s%s, F1 %.2f", item.id, model, generation.seconds, " (cached)" if cached else "",
-                     records[-1].token_f1)
-    return AnswerSet(items, contexts, models, records, prompt.name, str(prompt.version or prompt.alias),
-                     generator.backend, Path(dataset).name.split(".")[0])
+            request = RouteRequest(
+                item.question, ({"role": "user", "content": item.question},), tuple(hits), MAX_TOKENS
+            )
+            records.append(
+                AnswerRecord(
+                    id=item.id,
+                    model=model,
+                    answer=generation.text,
+                    token_f1=token_f1(generation.text, item.reference),
+                    groundedness=groundedness(generation.text, chunks),
+                    citations=cites.cited,
+                    valid_citations=cites.valid,
+                    correct_citations=cites.correct,
+                    seconds=generation.seconds,
+                    cost=generation.cost,
+                    prompt_tokens=generation.prompt_tokens,
+                    completion_tokens=generation.completion_tokens,
+                    cached=cached,
+                    judge=(
+                        judge_score(generator, cache, settings.evals.judge_model, item, generation.text)
+                        if settings.evals.judge_model
+                        else None
+                    ),
+                    features=routing_features(request),
+                )
+            )
+            log.info(
+                "%s %s: %.1f s%s, F1 %.2f",
+                item.id,
+                model,
+                generation.seconds,
+                " (cached)" if cached else "",
+                records[-1].token_f1,
+            )
+    return AnswerSet(
+        items,
+        contexts,
+        models,
+        records,
+        prompt.name,
+        str(prompt.version or prompt.alias),
+        generator.backend,
+        Path(dataset).name.split(".")[0],
+    )
 
 
 def model_metrics(records: list[AnswerRecord]) -> dict[str, float]:
@@ -213,34 +255,52 @@ def model_metrics(records: list[AnswerRecord]) -> dict[str, float]:
 
 
 def report(answers: AnswerSet, settings: Settings) -> EvalReport:
-    runs, lines = [], [
-        f"Answer eval: {answers.dataset} ({len(answers.items)} questions, {RETRIEVAL_MODE} retrieval, "
-        f"top {CONTEXT_CHUNKS} chunks, prompt {answers.prompt_name}@{answers.prompt_version}, {answers.backend})",
-        "",
-        "| model | token F1 | groundedness | citation acc. | cited | latency p50 s | cost/answer |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    runs, lines = (
+        [],
+        [
+            f"Answer eval: {answers.dataset} ({len(answers.items)} questions, {RETRIEVAL_MODE} retrieval, "
+            f"top {CONTEXT_CHUNKS} chunks, prompt {answers.prompt_name}@{answers.prompt_version}, {answers.backend})",
+            "",
+            "| model | token F1 | groundedness | citation acc. | cited | latency p50 s | cost/answer |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ],
+    )
     for model in answers.models:
         records = [r for r in answers.records if r.model == model]
         metrics = model_metrics(records)
-        runs.append(EvalRun(
-            name=f"{answers.dataset}-{model}",
-            params={"model": model, "prompt_name": answers.prompt_name, "prompt_version": answers.prompt_version,
-                    "retriever_mode": RETRIEVAL_MODE, "context_chunks": CONTEXT_CHUNKS, "max_tokens": MAX_TOKENS,
-                    "generation_backend": answers.backend, "dataset": answers.dataset,
-                    "dataset_size": len(answers.items), "judge_model": settings.evals.judge_model or "none",
-                    "chunk_chars": CHUNK_CHARS},
-            metrics=metrics,
-            tables={"per_question": [{k: v for k, v in asdict(r).items() if k != "features"} for r in records]},
-        ))
-        lines.append(f"| {model} | {metrics['token_f1']:.3f} | {metrics['groundedness']:.3f} | "
-                     f"{metrics['citation_accuracy']:.3f} | {metrics['cited_share']:.2f} | "
-                     f"{metrics['latency_p50_s']:.2f} | {metrics['cost_per_answer']:.2e} |")
-    lines += ["", "Token F1 against a one-sentence reference (long answers score low by construction); "
-                  f"groundedness: share of answer sentences with >= {SUPPORT_THRESHOLD:.0%} of their content words "
-                  "in one retrieved chunk; citation acc.: share of [n] citations pointing at a gold chunk; cited: "
-                  "share of answers citing anything. Cost of a self-hosted answer: llm.machine_cost_per_hour x its "
-                  "wall time, so a loaded CPU makes it dearer."]
+        runs.append(
+            EvalRun(
+                name=f"{answers.dataset}-{model}",
+                params={
+                    "model": model,
+                    "prompt_name": answers.prompt_name,
+                    "prompt_version": answers.prompt_version,
+                    "retriever_mode": RETRIEVAL_MODE,
+                    "context_chunks": CONTEXT_CHUNKS,
+                    "max_tokens": MAX_TOKENS,
+                    "generation_backend": answers.backend,
+                    "dataset": answers.dataset,
+                    "dataset_size": len(answers.items),
+                    "judge_model": settings.evals.judge_model or "none",
+                    "chunk_chars": CHUNK_CHARS,
+                },
+                metrics=metrics,
+                tables={"per_question": [{k: v for k, v in asdict(r).items() if k != "features"} for r in records]},
+            )
+        )
+        lines.append(
+            f"| {model} | {metrics['token_f1']:.3f} | {metrics['groundedness']:.3f} | "
+            f"{metrics['citation_accuracy']:.3f} | {metrics['cited_share']:.2f} | "
+            f"{metrics['latency_p50_s']:.2f} | {metrics['cost_per_answer']:.2e} |"
+        )
+    lines += [
+        "",
+        "Token F1 against a one-sentence reference (long answers score low by construction); "
+        f"groundedness: share of answer sentences with >= {SUPPORT_THRESHOLD:.0%} of their content words "
+        "in one retrieved chunk; citation acc.: share of [n] citations pointing at a gold chunk; cited: "
+        "share of answers citing anything. Cost of a self-hosted answer: llm.machine_cost_per_hour x its "
+        "wall time, so a loaded CPU makes it dearer.",
+    ]
     return EvalReport(EXPERIMENT, runs, "\n".join(lines))
 
 

@@ -57,29 +57,41 @@ def _logged_check(result: HarnessResult, client) -> dg.AssetCheckResult:
         for metric, value in run.metrics.items():
             if abs(logged.data.metrics.get(metric, float("nan")) - float(value)) > 1e-9:
                 problems.append(f"{run.name}: metric {metric} missing or different")
-    return dg.AssetCheckResult(check_name=LOGGED_CHECK, passed=not problems,
-                               metadata={"runs": len(result.run_ids), "problems": problems[:20]})
+    return dg.AssetCheckResult(
+        check_name=LOGGED_CHECK, passed=not problems, metadata={"runs": len(result.run_ids), "problems": problems[:20]}
+    )
 
 
 def _gate_check(result: HarnessResult, settings: Settings, client) -> dg.AssetCheckResult:
     gate = check_regression(client, gated_run_id(result, settings), settings)
-    metadata: dict[str, Any] = {"metric": gate.metric, "current": gate.current, "margin": gate.margin, "run_id": gate.run_id,
-                "message": gate.message}
+    metadata: dict[str, Any] = {
+        "metric": gate.metric,
+        "current": gate.current,
+        "margin": gate.margin,
+        "run_id": gate.run_id,
+        "message": gate.message,
+    }
     if gate.baseline is not None:
         metadata |= {"baseline": gate.baseline, "delta": gate.delta, "baseline_run_id": gate.baseline_run_id}
-    return dg.AssetCheckResult(check_name=GATE_CHECK, passed=gate.passed, metadata=metadata,
-                               description=gate.message)
+    return dg.AssetCheckResult(check_name=GATE_CHECK, passed=gate.passed, metadata=metadata, description=gate.message)
 
 
 def make_eval_asset(name: str, settings: Settings) -> dg.AssetsDefinition:
     key = dg.AssetKey(f"{name}_eval")
-    checks = [dg.AssetCheckSpec(LOGGED_CHECK, asset=key,
-                                description="Every eval run reached MLflow, finished, with all its metrics.")]
+    checks = [
+        dg.AssetCheckSpec(
+            LOGGED_CHECK, asset=key, description="Every eval run reached MLflow, finished, with all its metrics."
+        )
+    ]
     if name == "retrieval":
-        checks.append(dg.AssetCheckSpec(
-            GATE_CHECK, asset=key,
-            description="The gate mode's retrieval metric (evals.gate_metric, nDCG@10 by default) is not more "
-            "than evals.regression_margin below the baseline run's in MLflow (`ragyard eval baseline set`)."))
+        checks.append(
+            dg.AssetCheckSpec(
+                GATE_CHECK,
+                asset=key,
+                description="The gate mode's retrieval metric (evals.gate_metric, nDCG@10 by default) is not more "
+                "than evals.regression_margin below the baseline run's in MLflow (`ragyard eval baseline set`).",
+            )
+        )
 
     @dg.asset(
         key=key,
@@ -112,7 +124,8 @@ def make_eval_sensor(settings: Settings, job) -> dg.SensorDefinition:
         asset_key=INDEX_ASSET,
         job=job,
         name="evals_after_index",
-        default_status=dg.DefaultSensorStatus.RUNNING if settings.evals.run_after_index
+        default_status=dg.DefaultSensorStatus.RUNNING
+        if settings.evals.run_after_index
         else dg.DefaultSensorStatus.STOPPED,
         description="Runs the evals after the vector index is materialized, once per index version and settings.",
     )
@@ -130,7 +143,8 @@ def eval_definitions(settings: Settings) -> dg.Definitions:
     if not assets:
         return dg.Definitions()
     job = dg.define_asset_job(
-        "evals", selection=dg.AssetSelection.assets(*assets),
+        "evals",
+        selection=dg.AssetSelection.assets(*assets),
         description="Run the evals against the current index; results in MLflow and the assets' metadata.",
         executor_def=dg.in_process_executor,
     )

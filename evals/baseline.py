@@ -63,8 +63,9 @@ def set_baseline(client, run_id: str) -> list[str]:
     missing = [name for name in EVAL_SET_PARAMS if name not in run.data.params]
     if missing:
         raise ValueError(f"run {run_id} is not a retrieval eval run: it has no params {missing}")
-    previous = client.search_runs([run.info.experiment_id],
-                                  filter_string=f"tags.`{BASELINE_TAG}` = 'true' and {eval_set_filter(run)}")
+    previous = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.`{BASELINE_TAG}` = 'true' and {eval_set_filter(run)}"
+    )
     cleared = []
     for other in previous:
         if other.info.run_id != run_id:
@@ -81,8 +82,10 @@ def latest_run(client, experiment: str, mode: str, quick: bool):
         return None
     found = client.search_runs(
         [exp.experiment_id],
-        filter_string=(f"tags.`ragyard.eval` = 'retrieval' and tags.`ragyard.quick` = '{str(quick).lower()}' "
-                       f"and params.mode = {_quote(mode)} and attributes.status = 'FINISHED'"),
+        filter_string=(
+            f"tags.`ragyard.eval` = 'retrieval' and tags.`ragyard.quick` = '{str(quick).lower()}' "
+            f"and params.mode = {_quote(mode)} and attributes.status = 'FINISHED'"
+        ),
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -98,17 +101,36 @@ def check_regression(client, run_id: str, settings: Settings) -> GateResult:
     if baseline_run is None:
         if e.adopt_first_baseline:
             set_baseline(client, run_id)
-            return GateResult(True, e.gate_metric, current, current, e.regression_margin, run_id, run_id,
-                              "no baseline recorded for this eval set: this run became the baseline")
-        return GateResult(True, e.gate_metric, current, None, e.regression_margin, run_id, None,
-                          "no baseline recorded for this eval set; set one with `ragyard eval baseline set`")
+            return GateResult(
+                True,
+                e.gate_metric,
+                current,
+                current,
+                e.regression_margin,
+                run_id,
+                run_id,
+                "no baseline recorded for this eval set: this run became the baseline",
+            )
+        return GateResult(
+            True,
+            e.gate_metric,
+            current,
+            None,
+            e.regression_margin,
+            run_id,
+            None,
+            "no baseline recorded for this eval set; set one with `ragyard eval baseline set`",
+        )
     baseline = baseline_run.data.metrics[e.gate_metric]
     passed = current >= baseline - e.regression_margin
     verdict = "within" if passed else "more than"
-    message = (f"{e.gate_metric} {current:.4f} vs baseline {baseline:.4f} (run {baseline_run.info.run_id}): "
-               f"{verdict} the margin {e.regression_margin}")
-    return GateResult(passed, e.gate_metric, current, baseline, e.regression_margin, run_id,
-                      baseline_run.info.run_id, message)
+    message = (
+        f"{e.gate_metric} {current:.4f} vs baseline {baseline:.4f} (run {baseline_run.info.run_id}): "
+        f"{verdict} the margin {e.regression_margin}"
+    )
+    return GateResult(
+        passed, e.gate_metric, current, baseline, e.regression_margin, run_id, baseline_run.info.run_id, message
+    )
 
 
 def gated_run_id(result, settings: Settings) -> str:

@@ -66,11 +66,14 @@ def hit_rates(served: list[Served]) -> dict[str, float]:
     """Exact, semantic and false hits of a replay; false-hit rate is of the hits."""
     hits = [s for s in served if s.hit]
     false = sum(s.false for s in hits)
-    return {"requests": float(len(served)),
-            "exact_hit_rate": share(sum(s.result == "exact" for s in hits), len(served)),
-            "semantic_hit_rate": share(sum(s.result == "semantic" for s in hits), len(served)),
-            "false_hits": float(false), "false_hit_rate": share(false, len(hits)),
-            "reuse_ceiling": share(sum(s.reusable for s in served), len(served))}
+    return {
+        "requests": float(len(served)),
+        "exact_hit_rate": share(sum(s.result == "exact" for s in hits), len(served)),
+        "semantic_hit_rate": share(sum(s.result == "semantic" for s in hits), len(served)),
+        "false_hits": float(false),
+        "false_hit_rate": share(false, len(hits)),
+        "reuse_ceiling": share(sum(s.reusable for s in served), len(served)),
+    }
 
 
 def ordered_metrics(served: list[Served]) -> dict[str, float]:
@@ -78,32 +81,42 @@ def ordered_metrics(served: list[Served]) -> dict[str, float]:
     for s in served:
         by_kind[s.asked.kind].append(s)
     paraphrases, near = by_kind[PARAPHRASE], by_kind[NEAR_MISS]
-    return {"paraphrase_hit_rate": share(sum(s.hit and not s.false for s in paraphrases), len(paraphrases)),
-            "paraphrase_false_hit_rate": share(sum(s.false for s in paraphrases), len(paraphrases)),
-            "near_miss_false_hit_rate": share(sum(s.false for s in near), len(near)),
-            "near_miss_true_hit_rate": share(sum(s.hit and not s.false for s in near), len(near)),
-            "question_false_hits": float(sum(s.false for s in by_kind[QUESTION]))}
+    return {
+        "paraphrase_hit_rate": share(sum(s.hit and not s.false for s in paraphrases), len(paraphrases)),
+        "paraphrase_false_hit_rate": share(sum(s.false for s in paraphrases), len(paraphrases)),
+        "near_miss_false_hit_rate": share(sum(s.false for s in near), len(near)),
+        "near_miss_true_hit_rate": share(sum(s.hit and not s.false for s in near), len(near)),
+        "question_false_hits": float(sum(s.false for s in by_kind[QUESTION])),
+    }
 
 
 def session_metrics(served: list[Served]) -> dict[str, float]:
     followups = [s for s in served if s.asked.kind == FOLLOW_UP]
     shared = [s for s in followups if s.shared_history]
-    return {"followups": float(len(followups)),
-            "followup_other_conversation_hits": float(sum(s.hit and s.other_conversation for s in followups)),
-            "followups_after_shared_history": float(len(shared)),
-            "followup_exact_hits": float(sum(s.result == "exact" for s in followups)),
-            "followup_semantic_hits": float(sum(s.result == "semantic" for s in followups)),
-            "followup_false_hits": float(sum(s.false for s in followups))}
+    return {
+        "followups": float(len(followups)),
+        "followup_other_conversation_hits": float(sum(s.hit and s.other_conversation for s in followups)),
+        "followups_after_shared_history": float(len(shared)),
+        "followup_exact_hits": float(sum(s.result == "exact" for s in followups)),
+        "followup_semantic_hits": float(sum(s.result == "semantic" for s in followups)),
+        "followup_false_hits": float(sum(s.false for s in followups)),
+    }
 
 
 def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}_{key}": value for key, value in metrics.items()}
 
 
-def run_threshold(threshold: float, vectors: Mapping[str, np.ndarray], ordered: list[Asked], traffic: list[Asked],
-                  sessions: list[Session]) -> tuple[dict[str, float], dict[str, list[dict]]]:
+def run_threshold(
+    threshold: float,
+    vectors: Mapping[str, np.ndarray],
+    ordered: list[Asked],
+    traffic: list[Asked],
+    sessions: list[Session],
+) -> tuple[dict[str, float], dict[str, list[dict]]]:
     """Every replay through its own fresh cache: metrics and detail tables."""
     with tempfile.TemporaryDirectory(prefix="ragyard-cache-eval-") as tmp:
+
         def fresh(name: str, keys: Keys = router_keys) -> Replay:
             return Replay(Path(tmp) / f"{name}.sqlite3", threshold, vectors, keys)
 
@@ -115,14 +128,21 @@ def run_threshold(threshold: float, vectors: Mapping[str, np.ndarray], ordered: 
         stateless = replay_sessions(fresh("stateless"), sessions, stateless=True)
         blind = replay_sessions(fresh("blind", history_blind_keys), sessions, stateless=False)
     false = [s for s in [*in_order, *requests, *memory, *stateless] if s.false]
-    metrics = {**ordered_metrics(in_order), **prefixed("traffic", hit_rates(requests)),
-               **prefixed("sessions", session_metrics(memory)), **prefixed("stateless", session_metrics(stateless)),
-               **prefixed("blind", session_metrics(blind)), "false_hits_total": float(len(false))}
-    tables = {"false_hits": [s.row() for s in false],
-              "near_misses": [s.row() for s in in_order if s.asked.kind == NEAR_MISS],
-              "sessions": [{**s.row(), "mode": "memory"} for s in memory]
-              + [{**s.row(), "mode": "stateless"} for s in stateless]
-              + [{**s.row(), "mode": "history-blind"} for s in blind]}
+    metrics = {
+        **ordered_metrics(in_order),
+        **prefixed("traffic", hit_rates(requests)),
+        **prefixed("sessions", session_metrics(memory)),
+        **prefixed("stateless", session_metrics(stateless)),
+        **prefixed("blind", session_metrics(blind)),
+        "false_hits_total": float(len(false)),
+    }
+    tables = {
+        "false_hits": [s.row() for s in false],
+        "near_misses": [s.row() for s in in_order if s.asked.kind == NEAR_MISS],
+        "sessions": [{**s.row(), "mode": "memory"} for s in memory]
+        + [{**s.row(), "mode": "stateless"} for s in stateless]
+        + [{**s.row(), "mode": "history-blind"} for s in blind],
+    }
     return metrics, tables
 
 
@@ -160,56 +180,84 @@ def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | No
     texts = sorted({a.question for a in ordered} | {t.question for s in sessions for t in s.turns})
     vectors = dict(zip(texts, model.encode(texts, normalize=True), strict=True))
     configured = settings.router.semantic_threshold
-    params: dict[str, ParamValue] = {"dataset": name, "questions": len(questions),
-              "paraphrases": sum(v.kind == PARAPHRASE for v in variants),
-              "near_misses": sum(v.kind == NEAR_MISS for v in variants), "sessions": len(sessions),
-              "session_turns": sum(len(s.turns) for s in sessions), "traffic_requests": requests,
-              "traffic_seed": TRAFFIC_SEED, "zipf_exponent": ZIPF_EXPONENT, "embedder_model": e.model}
+    params: dict[str, ParamValue] = {
+        "dataset": name,
+        "questions": len(questions),
+        "paraphrases": sum(v.kind == PARAPHRASE for v in variants),
+        "near_misses": sum(v.kind == NEAR_MISS for v in variants),
+        "sessions": len(sessions),
+        "session_turns": sum(len(s.turns) for s in sessions),
+        "traffic_requests": requests,
+        "traffic_seed": TRAFFIC_SEED,
+        "zipf_exponent": ZIPF_EXPONENT,
+        "embedder_model": e.model,
+    }
     results, runs = {}, []
     for threshold in thresholds(configured):
         metrics, tables = run_threshold(threshold, vectors, ordered, traffic, sessions)
         results[threshold] = metrics
-        runs.append(EvalRun(name=f"semantic-{threshold:.2f}",
-                            params={**params, "threshold": threshold, "configured": threshold == configured},
-                            metrics=metrics, tables=tables))
+        runs.append(
+            EvalRun(
+                name=f"semantic-{threshold:.2f}",
+                params={**params, "threshold": threshold, "configured": threshold == configured},
+                metrics=metrics,
+                tables=tables,
+            )
+        )
     # The configured threshold's wrong answers; with none there, the highest threshold's that had some.
-    shown = next((run for run in runs if run.params["configured"] and run.tables["false_hits"]), None) or \
-        max((run for run in runs if run.tables["false_hits"]), key=lambda run: run.params["threshold"], default=None)
-    closest = max((row["similarity"] for run in runs for row in run.tables["false_hits"] if row["similarity"] < 1),
-                  default=None)
-    return EvalReport(experiment=EXPERIMENT, runs=runs,
-                      summary_markdown=summary(params, results, configured, shown, closest))
+    shown = next((run for run in runs if run.params["configured"] and run.tables["false_hits"]), None) or max(
+        (run for run in runs if run.tables["false_hits"]), key=lambda run: run.params["threshold"], default=None
+    )
+    closest = max(
+        (row["similarity"] for run in runs for row in run.tables["false_hits"] if row["similarity"] < 1), default=None
+    )
+    return EvalReport(
+        experiment=EXPERIMENT, runs=runs, summary_markdown=summary(params, results, configured, shown, closest)
+    )
 
 
 def pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def summary(params: dict, results: dict[float, dict[str, float]], configured: float, shown_run: EvalRun | None,
-            closest: float | None) -> str:
+def summary(
+    params: dict,
+    results: dict[float, dict[str, float]],
+    configured: float,
+    shown_run: EvalRun | None,
+    closest: float | None,
+) -> str:
     rows = []
     for threshold, m in sorted(results.items()):
-        rows.append(f"| {threshold:.2f}{' (configured)' if threshold == configured else ''} "
-                    f"| {pct(m['paraphrase_hit_rate'])} | {pct(m['paraphrase_false_hit_rate'])} "
-                    f"| {pct(m['near_miss_false_hit_rate'])} | {pct(m['traffic_exact_hit_rate'])} "
-                    f"| {pct(m['traffic_semantic_hit_rate'])} | {m['traffic_false_hits']:.0f} "
-                    f"| {m['false_hits_total']:.0f} |")
+        rows.append(
+            f"| {threshold:.2f}{' (configured)' if threshold == configured else ''} "
+            f"| {pct(m['paraphrase_hit_rate'])} | {pct(m['paraphrase_false_hit_rate'])} "
+            f"| {pct(m['near_miss_false_hit_rate'])} | {pct(m['traffic_exact_hit_rate'])} "
+            f"| {pct(m['traffic_semantic_hit_rate'])} | {m['traffic_false_hits']:.0f} "
+            f"| {m['false_hits_total']:.0f} |"
+        )
     m = results[configured]
     ceiling = pct(m["traffic_reuse_ceiling"])
     false_hits = shown_run.tables["false_hits"] if shown_run else []
-    shown = "".join(f"\n- ({row['kind']}, {row['result']} {row['similarity']}) \"{row['question']}\" was served "
-                    f"the answer to \"{row['cached_question']}\"" for row in false_hits[:FALSE_HITS_SHOWN])
+    shown = "".join(
+        f'\n- ({row["kind"]}, {row["result"]} {row["similarity"]}) "{row["question"]}" was served '
+        f'the answer to "{row["cached_question"]}"'
+        for row in false_hits[:FALSE_HITS_SHOWN]
+    )
     at = shown_run.params["threshold"] if shown_run else configured
-    shown_label = (f"Wrong answers at the configured {configured:.2f}:" if at == configured else
-                   f"Wrong answers at the configured {configured:.2f}: none. At {at:.2f}, the highest threshold "
-                   "that served any:")
+    shown_label = (
+        f"Wrong answers at the configured {configured:.2f}:"
+        if at == configured
+        else f"Wrong answers at the configured {configured:.2f}: none. At {at:.2f}, the highest threshold "
+        "that served any:"
+    )
     return (
         f"Dataset `{params['dataset']}`: {params['questions']} questions, {params['paraphrases']} hand-written "
         f"paraphrases of them, {params['near_misses']} near-misses (worded like one question, asking what another "
         f"answers), {params['sessions']} sessions ({params['session_turns']} turns); embedder "
         f"{params['embedder_model']}. Requests go through the router's `ResponseCache` with the router's keys "
-        "(scope from `router.cache.cache_scope`, exact key the digest of scope and messages), exact cache first. A false "
-        "hit serves an answer stored for a question whose gold shares no section with the asker's.\n\n"
+        "(scope from `router.cache.cache_scope`, exact key the digest of scope and messages), exact cache first. "
+        "A false hit serves an answer stored for a question whose gold shares no section with the asker's.\n\n"
         "In order: the questions, then the paraphrases, then the near-misses, each asked once. Traffic: "
         f"{params['traffic_requests']} requests, topics by Zipf-like popularity (exponent {params['zipf_exponent']}, "
         f"seed {params['traffic_seed']}), each in any of its phrasings; a perfect cache would hit {ceiling} of them. "
@@ -217,15 +265,22 @@ def summary(params: dict, results: dict[float, dict[str, float]], configured: fl
         "sessions).\n\n"
         "| threshold | paraphrases served their answer | paraphrases served a wrong one | near-misses served a "
         "wrong one | traffic exact hits | traffic semantic hits | traffic false hits | wrong answers |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n\n"
-        + sessions_text(results, configured) + "\n\n"
-        + shown_label + (shown or " none.") + "\n\n"
-        + recommendation(results, configured, closest))
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        + "\n".join(rows)
+        + "\n\n"
+        + sessions_text(results, configured)
+        + "\n\n"
+        + shown_label
+        + (shown or " none.")
+        + "\n\n"
+        + recommendation(results, configured, closest)
+    )
 
 
 def sessions_text(results: dict[float, dict[str, float]], configured: float) -> str:
-    other = max(m[f"{mode}_followup_other_conversation_hits"]
-                for m in results.values() for mode in ("sessions", "stateless"))
+    other = max(
+        m[f"{mode}_followup_other_conversation_hits"] for m in results.values() for mode in ("sessions", "stateless")
+    )
     m = results[configured]
     return (
         f"Sessions, with the router's memory (a session id) and stateless (the client resends the conversation): "
@@ -237,19 +292,24 @@ def sessions_text(results: dict[float, dict[str, float]], configured: float) -> 
         f"(stateless: {m['stateless_followup_exact_hits']:.0f}, {m['stateless_followup_semantic_hits']:.0f}, "
         f"{m['stateless_followup_false_hits']:.0f}). With the conversation left out of the scope, "
         f"{m['blind_followup_other_conversation_hits']:.0f} follow-ups would have been served another "
-        f"conversation's answer, {m['blind_followup_false_hits']:.0f} of them wrong.")
+        f"conversation's answer, {m['blind_followup_false_hits']:.0f} of them wrong."
+    )
 
 
 def recommendation(results: dict[float, dict[str, float]], configured: float, closest: float | None) -> str:
     best, c = recommended(results), results[configured]
-    now = (f"At the configured {configured:.2f} the semantic cache adds {pct(c['traffic_semantic_hit_rate'])} of "
-           f"traffic to the exact cache's {pct(c['traffic_exact_hit_rate'])}, and serves a wrong answer to "
-           f"{pct(c['near_miss_false_hit_rate'])} of near-misses ({c['false_hits_total']:.0f} wrong answers in all).")
+    now = (
+        f"At the configured {configured:.2f} the semantic cache adds {pct(c['traffic_semantic_hit_rate'])} of "
+        f"traffic to the exact cache's {pct(c['traffic_exact_hit_rate'])}, and serves a wrong answer to "
+        f"{pct(c['near_miss_false_hit_rate'])} of near-misses ({c['false_hits_total']:.0f} wrong answers in all)."
+    )
     if best is None:
         return f"No threshold measured served no wrong answer. {now}"
     m = results[best]
     margin = "" if closest is None else f" (the most similar question ever served a wrong answer scored {closest:.3f})"
-    return (f"**The figures support {best:.2f} as the default**: the lowest threshold at which no replay served a "
-            f"wrong answer{margin}. There the semantic cache adds {pct(m['traffic_semantic_hit_rate'])} of traffic to "
-            f"the exact cache's {pct(m['traffic_exact_hit_rate'])} and serves {pct(m['paraphrase_hit_rate'])} of "
-            f"paraphrases their answer. " + ("" if best == configured else now))
+    return (
+        f"**The figures support {best:.2f} as the default**: the lowest threshold at which no replay served a "
+        f"wrong answer{margin}. There the semantic cache adds {pct(m['traffic_semantic_hit_rate'])} of traffic to "
+        f"the exact cache's {pct(m['traffic_exact_hit_rate'])} and serves {pct(m['paraphrase_hit_rate'])} of "
+        f"paraphrases their answer. " + ("" if best == configured else now)
+    )

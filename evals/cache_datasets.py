@@ -97,8 +97,10 @@ def load_near_misses(questions: list[Question], path: Path = NEAR_MISSES) -> lis
     for number, row in rows(path):
         of, like = (question_of(by_id, path, number, row, field) for field in ("of", "like"))
         if {(g.doc_id, g.section) for g in of.gold} & {(g.doc_id, g.section) for g in like.gold}:
-            raise DatasetError(f"{path}:{number}: of {of.id!r} and like {like.id!r} share a gold section, "
-                               "so serving like's answer would not be wrong")
+            raise DatasetError(
+                f"{path}:{number}: of {of.id!r} and like {like.id!r} share a gold section, "
+                "so serving like's answer would not be wrong"
+            )
         out.append(Asked(str(row["id"]), text_of(path, number, row), of.gold, of.id, NEAR_MISS, like.id))
     return out
 
@@ -110,8 +112,16 @@ def load_sessions(questions: list[Question], path: Path = SESSIONS) -> list[Sess
         turns = row.get("turns")
         if not isinstance(turns, list) or len(turns) < 2:
             raise DatasetError(f"{path}:{number}: a session needs at least two turns")
-        out.append(Session(str(row["id"]), tuple(
-            Asked(f"{row['id']}#{i}", text_of(path, number, turn), of.gold, of.id, FOLLOW_UP if i > 1 else OPENING)
-            for i, turn in enumerate(turns, start=1)
-            for of in [question_of(by_id, path, number, turn, "of")])))
+        out.append(
+            Session(
+                str(row["id"]),
+                tuple(
+                    Asked(
+                        f"{row['id']}#{i}", text_of(path, number, turn), of.gold, of.id, FOLLOW_UP if i > 1 else OPENING
+                    )
+                    for i, turn in enumerate(turns, start=1)
+                    for of in [question_of(by_id, path, number, turn, "of")]
+                ),
+            )
+        )
     return out

@@ -58,11 +58,19 @@ class Served:
         return self.result != "miss"
 
     def row(self) -> dict:
-        return {"id": self.asked.id, "kind": self.asked.kind, "question": self.asked.question, "of": self.asked.of,
-                "like": self.asked.like, "result": self.result, "false": self.false,
-                "other_conversation": self.other_conversation,
-                "similarity": None if self.similarity is None else round(self.similarity, 4),
-                "cached_id": self.cached_id, "cached_question": self.cached_question}
+        return {
+            "id": self.asked.id,
+            "kind": self.asked.kind,
+            "question": self.asked.question,
+            "of": self.asked.of,
+            "like": self.asked.like,
+            "result": self.result,
+            "false": self.false,
+            "other_conversation": self.other_conversation,
+            "similarity": None if self.similarity is None else round(self.similarity, 4),
+            "cached_id": self.cached_id,
+            "cached_question": self.cached_question,
+        }
 
 
 class Replay:
@@ -74,8 +82,9 @@ class Replay:
         self.keys = keys
         self.answered: dict[str, set[tuple[str, str]]] = {}  # conversation so far -> gold sections asked after it
 
-    def ask(self, asked: Asked, history: list[dict] | None = None, context: list[dict] | None = None
-            ) -> tuple[Served, str]:
+    def ask(
+        self, asked: Asked, history: list[dict] | None = None, context: list[dict] | None = None
+    ) -> tuple[Served, str]:
         """Serve one question after `history` (the session's memory) and `context` (earlier messages
         sent with it); returns what was served and the answer text the client got."""
         history, context = history or [], context or []
@@ -89,14 +98,27 @@ class Replay:
         hit = self.cache.exact(exact_key) or self.cache.semantic(scope, vector)
         if hit is None:
             text = f"[answer generated for {asked.id}]"
-            self.cache.put(exact_key, scope, asked.question, vector,
-                           {"id": asked.id, "sections": sorted(asked.sections), "text": text,
-                            "conversation": conversation})
+            self.cache.put(
+                exact_key,
+                scope,
+                asked.question,
+                vector,
+                {"id": asked.id, "sections": sorted(asked.sections), "text": text, "conversation": conversation},
+            )
             return Served(asked, "miss", False, False, reusable, shared), text
         payload = hit.payload
         false = not asked.sections & {tuple(s) for s in payload["sections"]}
-        return Served(asked, hit.kind, false, payload["conversation"] != conversation, reusable, shared,
-                      hit.similarity, payload["id"], hit.question), payload["text"]
+        return Served(
+            asked,
+            hit.kind,
+            false,
+            payload["conversation"] != conversation,
+            reusable,
+            shared,
+            hit.similarity,
+            payload["id"],
+            hit.question,
+        ), payload["text"]
 
 
 def replay_sessions(replay: Replay, sessions: list[Session], stateless: bool) -> list[Served]:
@@ -106,14 +128,13 @@ def replay_sessions(replay: Replay, sessions: list[Session], stateless: bool) ->
     for session in sessions:
         turns: list[dict] = []
         for turn in session.turns:
-            result, text = (replay.ask(turn, context=turns) if stateless else replay.ask(turn, history=turns))
+            result, text = replay.ask(turn, context=turns) if stateless else replay.ask(turn, history=turns)
             served.append(result)
             turns = [*turns, {"role": "user", "content": turn.question}, {"role": "assistant", "content": text}]
     return served
 
 
-def zipf_traffic(phrasings: Mapping[str, list[Asked]], requests: int, seed: int, exponent: float = 1.0
-                 ) -> list[Asked]:
+def zipf_traffic(phrasings: Mapping[str, list[Asked]], requests: int, seed: int, exponent: float = 1.0) -> list[Asked]:
     """`requests` questions: a topic (a retrieval question) drawn with Zipf-like popularity (weight
     1/rank^exponent over the topics in a seeded random order), then one of its phrasings, uniformly."""
     rng = random.Random(seed)

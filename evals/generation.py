@@ -1,9 +1,9 @@
 """Answers from the catalog's models for the evals: through the LLM bento, or llama.cpp in-process.
 
-`generator_for(settings)` uses the LLM bento's OpenAI API when it answers at `llm.url`, else loads
-the catalog's packaged GGUF models with llama-cpp-python in this process. Either way an answer carries its token usage, wall time and cost: a catalog price
-when the model has one, else the self-hosted rule of the LLM bento: the machine's price per hour
-times the seconds the answer took.
+`generator_for(settings)` uses the LLM bento's OpenAI API when it answers at `llm.url`, else loads the
+catalog's packaged GGUF models with llama-cpp-python in this process. Either way an answer carries its
+token usage, wall time and cost: a catalog price when the model has one, else the self-hosted rule of the
+LLM bento: the machine's price per hour times the seconds the answer took.
 
 `AnswerCache` keeps every answer in a JSON-lines file under RAGYARD_HOME keyed by (model, the
 rendered prompt messages, max_tokens), so the router eval and reruns reuse the answers eval's.
@@ -41,8 +41,9 @@ class Generator(Protocol):
     def generate(self, model: str, messages: list[dict], max_tokens: int) -> Generation: ...
 
 
-def answer_cost(card: CatalogModel, settings: Settings, prompt_tokens: int, completion_tokens: int,
-                seconds: float) -> float:
+def answer_cost(
+    card: CatalogModel, settings: Settings, prompt_tokens: int, completion_tokens: int, seconds: float
+) -> float:
     if card.input_per_1k is not None and card.output_per_1k is not None:
         return (prompt_tokens * card.input_per_1k + completion_tokens * card.output_per_1k) / 1000
     return settings.llm.machine_cost_per_hour * seconds / 3600
@@ -64,21 +65,32 @@ class LLMBentoGenerator:
         from openai import OpenAI
 
         self.settings = settings
-        self.client = OpenAI(base_url=settings.llm.url.rstrip("/") + "/v1", api_key="ragyard-eval",
-                             timeout=timeout_s, max_retries=2)
+        self.client = OpenAI(
+            base_url=settings.llm.url.rstrip("/") + "/v1", api_key="ragyard-eval", timeout=timeout_s, max_retries=2
+        )
 
     def generate(self, model: str, messages: list[dict], max_tokens: int) -> Generation:
         card = catalog_model(self.settings, model)
         started = time.perf_counter()
-        response = self.client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
-                                                       max_tokens=max_tokens, temperature=0.0)
+        response = self.client.chat.completions.create(
+            model=model,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=max_tokens,
+            temperature=0.0,
+        )
         seconds = time.perf_counter() - started
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
-        return Generation(model, response.choices[0].message.content or "", prompt_tokens, completion_tokens,
-                          seconds, answer_cost(card, self.settings, prompt_tokens, completion_tokens, seconds),
-                          self.backend)
+        return Generation(
+            model,
+            response.choices[0].message.content or "",
+            prompt_tokens,
+            completion_tokens,
+            seconds,
+            answer_cost(card, self.settings, prompt_tokens, completion_tokens, seconds),
+            self.backend,
+        )
 
 
 class LlamaCppGenerator:
@@ -98,12 +110,18 @@ class LlamaCppGenerator:
             from bentos.llm.models import resolve_gguf
 
             if card.backend != "llama_cpp":
-                raise ValueError(f"model {card.name!r} has backend {card.backend!r}; in-process generation runs "
-                                 f"llama_cpp models only (start the LLM bento for the others)")
+                raise ValueError(
+                    f"model {card.name!r} has backend {card.backend!r}; in-process generation runs "
+                    f"llama_cpp models only (start the LLM bento for the others)"
+                )
             path = resolve_gguf(card.model, self.settings.llm_models_dir)
-            self._loaded[card.name] = Llama(model_path=str(path), n_ctx=min(card.context_length, 4096),
-                                            n_threads=card.n_threads or self.settings.llm.n_threads,
-                                            verbose=False, seed=0)
+            self._loaded[card.name] = Llama(
+                model_path=str(path),
+                n_ctx=min(card.context_length, 4096),
+                n_threads=card.n_threads or self.settings.llm.n_threads,
+                verbose=False,
+                seed=0,
+            )
         return self._loaded[card.name]
 
     def generate(self, model: str, messages: list[dict], max_tokens: int) -> Generation:
@@ -114,14 +132,20 @@ class LlamaCppGenerator:
             result = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
             seconds = time.perf_counter() - started
         usage = result["usage"]
-        return Generation(model, result["choices"][0]["message"]["content"] or "", usage["prompt_tokens"],
-                          usage["completion_tokens"], seconds,
-                          answer_cost(card, self.settings, usage["prompt_tokens"], usage["completion_tokens"], seconds),
-                          self.backend)
+        return Generation(
+            model,
+            result["choices"][0]["message"]["content"] or "",
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+            seconds,
+            answer_cost(card, self.settings, usage["prompt_tokens"], usage["completion_tokens"], seconds),
+            self.backend,
+        )
 
 
-def measured_prices(generator: Generator, settings: Settings, models: list[str], long_prompt: list[dict],
-                    probe_tokens: int = 48) -> dict[str, tuple[float, float]]:
+def measured_prices(
+    generator: Generator, settings: Settings, models: list[str], long_prompt: list[dict], probe_tokens: int = 48
+) -> dict[str, tuple[float, float]]:
     """(input, output) USD per 1k tokens of each model, as the LLM bento prices a self-hosted one
     (machine cost over measured throughput), measured now, back to back: prefill speed from
     `long_prompt` with one new token, decode speed from a short prompt. Answers reused from the
@@ -191,8 +215,9 @@ class AnswerCache:
         return len(self._entries)
 
 
-def generate_cached(cache: AnswerCache, generator: Generator, model: str, messages: list[dict],
-                    max_tokens: int) -> tuple[Generation, bool]:
+def generate_cached(
+    cache: AnswerCache, generator: Generator, model: str, messages: list[dict], max_tokens: int
+) -> tuple[Generation, bool]:
     """(the answer, whether it came from the cache)."""
     cached = cache.get(model, messages, max_tokens)
     if cached is not None:

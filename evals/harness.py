@@ -96,8 +96,9 @@ def index_version(settings: Settings) -> tuple[str, int, int]:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
@@ -174,12 +175,18 @@ def log_run(client, exp_id: str, run: EvalRun, params: dict[str, ParamValue], ta
     return run_id
 
 
-def log_report(client, experiment: str, eval_name: str, report: EvalReport, common: dict[str, ParamValue],
-               quick: bool) -> list[str]:
+def log_report(
+    client, experiment: str, eval_name: str, report: EvalReport, common: dict[str, ParamValue], quick: bool
+) -> list[str]:
     exp_id = experiment_id(client, experiment)
-    tags = {EVAL_TAG: eval_name, BATCH_TAG: uuid.uuid4().hex[:12], QUICK_TAG: str(quick).lower(),
-            "ragyard.git_commit": git_commit(), "ragyard.machine": machine(),
-            "ragyard.load_average": f"{os.getloadavg()[0]:.1f}"}  # timings depend on the machine's load
+    tags = {
+        EVAL_TAG: eval_name,
+        BATCH_TAG: uuid.uuid4().hex[:12],
+        QUICK_TAG: str(quick).lower(),
+        "ragyard.git_commit": git_commit(),
+        "ragyard.machine": machine(),
+        "ragyard.load_average": f"{os.getloadavg()[0]:.1f}",
+    }  # timings depend on the machine's load
     return [log_run(client, exp_id, run, {**common, **run.params}, tags) for run in report.runs]
 
 
@@ -187,23 +194,36 @@ def measured_against(common: dict[str, ParamValue]) -> str:
     """One sentence naming the index and settings a run was measured against."""
     c = common
     reranker = "" if c["reranker_model"] == "none" else f", reranker {c['reranker_model']}"
-    return (f"Index `{c['collection']}` version `{c['index_version']}` ({c['index_chunks']:,} chunks from "
-            f"{c['index_documents']:,} documents; chunker {c['chunker_max_chars']}/{c['chunker_overlap_chars']}/"
-            f"{c['chunker_min_chars']} max/overlap/min chars; {c['embedder_model']}); hybrid fusion {c['fusion']}"
-            + (f" k={c['rrf_k']}" if c["fusion"] == "rrf" else f" dense weight {c['dense_weight']}") + reranker + ".")
+    return (
+        f"Index `{c['collection']}` version `{c['index_version']}` ({c['index_chunks']:,} chunks from "
+        f"{c['index_documents']:,} documents; chunker {c['chunker_max_chars']}/{c['chunker_overlap_chars']}/"
+        f"{c['chunker_min_chars']} max/overlap/min chars; {c['embedder_model']}); hybrid fusion {c['fusion']}"
+        + (f" k={c['rrf_k']}" if c["fusion"] == "rrf" else f" dense weight {c['dense_weight']}")
+        + reranker
+        + "."
+    )
 
 
-def write_summary(eval_name: str, experiment: str, report: EvalReport, common: dict[str, ParamValue],
-                  command: str, path: Path = EVALS_DOC) -> None:
+def write_summary(
+    eval_name: str,
+    experiment: str,
+    report: EvalReport,
+    common: dict[str, ParamValue],
+    command: str,
+    path: Path = EVALS_DOC,
+) -> None:
     """Replace the eval's section of docs/evals.md: date, machine, command, setup, the eval's own summary."""
     load = os.getloadavg()[0]  # timings depend on what else the machine was doing
-    body = (f"Command: `{command}`, load average {load:.1f} at the end. {measured_against(common)}\n\n"
-            f"{report.summary_markdown}")
+    body = (
+        f"Command: `{command}`, load average {load:.1f} at the end. {measured_against(common)}\n\n"
+        f"{report.summary_markdown}"
+    )
     write_section(f"{eval_name.capitalize()} (experiment `{experiment}`)", body, report=path, header=_DOC_HEADER)
 
 
-def run_eval(name: str, settings: Settings, quick: bool = False, log_to_mlflow: bool = True,
-             docs: Path | None = None, **options) -> HarnessResult:
+def run_eval(
+    name: str, settings: Settings, quick: bool = False, log_to_mlflow: bool = True, docs: Path | None = None, **options
+) -> HarnessResult:
     """Run one eval (`options` go to its `evaluate`), log it to MLflow, and write `docs` if given."""
     module = load_eval(name)
     client = None

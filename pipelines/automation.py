@@ -19,8 +19,12 @@ from pipelines.sources import (
 from ragyard.settings import IngestionSettings
 
 INGEST_CONCURRENCY_TAG = "ragyard/ingest"
-_ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-           dg.DagsterRunStatus.STARTED]
+_ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 ingest_job = dg.define_asset_job(
     "ingest",

@@ -38,8 +38,11 @@ def no_orphan_vectors(milvus: MilvusResource, ledger: LedgerResource) -> dg.Asse
         while batch := iterator.next():
             for row in batch:
                 entry = entries.get(row[col.DOC_ID])
-                if (entry is None or entry.content_hash != row[col.CONTENT_HASH]
-                        or row[col.POSITION] >= entry.chunk_count):
+                if (
+                    entry is None
+                    or entry.content_hash != row[col.CONTENT_HASH]
+                    or row[col.POSITION] >= entry.chunk_count
+                ):
                     orphans.append(row[col.CHUNK_ID])
                 else:
                     per_document[row[col.DOC_ID]] += 1
@@ -60,8 +63,9 @@ def no_orphan_vectors(milvus: MilvusResource, ledger: LedgerResource) -> dg.Asse
 @dg.asset_check(asset=vector_index, description="The collection's vectors have the configured embedding dimension.")
 def embedding_dimension(milvus: MilvusResource, embedder: EmbedderResource) -> dg.AssetCheckResult:
     dim = col.collection_dim(milvus.client(), milvus.collection)
-    return dg.AssetCheckResult(passed=dim == embedder.dim,
-                               metadata={"collection_dim": dim, "configured_dim": embedder.dim})
+    return dg.AssetCheckResult(
+        passed=dim == embedder.dim, metadata={"collection_dim": dim, "configured_dim": embedder.dim}
+    )
 
 
 INDEX_CHECKS = [row_count_matches_ledger, no_orphan_vectors, embedding_dimension]

@@ -21,7 +21,7 @@ _SPLITTERS = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"(?<=[.!?])
 
 def breadcrumb(headings: tuple[str, ...]) -> str:
     text = BREADCRUMB_SEPARATOR.join(headings)
-    return text if len(text) <= _BREADCRUMB_MAX_CHARS else "…" + text[-(_BREADCRUMB_MAX_CHARS - 1):]
+    return text if len(text) <= _BREADCRUMB_MAX_CHARS else "…" + text[-(_BREADCRUMB_MAX_CHARS - 1) :]
 
 
 def split_text(text: str, max_chars: int, level: int = 0) -> list[str]:
@@ -114,8 +114,11 @@ def _within_text_field(crumb: str, body: str) -> list[str]:
 
 def chunk_document(document: Document, settings: ChunkerSettings) -> list[Chunk]:
     chunks = []
-    bodies = [(crumb, piece) for crumb, body in _packed_sections(document.sections, settings)
-              for piece in _within_text_field(crumb, body)]
+    bodies = [
+        (crumb, piece)
+        for crumb, body in _packed_sections(document.sections, settings)
+        for piece in _within_text_field(crumb, body)
+    ]
     for position, (crumb, body) in enumerate(bodies):
         text = _chunk_text(crumb, body)
         chunks.append(

@@ -85,7 +85,15 @@ class ChunkedDelta:
         for chunk in self.chunks:
             counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
         return [
-            LedgerEntry(d.doc_id, d.source, d.path, d.content_hash, self.delta.fingerprint,
-                        counts.get(d.doc_id, 0), d.size_bytes, d.mtime_ns)
+            LedgerEntry(
+                d.doc_id,
+                d.source,
+                d.path,
+                d.content_hash,
+                self.delta.fingerprint,
+                counts.get(d.doc_id, 0),
+                d.size_bytes,
+                d.mtime_ns,
+            )
             for d in self.delta.changed
         ]

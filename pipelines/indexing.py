@@ -37,18 +37,20 @@ class WriteReport:
 
 def _row(chunk: Chunk, vector: np.ndarray) -> dict:
     # Labels are cut to their fields' limits; ids and texts were made to fit by their makers.
-    return col.fit_labels({
-        col.CHUNK_ID: chunk.chunk_id,
-        col.DOC_ID: chunk.doc_id,
-        col.SOURCE: chunk.source,
-        col.PATH: chunk.path,
-        col.TITLE: chunk.title,
-        col.SECTION: chunk.section,
-        col.POSITION: chunk.position,
-        col.TEXT: chunk.text,
-        col.CONTENT_HASH: chunk.content_hash,
-        col.DENSE: vector.tolist(),
-    })
+    return col.fit_labels(
+        {
+            col.CHUNK_ID: chunk.chunk_id,
+            col.DOC_ID: chunk.doc_id,
+            col.SOURCE: chunk.source,
+            col.PATH: chunk.path,
+            col.TITLE: chunk.title,
+            col.SECTION: chunk.section,
+            col.POSITION: chunk.position,
+            col.TEXT: chunk.text,
+            col.CONTENT_HASH: chunk.content_hash,
+            col.DENSE: vector.tolist(),
+        }
+    )
 
 
 def _document_batches(chunked: ChunkedDelta, batch_rows: int):
@@ -74,8 +76,9 @@ def _answers(client: MilvusClient, name: str) -> bool:
         return False
 
 
-def _upsert_documents(client: MilvusClient, name: str, entries: list[LedgerEntry],
-                      rows: list[dict]) -> tuple[list[LedgerEntry], list[FailedDocument]]:
+def _upsert_documents(
+    client: MilvusClient, name: str, entries: list[LedgerEntry], rows: list[dict]
+) -> tuple[list[LedgerEntry], list[FailedDocument]]:
     """Upsert whole documents' rows; (the documents written, the documents Milvus refused)."""
     try:
         client.upsert(name, rows)
@@ -91,9 +94,19 @@ def _upsert_documents(client: MilvusClient, name: str, entries: list[LedgerEntry
         except MilvusException as error:
             if not _answers(client, name):
                 raise  # the server is gone, not the document: the run fails, the next resumes
-            failed.append(FailedDocument(entry.doc_id, entry.source, entry.path, entry.content_hash,
-                                         entry.fingerprint, entry.size_bytes, entry.mtime_ns,
-                                         f"Milvus refused the document: {error.message}", time.time()))
+            failed.append(
+                FailedDocument(
+                    entry.doc_id,
+                    entry.source,
+                    entry.path,
+                    entry.content_hash,
+                    entry.fingerprint,
+                    entry.size_bytes,
+                    entry.mtime_ns,
+                    f"Milvus refused the document: {error.message}",
+                    time.time(),
+                )
+            )
     return written, failed
 
 

@@ -103,8 +103,20 @@ class Ledger:
         with self._connect() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(e.doc_id, e.source, e.path, e.content_hash, e.fingerprint, e.chunk_count,
-                  e.size_bytes, e.mtime_ns, now) for e in entries],
+                [
+                    (
+                        e.doc_id,
+                        e.source,
+                        e.path,
+                        e.content_hash,
+                        e.fingerprint,
+                        e.chunk_count,
+                        e.size_bytes,
+                        e.mtime_ns,
+                        now,
+                    )
+                    for e in entries
+                ],
             )
 
     def forget(self, doc_ids: Iterable[str]) -> None:
@@ -133,8 +145,20 @@ class Ledger:
             db.execute("DELETE FROM failures")
             db.executemany(
                 "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(f.doc_id, f.source, f.path, f.content_hash, f.fingerprint, f.size_bytes, f.mtime_ns,
-                  f.reason, f.failed_at) for f in failures],
+                [
+                    (
+                        f.doc_id,
+                        f.source,
+                        f.path,
+                        f.content_hash,
+                        f.fingerprint,
+                        f.size_bytes,
+                        f.mtime_ns,
+                        f.reason,
+                        f.failed_at,
+                    )
+                    for f in failures
+                ],
             )
 
     def content_version(self, entries: dict[str, LedgerEntry] | None = None) -> str:

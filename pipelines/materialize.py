@@ -8,8 +8,9 @@ from pipelines.resources import ingest_resources
 from ragyard.settings import IngestionSettings
 
 
-def materialize_ingest(settings: IngestionSettings, instance: dg.DagsterInstance | None = None,
-                       run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def materialize_ingest(
+    settings: IngestionSettings, instance: dg.DagsterInstance | None = None, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [documents, chunks, embeddings, vector_index, *INDEX_CHECKS],
         resources=ingest_resources(settings),
@@ -21,7 +22,9 @@ def materialize_ingest(settings: IngestionSettings, instance: dg.DagsterInstance
 
 def asset_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     """One asset's materialization metadata as plain values."""
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key is not None and e.asset_key.path == [asset]]
+    [event] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key is not None and e.asset_key.path == [asset]
+    ]
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 

@@ -31,16 +31,69 @@ _DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:-]+)::\s*(.*)$")
 _COMMENT_OR_TARGET = re.compile(r"^(\s*)\.\.(\s|$)")
 _DIRECTIVE_OPTION = re.compile(r"^\s+:[\w-]+:")
 # Directives whose body carries no prose for a reader.
-_DROPPED_DIRECTIVES = {"index", "toctree", "highlight", "sectionauthor", "moduleauthor", "raw",
-                       "only", "testsetup", "testcleanup", "include", "literalinclude", "image",
-                       "figure", "productionlist", "currentmodule", "tabularcolumns", "opcode",
-                       "availability", "audit-event", "audit-event-table", "impl-detail", "cmdoption"}
+_DROPPED_DIRECTIVES = {
+    "index",
+    "toctree",
+    "highlight",
+    "sectionauthor",
+    "moduleauthor",
+    "raw",
+    "only",
+    "testsetup",
+    "testcleanup",
+    "include",
+    "literalinclude",
+    "image",
+    "figure",
+    "productionlist",
+    "currentmodule",
+    "tabularcolumns",
+    "opcode",
+    "availability",
+    "audit-event",
+    "audit-event-table",
+    "impl-detail",
+    "cmdoption",
+}
 # Object descriptions (".. function:: open(file)") become sub-sections named by their signature.
-_OBJECT_DIRECTIVES = {"function", "method", "class", "attribute", "data", "exception", "decorator",
-                      "classmethod", "staticmethod", "module", "envvar", "option", "describe",
-                      "c:function", "c:type", "c:macro", "c:member", "c:var", "opcode", "pdbcommand"}
-_ADMONITIONS = {"note", "warning", "seealso", "tip", "important", "caution", "hint", "attention",
-                "danger", "error", "versionadded", "versionchanged", "deprecated", "deprecated-removed"}
+_OBJECT_DIRECTIVES = {
+    "function",
+    "method",
+    "class",
+    "attribute",
+    "data",
+    "exception",
+    "decorator",
+    "classmethod",
+    "staticmethod",
+    "module",
+    "envvar",
+    "option",
+    "describe",
+    "c:function",
+    "c:type",
+    "c:macro",
+    "c:member",
+    "c:var",
+    "opcode",
+    "pdbcommand",
+}
+_ADMONITIONS = {
+    "note",
+    "warning",
+    "seealso",
+    "tip",
+    "important",
+    "caution",
+    "hint",
+    "attention",
+    "danger",
+    "error",
+    "versionadded",
+    "versionchanged",
+    "deprecated",
+    "deprecated-removed",
+}
 
 
 def _clean_role(match: re.Match) -> str:
@@ -112,13 +165,23 @@ def parse_rst(text: str) -> tuple[str, list[Section]]:
         line = lines[i]
         heading = None
         # overline + title + underline
-        if (_ADORNMENT.match(line) and i + 2 < len(lines) and lines[i + 1].strip()
-                and _ADORNMENT.match(lines[i + 2]) and lines[i + 2].strip()[0] == line.strip()[0]):
+        if (
+            _ADORNMENT.match(line)
+            and i + 2 < len(lines)
+            and lines[i + 1].strip()
+            and _ADORNMENT.match(lines[i + 2])
+            and lines[i + 2].strip()[0] == line.strip()[0]
+        ):
             heading, style, consumed = lines[i + 1].strip(), (line.strip()[0], True), 3
         # title + underline at least as long as the title
-        elif (line.strip() and not line.startswith((" ", "\t")) and i + 1 < len(lines)
-              and _ADORNMENT.match(lines[i + 1]) and len(lines[i + 1].rstrip()) >= len(line.rstrip())
-              and not _ADORNMENT.match(line)):
+        elif (
+            line.strip()
+            and not line.startswith((" ", "\t"))
+            and i + 1 < len(lines)
+            and _ADORNMENT.match(lines[i + 1])
+            and len(lines[i + 1].rstrip()) >= len(line.rstrip())
+            and not _ADORNMENT.match(line)
+        ):
             heading, style, consumed = line.strip(), (lines[i + 1].strip()[0], False), 2
         if heading is None:
             directive = _DIRECTIVE.match(line)

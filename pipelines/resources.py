@@ -35,8 +35,9 @@ class MilvusResource(dg.ConfigurableResource):
 
     def ensure_collection(self, client: MilvusClient, dim: int) -> bool:
         """The collection, created with the configured dense index if missing; True if created."""
-        return col.ensure_collection(client, self.collection, dim,
-                                     col.dense_index(self.dense_index, self.dense_index_params))
+        return col.ensure_collection(
+            client, self.collection, dim, col.dense_index(self.dense_index, self.dense_index_params)
+        )
 
 
 class LedgerResource(dg.ConfigurableResource):
@@ -119,8 +120,9 @@ class CorpusResource(dg.ConfigurableResource):
         return [SourceSettings.model_validate(source) for source in self.sources]
 
     def chunker(self) -> ChunkerSettings:
-        return ChunkerSettings(max_chars=self.chunk_max_chars, overlap_chars=self.chunk_overlap_chars,
-                               min_chars=self.chunk_min_chars)
+        return ChunkerSettings(
+            max_chars=self.chunk_max_chars, overlap_chars=self.chunk_overlap_chars, min_chars=self.chunk_min_chars
+        )
 
 
 def _secret(variable: str, value: str) -> str | dg.EnvVar:
@@ -133,16 +135,30 @@ def ingest_resources(settings: IngestionSettings) -> dict[str, dg.ConfigurableRe
     milvus, embedder, ingest, chunker = settings.milvus, settings.embedder, settings.ingest, settings.chunker
     return {
         "milvus": MilvusResource(
-            uri=milvus.uri, token=_secret("RAGYARD_MILVUS__TOKEN", milvus.token), collection=milvus.collection,
-            timeout_s=milvus.timeout_s, dense_index=milvus.dense_index, dense_index_params=milvus.dense_index_params,
-            write_batch_rows=ingest.write_batch_rows),
+            uri=milvus.uri,
+            token=_secret("RAGYARD_MILVUS__TOKEN", milvus.token),
+            collection=milvus.collection,
+            timeout_s=milvus.timeout_s,
+            dense_index=milvus.dense_index,
+            dense_index_params=milvus.dense_index_params,
+            write_batch_rows=ingest.write_batch_rows,
+        ),
         "ledger": LedgerResource(path=str(settings.ledger_path)),
         "embedder": EmbedderResource(
-            model=embedder.model, dim=embedder.dim, device=embedder.device, batch_size=embedder.batch_size,
-            use_bento=ingest.use_embedder_bento, url=embedder.url,
-            max_texts_per_request=embedder.max_texts_per_request, concurrency=ingest.embed_concurrency),
+            model=embedder.model,
+            dim=embedder.dim,
+            device=embedder.device,
+            batch_size=embedder.batch_size,
+            use_bento=ingest.use_embedder_bento,
+            url=embedder.url,
+            max_texts_per_request=embedder.max_texts_per_request,
+            concurrency=ingest.embed_concurrency,
+        ),
         "corpus": CorpusResource(
             sources=[source.model_dump(mode="json") for source in ingest.sources],
-            max_file_bytes=ingest.max_file_bytes, chunk_max_chars=chunker.max_chars,
-            chunk_overlap_chars=chunker.overlap_chars, chunk_min_chars=chunker.min_chars),
+            max_file_bytes=ingest.max_file_bytes,
+            chunk_max_chars=chunker.max_chars,
+            chunk_overlap_chars=chunker.overlap_chars,
+            chunk_min_chars=chunker.min_chars,
+        ),
     }

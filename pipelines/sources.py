@@ -149,12 +149,27 @@ def known_failure(failed: dict[str, FailedDocument], file: SourceFile, fingerpri
 def _failure(file: SourceFile, content_hash: str, fingerprint: str, error: Exception) -> FailedDocument:
     # UnparsableFile says why; anything else is a parser's own failure on a file it was not made for.
     reason = str(error) if isinstance(error, UnparsableFile) else f"parser failed: {type(error).__name__}: {error}"
-    return FailedDocument(file.doc_id, file.source, file.path, content_hash, fingerprint, file.size_bytes,
-                          file.mtime_ns, reason, time.time())
+    return FailedDocument(
+        file.doc_id,
+        file.source,
+        file.path,
+        content_hash,
+        fingerprint,
+        file.size_bytes,
+        file.mtime_ns,
+        reason,
+        time.time(),
+    )
 
 
-def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str, max_bytes: int,
-                  rehash_all: bool = False, failed: dict[str, FailedDocument] | None = None) -> DocumentDelta:
+def compute_delta(
+    scan: Scan,
+    indexed: dict[str, LedgerEntry],
+    fingerprint: str,
+    max_bytes: int,
+    rehash_all: bool = False,
+    failed: dict[str, FailedDocument] | None = None,
+) -> DocumentDelta:
     """New, changed and deleted documents. A file whose size and mtime match the ledger is taken
     as unchanged without reading it, unless `rehash_all` (the nightly run) asks to hash every file.
     A file recorded in `failed` for the same content and settings is skipped with its reason."""

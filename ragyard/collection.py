@@ -75,6 +75,7 @@ def fit_labels(row: dict) -> dict:
     """The row with every label field cut to its field's limit."""
     return {**row, **{f: fit_label(row[f], VARCHAR_MAX_BYTES[f]) for f in LABEL_FIELDS if f in row}}
 
+
 DENSE_METRIC = "COSINE"
 # Build parameters per dense index type (settings `milvus.dense_index`, `milvus.dense_index_params`).
 # IVF's nlist suits about 100k to 1M chunks (4·sqrt(rows)); IVF_PQ's m must divide the dimension.
@@ -91,8 +92,11 @@ SPARSE_INDEX = {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25", "p
 
 def dense_index(index_type: str = "HNSW", overrides: dict | None = None) -> dict:
     """`add_index` keyword arguments for the dense vector."""
-    return {"index_type": index_type, "metric_type": DENSE_METRIC,
-            "params": {**DENSE_BUILD_PARAMS[index_type], **(overrides or {})}}
+    return {
+        "index_type": index_type,
+        "metric_type": DENSE_METRIC,
+        "params": {**DENSE_BUILD_PARAMS[index_type], **(overrides or {})},
+    }
 
 
 def dense_search_params(index_type: str, limit: int, overrides: dict | None = None) -> dict:

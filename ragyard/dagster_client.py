@@ -36,7 +36,7 @@ class Progress:
         return (self.total - self.done) / self.rate_per_s if self.rate_per_s else None
 
     def describe(self) -> str:
-        """"embedding 1,234 / 14,098 chunks, 19/s, ETA 11 min"."""
+        """ "embedding 1,234 / 14,098 chunks, 19/s, ETA 11 min"."""
         parts = [f"embedding {self.done:,} / {self.total:,} chunks"]
         if self.rate_per_s:
             parts.append(f"{self.rate_per_s:,.0f}/s")
@@ -76,8 +76,9 @@ def launch_ingest(settings: Settings) -> str:
     return _client(settings).submit_job_execution("ingest", tags={"ragyard/trigger": "ragyard run"})
 
 
-def wait_for_run(settings: Settings, run_id: str, timeout_s: float, poll_s: float = 2.0,
-                 on_poll: Callable[[], None] | None = None) -> DagsterRunStatus:
+def wait_for_run(
+    settings: Settings, run_id: str, timeout_s: float, poll_s: float = 2.0, on_poll: Callable[[], None] | None = None
+) -> DagsterRunStatus:
     """The run's status once finished, or when `timeout_s` have passed; `on_poll` is called between
     two status checks (the terminal shows progress with it)."""
     client = _client(settings)

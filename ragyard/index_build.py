@@ -39,8 +39,12 @@ def _follow(settings: Settings, run_id: str, timeout_s: float, console: Console)
 
         def show(finished: bool = False) -> None:
             progress = run_progress(settings, run_id)
-            bar.update(task, description=progress_line(progress, finished),
-                       total=progress.total if progress else None, completed=progress.done if progress else 0)
+            bar.update(
+                task,
+                description=progress_line(progress, finished),
+                total=progress.total if progress else None,
+                completed=progress.done if progress else 0,
+            )
 
         status = wait_for_run(settings, run_id, timeout_s, on_poll=show)
         show(finished=True)

@@ -88,13 +88,21 @@ class _Kept:
         return self.state in (ServiceState.UP, ServiceState.FAILED) or self.last_exit is not None
 
     def status(self) -> ServiceStatus:
-        return ServiceStatus(name=self.spec.name, state=self.state, pid=self.pid, restarts=self.restarts,
-                             last_exit=self.last_exit, url=self.spec.ui_url, since=self.since)
+        return ServiceStatus(
+            name=self.spec.name,
+            state=self.state,
+            pid=self.pid,
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            url=self.spec.ui_url,
+            since=self.since,
+        )
 
 
 class ServiceKeeper:
-    def __init__(self, specs: list[ServiceSpec], logs_dir: Path, settings: SupervisorSettings,
-                 status_file: Path | None = None) -> None:
+    def __init__(
+        self, specs: list[ServiceSpec], logs_dir: Path, settings: SupervisorSettings, status_file: Path | None = None
+    ) -> None:
         self.settings = settings
         self.status_file = status_file
         self.supervisor = Supervisor(logs_dir, settings.stop_timeout_s)
@@ -232,14 +240,26 @@ class ServiceKeeper:
         crashes, limit, window = len(kept.crashes), self.settings.max_crashes, self.settings.crash_window_s
         with self._changed:
             if crashes >= limit:
-                log.error("GIVING UP on %s after %d crashes within %g s (last: %s): it is marked failed; the other "
-                          "services keep running", name, crashes, window, reason)
+                log.error(
+                    "GIVING UP on %s after %d crashes within %g s (last: %s): it is marked failed; the other "
+                    "services keep running",
+                    name,
+                    crashes,
+                    window,
+                    reason,
+                )
                 self._enter(kept, ServiceState.FAILED, pid=None, last_exit=reason)
             else:
                 delay = restart_delay(crashes, self.settings)
                 kept.start_at = now_s + delay
-                log.warning("restarting %s in %.1f s (crash %d; given up after %d within %g s)",
-                            name, delay, crashes, limit, window)
+                log.warning(
+                    "restarting %s in %.1f s (crash %d; given up after %d within %g s)",
+                    name,
+                    delay,
+                    crashes,
+                    limit,
+                    window,
+                )
                 self._enter(kept, ServiceState.RESTARTING, pid=None, last_exit=reason)
         self._publish()
 
@@ -257,6 +277,10 @@ class ServiceKeeper:
         if self.status_file is None:
             return
         with self._changed:
-            status = PlatformStatus(supervisor_pid=os.getpid(), supervisor_started_at=self._started_at,
-                                    updated_at=now(), services=[k.status() for k in self._kept.values()])
+            status = PlatformStatus(
+                supervisor_pid=os.getpid(),
+                supervisor_started_at=self._started_at,
+                updated_at=now(),
+                services=[k.status() for k in self._kept.values()],
+            )
             write_status(self.status_file, status)

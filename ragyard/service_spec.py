@@ -39,7 +39,6 @@ class ServiceSpec:
         return (url.hostname, url.port) if url.hostname and url.port else None
 
 
-
 def is_healthy(spec: ServiceSpec, client: httpx.Client) -> bool:
     """One health check of the service: its TCP port accepts, its health URL answers below 400."""
     if spec.health_tcp is not None and not port_in_use(spec.health_tcp):

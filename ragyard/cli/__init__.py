@@ -16,8 +16,11 @@ import sys
 
 # name -> (module, function that adds the command's parser, one-line summary)
 COMMANDS = {
-    "run": ("ragyard.cli.platform", "add_run",
-            "start every service, print the URLs, build the index, restart crashed services"),
+    "run": (
+        "ragyard.cli.platform",
+        "add_run",
+        "start every service, print the URLs, build the index, restart crashed services",
+    ),
     "status": ("ragyard.cli.platform", "add_status", "each service's state, pid, restarts, last exit and URL"),
     "keys": ("ragyard.cli.keys", "add_keys", "the router's API keys: create, list, revoke"),
     "eval": ("ragyard.cli.evals", "add_eval", "run the evals (results in MLflow), manage the regression gate"),

@@ -33,8 +33,13 @@ def _benchmark(name: str) -> str:
 
 def add_bench(commands, name: str, summary: str) -> None:
     parser = commands.add_parser(name, help=summary, description=summary)
-    parser.add_argument("names", nargs="*", metavar="NAME", type=_benchmark,
-                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        type=_benchmark,
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
     parser.set_defaults(handler=run_benchmarks)
 
 
@@ -51,8 +56,11 @@ def run_benchmarks(args: argparse.Namespace) -> int:
 def handed_over_index(names: list[str]) -> Iterator[None]:
     """When `ingest` and `retriever` both run and no index was named, the index `ingest` builds is
     kept (RAGYARD_BENCH_KEEP) for `retriever`, in a temporary folder removed afterwards."""
-    if not {"ingest", "retriever"} <= set(names) or os.environ.get("RAGYARD_BENCH_KEEP") \
-            or os.environ.get("RAGYARD_BENCH_INDEX"):
+    if (
+        not {"ingest", "retriever"} <= set(names)
+        or os.environ.get("RAGYARD_BENCH_KEEP")
+        or os.environ.get("RAGYARD_BENCH_INDEX")
+    ):
         yield
         return
     with tempfile.TemporaryDirectory(prefix="ragyard-bench-") as tmp:

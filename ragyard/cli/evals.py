@@ -21,26 +21,39 @@ def add_eval(commands, name: str, summary: str) -> None:
     parser = commands.add_parser(name, help=summary, description=summary)
     parser.set_defaults(handler=main)
     actions = parser.add_subparsers(dest="action", required=True)
-    run = actions.add_parser("run", help="run evals, log every run to MLflow, write full runs' figures to "
-                                          "docs/evals.md")
-    run.add_argument("eval", choices=[*harness.EVALS, "all"],
-                     help="the eval; `all` runs every one present in this checkout")
+    run = actions.add_parser(
+        "run", help="run evals, log every run to MLflow, write full runs' figures to docs/evals.md"
+    )
+    run.add_argument(
+        "eval", choices=[*harness.EVALS, "all"], help="the eval; `all` runs every one present in this checkout"
+    )
     run.add_argument("--quick", action="store_true", help="the fast subset (what `make eval` runs)")
     run.add_argument("--no-mlflow", action="store_true", help="print the summaries only, log nothing")
-    run.add_argument("--no-docs", action="store_true",
-                     help="do not write docs/evals.md (quick runs, --dataset and --mode never do)")
-    run.add_argument("--gate", action="store_true",
-                     help="check retrieval against its MLflow baseline; exit 1 on a regression")
+    run.add_argument(
+        "--no-docs", action="store_true", help="do not write docs/evals.md (quick runs, --dataset and --mode never do)"
+    )
+    run.add_argument(
+        "--gate", action="store_true", help="check retrieval against its MLflow baseline; exit 1 on a regression"
+    )
     retrieval = run.add_argument_group("retrieval only")
-    retrieval.add_argument("--dataset", type=Path, help="JSONL question set (default: "
-                           f"RAGYARD_EVALS__RETRIEVAL_DATASET or {DEFAULT_DATASET.name})")
-    retrieval.add_argument("--mode", action="append", choices=MODES, dest="modes",
-                           help="search mode to evaluate; repeat for several (default: all)")
+    retrieval.add_argument(
+        "--dataset",
+        type=Path,
+        help=f"JSONL question set (default: RAGYARD_EVALS__RETRIEVAL_DATASET or {DEFAULT_DATASET.name})",
+    )
+    retrieval.add_argument(
+        "--mode",
+        action="append",
+        choices=MODES,
+        dest="modes",
+        help="search mode to evaluate; repeat for several (default: all)",
+    )
 
     baseline = actions.add_parser("baseline", help="the retrieval regression gate's baseline run in MLflow")
     baseline_actions = baseline.add_subparsers(dest="baseline_action", required=True)
-    set_ = baseline_actions.add_parser("set", help="make a run the baseline of its eval set (default: the latest run of "
-                                          "the gate's mode)")
+    set_ = baseline_actions.add_parser(
+        "set", help="make a run the baseline of its eval set (default: the latest run of the gate's mode)"
+    )
     set_.add_argument("--run-id", help="an MLflow run id of the retrieval experiment")
     set_.add_argument("--quick", action="store_true", help="the latest quick-subset run rather than a full one")
     baseline_actions.add_parser("show", help="print the baselines of the gate's mode, quick and full")
@@ -50,8 +63,10 @@ def add_eval(commands, name: str, summary: str) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     names = available_evals() if args.eval == "all" else [args.eval]
     if args.eval == "all":
-        print(f"evals present: {', '.join(names)}; not in this checkout: "
-              f"{', '.join(sorted(set(harness.EVALS) - set(names))) or 'none'}")
+        print(
+            f"evals present: {', '.join(names)}; not in this checkout: "
+            f"{', '.join(sorted(set(harness.EVALS) - set(names))) or 'none'}"
+        )
     retrieval_options = {"dataset": args.dataset, **({"modes": tuple(args.modes)} if args.modes else {})}
     # docs/evals.md keeps the standard full runs: not quick ones, nor a chosen dataset or mode subset.
     docs = None if (args.quick or args.no_docs or args.no_mlflow or args.dataset or args.modes) else EVALS_DOC
@@ -59,16 +74,17 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     for name in names:
         options = retrieval_options if name == "retrieval" else {}
         try:
-            result = run_eval(name, settings, quick=args.quick, log_to_mlflow=not args.no_mlflow, docs=docs,
-                              **options)
+            result = run_eval(name, settings, quick=args.quick, log_to_mlflow=not args.no_mlflow, docs=docs, **options)
         except Exception as exc:  # noqa: BLE001 - one eval failing (a bento down, no index) does not stop the others
             print(f"error: eval {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = EXIT_FAILED
             continue
         print(f"\n## {name}\n\n{result.report.summary_markdown}")
         if result.run_ids:
-            print(f"\nMLflow runs in experiment {result.experiment!r} at {settings.mlflow.url}: "
-                  f"{', '.join(result.run_ids)}")
+            print(
+                f"\nMLflow runs in experiment {result.experiment!r} at {settings.mlflow.url}: "
+                f"{', '.join(result.run_ids)}"
+            )
         if args.gate and name == "retrieval" and result.run_ids:
             try:
                 run_id = gated_run_id(result, settings)
@@ -91,8 +107,11 @@ def _baseline(args: argparse.Namespace, settings: Settings) -> int:
         if run_id is None:
             run = latest_run(client, experiment, mode, args.quick)
             if run is None:
-                print(f"error: no finished {'quick ' if args.quick else ''}retrieval run of mode {mode!r} in "
-                      f"experiment {experiment!r}; run `ragyard eval run retrieval` first", file=sys.stderr)
+                print(
+                    f"error: no finished {'quick ' if args.quick else ''}retrieval run of mode {mode!r} in "
+                    f"experiment {experiment!r}; run `ragyard eval run retrieval` first",
+                    file=sys.stderr,
+                )
                 return EXIT_FAILED
             run_id = run.info.run_id
         cleared = set_baseline(client, run_id)
@@ -105,8 +124,10 @@ def _baseline(args: argparse.Namespace, settings: Settings) -> int:
         if baseline is None:
             print(f"{label}: no baseline")
         else:
-            print(f"{label}: run {baseline.info.run_id} ({baseline.data.params['dataset']}, mode {mode}), "
-                  f"{settings.evals.gate_metric} {baseline.data.metrics[settings.evals.gate_metric]:.4f}")
+            print(
+                f"{label}: run {baseline.info.run_id} ({baseline.data.params['dataset']}, mode {mode}), "
+                f"{settings.evals.gate_metric} {baseline.data.metrics[settings.evals.gate_metric]:.4f}"
+            )
     return 0
 
 

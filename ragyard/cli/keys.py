@@ -32,8 +32,9 @@ def add_keys(commands, name: str, summary: str) -> None:
     keys = parser.add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="make a key; its secret is printed once")
     create.add_argument("--name", required=True)
-    create.add_argument("--budget", type=_non_negative(float),
-                        help="spending limit in the catalog currency (default: none)")
+    create.add_argument(
+        "--budget", type=_non_negative(float), help="spending limit in the catalog currency (default: none)"
+    )
     create.add_argument("--rpm", type=_non_negative(int), help="requests per minute (default: unlimited)")
     create.add_argument("--tpm", type=_non_negative(int), help="tokens per minute (default: unlimited)")
     create.add_argument("--json", action="store_true", help="print the key as JSON")
@@ -59,9 +60,11 @@ def manage_keys(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([k.__dict__ for k in rows]))
             for k in [] if args.json else rows:
-                print(f"{k.id}  {k.name:<20} budget={k.budget if k.budget is not None else '-'} spent={k.spent:.6f} "
-                      f"rpm={k.rpm or '-'} tpm={k.tpm or '-'} created={_when(k.created_at)} "
-                      f"revoked={_when(k.revoked_at)}")
+                print(
+                    f"{k.id}  {k.name:<20} budget={k.budget if k.budget is not None else '-'} spent={k.spent:.6f} "
+                    f"rpm={k.rpm or '-'} tpm={k.tpm or '-'} created={_when(k.created_at)} "
+                    f"revoked={_when(k.revoked_at)}"
+                )
         elif args.action == "revoke":
             if not store.revoke(args.id):
                 print(f"no active key {args.id!r}", file=sys.stderr)

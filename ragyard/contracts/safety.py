@@ -19,14 +19,19 @@ POLICY_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 class CheckRequest(BaseModel):
     text: str = Field(min_length=1, description="The text to check: a user prompt (input) or a model answer (output).")
     direction: Direction = Field(description="input: text going to the model; output: text coming from it.")
-    policy: str = Field(default="default", pattern=POLICY_NAME_PATTERN,
-                        description="Name of a policy in the service's settings (RAGYARD_SAFETY__POLICIES).")
+    policy: str = Field(
+        default="default",
+        pattern=POLICY_NAME_PATTERN,
+        description="Name of a policy in the service's settings (RAGYARD_SAFETY__POLICIES).",
+    )
 
 
 class Finding(BaseModel):
     category: Category
-    type: str = Field(description="What was found: an entity type (EMAIL_ADDRESS, PERSON, AWS_ACCESS_KEY...), "
-                                  "an injection detector (classifier, heuristic name) or a toxicity detector.")
+    type: str = Field(
+        description="What was found: an entity type (EMAIL_ADDRESS, PERSON, AWS_ACCESS_KEY...), "
+        "an injection detector (classifier, heuristic name) or a toxicity detector."
+    )
     start: int = Field(ge=0, description="Character offset in the request text where the finding begins.")
     end: int = Field(ge=0, description="Character offset in the request text where the finding ends (exclusive).")
     score: float = Field(ge=0.0, le=1.0)
@@ -34,15 +39,19 @@ class Finding(BaseModel):
 
 class CheckResponse(BaseModel):
     allowed: bool = Field(description="False only when the action is block.")
-    action: Action = Field(description="The strongest action the policy takes on the findings: "
-                                       "block > redact > flag > allow.")
-    redacted_text: str | None = Field(default=None, description="The text with PII replaced; null unless action is redact.")
+    action: Action = Field(
+        description="The strongest action the policy takes on the findings: block > redact > flag > allow."
+    )
+    redacted_text: str | None = Field(
+        default=None, description="The text with PII replaced; null unless action is redact."
+    )
     findings: list[Finding] = Field(default_factory=list)
     latency_ms: float
     placeholders: dict[str, str] = Field(
         default_factory=dict,
         description="placeholder -> original value, when the policy pseudonymizes reversibly; "
-                    "`restore` puts the originals back into an answer.")
+        "`restore` puts the originals back into an answer.",
+    )
 
 
 class CheckBatchRequest(BaseModel):

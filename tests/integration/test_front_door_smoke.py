@@ -31,8 +31,12 @@ def front_door(tmp_path_factory, smollm2_path):
     home = tmp_path_factory.mktemp("front-door")
     settings = Settings(
         home=home,
-        llm=LLMSettings(port=free_port(), n_threads=1, probe_tokens=4, models=[
-            CatalogModel(name=MODEL, model=str(smollm2_path), context_length=2048)]),
+        llm=LLMSettings(
+            port=free_port(),
+            n_threads=1,
+            probe_tokens=4,
+            models=[CatalogModel(name=MODEL, model=str(smollm2_path), context_length=2048)],
+        ),
         # Only the model: no safety, no cache; traces go nowhere (no MLflow server here).
         router=RouterSettings(safety_enabled=False, cache_enabled=False),
         mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}", run_local=False),
@@ -52,7 +56,8 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def test_a_chat_through_the_router_with_the_official_client(front_door):
     answer = front_door.chat.completions.create(
-        model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Say hello."}])
+        model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Say hello."}]
+    )
     assert answer.choices[0].message.role == "assistant"
     assert answer.choices[0].message.content.strip()
     assert answer.choices[0].finish_reason in ("stop", "length")
@@ -62,6 +67,7 @@ def test_a_chat_through_the_router_with_the_official_client(front_door):
 
 def test_a_streamed_chat_through_the_router_with_the_official_client(front_door):
     stream = front_door.chat.completions.create(
-        model=MODEL, max_tokens=8, stream=True, messages=[{"role": "user", "content": "Count to three."}])
+        model=MODEL, max_tokens=8, stream=True, messages=[{"role": "user", "content": "Count to three."}]
+    )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text.strip()

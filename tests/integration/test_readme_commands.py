@@ -47,11 +47,12 @@ def _wait_for(stack: Stack, pattern: str, timeout_s: float) -> str:
     while True:
         output = stack.log(MAKE_RUN)
         if match := re.search(pattern, output, re.M):
-            return output[match.start():].split("\n", 1)[0]
+            return output[match.start() :].split("\n", 1)[0]
         exited = stack.supervisor.exit_reason(MAKE_RUN)
         if exited is not None or time.monotonic() > deadline:
-            raise AssertionError(f"no line matching {pattern!r} (make run {exited or 'still running'}); "
-                                 f"output was:\n{output[-5000:]}")
+            raise AssertionError(
+                f"no line matching {pattern!r} (make run {exited or 'still running'}); output was:\n{output[-5000:]}"
+            )
         time.sleep(1)
 
 
@@ -86,8 +87,12 @@ def _kill_tree(pid: int) -> None:
 
 def _chat(client: openai.OpenAI, model: str) -> str:
     """The model that answered a question (never from the router's cache)."""
-    answer = client.chat.completions.create(model=model, max_tokens=8, extra_body={"ragyard": {"cache": False}},
-                                            messages=[{"role": "user", "content": "How do decorators work?"}])
+    answer = client.chat.completions.create(
+        model=model,
+        max_tokens=8,
+        extra_body={"ragyard": {"cache": False}},
+        messages=[{"role": "user", "content": "How do decorators work?"}],
+    )
     return answer.model
 
 
@@ -102,8 +107,11 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     settings.milvus.run_local = False  # the session's milvus-lite server stands in for the local one
     settings.embedder = EmbedderSettings(port=free_port())  # its url follows the port
     settings.retriever = RetrieverSettings(port=free_port())
-    settings.llm = LLMSettings(port=free_port(), probe_tokens=4,
-                               models=[CatalogModel(name="smollm2-135m", model="smollm2-135m", context_length=2048)])
+    settings.llm = LLMSettings(
+        port=free_port(),
+        probe_tokens=4,
+        models=[CatalogModel(name="smollm2-135m", model="smollm2-135m", context_length=2048)],
+    )
     settings.safety = SafetySettings(port=free_port())
     settings.router = RouterSettings(port=free_port())
     # A first restart 5-10 s after a crash (and BentoML's start-up on top): time to see the 503s.
@@ -111,8 +119,12 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     env = {**os.environ, **settings_env(settings)}
     # VENV: the environment running these tests (a git worktree has no .venv of its own). `ragyard run`
     # stops its services one after the other: the stack waits long enough before it kills what is left.
-    make_run = ServiceSpec(MAKE_RUN, ["make", "run", f"VENV={Path(sys.executable).parent.parent}"],
-                           env=settings_env(settings), cwd=str(REPO_ROOT))
+    make_run = ServiceSpec(
+        MAKE_RUN,
+        ["make", "run", f"VENV={Path(sys.executable).parent.parent}"],
+        env=settings_env(settings),
+        cwd=str(REPO_ROOT),
+    )
     processes: list[psutil.Process] = []
     with Stack(settings.home / "stack", stop_timeout_s=300) as stack:
         stack.start(make_run)
@@ -139,7 +151,9 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     assert final.returncode == 3 and "no platform is running" in final.stdout
 
 
-def _check_the_running_platform(stack: Stack, settings: Settings, env: dict[str, str], processes: list[psutil.Process]) -> None:
+def _check_the_running_platform(
+    stack: Stack, settings: Settings, env: dict[str, str], processes: list[psutil.Process]
+) -> None:
     """The platform is up, serves a RAG answer, and restarts crashed bentos; `processes` gets every process
     it runs at the end, workers included."""
     ready = _wait_for(stack, r"^READY ", timeout_s=600)
@@ -153,13 +167,15 @@ def _check_the_running_platform(stack: Stack, settings: Settings, env: dict[str,
     assert len(ledger.entries()) == 5
     client = col.connect(settings.milvus.uri)
     assert col.row_count(client, settings.milvus.collection) == ledger.chunk_total() > 0
-    hits = httpx.post(f"{settings.retriever.url}/search", json={"query": "how do decorators work"},
-                      timeout=60).json()["hits"]
+    hits = httpx.post(f"{settings.retriever.url}/search", json={"query": "how do decorators work"}, timeout=60).json()[
+        "hits"
+    ]
     assert hits[0]["doc_id"] == "docs:guide/decorators.rst"
 
     created = ragyard("keys", "create", "--name", "crash-test", "--json", env=env, check=True, timeout_s=120)
-    router = openai.OpenAI(base_url=f"{settings.router.url}/v1", api_key=json.loads(created.stdout)["key"],
-                           max_retries=0, timeout=300)
+    router = openai.OpenAI(
+        base_url=f"{settings.router.url}/v1", api_key=json.loads(created.stdout)["key"], max_retries=0, timeout=300
+    )
     assert _chat(router, "ragyard/smollm2-135m") == "smollm2-135m"
     before = _services(env)
     assert {s["state"] for s in before.values()} == {"up"}
@@ -183,8 +199,11 @@ def _check_the_running_platform(stack: Stack, settings: Settings, env: dict[str,
         time.sleep(2)
     for name, svc in after.items():
         restarted = name in ("llm", "retriever")
-        assert (svc["state"], svc["restarts"], svc["pid"] != before[name]["pid"]) == ("up", int(restarted),
-                                                                                   restarted), (name, svc)
+        assert (svc["state"], svc["restarts"], svc["pid"] != before[name]["pid"]) == (
+            "up",
+            int(restarted),
+            restarted,
+        ), (name, svc)
     assert "killed by SIGKILL" in after["llm"]["last_exit"]
     assert _chat(router, "ragyard/smollm2-135m") == "smollm2-135m"  # through the restarted retriever and LLM
     table = _status(env)

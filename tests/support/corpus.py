@@ -2,8 +2,18 @@
 
 from pathlib import Path
 
-_TOPICS = ["lists", "dictionaries", "generators", "decorators", "context managers", "exceptions",
-           "modules", "classes", "iterators", "string formatting"]
+_TOPICS = [
+    "lists",
+    "dictionaries",
+    "generators",
+    "decorators",
+    "context managers",
+    "exceptions",
+    "modules",
+    "classes",
+    "iterators",
+    "string formatting",
+]
 
 
 def rst_document(topic: str, sections: int = 3, version: int = 1) -> str:

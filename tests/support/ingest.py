@@ -30,13 +30,19 @@ def skipped_reasons(result: ExecuteInProcessResult, asset: str = "vector_index")
 
 def progress_observations(result: ExecuteInProcessResult) -> list[dict[str, Any]]:
     """The embedding progress a run reported, in order."""
-    return [{k: v.value for k, v in e.asset_observation_data.asset_observation.metadata.items()}
-            for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    return [
+        {k: v.value for k, v in e.asset_observation_data.asset_observation.metadata.items()}
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
 
 
-def document_rows(settings: Settings, doc_id: str,
-                  fields: tuple[str, ...] = (col.CHUNK_ID, col.TEXT, col.POSITION, col.TITLE, col.PATH,
-                                             col.CONTENT_HASH)) -> list[dict[str, Any]]:
+def document_rows(
+    settings: Settings,
+    doc_id: str,
+    fields: tuple[str, ...] = (col.CHUNK_ID, col.TEXT, col.POSITION, col.TITLE, col.PATH, col.CONTENT_HASH),
+) -> list[dict[str, Any]]:
     rows = col.connect(settings.milvus.uri).query(
-        settings.milvus.collection, filter=f"{col.DOC_ID} == {col.literal(doc_id)}", output_fields=list(fields))
+        settings.milvus.collection, filter=f"{col.DOC_ID} == {col.literal(doc_id)}", output_fields=list(fields)
+    )
     return sorted(rows, key=lambda r: r[col.POSITION])

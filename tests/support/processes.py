@@ -28,8 +28,9 @@ def new_session_id() -> str:
     return uuid.uuid4().hex
 
 
-def session_processes(session_id: str, root_pid: int | None = None, exclude: set[int] | frozenset[int] = frozenset()
-                      ) -> list[psutil.Process]:
+def session_processes(
+    session_id: str, root_pid: int | None = None, exclude: set[int] | frozenset[int] = frozenset()
+) -> list[psutil.Process]:
     """Live processes marked with `session_id`, and those below `root_pid` (when it still runs), except
     `root_pid` itself, the processes in `exclude`, and zombies (dead already, only not reaped)."""
     found: dict[int, psutil.Process] = {}

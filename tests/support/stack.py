@@ -41,8 +41,9 @@ class Stack:
     def __enter__(self) -> Stack:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.supervisor.stop_all()
 
     # -- starting -------------------------------------------------------------------------------
@@ -56,18 +57,33 @@ class Stack:
         finally:
             self.supervisor.refresh_trees()
 
-    def bento(self, target: str, *, name: str | None = None, env: dict[str, str] | None = None,
-              home: Path | None = None, health_path: str = "/readyz", timeout_s: float = 180) -> str:
+    def bento(
+        self,
+        target: str,
+        *,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        home: Path | None = None,
+        health_path: str = "/readyz",
+        timeout_s: float = 180,
+    ) -> str:
         """`bentoml serve TARGET` on a free port, with RAGYARD_HOME (and BENTOML_HOME under it) set to `home`
         (default: <root>/<name>) unless `env` sets them; its URL once healthy. `name` defaults to the
         service class in lower case."""
-        self.start(self.bento_spec(target, name=name, env=env, home=home, health_path=health_path,
-                                   timeout_s=timeout_s))
+        self.start(self.bento_spec(target, name=name, env=env, home=home, health_path=health_path, timeout_s=timeout_s))
         return self.url(name or _service_name(target))
 
-    def bento_spec(self, target: str, *, name: str | None = None, env: dict[str, str] | None = None,
-                   home: Path | None = None, port: int | None = None, health_path: str = "/readyz",
-                   timeout_s: float = 180) -> ServiceSpec:
+    def bento_spec(
+        self,
+        target: str,
+        *,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        home: Path | None = None,
+        port: int | None = None,
+        health_path: str = "/readyz",
+        timeout_s: float = 180,
+    ) -> ServiceSpec:
         """What `bento` starts, to start several at once with `start`."""
         name = name or _service_name(target)
         home = home or self.root / name
@@ -85,8 +101,23 @@ class Stack:
         port = free_port()
         return ServiceSpec(
             name=name,
-            argv=[sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
-                  "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "1"],
+            argv=[
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model),
+                "--model_alias",
+                alias,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                str(n_ctx),
+                "--n_threads",
+                "1",
+            ],
             health_url=f"http://127.0.0.1:{port}/v1/models",
             ui_url=f"http://127.0.0.1:{port}",
         )

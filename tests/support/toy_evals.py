@@ -18,8 +18,12 @@ def toy_evaluate(settings: Settings | None, quick: bool = False) -> EvalReport:
     size = 2 if quick else 3
     rows = [{"id": f"q{i}", "score": i / 2, "hits": [{"doc": "a"}, {"doc": "b"}]} for i in range(size)]
     runs = [
-        EvalRun("toy-a", {"variant": "a", "embedder_model": "my-own-model"}, {"accuracy": 0.75, "latency_ms": 12.5},
-                {"per_question": rows}),
+        EvalRun(
+            "toy-a",
+            {"variant": "a", "embedder_model": "my-own-model"},
+            {"accuracy": 0.75, "latency_ms": 12.5},
+            {"per_question": rows},
+        ),
         EvalRun("toy-b", {"variant": "b"}, {"accuracy": 0.5, "latency_ms": 20.0}),
     ]
     return EvalReport("toy-experiment", runs, f"| variant | accuracy |\n| a | 0.75 |\n| b | 0.5 | (n={size})")

@@ -17,8 +17,7 @@ TCP_LISTENER = "import socket, sys, time; s = socket.create_server(('127.0.0.1',
 def tcp_service(name: str, **kwargs: Any) -> ServiceSpec:
     """A TCP_LISTENER on a free port, healthy once it accepts."""
     port = free_port()
-    return ServiceSpec(name, [sys.executable, "-c", TCP_LISTENER, str(port)], health_tcp=("127.0.0.1", port),
-                       **kwargs)
+    return ServiceSpec(name, [sys.executable, "-c", TCP_LISTENER, str(port)], health_tcp=("127.0.0.1", port), **kwargs)
 
 
 def assert_gone(pid: int) -> None:

@@ -56,8 +56,11 @@ def test_openai_client_float_and_base64_match_embed(embedder_url):
     assert single.usage.prompt_tokens == 4
     assert np.allclose(single.data[0].embedding, expected[0], atol=1e-6)
     # base64 on the wire is little-endian float32 bytes, as OpenAI sends it.
-    raw = httpx.post(f"{embedder_url}/v1/embeddings", timeout=30,
-                     json={"input": "hello world", "model": MODEL, "encoding_format": "base64"}).json()
+    raw = httpx.post(
+        f"{embedder_url}/v1/embeddings",
+        timeout=30,
+        json={"input": "hello world", "model": MODEL, "encoding_format": "base64"},
+    ).json()
     decoded = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
     assert decoded.shape == (384,) and np.allclose(decoded, expected[0], atol=1e-6)
 
@@ -95,30 +98,36 @@ def test_more_than_a_hundred_concurrent_uncached_requests_all_succeed(embedder_u
     assert codes == [200] * 128
 
 
-@pytest.mark.parametrize("payload,status,needle", [
-    ({"texts": []}, 400, "texts"),
-    ({"texts": ["x"] * 10_000}, 413, "texts: 10000 texts exceed max_texts_per_request=256"),
-    ({"texts": [1, 2]}, 400, "texts"),
-    ({"texts": "not a list"}, 400, "texts"),
-    ({"texts": ["ok"], "normalize": "maybe"}, 400, "normalize"),
-    ({"texts": ["ok", "y" * 9000]}, 413, "texts[1]: 9000 characters exceed max_chars_per_text=8192"),
-    ({}, 400, "texts"),
-])
+@pytest.mark.parametrize(
+    "payload,status,needle",
+    [
+        ({"texts": []}, 400, "texts"),
+        ({"texts": ["x"] * 10_000}, 413, "texts: 10000 texts exceed max_texts_per_request=256"),
+        ({"texts": [1, 2]}, 400, "texts"),
+        ({"texts": "not a list"}, 400, "texts"),
+        ({"texts": ["ok"], "normalize": "maybe"}, 400, "normalize"),
+        ({"texts": ["ok", "y" * 9000]}, 413, "texts[1]: 9000 characters exceed max_chars_per_text=8192"),
+        ({}, 400, "texts"),
+    ],
+)
 def test_bad_embed_inputs_are_4xx_naming_the_field(embedder_url, payload, status, needle):
     response = httpx.post(f"{embedder_url}/embed", json=payload, timeout=30)
     assert response.status_code == status
     assert needle in response.text
 
 
-@pytest.mark.parametrize("payload,status,param", [
-    ({"input": [], "model": MODEL}, 422, "input"),
-    ({"input": [1, 2], "model": MODEL}, 422, "input"),
-    ({"input": ["x"] * 10_000, "model": MODEL}, 413, "input"),
-    ({"input": "z" * 9000, "model": MODEL}, 413, "input"),
-    ({"input": "ok", "model": "text-embedding-3-small"}, 404, "model"),
-    ({"input": "ok", "model": MODEL, "encoding_format": "int8"}, 422, "encoding_format"),
-    ({"model": MODEL}, 422, "input"),
-])
+@pytest.mark.parametrize(
+    "payload,status,param",
+    [
+        ({"input": [], "model": MODEL}, 422, "input"),
+        ({"input": [1, 2], "model": MODEL}, 422, "input"),
+        ({"input": ["x"] * 10_000, "model": MODEL}, 413, "input"),
+        ({"input": "z" * 9000, "model": MODEL}, 413, "input"),
+        ({"input": "ok", "model": "text-embedding-3-small"}, 404, "model"),
+        ({"input": "ok", "model": MODEL, "encoding_format": "int8"}, 422, "encoding_format"),
+        ({"model": MODEL}, 422, "input"),
+    ],
+)
 def test_bad_openai_inputs_are_4xx_in_openai_error_form(embedder_url, payload, status, param):
     response = httpx.post(f"{embedder_url}/v1/embeddings", json=payload, timeout=30)
     assert response.status_code == status
@@ -141,8 +150,7 @@ def test_the_batching_api_is_bounded_too(embedder_url):
 def test_cache_counts_a_hit_on_a_repeat(embedder_url):
     def counters():
         text = httpx.get(f"{embedder_url}/metrics", timeout=10).text
-        return (metric(text, "ragyard_embedder_cache_hits_total"),
-                metric(text, "ragyard_embedder_cache_misses_total"))
+        return (metric(text, "ragyard_embedder_cache_hits_total"), metric(text, "ragyard_embedder_cache_misses_total"))
 
     text = f"cache probe {uuid.uuid4().hex}"
     hits0, misses0 = counters()
@@ -182,13 +190,15 @@ def test_ingestion_embeds_through_the_bento_when_configured(embedder_url, settin
     assert meta["embedded_chunks"] == meta["total_chunks"] > 8
     assert all(check_outcomes(result).values())
     rows = col.connect(settings.milvus.uri).query(
-        settings.milvus.collection, filter="", output_fields=[col.TEXT, col.DENSE], limit=5)
+        settings.milvus.collection, filter="", output_fields=[col.TEXT, col.DENSE], limit=5
+    )
     local = EmbeddingModel(MODEL).encode([r[col.TEXT] for r in rows])
     assert np.allclose(local, np.asarray([r[col.DENSE] for r in rows]), atol=1e-4)
 
 
 @pytest.mark.parametrize("path", ["/embed", "/v1/embeddings"])
 def test_a_body_that_is_not_json_is_a_4xx(embedder_url, path):
-    response = httpx.post(f"{embedder_url}{path}", content=b"{not json", timeout=30,
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{embedder_url}{path}", content=b"{not json", timeout=30, headers={"content-type": "application/json"}
+    )
     assert 400 <= response.status_code < 500, response.text

@@ -39,13 +39,33 @@ def llama_server(stack, smollm2_path):
 def llm_url(stack, llama_server):
     catalog = [
         {"name": LOCAL, "model": LOCAL, "context_length": 2048, "quality": 0.1},
-        {"name": REMOTE, "backend": "openai", "model": "smollm2-remote", "base_url": f"{llama_server}/v1",
-         "tokenizer": LOCAL, "context_length": 2048, "input_per_1k": 0.5, "output_per_1k": 1.5, "quality": 0.2},
-        {"name": DOWN, "backend": "openai", "model": "gone", "base_url": f"http://127.0.0.1:{free_port()}/v1",
-         "input_per_1k": 1.0, "output_per_1k": 2.0},
+        {
+            "name": REMOTE,
+            "backend": "openai",
+            "model": "smollm2-remote",
+            "base_url": f"{llama_server}/v1",
+            "tokenizer": LOCAL,
+            "context_length": 2048,
+            "input_per_1k": 0.5,
+            "output_per_1k": 1.5,
+            "quality": 0.2,
+        },
+        {
+            "name": DOWN,
+            "backend": "openai",
+            "model": "gone",
+            "base_url": f"http://127.0.0.1:{free_port()}/v1",
+            "input_per_1k": 1.0,
+            "output_per_1k": 2.0,
+        },
     ]
-    env = {"RAGYARD_LLM__MODELS": json.dumps(catalog), "RAGYARD_LLM__N_THREADS": "1",
-           "RAGYARD_LLM__MAX_TOKENS": "256", "RAGYARD_LLM__QUEUE_SIZE": "2", "RAGYARD_LLM__PROBE_TOKENS": "4"}
+    env = {
+        "RAGYARD_LLM__MODELS": json.dumps(catalog),
+        "RAGYARD_LLM__N_THREADS": "1",
+        "RAGYARD_LLM__MAX_TOKENS": "256",
+        "RAGYARD_LLM__QUEUE_SIZE": "2",
+        "RAGYARD_LLM__PROBE_TOKENS": "4",
+    }
     yield stack.bento("bentos.llm.service:LLM", env=env, timeout_s=180)
     stack.stop("llm")
     # A request left hanging (e.g. by a client that gave up) would keep the worker from shutting
@@ -99,8 +119,9 @@ def test_sync_answer_equals_raw_llama_cpp_greedy_and_reports_usage(client, raw_l
 
 def test_stream_matches_the_whole_answer_and_ends_with_usage(client):
     whole = client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=16, temperature=0)
-    chunks = list(client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=16, temperature=0,
-                                                 stream=True))
+    chunks = list(
+        client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=16, temperature=0, stream=True)
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -116,7 +137,7 @@ def test_sse_framing_is_data_blocks_then_done(llm_url):
         raw = response.read().decode()
     blocks = [b for b in raw.split("\n\n") if b.strip() and not b.startswith(":")]
     assert all(b.startswith("data: ") for b in blocks) and blocks[-1] == "data: [DONE]"
-    last = json.loads(blocks[-2][len("data: "):])
+    last = json.loads(blocks[-2][len("data: ") :])
     assert last["usage"]["completion_tokens"] == 4 and last["choices"] == []
 
 
@@ -124,14 +145,16 @@ def test_async_client_streams_and_answers_concurrently(llm_url):
     async def main():
         client = openai.AsyncOpenAI(base_url=f"{llm_url}/v1", api_key="unused", max_retries=0, timeout=120)
         async with client:
+
             async def streamed():
-                stream = await client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=8,
-                                                              temperature=0, stream=True)
+                stream = await client.chat.completions.create(
+                    model=LOCAL, messages=QUESTION, max_tokens=8, temperature=0, stream=True
+                )
                 return [chunk async for chunk in stream]
 
             whole, chunks = await asyncio.gather(
-                client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=8, temperature=0),
-                streamed())
+                client.chat.completions.create(model=LOCAL, messages=QUESTION, max_tokens=8, temperature=0), streamed()
+            )
         return whole, chunks
 
     whole, chunks = asyncio.run(main())
@@ -147,8 +170,9 @@ def test_remote_provider_over_http_gives_the_same_greedy_answer(client):
     # llama.cpp's server sends no usage in streams: the local tokenizer counts the prompt.
     assert remote.usage.prompt_tokens == local.usage.prompt_tokens
     assert remote.usage.completion_tokens == local.usage.completion_tokens
-    chunks = list(client.chat.completions.create(model=REMOTE, messages=QUESTION, max_tokens=12, temperature=0,
-                                                 stream=True))
+    chunks = list(
+        client.chat.completions.create(model=REMOTE, messages=QUESTION, max_tokens=12, temperature=0, stream=True)
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == local.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == local.usage.completion_tokens
 
@@ -163,8 +187,12 @@ def test_unreachable_provider_is_a_502_in_openai_shape(client, stream):
 
 def test_json_object_response_format_constrains_the_answer(client):
     answer = client.chat.completions.create(
-        model=LOCAL, max_tokens=48, temperature=0, response_format={"type": "json_object"},
-        messages=[{"role": "user", "content": "Give a JSON object with the name and age of a person."}])
+        model=LOCAL,
+        max_tokens=48,
+        temperature=0,
+        response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "Give a JSON object with the name and age of a person."}],
+    )
     content = answer.choices[0].message.content.strip()
     assert content.startswith("{")
     if answer.choices[0].finish_reason == "stop":
@@ -178,8 +206,9 @@ def wait_for_cancellation(llm_url: str, before: str) -> float:
     while time.monotonic() < deadline:
         after = httpx.get(f"{llm_url}/metrics", timeout=10).text
         if metric(after, "ragyard_llm_generations_total", model=LOCAL, outcome="cancelled") == cancelled + 1:
-            return metric(after, "ragyard_llm_completion_tokens_total", model=LOCAL) - \
-                metric(before, "ragyard_llm_completion_tokens_total", model=LOCAL)
+            return metric(after, "ragyard_llm_completion_tokens_total", model=LOCAL) - metric(
+                before, "ragyard_llm_completion_tokens_total", model=LOCAL
+            )
         time.sleep(0.2)
     pytest.fail("the abandoned generation was not recorded as cancelled")
 
@@ -199,26 +228,45 @@ def test_client_that_disconnects_mid_stream_stops_its_generation(llm_url, client
     assert answer.usage.completion_tokens == 4
 
 
-@pytest.mark.parametrize("payload,status,param,needle", [
-    ({"model": LOCAL, "messages": []}, 400, "messages", "at least 1"),
-    ({"model": LOCAL, "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages", "wizard"),
-    ({"model": LOCAL, "messages": [{"role": "user"}]}, 400, "messages", "content"),
-    ({"model": LOCAL, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
-     400, "messages", "type"),
-    ({"model": "gpt-17", "messages": QUESTION}, 404, "model", "gpt-17"),
-    ({"model": LOCAL, "messages": QUESTION, "max_tokens": 10**9}, 400, "max_tokens", "cap of 256"),
-    ({"model": LOCAL, "messages": QUESTION, "max_completion_tokens": 10**9}, 400, "max_completion_tokens", "256"),
-    ({"model": LOCAL, "messages": QUESTION, "max_tokens": 0}, 400, "max_tokens", "greater than or equal to 1"),
-    ({"model": LOCAL, "messages": QUESTION, "temperature": 7}, 400, "temperature", "less than or equal to 2"),
-    ({"model": LOCAL, "messages": QUESTION, "n": 3}, 400, "n", "n"),
-    ({"model": LOCAL, "messages": QUESTION, "logit_bias": {"eos": 5}}, 400, "logit_bias", "token ids"),
-    ({"model": LOCAL, "messages": QUESTION, "response_format": {"type": "yaml"}}, 400, "response_format",
-     "json_object"),
-    ({"model": LOCAL, "messages": [{"role": "user", "content": "word " * 3000}]}, 400, "messages",
-     "maximum context length is 2048 tokens"),
-    ({"model": LOCAL, "messages": QUESTION, "max_tokens": 200, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop",
-     "stop"),
-])
+@pytest.mark.parametrize(
+    "payload,status,param,needle",
+    [
+        ({"model": LOCAL, "messages": []}, 400, "messages", "at least 1"),
+        ({"model": LOCAL, "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages", "wizard"),
+        ({"model": LOCAL, "messages": [{"role": "user"}]}, 400, "messages", "content"),
+        (
+            {"model": LOCAL, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            400,
+            "messages",
+            "type",
+        ),
+        ({"model": "gpt-17", "messages": QUESTION}, 404, "model", "gpt-17"),
+        ({"model": LOCAL, "messages": QUESTION, "max_tokens": 10**9}, 400, "max_tokens", "cap of 256"),
+        ({"model": LOCAL, "messages": QUESTION, "max_completion_tokens": 10**9}, 400, "max_completion_tokens", "256"),
+        ({"model": LOCAL, "messages": QUESTION, "max_tokens": 0}, 400, "max_tokens", "greater than or equal to 1"),
+        ({"model": LOCAL, "messages": QUESTION, "temperature": 7}, 400, "temperature", "less than or equal to 2"),
+        ({"model": LOCAL, "messages": QUESTION, "n": 3}, 400, "n", "n"),
+        ({"model": LOCAL, "messages": QUESTION, "logit_bias": {"eos": 5}}, 400, "logit_bias", "token ids"),
+        (
+            {"model": LOCAL, "messages": QUESTION, "response_format": {"type": "yaml"}},
+            400,
+            "response_format",
+            "json_object",
+        ),
+        (
+            {"model": LOCAL, "messages": [{"role": "user", "content": "word " * 3000}]},
+            400,
+            "messages",
+            "maximum context length is 2048 tokens",
+        ),
+        (
+            {"model": LOCAL, "messages": QUESTION, "max_tokens": 200, "stop": ["a", "b", "c", "d", "e"]},
+            400,
+            "stop",
+            "stop",
+        ),
+    ],
+)
 def test_bad_inputs_are_4xx_in_openai_shape_naming_the_field(llm_url, payload, status, param, needle):
     response = httpx.post(f"{llm_url}/v1/chat/completions", json=payload, timeout=30)
     assert response.status_code == status, response.text
@@ -229,8 +277,9 @@ def test_bad_inputs_are_4xx_in_openai_shape_naming_the_field(llm_url, payload, s
 
 def test_context_overflow_names_the_numbers(client):
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model=LOCAL, messages=[{"role": "user", "content": "word " * 1900}],
-                                       max_tokens=200)
+        client.chat.completions.create(
+            model=LOCAL, messages=[{"role": "user", "content": "word " * 1900}], max_tokens=200
+        )
     message = caught.value.message
     assert caught.value.code == "context_length_exceeded"
     numbers = [int(n) for n in re.findall(r"\d+", message)]
@@ -245,8 +294,9 @@ def test_unknown_route_and_method_answer_in_openai_shape(llm_url):
 
 
 def test_non_json_body_is_a_400(llm_url):
-    response = httpx.post(f"{llm_url}/v1/chat/completions", content=b"{not json",
-                          headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(
+        f"{llm_url}/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}, timeout=30
+    )
     assert response.status_code == 400 and "JSON" in response.json()["error"]["message"]
 
 
@@ -256,8 +306,9 @@ def test_full_queue_answers_429_with_retry_after_and_serves_the_rest(llm_url):
     async def main():
         async with httpx.AsyncClient(timeout=120) as http:
             # Streams and whole answers share the queue; half of each.
-            return await asyncio.gather(*[
-                http.post(f"{llm_url}/v1/chat/completions", json={**body, "stream": i % 2 == 1}) for i in range(8)])
+            return await asyncio.gather(
+                *[http.post(f"{llm_url}/v1/chat/completions", json={**body, "stream": i % 2 == 1}) for i in range(8)]
+            )
 
     responses = asyncio.run(main())
     codes = sorted(r.status_code for r in responses)
@@ -274,15 +325,25 @@ def test_full_queue_answers_429_with_retry_after_and_serves_the_rest(llm_url):
         assert usage["completion_tokens"] == 24
 
 
-WEATHER_TOOL = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 def test_forced_tool_call_comes_back_whole_and_streamed(client):
-    request = {"model": LOCAL, "max_tokens": 40, "temperature": 0, "tools": [WEATHER_TOOL],
-               "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-               "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
+    request = {
+        "model": LOCAL,
+        "max_tokens": 40,
+        "temperature": 0,
+        "tools": [WEATHER_TOOL],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+    }
     answer = client.chat.completions.create(**request)
     call = answer.choices[0].message.tool_calls[0]
     assert answer.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"

@@ -10,8 +10,9 @@ from bentos.llm.backends import Generation, Piece, TokenUsage
 from bentos.llm.backends.vllm import vllm_available
 
 MODEL = os.environ.get("RAGYARD_TEST_VLLM_MODEL", "")
-pytestmark = pytest.mark.skipif(not (vllm_available() and MODEL),
-                                reason="needs a GPU, the gpu extra (vllm) and RAGYARD_TEST_VLLM_MODEL")
+pytestmark = pytest.mark.skipif(
+    not (vllm_available() and MODEL), reason="needs a GPU, the gpu extra (vllm) and RAGYARD_TEST_VLLM_MODEL"
+)
 
 
 def test_vllm_streams_counts_and_stops_at_max_tokens():
@@ -21,8 +22,12 @@ def test_vllm_streams_counts_and_stops_at_max_tokens():
         backend = VLLMBackend("gpu-model", MODEL, context_length=2048)
         messages = [{"role": "user", "content": "What is a Python list?"}]
         prompt_tokens = await backend.count_prompt_tokens(messages, None)
-        items = [item async for item in backend.generate(Generation(messages=messages, max_tokens=8,
-                                                                    temperature=0.0), prompt_tokens)]
+        items = [
+            item
+            async for item in backend.generate(
+                Generation(messages=messages, max_tokens=8, temperature=0.0), prompt_tokens
+            )
+        ]
         await backend.aclose()
         return prompt_tokens, items
 

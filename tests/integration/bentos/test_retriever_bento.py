@@ -35,8 +35,14 @@ def build_tiny_cross_encoder(folder) -> str:
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     config.num_labels = 1  # one relevance score
     BertForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -64,33 +70,50 @@ def stack(tmp_path_factory, milvus_uri):
     base_env = {**settings_env(settings), "BENTOML_HOME": str(root / "bentoml")}
     variants = {
         "plain": {},
-        "rerank": {"RAGYARD_RETRIEVER__RERANKER_MODEL": reranker, "RAGYARD_RETRIEVER__FUSION": "weighted",
-                   "RAGYARD_RETRIEVER__DENSE_WEIGHT": "0.6"},
-        "missing": {"RAGYARD_MILVUS__COLLECTION": f"t_missing_{uuid.uuid4().hex[:8]}",
-                    "RAGYARD_EMBEDDER__URL": f"http://127.0.0.1:{free_port()}"},
+        "rerank": {
+            "RAGYARD_RETRIEVER__RERANKER_MODEL": reranker,
+            "RAGYARD_RETRIEVER__FUSION": "weighted",
+            "RAGYARD_RETRIEVER__DENSE_WEIGHT": "0.6",
+        },
+        "missing": {
+            "RAGYARD_MILVUS__COLLECTION": f"t_missing_{uuid.uuid4().hex[:8]}",
+            "RAGYARD_EMBEDDER__URL": f"http://127.0.0.1:{free_port()}",
+        },
     }
     with Stack(root) as stack:
         embedder = stack.bento_spec("bentos.embedder.service:Embedder", port=settings.embedder.port, env=base_env)
         # `missing` is alive but never ready: its collection does not exist yet.
-        retrievers = {name: stack.bento_spec("bentos.retriever.service:Retriever", name=f"retriever-{name}",
-                                             env={**base_env, **extra},
-                                             health_path="/healthz" if name == "missing" else "/readyz")
-                      for name, extra in variants.items()}
+        retrievers = {
+            name: stack.bento_spec(
+                "bentos.retriever.service:Retriever",
+                name=f"retriever-{name}",
+                env={**base_env, **extra},
+                health_path="/healthz" if name == "missing" else "/readyz",
+            )
+            for name, extra in variants.items()
+        }
         stack.start(embedder, *retrievers.values())
         urls = {name: spec.ui_url for name, spec in retrievers.items()}
-        yield {"settings": settings, "reranker": reranker, "missing_collection": variants["missing"][
-            "RAGYARD_MILVUS__COLLECTION"], **urls}
+        yield {
+            "settings": settings,
+            "reranker": reranker,
+            "missing_collection": variants["missing"]["RAGYARD_MILVUS__COLLECTION"],
+            **urls,
+        }
 
 
 def search(url: str, **body) -> httpx.Response:
     return httpx.post(f"{url}/search", json=body, timeout=60)
 
 
-@pytest.mark.parametrize("mode,query,doc_id", [
-    ("dense", "how do decorators work in python", "docs:guide/decorators.rst"),
-    ("bm25", "generators revision", "docs:reference/generators.rst"),
-    ("hybrid", "how do context managers work", "docs:reference/context_managers.rst"),
-])
+@pytest.mark.parametrize(
+    "mode,query,doc_id",
+    [
+        ("dense", "how do decorators work in python", "docs:guide/decorators.rst"),
+        ("bm25", "generators revision", "docs:reference/generators.rst"),
+        ("hybrid", "how do context managers work", "docs:reference/context_managers.rst"),
+    ],
+)
 def test_each_mode_finds_the_right_document(stack, mode, query, doc_id):
     response = search(stack["plain"], query=query, mode=mode, top_k=3)
     assert response.status_code == 200, response.text
@@ -134,18 +157,21 @@ def test_injection_looking_filter_values_match_nothing_and_error_nothing(stack):
     assert filter_expression({"doc_id": INJECTION}) == '(doc_id == "x\\" or doc_id != \\"")'
 
 
-@pytest.mark.parametrize("body,status,needle", [
-    ({"query": "x", "filter": {"text": "x"}}, 422, "filter.text: unknown field"),
-    ({"query": "x", "filter": {"content_hash": "x"}}, 422, "filter.content_hash"),
-    ({"query": "x", "filter": {"doc_id": []}}, 422, "filter.doc_id"),
-    ({"query": "x", "filter": {"doc_id": 5}}, 400, "doc_id"),
-    ({"query": "x", "top_k": 101}, 422, "top_k: 101 exceeds max_top_k=100"),
-    ({"query": "x", "top_k": 0}, 400, "top_k"),
-    ({"query": "x", "mode": "fuzzy"}, 400, "mode"),
-    ({"query": ""}, 400, "query"),
-    ({"query": "q" * 9000}, 413, "query: 9000 characters"),
-    ({"query": "x", "rerank": True}, 422, "rerank: no reranker is configured"),
-])
+@pytest.mark.parametrize(
+    "body,status,needle",
+    [
+        ({"query": "x", "filter": {"text": "x"}}, 422, "filter.text: unknown field"),
+        ({"query": "x", "filter": {"content_hash": "x"}}, 422, "filter.content_hash"),
+        ({"query": "x", "filter": {"doc_id": []}}, 422, "filter.doc_id"),
+        ({"query": "x", "filter": {"doc_id": 5}}, 400, "doc_id"),
+        ({"query": "x", "top_k": 101}, 422, "top_k: 101 exceeds max_top_k=100"),
+        ({"query": "x", "top_k": 0}, 400, "top_k"),
+        ({"query": "x", "mode": "fuzzy"}, 400, "mode"),
+        ({"query": ""}, 400, "query"),
+        ({"query": "q" * 9000}, 413, "query: 9000 characters"),
+        ({"query": "x", "rerank": True}, 422, "rerank: no reranker is configured"),
+    ],
+)
 def test_bad_requests_are_4xx_naming_the_problem(stack, body, status, needle):
     response = httpx.post(f"{stack['plain']}/search", json=body, timeout=30)
     assert response.status_code == status
@@ -162,7 +188,8 @@ def test_rerank_rescores_and_reorders_with_the_cross_encoder(stack):
     hits = reranked["hits"]
     assert len(hits) == 5
     expected = CrossEncoder(stack["reranker"], device="cpu").predict(
-        [(query, h["text"]) for h in hits], show_progress_bar=False)
+        [(query, h["text"]) for h in hits], show_progress_bar=False
+    )
     assert np.allclose([h["score"] for h in hits], expected, atol=1e-4)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     # The fused scores are RRF/weighted values in [0, 1]; the cross-encoder's logits are not those.
@@ -173,9 +200,11 @@ def test_the_index_it_searches_has_the_ingestion_s_content_version(stack):
     settings = stack["settings"]
     response = httpx.get(f"{stack['plain']}/index", timeout=30)
     assert response.status_code == 200, response.text
-    assert response.json() == {"collection": settings.milvus.collection,
-                               "content_version": Ledger(settings.ledger_path).content_version(),
-                               "rows": Ledger(settings.ledger_path).chunk_total()}
+    assert response.json() == {
+        "collection": settings.milvus.collection,
+        "content_version": Ledger(settings.ledger_path).content_version(),
+        "rows": Ledger(settings.ledger_path).chunk_total(),
+    }
 
 
 def test_missing_then_empty_collection_answer_503_with_a_message(stack):
@@ -193,7 +222,10 @@ def test_missing_then_empty_collection_answer_503_with_a_message(stack):
     try:
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
         assert httpx.get(f"{url}/index", timeout=30).json() == {
-            "collection": stack["missing_collection"], "content_version": None, "rows": 0}  # never versioned
+            "collection": stack["missing_collection"],
+            "content_version": None,
+            "rows": 0,
+        }  # never versioned
         empty = search(url, query="python", mode="bm25")
         assert empty.status_code == 503 and "is empty" in empty.json()["error"]
         # Its embedder is down: dense search answers 503 naming the embedder, after retries.
@@ -204,6 +236,7 @@ def test_missing_then_empty_collection_answer_503_with_a_message(stack):
 
 
 def test_a_body_that_is_not_json_is_a_4xx(stack):
-    response = httpx.post(f"{stack['plain']}/search", content=b"{not json", timeout=30,
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{stack['plain']}/search", content=b"{not json", timeout=30, headers={"content-type": "application/json"}
+    )
     assert 400 <= response.status_code < 500, response.text

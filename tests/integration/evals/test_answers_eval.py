@@ -17,8 +17,10 @@ from ragyard.settings import (
 )
 from tests.support.ingest import run_ingest
 
-needs_docs = pytest.mark.skipif(not PYTHON_DOCS.is_dir(), reason=f"the Python 3.11 docs ({PYTHON_DOCS}) are not "
-                                                                  "installed (Debian package python3.11-doc)")
+needs_docs = pytest.mark.skipif(
+    not PYTHON_DOCS.is_dir(),
+    reason=f"the Python 3.11 docs ({PYTHON_DOCS}) are not installed (Debian package python3.11-doc)",
+)
 
 
 @needs_docs
@@ -26,10 +28,12 @@ def test_quick_answer_eval_with_smollm2(settings, corpus, mlflow_server, smollm2
     # The quick questions are about os.path: index that page as the "python-docs" source.
     (corpus / "library").mkdir()
     shutil.copy(PYTHON_DOCS / "library" / "os.path.rst.txt", corpus / "library" / "os.path.rst.txt")
-    settings = settings.model_copy(update={
-        "ingest": IngestSettings(sources=[SourceSettings(name="python-docs", path=corpus)], write_batch_rows=64),
-        "mlflow": MlflowSettings(url=mlflow_server),  # no prompt registered there: the built-in one
-    })
+    settings = settings.model_copy(
+        update={
+            "ingest": IngestSettings(sources=[SourceSettings(name="python-docs", path=corpus)], write_batch_rows=64),
+            "mlflow": MlflowSettings(url=mlflow_server),  # no prompt registered there: the built-in one
+        }
+    )
     run_ingest(settings)
 
     report = evaluate(settings, quick=True)

@@ -24,10 +24,13 @@ from tests.support.ingest import run_ingest
 # Questions phrased without the documents' words: dense search finds them, BM25 mostly does not.
 PARAPHRASED = [
     ("generators", "functions that yield values lazily one at a time", "docs:reference/generators.rst", "Generators"),
-    ("decorators", "wrapping a callable with the @ syntax to add behaviour", "docs:guide/decorators.rst",
-     "Decorators"),
-    ("context", "the with statement that closes a file automatically", "docs:reference/context_managers.rst",
-     "Context Managers"),
+    ("decorators", "wrapping a callable with the @ syntax to add behaviour", "docs:guide/decorators.rst", "Decorators"),
+    (
+        "context",
+        "the with statement that closes a file automatically",
+        "docs:reference/context_managers.rst",
+        "Context Managers",
+    ),
     ("dicts", "key to value mappings and hash tables", "docs:guide/dictionaries.rst", "Dictionaries"),
     ("lists", "ordered mutable arrays you can append items to", "docs:reference/lists.rst", "Lists"),
     ("exceptions", "catching errors with try and except blocks", "docs:guide/exceptions.rst", "Exceptions"),
@@ -56,11 +59,19 @@ def gated_settings(settings, corpus, mlflow_server, tmp_path) -> Settings:
     write_corpus(corpus)
     run_ingest(settings)
     dataset = tmp_path / "paraphrased.jsonl"
-    dataset.write_text("".join(json.dumps({"id": i, "question": q, "gold": [{"doc_id": d, "section": s}]}) + "\n"
-                               for i, q, d, s in PARAPHRASED))
+    dataset.write_text(
+        "".join(
+            json.dumps({"id": i, "question": q, "gold": [{"doc_id": d, "section": s}]}) + "\n"
+            for i, q, d, s in PARAPHRASED
+        )
+    )
     settings.mlflow.url = mlflow_server
-    settings.evals = EvalsSettings(asset_quick=False, retrieval_dataset=str(dataset), regression_margin=0.05,
-                                   experiments={"retrieval": f"gate-{uuid.uuid4().hex[:8]}"})
+    settings.evals = EvalsSettings(
+        asset_quick=False,
+        retrieval_dataset=str(dataset),
+        regression_margin=0.05,
+        experiments={"retrieval": f"gate-{uuid.uuid4().hex[:8]}"},
+    )
     return settings
 
 
@@ -96,8 +107,10 @@ def test_the_gate_passes_on_the_normal_setting_and_trips_on_a_degraded_one(gated
     degraded_run = tripped.metadata["run_id"].value
 
     # 4. the CLI moves the baseline to the degraded run: now the degraded setting passes
-    for key, value in {"RAGYARD_MLFLOW__URL": settings.mlflow.url,
-                       "RAGYARD_EVALS__EXPERIMENTS": json.dumps(settings.evals.experiments)}.items():
+    for key, value in {
+        "RAGYARD_MLFLOW__URL": settings.mlflow.url,
+        "RAGYARD_EVALS__EXPERIMENTS": json.dumps(settings.evals.experiments),
+    }.items():
         monkeypatch.setenv(key, value)
     assert main(["eval", "baseline", "set", "--run-id", degraded_run]) == 0
     assert f"baseline: run {degraded_run} (was {baseline_run})" in capsys.readouterr().out

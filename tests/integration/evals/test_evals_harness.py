@@ -67,8 +67,11 @@ def test_the_docs_section_of_an_eval_is_replaced_and_the_others_kept(registry, t
 
 
 def test_cli_all_runs_what_is_present_and_reports_failures(registry, eval_settings, monkeypatch, capsys):
-    for key, value in {"RAGYARD_HOME": str(eval_settings.home), "RAGYARD_MLFLOW__URL": eval_settings.mlflow.url,
-                       "RAGYARD_EVALS__EXPERIMENTS": json.dumps({"toy": f"toy-{uuid.uuid4().hex[:8]}"})}.items():
+    for key, value in {
+        "RAGYARD_HOME": str(eval_settings.home),
+        "RAGYARD_MLFLOW__URL": eval_settings.mlflow.url,
+        "RAGYARD_EVALS__EXPERIMENTS": json.dumps({"toy": f"toy-{uuid.uuid4().hex[:8]}"}),
+    }.items():
         monkeypatch.setenv(key, value)
     assert main(["eval", "run", "all", "--quick"]) == 2  # one eval failed
     out, err = capsys.readouterr()

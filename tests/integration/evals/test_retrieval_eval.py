@@ -13,14 +13,26 @@ from tests.support.corpus import write_corpus
 from tests.support.ingest import run_ingest
 
 TINY_DATASET = [
-    {"id": "generators", "question": "how do generators work in everyday programs",
-     "gold": [{"doc_id": "docs:reference/generators.rst", "section": "Generators"}]},
-    {"id": "decorators-example", "question": "return decorators built from value example_1",
-     "gold": [{"doc_id": "docs:guide/decorators.rst", "section": "Decorators"}]},
-    {"id": "context-managers", "question": "context managers and the len builtin",
-     "gold": [{"doc_id": "docs:reference/context_managers.rst", "section": "Context Managers"}]},
-    {"id": "release-notes", "question": "which parser bug about dictionaries was fixed in this release",
-     "gold": [{"doc_id": "docs:notes.md", "section": "Release notes"}]},
+    {
+        "id": "generators",
+        "question": "how do generators work in everyday programs",
+        "gold": [{"doc_id": "docs:reference/generators.rst", "section": "Generators"}],
+    },
+    {
+        "id": "decorators-example",
+        "question": "return decorators built from value example_1",
+        "gold": [{"doc_id": "docs:guide/decorators.rst", "section": "Decorators"}],
+    },
+    {
+        "id": "context-managers",
+        "question": "context managers and the len builtin",
+        "gold": [{"doc_id": "docs:reference/context_managers.rst", "section": "Context Managers"}],
+    },
+    {
+        "id": "release-notes",
+        "question": "which parser bug about dictionaries was fixed in this release",
+        "gold": [{"doc_id": "docs:notes.md", "section": "Release notes"}],
+    },
 ]
 
 

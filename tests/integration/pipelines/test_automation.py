@@ -43,7 +43,10 @@ def test_sensor_requests_a_run_for_new_changed_and_deleted_files(settings, corpu
     changed = _evaluate(sensor)
     [request] = changed.run_requests
     assert {k: v for k, v in request.tags.items() if k.startswith("ragyard/")} == {
-        "ragyard/new_files": "1", "ragyard/changed_files": "1", "ragyard/deleted_files": "1"}
+        "ragyard/new_files": "1",
+        "ragyard/changed_files": "1",
+        "ragyard/deleted_files": "1",
+    }
     # The same pending state gives the same run key: Dagster launches it once.
     assert _evaluate(sensor).run_requests[0].run_key == request.run_key
 
@@ -53,7 +56,11 @@ def test_job_and_schedule_target_the_ingestion_assets(settings):
 
     job = location.defs.resolve_job_def("ingest")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
-        "documents", "chunks", "embeddings", "vector_index"}
+        "documents",
+        "chunks",
+        "embeddings",
+        "vector_index",
+    }
     schedule = make_nightly_schedule(settings)
     assert schedule.cron_schedule == settings.ingest.schedule_cron and schedule.job_name == "ingest"
 

@@ -39,17 +39,23 @@ def test_first_build_indexes_every_document(settings, corpus):
     # Stable, readable ids: document id from source and path, chunk id from position.
     rows = document_rows(settings, "docs:guide/dictionaries.rst")
     assert [r[col.CHUNK_ID] for r in rows][:2] == [
-        "docs:guide/dictionaries.rst#00000", "docs:guide/dictionaries.rst#00001"]
+        "docs:guide/dictionaries.rst#00000",
+        "docs:guide/dictionaries.rst#00001",
+    ]
     assert "Dictionaries > Using dictionaries part 1" in rows[1][col.TEXT]
     assert ":func:" not in " ".join(r[col.TEXT] for r in rows)  # reST roles are unwrapped
 
 
-@pytest.mark.parametrize("index_type, build, search", [
-    ("HNSW", {}, {}),
-    ("IVF_SQ8", {"nlist": 8}, {"nprobe": 8}),  # tiny nlist: the corpus has a few dozen chunks
-])
-def test_every_search_mode_finds_the_right_document_on_the_configured_index(settings, corpus, index_type, build,
-                                                                           search):
+@pytest.mark.parametrize(
+    "index_type, build, search",
+    [
+        ("HNSW", {}, {}),
+        ("IVF_SQ8", {"nlist": 8}, {"nprobe": 8}),  # tiny nlist: the corpus has a few dozen chunks
+    ],
+)
+def test_every_search_mode_finds_the_right_document_on_the_configured_index(
+    settings, corpus, index_type, build, search
+):
     settings.milvus.dense_index, settings.milvus.dense_index_params = index_type, build
     settings.milvus.dense_search_params = search
     write_corpus(corpus)
@@ -98,8 +104,9 @@ def test_nightly_rehash_catches_an_edit_that_kept_size_and_mtime(settings, corpu
     index = Searcher.from_settings(settings)  # what the retriever answers the router (GET /index)
     before, rows = version_of(index.index_info()), col.row_count(_client(settings), settings.milvus.collection)
     nightly = make_nightly_schedule(settings)
-    result = run_ingest(settings, run_config=nightly.evaluate_tick(
-        dg.build_schedule_context()).run_requests[0].run_config)
+    result = run_ingest(
+        settings, run_config=nightly.evaluate_tick(dg.build_schedule_context()).run_requests[0].run_config
+    )
     entry = Ledger(settings.ledger_path).entries()["docs:reference/lists.rst"]
     assert index_metadata(result)["embedded_chunks"] == entry.chunk_count > 0
     assert "revision 7" in document_rows(settings, "docs:reference/lists.rst")[0][col.TEXT]
@@ -122,7 +129,8 @@ def test_one_file_edit_embeds_only_its_chunks(settings, corpus):
     assert changed.chunk_count > before["docs:reference/generators.rst"].chunk_count
     assert meta["embedded_chunks"] == changed.chunk_count
     assert {d: e.content_hash for d, e in after.items() if d != changed.doc_id} == {
-        d: e.content_hash for d, e in before.items() if d != changed.doc_id}
+        d: e.content_hash for d, e in before.items() if d != changed.doc_id
+    }
     rows = document_rows(settings, changed.doc_id)
     assert [r[col.POSITION] for r in rows] == list(range(changed.chunk_count))
     assert {r[col.CONTENT_HASH] for r in rows} == {changed.content_hash}
@@ -176,7 +184,11 @@ def test_bad_files_are_skipped_with_reasons_and_the_run_goes_on(settings, corpus
     assert "PDF" in reasons["broken.pdf"]
     assert reasons["dangling.md"].startswith("unreadable")
     assert set(Ledger(settings.ledger_path).entries()) == {
-        "docs:reference/lists.rst", "docs:guide/dictionaries.rst", "docs:notes.md", "docs:latin1.rst"}
+        "docs:reference/lists.rst",
+        "docs:guide/dictionaries.rst",
+        "docs:notes.md",
+        "docs:latin1.rst",
+    }
     assert "Café" in document_rows(settings, "docs:latin1.rst")[0][col.TEXT]
     assert check_outcomes(result) == ALL_CHECKS
 
@@ -221,8 +233,13 @@ def test_search_keeps_answering_while_a_write_runs(settings, corpus):
         nonlocal empty, searches
         while not stop.is_set():
             try:
-                hits = client.search(settings.milvus.collection, data=["dictionaries"], anns_field=col.SPARSE,
-                                     limit=3, output_fields=[col.DOC_ID])
+                hits = client.search(
+                    settings.milvus.collection,
+                    data=["dictionaries"],
+                    anns_field=col.SPARSE,
+                    limit=3,
+                    output_fields=[col.DOC_ID],
+                )
                 searches += 1
                 empty += not hits[0]
             except Exception as e:  # noqa: BLE001 - any failure is what the test is looking for

@@ -17,8 +17,9 @@ PARSED = (".html", ".pdf")
 
 def test_a_real_documentation_set_is_indexed_whole_and_nothing_is_lost(settings):
     if not (FOLDER / "index.en.html").is_file():
-        pytest.fail(f"the Debian package {PACKAGE} is not installed (`make setup` installs it; "
-                    f"or `apt-get install {PACKAGE}`)")
+        pytest.fail(
+            f"the Debian package {PACKAGE} is not installed (`make setup` installs it; or `apt-get install {PACKAGE}`)"
+        )
     settings.ingest.sources = [SourceSettings(name="debian-reference", path=FOLDER, include=["*"])]
     settings.chunker = ChunkerSettings()  # the defaults, as `make run` indexes
     result = run_ingest(settings)

@@ -33,16 +33,21 @@ def _write_pathological(corpus) -> dict[str, str]:
     """Writes the files; {path: a phrase its indexed text must contain}."""
     (corpus / "heading-5k.html").write_bytes(_html(f"<h1>{HEADING_5K}</h1><p>Body under a huge heading.</p>"))
     (corpus / "heading-60k.html").write_bytes(
-        _html(f"<h1>Index</h1><h2>{HEADING_60K}</h2><p>Body under a giant heading.</p>", title="x" * 3000))
+        _html(f"<h1>Index</h1><h2>{HEADING_60K}</h2><p>Body under a giant heading.</p>", title="x" * 3000)
+    )
     rows = "".join(f"<tr><td>package{n}</td><td>version {n}.0</td><td>section admin</td></tr>" for n in range(400))
     (corpus / "one-table.html").write_bytes(_html(f"<table>{rows}</table>"))
     depth = 5000  # far deeper than Python's recursion limit
     (corpus / "deep.html").write_bytes(
-        _html("<div>" * depth + "text at the bottom of five thousand levels" + "</div>" * depth))
+        _html("<div>" * depth + "text at the bottom of five thousand levels" + "</div>" * depth)
+    )
     (corpus / "one.txt").write_text("x")
     (corpus / "mixed.md").write_bytes(
-        "# Mixed encodings\n\nUTF-8 first: naïve café.\n\n".encode() + b"Then a Latin-1 byte: r\xe9sum\xe9 here.\n")
-    (corpus / "utf16.md").write_bytes("# UTF-16 page\n\nWritten in UTF-16 with a byte order mark: naïve.".encode("utf-16"))
+        "# Mixed encodings\n\nUTF-8 first: naïve café.\n\n".encode() + b"Then a Latin-1 byte: r\xe9sum\xe9 here.\n"
+    )
+    (corpus / "utf16.md").write_bytes(
+        "# UTF-16 page\n\nWritten in UTF-16 with a byte order mark: naïve.".encode("utf-16")
+    )
     folder = corpus.joinpath(*LONG_FOLDERS)
     folder.mkdir(parents=True)
     (folder / LONG_NAME).write_text("# Deep notes\n\nA file at the end of a very long path.\n")

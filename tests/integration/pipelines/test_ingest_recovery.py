@@ -35,7 +35,10 @@ def _kill_run_when(settings, condition: Callable[[], bool]) -> None:
     env = {**os.environ, **settings_env(settings), "DAGSTER_HOME": str(prepare_dagster_home(settings))}
     run = subprocess.Popen(
         [sys.executable, "-m", "dagster", "job", "execute", "-m", "pipelines.definitions", "-j", "ingest"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 300
     try:
@@ -100,6 +103,9 @@ def test_embedding_reports_progress_during_the_step(settings, corpus):
     assert all(o["progress_rate_per_s"] > 0 and "progress_eta_s" in o for o in observed[1:])
     # Observed while the step ran: every observation comes before the step's materialization.
     events = [e.event_type_value for e in result.all_events]
-    embeddings_done = next(i for i, e in enumerate(result.all_events)
-                           if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.path == ["embeddings"])
+    embeddings_done = next(
+        i
+        for i, e in enumerate(result.all_events)
+        if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.path == ["embeddings"]
+    )
     assert max(i for i, e in enumerate(events) if e == "ASSET_OBSERVATION") < embeddings_done

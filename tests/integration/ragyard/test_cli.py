@@ -18,9 +18,11 @@ def test_help_lists_every_command():
 def test_a_command_imports_only_its_own_packages():
     """The router's image ships `keys` and not the evals, pipelines or benchmarks: choosing it must not
     import them (nor any other command's module)."""
-    code = ("import sys; from ragyard.cli import parser; parser(['keys', 'list']); "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'evals', 'pipelines', 'benchmarks', 'bentos'}), "
-            "sorted(m for m in sys.modules if m.startswith('ragyard.cli.')))")
+    code = (
+        "import sys; from ragyard.cli import parser; parser(['keys', 'list']); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'evals', 'pipelines', 'benchmarks', 'bentos'}), "
+        "sorted(m for m in sys.modules if m.startswith('ragyard.cli.')))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert loaded.stdout.split() == ["[]", "['ragyard.cli.keys']"]
 

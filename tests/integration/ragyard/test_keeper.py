@@ -53,8 +53,9 @@ WORKER_IN_OWN_SESSION = textwrap.dedent(
 
 
 def fast_settings(**overrides) -> SupervisorSettings:
-    return SupervisorSettings(**{"restart_backoff_s": 0.2, "max_crashes": 3, "crash_window_s": 600,
-                                 "stop_timeout_s": 5, **overrides})
+    return SupervisorSettings(
+        **{"restart_backoff_s": 0.2, "max_crashes": 3, "crash_window_s": 600, "stop_timeout_s": 5, **overrides}
+    )
 
 
 def states(keeper: ServiceKeeper) -> dict:
@@ -80,8 +81,12 @@ def running(pid: int) -> bool:
 def test_a_crashed_service_is_restarted_and_is_up_only_once_healthy_again(tmp_path, caplog):
     caplog.set_level("INFO", logger="ragyard.supervisor")
     port = free_port()
-    victim = ServiceSpec("victim", [sys.executable, "-c", GATED_ON_RESTART, str(port), str(tmp_path)],
-                         health_tcp=("127.0.0.1", port), ui_url=f"http://127.0.0.1:{port}")
+    victim = ServiceSpec(
+        "victim",
+        [sys.executable, "-c", GATED_ON_RESTART, str(port), str(tmp_path)],
+        health_tcp=("127.0.0.1", port),
+        ui_url=f"http://127.0.0.1:{port}",
+    )
     status_file = tmp_path / "run" / "status.json"
     with ServiceKeeper([victim, tcp_service("bystander")], tmp_path / "logs", fast_settings(), status_file) as keeper:
         started = {s.name: s for s in keeper.start_all()}
@@ -115,8 +120,9 @@ def test_a_crash_loop_is_given_up_while_the_others_keep_serving(tmp_path, caplog
     crasher = "import sys; print('MARKER-crash-loop-5e1d', file=sys.stderr); sys.exit(3)"
     looper = ServiceSpec("looper", [sys.executable, "-c", crasher], health_tcp=("127.0.0.1", free_port()))
     status_file = tmp_path / "status.json"
-    with ServiceKeeper([looper, tcp_service("steady")], tmp_path / "logs", fast_settings(max_crashes=3),
-                       status_file) as keeper:
+    with ServiceKeeper(
+        [looper, tcp_service("steady")], tmp_path / "logs", fast_settings(max_crashes=3), status_file
+    ) as keeper:
         started = {s.name: s for s in keeper.start_all()}
         # Reported once it has crashed, not after its last retry: the others' URLs are not held back.
         assert started["looper"].state in (ServiceState.RESTARTING, ServiceState.FAILED)
@@ -132,7 +138,9 @@ def test_a_crash_loop_is_given_up_while_the_others_keep_serving(tmp_path, caplog
         written = read_status(status_file)
         assert written.supervisor_pid == os.getpid() and written.supervisor_alive()
         assert [(s.name, s.state, s.restarts) for s in written.services] == [
-            ("looper", ServiceState.FAILED, 2), ("steady", ServiceState.UP, 0)]
+            ("looper", ServiceState.FAILED, 2),
+            ("steady", ServiceState.UP, 0),
+        ]
         assert written.services[1].pid == steady.pid
     assert_gone(steady.pid)
     assert [s.state for s in read_status(status_file).services] == [ServiceState.FAILED, ServiceState.STOPPED]
@@ -142,10 +150,15 @@ def test_services_that_cannot_start_are_retried_then_failed_with_their_reason(tm
     caplog.set_level("INFO", logger="ragyard.supervisor")
     taken = socket.create_server(("127.0.0.1", 0))  # another process's server, as far as ragyard can tell
     taken_port = taken.getsockname()[1]
-    squatted = ServiceSpec("squatted", [sys.executable, "-c", TCP_LISTENER, str(taken_port)],
-                           health_tcp=("127.0.0.1", taken_port))
-    silent = ServiceSpec("silent", [sys.executable, "-c", "import time; time.sleep(300)"],
-                         health_tcp=("127.0.0.1", free_port()), startup_timeout_s=0.5)
+    squatted = ServiceSpec(
+        "squatted", [sys.executable, "-c", TCP_LISTENER, str(taken_port)], health_tcp=("127.0.0.1", taken_port)
+    )
+    silent = ServiceSpec(
+        "silent",
+        [sys.executable, "-c", "import time; time.sleep(300)"],
+        health_tcp=("127.0.0.1", free_port()),
+        startup_timeout_s=0.5,
+    )
     try:
         with ServiceKeeper([squatted, silent], tmp_path / "logs", fast_settings(max_crashes=2)) as keeper:
             keeper.start_all()
@@ -153,8 +166,9 @@ def test_services_that_cannot_start_are_retried_then_failed_with_their_reason(tm
     finally:
         taken.close()
     assert final["squatted"].state is ServiceState.FAILED
-    assert final["squatted"].last_exit == (f"service 'squatted' not started: 127.0.0.1:{taken_port} "
-                                           "is already in use by another process")
+    assert final["squatted"].last_exit == (
+        f"service 'squatted' not started: 127.0.0.1:{taken_port} is already in use by another process"
+    )
     assert final["squatted"].restarts == 0  # never spawned
     assert "started squatted" not in caplog.text
     assert final["silent"].state is ServiceState.FAILED
@@ -169,16 +183,18 @@ def test_services_that_cannot_start_are_retried_then_failed_with_their_reason(tm
 def test_workers_in_their_own_session_are_cleared_before_a_restart_and_at_stop(tmp_path):
     port = free_port()
     pid_file = tmp_path / "worker.pid"
-    spec = ServiceSpec("tree", [sys.executable, "-c", WORKER_IN_OWN_SESSION, str(port), str(pid_file)],
-                       health_tcp=("127.0.0.1", port))
+    spec = ServiceSpec(
+        "tree", [sys.executable, "-c", WORKER_IN_OWN_SESSION, str(port), str(pid_file)], health_tcp=("127.0.0.1", port)
+    )
     with ServiceKeeper([spec], tmp_path / "logs", fast_settings()) as keeper:
         leader = keeper.start_all()[0].pid
         worker = int(pid_file.read_text())
         assert os.getsid(worker) == worker != os.getsid(leader)  # out of reach of the leader's group
         pid_file.unlink()
         os.kill(leader, signal.SIGKILL)  # the worker would live on as an orphan
-        up_again = wait_for(lambda: (s := keeper.status()[0]).state is ServiceState.UP and s.restarts == 1 and s,
-                            "the restart")
+        up_again = wait_for(
+            lambda: (s := keeper.status()[0]).state is ServiceState.UP and s.restarts == 1 and s, "the restart"
+        )
         assert not running(worker)
         second_worker = int(pid_file.read_text())
         assert running(second_worker)
@@ -220,12 +236,19 @@ def test_sigterm_stops_the_platform_and_status_tells_what_runs(tmp_path):
         """
     )
     with open(tmp_path / "supervisor.log", "wb") as out:
-        supervising = subprocess.Popen([sys.executable, "-c", script, str(port), TCP_LISTENER], stdout=out,
-                                       stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        supervising = subprocess.Popen(
+            [sys.executable, "-c", script, str(port), TCP_LISTENER],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     service_pid = None
     try:
-        wait_for(lambda: "SETTLED" in (tmp_path / "supervisor.log").read_text() or supervising.poll() is not None,
-                 "the supervisor to start its service")
+        wait_for(
+            lambda: "SETTLED" in (tmp_path / "supervisor.log").read_text() or supervising.poll() is not None,
+            "the supervisor to start its service",
+        )
         assert supervising.poll() is None, (tmp_path / "supervisor.log").read_text()
         shown = status("--json")
         assert shown.returncode == 0, shown.stdout + shown.stderr

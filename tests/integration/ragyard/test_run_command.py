@@ -34,11 +34,19 @@ def home(tmp_path, monkeypatch):
 
 def test_a_service_that_cannot_start_is_reported_and_the_others_are_ready(home, monkeypatch, capsys):
     port = free_port()
-    web = ServiceSpec("web", [sys.executable, "-c", TCP_LISTENER, str(port)], health_tcp=("127.0.0.1", port),
-                      ui_url=f"http://127.0.0.1:{port}")
+    web = ServiceSpec(
+        "web",
+        [sys.executable, "-c", TCP_LISTENER, str(port)],
+        health_tcp=("127.0.0.1", port),
+        ui_url=f"http://127.0.0.1:{port}",
+    )
     # Named mlflow: a failed MLflow also means the prompt registry is not seeded.
-    broken = ServiceSpec("mlflow", [sys.executable, "-c", "import sys; sys.exit('bad setting')"],
-                         health_tcp=("127.0.0.1", free_port()), ui_url="http://127.0.0.1:1")
+    broken = ServiceSpec(
+        "mlflow",
+        [sys.executable, "-c", "import sys; sys.exit('bad setting')"],
+        health_tcp=("127.0.0.1", free_port()),
+        ui_url="http://127.0.0.1:1",
+    )
     monkeypatch.setattr(ragyard.cli.platform, "platform_services", lambda settings: [web, broken])
 
     assert main(["run", "--skip-index", "--exit-after-start"]) == 1
@@ -51,8 +59,11 @@ def test_a_service_that_cannot_start_is_reported_and_the_others_are_ready(home, 
 
 
 def test_a_second_run_on_a_data_directory_in_use_is_refused(home, capsys):
-    write_status(home / "run" / "status.json", PlatformStatus(
-        supervisor_pid=os.getpid(), supervisor_started_at=this_process_started_at(), updated_at=now(),
-        services=[]))
+    write_status(
+        home / "run" / "status.json",
+        PlatformStatus(
+            supervisor_pid=os.getpid(), supervisor_started_at=this_process_started_at(), updated_at=now(), services=[]
+        ),
+    )
     assert main(["run"]) == 1
     assert "a platform is already running with the data directory" in capsys.readouterr().out

@@ -11,8 +11,9 @@ def test_the_router_bento_serves_with_every_other_group_broken(tmp_path):
     """The cheapest bento to start (no model): bad values of every group but its own do not stop it,
     and it reads its own group and the LLM's endpoint."""
     llm_port = free_port()  # nothing listens there
-    env = {name: value for group, (name, value) in BAD.items() if group not in ("router", "prompts", "langfuse",
-                                                                             "mlflow")}
+    env = {
+        name: value for group, (name, value) in BAD.items() if group not in ("router", "prompts", "langfuse", "mlflow")
+    }
     env |= {"RAGYARD_ROUTER__REQUIRE_API_KEY": "false", "RAGYARD_LLM__PORT": str(llm_port)}
     with Stack(tmp_path) as stack:
         url = stack.bento("bentos.router.service:Router", env=env)

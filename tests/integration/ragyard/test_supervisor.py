@@ -180,8 +180,9 @@ def test_stop_reaches_descendants_in_sessions_of_their_own(tmp_path):
         time.sleep(300)
         """
     )
-    spec = ServiceSpec("spawner", [sys.executable, "-c", spawner, str(port), str(pid_file)],
-                       health_tcp=("127.0.0.1", port))
+    spec = ServiceSpec(
+        "spawner", [sys.executable, "-c", spawner, str(port), str(pid_file)], health_tcp=("127.0.0.1", port)
+    )
     with Supervisor(tmp_path / "logs") as sup:
         sup.start_all([spec])
         pid = sup.pids()["spawner"]
@@ -197,8 +198,13 @@ def test_a_port_taken_by_another_process_is_refused_before_starting(tmp_path):
         port = taken.getsockname()[1]
         with Supervisor(tmp_path / "logs") as sup:
             with pytest.raises(ServiceFailed, match=f"127.0.0.1:{port} is already in use by another process"):
-                sup.start(ServiceSpec("late", [sys.executable, "-c", TCP_LISTENER, str(port)],
-                                      health_url=f"http://127.0.0.1:{port}/health"))
+                sup.start(
+                    ServiceSpec(
+                        "late",
+                        [sys.executable, "-c", TCP_LISTENER, str(port)],
+                        health_url=f"http://127.0.0.1:{port}/health",
+                    )
+                )
             assert sup.pids() == {}
 
 

@@ -34,8 +34,9 @@ class Clock:
 
 def prompt_settings(mlflow_url: str, **prompts) -> Settings:
     name = f"rag-{uuid.uuid4().hex[:8]}"
-    return Settings(mlflow=MlflowSettings(url=mlflow_url, run_local=False),
-                    prompts=PromptSettings(name=name, **prompts))
+    return Settings(
+        mlflow=MlflowSettings(url=mlflow_url, run_local=False), prompts=PromptSettings(name=name, **prompts)
+    )
 
 
 def register_version(settings: Settings, marker: str) -> int:
@@ -104,8 +105,11 @@ def test_a_missing_ab_alias_falls_back_to_the_default_alias(mlflow_server):
 
 
 def test_with_mlflow_down_the_last_version_serves_and_before_that_the_builtin(tmp_path, caplog):
-    settings = Settings(home=tmp_path, mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}"),
-                        prompts=PromptSettings(cache_ttl_s=1.0))
+    settings = Settings(
+        home=tmp_path,
+        mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}"),
+        prompts=PromptSettings(cache_ttl_s=1.0),
+    )
     never_loaded = PromptResolver.from_settings(settings)
     clock = Clock()
     resolver = PromptResolver(settings.mlflow.url, settings.prompts, clock=clock)

@@ -21,8 +21,9 @@ LARGE = ModelCard("large", 8192, input_per_1k=0.20, output_per_1k=0.40)
 
 
 def request(top_score: float) -> RouteRequest:
-    return RouteRequest("join paths", ({"role": "user", "content": "join paths"},),
-                        ({"score": top_score, "text": "join paths"},), 64)
+    return RouteRequest(
+        "join paths", ({"role": "user", "content": "join paths"},), ({"score": top_score, "text": "join paths"},), 64
+    )
 
 
 def predictor(small_slope: float) -> QualityPredictor:
@@ -38,9 +39,12 @@ def test_learned_policy_round_trips_through_the_model_registry_and_loads_by_alia
     from mlflow import MlflowClient
 
     name = "test-routing-learned"
-    settings = Settings(mlflow=MlflowSettings(url=mlflow_server),
-                        router=RouterSettings(routing_model_name=name, routing_model_alias="production",
-                                              routing_threshold=0.5, routing_cost_weight=0.0))
+    settings = Settings(
+        mlflow=MlflowSettings(url=mlflow_server),
+        router=RouterSettings(
+            routing_model_name=name, routing_model_alias="production", routing_threshold=0.5, routing_cost_weight=0.0
+        ),
+    )
     v1 = register_predictor(predictor(1.0), mlflow_server, name, "production", description="slope 1")
     policy = build_policy("learned", settings)  # loads models:/test-routing-learned@production
     assert isinstance(policy, Learned) and policy.predictor.models == ("small", "large")
@@ -80,16 +84,20 @@ def synthetic_answers(n: int = 40):
         items.append(item)
         contexts.append(hits)
         for model, quality, cost in (("weak", top, 0.001), ("strong", 0.7, 0.01)):
-            records.append(AnswerRecord(item.id, model, "answer", quality, 1.0, 0, 0, 0, 1.0, cost, 100, 20,
-                                        True, features=features))
+            records.append(
+                AnswerRecord(
+                    item.id, model, "answer", quality, 1.0, 0, 0, 0, 1.0, cost, 100, 20, True, features=features
+                )
+            )
     return AnswerSet(items, contexts, ["weak", "strong"], records, "ragyard-rag", "1", "test", "synthetic")
 
 
 def test_router_eval_beats_random_and_registers_the_predictor(mlflow_server):
     from evals.router import evaluate_router
 
-    settings = Settings(mlflow=MlflowSettings(url=mlflow_server),
-                        router=RouterSettings(routing_model_name="test-router-eval"))
+    settings = Settings(
+        mlflow=MlflowSettings(url=mlflow_server), router=RouterSettings(routing_model_name="test-router-eval")
+    )
     # The strong model's tokens cost ten times the weak one's (per 1k tokens, input and output).
     prices = {"weak": (0.01, 0.01), "strong": (0.1, 0.1)}
     report = evaluate_router(synthetic_answers(), settings, register=True, prices=prices)

@@ -96,8 +96,9 @@ def test_a_reservation_records_which_key_owns_the_answer(store):
     later = now + 1 + COMPLETION_RETENTION_S + 1
     assert store.completion_owner("t1", later) is None  # expired, whether or not its row was cleaned up yet
     limits.reserve(second.id, 0.0, 1, now=later, completion_id="t2")  # cleans up the key's expired rows
-    assert [r[0] for r in query(store.engine, "SELECT trace_id FROM completions WHERE key_id = :key",
-                                key=second.id)] == ["t2"]
+    assert [
+        r[0] for r in query(store.engine, "SELECT trace_id FROM completions WHERE key_id = :key", key=second.id)
+    ] == ["t2"]
 
 
 def test_stores_starting_together_on_one_postgres_database_all_start(postgres):

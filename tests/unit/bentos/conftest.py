@@ -18,6 +18,7 @@ def sliced_model(tmp_path, monkeypatch):
         (folder / f"part{i:02d}.bin").write_bytes(data)
     monkeypatch.setattr(models, "package_dir", lambda package: tmp_path / "site" / package.replace("-", "_"))
     joined = b"".join(slices)
-    model = PackagedModel("fake", "fake.gguf", hashlib.sha256(joined).hexdigest(),
-                          tuple(f"fake-part{i}" for i in range(1, 4)), "1.0")
+    model = PackagedModel(
+        "fake", "fake.gguf", hashlib.sha256(joined).hexdigest(), tuple(f"fake-part{i}" for i in range(1, 4)), "1.0"
+    )
     return model, joined

@@ -3,8 +3,10 @@
 from bentos.llm.build_flags import cmake_args, cpu_flags
 
 EPYC = "flags\t\t: fpu sse sse2 avx avx2 fma f16c bmi2 avx512f avx512cd avx512vl avx512dq avx512bw\n"
-SAPPHIRE_RAPIDS = ("flags\t\t: fpu sse sse2 avx avx2 fma f16c bmi2 avx_vnni avx512f avx512cd avx512vl avx512dq "
-                   "avx512bw avx512vbmi avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+SAPPHIRE_RAPIDS = (
+    "flags\t\t: fpu sse sse2 avx avx2 fma f16c bmi2 avx_vnni avx512f avx512cd avx512vl avx512dq "
+    "avx512bw avx512vbmi avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+)
 
 
 def test_a_cpu_without_amx_gets_the_native_build():

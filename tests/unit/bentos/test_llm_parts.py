@@ -62,13 +62,16 @@ def test_default_catalog_serves_the_three_packaged_models_and_survives_the_envir
     assert again.llm == settings.llm and again.llm_models_dir == tmp_path / "models"
 
 
-@pytest.mark.parametrize("bad,needle", [
-    ({"models": [{"name": "a", "model": "x"}, {"name": "a", "model": "y"}]}, "duplicate"),
-    ({"default_model": "nope"}, "default_model"),
-    ({"models": []}, "models"),
-    ({"models": [{"name": "a", "model": "x", "backend": "tgi"}]}, "backend"),
-    ({"models": [{"name": "a", "model": "x", "quality": 1.5}]}, "quality"),
-])
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        ({"models": [{"name": "a", "model": "x"}, {"name": "a", "model": "y"}]}, "duplicate"),
+        ({"default_model": "nope"}, "default_model"),
+        ({"models": []}, "models"),
+        ({"models": [{"name": "a", "model": "x", "backend": "tgi"}]}, "backend"),
+        ({"models": [{"name": "a", "model": "x", "quality": 1.5}]}, "quality"),
+    ],
+)
 def test_inconsistent_catalogs_are_refused_at_start(bad, needle):
     with pytest.raises(ValidationError, match=needle):
         LLMSettings(**bad)

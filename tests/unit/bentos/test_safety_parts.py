@@ -45,7 +45,7 @@ def test_findings_inside_our_own_placeholders_are_dropped_or_trimmed():
     inside = Finding(category="pii", type="PERSON", start=6, end=29, score=0.85)  # "EMAIL_ADDRESS_69dd69c8>"
     over_edge = Finding(category="pii", type="PERSON", start=text.index("Dana"), end=text.index(" now"), score=0.85)
     kept = outside_placeholders(text, [inside, over_edge], ours)
-    assert [text[f.start:f.end] for f in kept] == ["Dana Smith"]
+    assert [text[f.start : f.end] for f in kept] == ["Dana Smith"]
     enclosing = Finding(category="pii", type="PERSON", start=0, end=len(text), score=0.5)
     assert outside_placeholders(text, [enclosing], ours) == [enclosing]
     # Upper-case text in angle brackets that is no placeholder of ours is not exempt.
@@ -66,7 +66,9 @@ def test_policy_settings_refuse_redacting_whole_text_categories_and_a_missing_de
 def test_policies_come_from_the_environment_as_json(monkeypatch):
     from ragyard.settings import Settings
 
-    monkeypatch.setenv("RAGYARD_SAFETY__POLICIES", '{"default": {"input": {"pii": {"action": "block", "threshold": 0.7}}}}')
+    monkeypatch.setenv(
+        "RAGYARD_SAFETY__POLICIES", '{"default": {"input": {"pii": {"action": "block", "threshold": 0.7}}}}'
+    )
     policy = Settings().safety.policies["default"]
     assert policy.input.pii.action == "block" and policy.input.pii.threshold == 0.7
     assert policy.input.injection.action == "block"  # unspecified rules keep their defaults

@@ -9,8 +9,10 @@ from evals.answers import load_qa_dataset
 from evals.retrieval import DatasetError
 from ragyard.settings import PYTHON_DOCS, ChunkerSettings
 
-needs_docs = pytest.mark.skipif(not PYTHON_DOCS.is_dir(), reason=f"the Python 3.11 docs ({PYTHON_DOCS}) are not "
-                                                                  "installed (Debian package python3.11-doc)")
+needs_docs = pytest.mark.skipif(
+    not PYTHON_DOCS.is_dir(),
+    reason=f"the Python 3.11 docs ({PYTHON_DOCS}) are not installed (Debian package python3.11-doc)",
+)
 
 
 def test_qa_dataset_is_well_formed_and_spread():

@@ -85,19 +85,26 @@ def test_sessions_have_follow_ups_that_need_their_context(questions):
 
 
 def test_every_text_is_asked_by_one_row_only(questions):
-    texts = [q.question for q in questions] + [a.question for a in load_paraphrases(questions)
-                                               + load_near_misses(questions)]
+    texts = [q.question for q in questions] + [
+        a.question for a in load_paraphrases(questions) + load_near_misses(questions)
+    ]
     assert len({t.strip().lower() for t in texts}) == len(texts)
 
 
-@pytest.mark.parametrize(("name", "line", "error"), [
-    ("paraphrases", {"id": "x~p1", "of": "no-such-question", "question": "q"}, "of 'no-such-question'"),
-    ("near_misses", {"id": "x~n1", "like": "no-such-question", "of": "os-walk", "question": "q"}, "like"),
-    ("near_misses", {"id": "x~n1", "like": "os-walk", "of": "os-walk", "question": "q"}, "share a gold section"),
-    ("sessions", {"id": "s", "turns": [{"question": "q", "of": "os-walk"}]}, "at least two turns"),
-    ("sessions", {"id": "s", "turns": [{"question": "q", "of": "os-walk"}, {"question": " ", "of": "os-walk"}]},
-     "empty or missing question"),
-])
+@pytest.mark.parametrize(
+    ("name", "line", "error"),
+    [
+        ("paraphrases", {"id": "x~p1", "of": "no-such-question", "question": "q"}, "of 'no-such-question'"),
+        ("near_misses", {"id": "x~n1", "like": "no-such-question", "of": "os-walk", "question": "q"}, "like"),
+        ("near_misses", {"id": "x~n1", "like": "os-walk", "of": "os-walk", "question": "q"}, "share a gold section"),
+        ("sessions", {"id": "s", "turns": [{"question": "q", "of": "os-walk"}]}, "at least two turns"),
+        (
+            "sessions",
+            {"id": "s", "turns": [{"question": "q", "of": "os-walk"}, {"question": " ", "of": "os-walk"}]},
+            "empty or missing question",
+        ),
+    ],
+)
 def test_bad_rows_are_refused_naming_the_line(tmp_path, questions, name, line, error):
     loaders = {"paraphrases": load_paraphrases, "near_misses": load_near_misses, "sessions": load_sessions}
     path = tmp_path / f"{name}.jsonl"
@@ -108,7 +115,10 @@ def test_bad_rows_are_refused_naming_the_line(tmp_path, questions, name, line, e
 
 def test_the_shipped_files_are_the_ones_loaded():
     assert {PARAPHRASES.name, NEAR_MISSES.name, SESSIONS.name} == {
-        "python_docs_paraphrases.jsonl", "python_docs_near_misses.jsonl", "python_docs_sessions.jsonl"}
+        "python_docs_paraphrases.jsonl",
+        "python_docs_near_misses.jsonl",
+        "python_docs_sessions.jsonl",
+    }
     assert all(p.parent == DEFAULT_DATASET.parent for p in (PARAPHRASES, NEAR_MISSES, SESSIONS))
 
 
@@ -132,13 +142,19 @@ def test_router_keys_scope_by_conversation_and_key_exactly_by_messages():
 
 
 def test_replay_serves_exact_then_semantic_hits_and_judges_them_by_gold(tmp_path):
-    requests = [asked("1", "how do I open a file", A),
-                asked("2", "opening files?", A),            # near 1, same section: a true semantic hit
-                asked("3", "how do I close a socket", B),   # near 1 too, other section: a false hit
-                asked("4", "what is a socket", B),          # far from all: a miss, though B was asked before
-                asked("5", "how do I open a file", A)]      # 1 again: an exact hit
-    vectors = {"how do I open a file": unit(1, 0, 0), "opening files?": unit(1, 0.1, 0),
-               "how do I close a socket": unit(1, 0, 0.2), "what is a socket": unit(0, 0, 1)}
+    requests = [
+        asked("1", "how do I open a file", A),
+        asked("2", "opening files?", A),  # near 1, same section: a true semantic hit
+        asked("3", "how do I close a socket", B),  # near 1 too, other section: a false hit
+        asked("4", "what is a socket", B),  # far from all: a miss, though B was asked before
+        asked("5", "how do I open a file", A),
+    ]  # 1 again: an exact hit
+    vectors = {
+        "how do I open a file": unit(1, 0, 0),
+        "opening files?": unit(1, 0.1, 0),
+        "how do I close a socket": unit(1, 0, 0.2),
+        "what is a socket": unit(0, 0, 1),
+    }
     replay = Replay(tmp_path / "c.sqlite3", 0.95, vectors)
     served = [replay.ask(r)[0] for r in requests]
     assert [s.result for s in served] == ["miss", "semantic", "semantic", "miss", "exact"]
@@ -152,17 +168,28 @@ def test_replay_serves_exact_then_semantic_hits_and_judges_them_by_gold(tmp_path
 
 def test_sessions_never_share_answers_across_conversations_unless_the_scope_forgets_them(tmp_path):
     again = "and recursively?"
-    vectors = {"list a folder": unit(1, 0, 0), "find .py files": unit(0, 1, 0), again: unit(0, 0, 1),
-               "including subfolders?": unit(0, 0.1, 1)}
+    vectors = {
+        "list a folder": unit(1, 0, 0),
+        "find .py files": unit(0, 1, 0),
+        again: unit(0, 0, 1),
+        "including subfolders?": unit(0, 0.1, 1),
+    }
 
     def session(id_, *turns):
-        return Session(id_, tuple(Asked(f"{id_}#{i}", q, gold, id_, OPENING if i == 1 else FOLLOW_UP)
-                                  for i, (q, gold) in enumerate(turns, start=1)))
+        return Session(
+            id_,
+            tuple(
+                Asked(f"{id_}#{i}", q, gold, id_, OPENING if i == 1 else FOLLOW_UP)
+                for i, (q, gold) in enumerate(turns, start=1)
+            ),
+        )
 
-    sessions = [session("walk-1", ("list a folder", A), (again, C)),
-                session("glob-1", ("find .py files", B), (again, B)),          # same words, other meaning
-                session("walk-2", ("list a folder", A), (again, C)),           # shares walk-1's history
-                session("walk-3", ("list a folder", A), ("including subfolders?", C))]
+    sessions = [
+        session("walk-1", ("list a folder", A), (again, C)),
+        session("glob-1", ("find .py files", B), (again, B)),  # same words, other meaning
+        session("walk-2", ("list a folder", A), (again, C)),  # shares walk-1's history
+        session("walk-3", ("list a folder", A), ("including subfolders?", C)),
+    ]
     for stateless in (False, True):
         served = replay_sessions(Replay(tmp_path / f"{stateless}.sqlite3", 0.95, vectors), sessions, stateless)
         by_id = {s.asked.id: s for s in served}
@@ -178,8 +205,9 @@ def test_sessions_never_share_answers_across_conversations_unless_the_scope_forg
 
 
 def test_traffic_is_seeded_and_favours_popular_topics():
-    phrasings = {f"t{i}": [asked(f"t{i}", f"question {i}", A), asked(f"t{i}~p1", f"paraphrase {i}", A)]
-                 for i in range(50)}
+    phrasings = {
+        f"t{i}": [asked(f"t{i}", f"question {i}", A), asked(f"t{i}~p1", f"paraphrase {i}", A)] for i in range(50)
+    }
     traffic = zipf_traffic(phrasings, 1000, seed=7)
     assert traffic == zipf_traffic(phrasings, 1000, seed=7) and traffic != zipf_traffic(phrasings, 1000, seed=8)
     counts = sorted(collections.Counter(a.of for a in traffic).values(), reverse=True)

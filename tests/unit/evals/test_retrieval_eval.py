@@ -49,15 +49,35 @@ def test_ideal_dcg_is_capped_at_ten_gold_entries():
 
 
 def test_a_hit_is_relevant_by_doc_id_and_section_substring():
-    gold = (Gold("python-docs:library/os.path.rst.txt", "abspath(path)"), Gold("python-docs:faq/design.rst.txt", "switch"))
-    assert gold_match({"doc_id": "python-docs:library/os.path.rst.txt",
-                       "section": "os.path --- Common pathname manipulations > abspath(path)"}, gold) == 0
-    assert gold_match({"doc_id": "python-docs:faq/design.rst.txt",
-                       "section": "Design and History FAQ > Why isn't there a switch or case statement in Python?"},
-                      gold) == 1
+    gold = (
+        Gold("python-docs:library/os.path.rst.txt", "abspath(path)"),
+        Gold("python-docs:faq/design.rst.txt", "switch"),
+    )
+    assert (
+        gold_match(
+            {
+                "doc_id": "python-docs:library/os.path.rst.txt",
+                "section": "os.path --- Common pathname manipulations > abspath(path)",
+            },
+            gold,
+        )
+        == 0
+    )
+    assert (
+        gold_match(
+            {
+                "doc_id": "python-docs:faq/design.rst.txt",
+                "section": "Design and History FAQ > Why isn't there a switch or case statement in Python?",
+            },
+            gold,
+        )
+        == 1
+    )
     # the right section in another document, or another section of the right document, is not relevant
     assert gold_match({"doc_id": "python-docs:library/os.rst.txt", "section": "x > abspath(path)"}, gold) is None
-    assert gold_match({"doc_id": "python-docs:library/os.path.rst.txt", "section": "os.path > join(path)"}, gold) is None
+    assert (
+        gold_match({"doc_id": "python-docs:library/os.path.rst.txt", "section": "os.path > join(path)"}, gold) is None
+    )
 
 
 def test_metrics_refuse_a_question_without_gold():
@@ -77,8 +97,10 @@ def test_dataset_is_well_formed_and_spread():
     assert all(g.doc_id.startswith("python-docs:") for q in questions for g in q.gold)
 
 
-@pytest.mark.skipif(not PYTHON_DOCS.is_dir(), reason=f"the Python 3.11 docs ({PYTHON_DOCS}) are not installed "
-                                                      "(Debian package python3.11-doc)")
+@pytest.mark.skipif(
+    not PYTHON_DOCS.is_dir(),
+    reason=f"the Python 3.11 docs ({PYTHON_DOCS}) are not installed (Debian package python3.11-doc)",
+)
 def test_every_gold_section_is_a_chunk_section_of_its_document():
     from pipelines.chunking import chunk_document
     from pipelines.sources import SourceFile, parse_document, read_bytes
@@ -101,8 +123,6 @@ def test_every_gold_section_is_a_chunk_section_of_its_document():
             if sections[gold.doc_id] and not any(gold.section in s for s in sections[gold.doc_id]):
                 missing.append(f"{question.id}: no chunk of {gold.doc_id} has a section containing {gold.section!r}")
     assert not missing, "\n".join(missing)
-
-
 
 
 def test_quick_is_every_fourth_question_of_the_shipped_set():

@@ -47,22 +47,30 @@ def test_split_is_stable_and_about_half():
 
 def test_token_f1_by_hand():
     # prediction tokens: use os path join (4); reference: os path join joins paths (5); common 3
-    assert token_f1("Use os.path.join!", "os.path.join joins paths") == pytest.approx(2 * (3 / 4) * (3 / 5) / (3 / 4 + 3 / 5))
+    assert token_f1("Use os.path.join!", "os.path.join joins paths") == pytest.approx(
+        2 * (3 / 4) * (3 / 5) / (3 / 4 + 3 / 5)
+    )
     assert token_f1("The answer", "an answer") == 1.0  # articles and case do not count
     assert token_f1("", "") == 1.0 and token_f1("x", "") == 0.0 and token_f1("foo", "bar") == 0.0
 
 
-CHUNKS = ["os.path.join(path, *paths) joins one or more path components intelligently.",
-          "json.dumps serializes obj to a JSON formatted str."]
+CHUNKS = [
+    "os.path.join(path, *paths) joins one or more path components intelligently.",
+    "json.dumps serializes obj to a JSON formatted str.",
+]
 
 
 def test_groundedness_by_hand():
-    answer = ("Use os.path.join to join path components [1]. "
-              "It was invented by Guido on a Tuesday.\n"
-              "json.dumps serializes an object.")
-    assert sentences(answer) == ["Use os.path.join to join path components .",
-                                 "It was invented by Guido on a Tuesday.",
-                                 "json.dumps serializes an object."]
+    answer = (
+        "Use os.path.join to join path components [1]. "
+        "It was invented by Guido on a Tuesday.\n"
+        "json.dumps serializes an object."
+    )
+    assert sentences(answer) == [
+        "Use os.path.join to join path components .",
+        "It was invented by Guido on a Tuesday.",
+        "json.dumps serializes an object.",
+    ]
     # sentence 1: {use, os.path.join, os, path, join, components}: 5/6 in chunk 1 -> supported
     # sentence 2: {invented, guido, tuesday, ...}: none -> not; sentence 3: {json.dumps, json, dumps,
     # serializes, object}: 4/5 in chunk 2 -> supported

@@ -36,7 +36,8 @@ def test_consecutive_pieces_of_a_section_overlap():
 
 def test_small_sections_are_packed_but_not_across_top_level_parts():
     document = _document(
-        Section(("A", "x"), "tiny one."), Section(("A", "y"), "tiny two."),
+        Section(("A", "x"), "tiny one."),
+        Section(("A", "y"), "tiny two."),
         Section(("B", "z"), "tiny three."),
     )
     chunks = chunk_document(document, SETTINGS)

@@ -108,8 +108,14 @@ def test_unknown_extension_has_no_parser():
 
 def test_html_nested_deeper_than_the_recursion_limit_keeps_all_its_text():
     depth = 20_000
-    html = ("<html><body><h1>Deep</h1>" + "<div>" * depth + "loose words <b>in bold</b>"
-            + "<p>a paragraph</p>" + "</div>" * depth + "</body></html>").encode()
+    html = (
+        "<html><body><h1>Deep</h1>"
+        + "<div>" * depth
+        + "loose words <b>in bold</b>"
+        + "<p>a paragraph</p>"
+        + "</div>" * depth
+        + "</body></html>"
+    ).encode()
     title, sections = parse("deep.html", html)
     assert title == "Deep" and sections[0].text == "loose words in bold\n\na paragraph"
 
@@ -119,11 +125,14 @@ def test_html_table_rows_are_lines_of_cells():
     assert parse("t.html", html)[1][0].text == "package | size\n\naptitude | 4 MB"
 
 
-@pytest.mark.parametrize("name, markup", [
-    ("index.html", "<h2>{heading}</h2><p>after</p>"),
-    ("index.md", "## {heading}\n\nafter\n"),
-    ("index.rst", "{heading}\n{underline}\n\nafter\n"),
-])
+@pytest.mark.parametrize(
+    "name, markup",
+    [
+        ("index.html", "<h2>{heading}</h2><p>after</p>"),
+        ("index.md", "## {heading}\n\nafter\n"),
+        ("index.rst", "{heading}\n{underline}\n\nafter\n"),
+    ],
+)
 def test_a_heading_thousands_of_characters_long_is_content(name, markup):
     heading = " ".join(f"term{n}" for n in range(1000))  # 8,889 characters
     data = markup.format(heading=heading, underline="=" * len(heading)).encode()
@@ -132,12 +141,17 @@ def test_a_heading_thousands_of_characters_long_is_content(name, markup):
     assert title.startswith("term0 term1 term2") and section.text.startswith(heading)
 
 
-@pytest.mark.parametrize("data, text", [
-    ("# Título\n\nañadido".encode("utf-16"), "# Título\n\nañadido"),
-    ("# Título\n\nañadido".encode("utf-8-sig"), "# Título\n\nañadido"),
-    ("# Título\n\n".encode() + "añadido en Latin-1, ".encode("cp1252") + b"\x93quoted\x94",
-     "# Título\n\nañadido en Latin-1, \u201cquoted\u201d"),
-])
+@pytest.mark.parametrize(
+    "data, text",
+    [
+        ("# Título\n\nañadido".encode("utf-16"), "# Título\n\nañadido"),
+        ("# Título\n\nañadido".encode("utf-8-sig"), "# Título\n\nañadido"),
+        (
+            "# Título\n\n".encode() + "añadido en Latin-1, ".encode("cp1252") + b"\x93quoted\x94",
+            "# Título\n\nañadido en Latin-1, \u201cquoted\u201d",
+        ),
+    ],
+)
 def test_text_is_decoded_by_byte_order_mark_or_as_utf8_with_stray_legacy_bytes(data, text):
     assert decode_text(data) == text
 

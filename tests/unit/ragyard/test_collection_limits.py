@@ -25,6 +25,7 @@ def test_fit_labels_cuts_only_labels_and_the_schema_uses_the_same_limits():
     fitted = col.fit_labels(row)
     assert len(fitted[col.TITLE].encode()) == col.VARCHAR_MAX_BYTES[col.TITLE]
     assert {k: fitted[k] for k in (col.SECTION, col.TEXT, col.CHUNK_ID)} == {
-        k: row[k] for k in (col.SECTION, col.TEXT, col.CHUNK_ID)}
+        k: row[k] for k in (col.SECTION, col.TEXT, col.CHUNK_ID)
+    }
     schema = {f.name: f.params.get("max_length") for f in col.build_schema(4).fields}
     assert {name: schema[name] for name in col.VARCHAR_MAX_BYTES} == col.VARCHAR_MAX_BYTES

@@ -6,14 +6,17 @@ from ragyard.dagster_client import Progress
 from ragyard.index_build import progress_line
 
 
-@pytest.mark.parametrize("progress, line", [
-    (None, "reading and chunking the changed documents"),
-    (Progress(0, 14098), "embedding 0 / 14,098 chunks"),
-    (Progress(1234, 14098, 19.2), "embedding 1,234 / 14,098 chunks, 19/s, ETA 11 min"),
-    (Progress(14000, 14098, 19.0), "embedding 14,000 / 14,098 chunks, 19/s, ETA 5 s"),
-    (Progress(100, 200_000, 19.0), "embedding 100 / 200,000 chunks, 19/s, ETA 2 h 55 min"),
-    (Progress(14098, 14098, 19.0), "embedded 14,098 chunks; writing the index"),
-])
+@pytest.mark.parametrize(
+    "progress, line",
+    [
+        (None, "reading and chunking the changed documents"),
+        (Progress(0, 14098), "embedding 0 / 14,098 chunks"),
+        (Progress(1234, 14098, 19.2), "embedding 1,234 / 14,098 chunks, 19/s, ETA 11 min"),
+        (Progress(14000, 14098, 19.0), "embedding 14,000 / 14,098 chunks, 19/s, ETA 5 s"),
+        (Progress(100, 200_000, 19.0), "embedding 100 / 200,000 chunks, 19/s, ETA 2 h 55 min"),
+        (Progress(14098, 14098, 19.0), "embedded 14,098 chunks; writing the index"),
+    ],
+)
 def test_progress_line(progress, line):
     assert progress_line(progress) == line
 

@@ -8,8 +8,15 @@ from pydantic_settings import SettingsError
 from ragyard import settings as s
 from tests.support.bad_settings import BAD
 
-COMPONENTS = [s.EmbedderBentoSettings, s.RetrieverBentoSettings, s.LLMBentoSettings, s.SafetyBentoSettings,
-              s.RouterBentoSettings, s.IngestionSettings, s.Settings]
+COMPONENTS = [
+    s.EmbedderBentoSettings,
+    s.RetrieverBentoSettings,
+    s.LLMBentoSettings,
+    s.SafetyBentoSettings,
+    s.RouterBentoSettings,
+    s.IngestionSettings,
+    s.Settings,
+]
 ENDPOINTS = (s.EmbedderEndpoint, s.RetrieverEndpoint, s.LLMEndpoint, s.SafetyEndpoint)
 
 

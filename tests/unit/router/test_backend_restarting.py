@@ -16,12 +16,25 @@ from router.tracing import Trace
 def test_a_retriever_that_accepts_but_never_answers_is_a_503_naming_it(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as restarting:  # listens, never accepts
         port = restarting.getsockname()[1]
-        settings = Settings(home=tmp_path, retriever=RetrieverSettings(port=port),
-                            router=RouterSettings(retrieve_timeout_s=0.5, deadline_s=60))
-        request = ChatRequest(model="ragyard/auto", messages=[{"role": "user", "content": "what is a generator?"}],
-                              max_tokens=8, params={}, stream=False, key=None)
-        prepared = Prepared(request, Trace(request.trace_id, "chat.completions", None, None), Deadline(60),
-                            Outcome(id=f"chatcmpl-{request.trace_id}", created=0, model=request.model))
+        settings = Settings(
+            home=tmp_path,
+            retriever=RetrieverSettings(port=port),
+            router=RouterSettings(retrieve_timeout_s=0.5, deadline_s=60),
+        )
+        request = ChatRequest(
+            model="ragyard/auto",
+            messages=[{"role": "user", "content": "what is a generator?"}],
+            max_tokens=8,
+            params={},
+            stream=False,
+            key=None,
+        )
+        prepared = Prepared(
+            request,
+            Trace(request.trace_id, "chat.completions", None, None),
+            Deadline(60),
+            Outcome(id=f"chatcmpl-{request.trace_id}", created=0, model=request.model),
+        )
 
         async def retrieve() -> None:
             flow = Flow(settings)

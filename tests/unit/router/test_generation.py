@@ -23,14 +23,24 @@ ANSWER = "Use a for loop over the file object."
 
 
 def completion(model: str) -> dict:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20},
+    }
 
 
 def sse_chunk(model: str, content: str) -> bytes:
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": model,
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+    }
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
@@ -114,4 +124,3 @@ def test_a_stream_cut_mid_body_falls_back_to_the_next_model(upstream):
     assert [a.model for a in result.attempts] == ["cut", "good"]
     assert result.attempts[0].error  # the transport error of the cut stream, not an exception to the client
     assert result.fallbacks == [{"model": "cut", "error": result.attempts[0].error}]
-

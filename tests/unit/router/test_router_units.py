@@ -49,15 +49,22 @@ def test_circuit_breaker_opens_lets_one_trial_through_and_closes():
 
 
 def _trace() -> Trace:
-    trace = Trace(new_trace_id(), "chat.completions", "user-1", "session-1", input="what is a list?",
-                  attributes={"model.requested": "ragyard/auto"})
+    trace = Trace(
+        new_trace_id(),
+        "chat.completions",
+        "user-1",
+        "session-1",
+        input="what is a list?",
+        attributes={"model.requested": "ragyard/auto"},
+    )
     with trace.span("retrieve", top_k=3):
         pass
     with pytest.raises(RuntimeError), trace.span("generate"):
         raise RuntimeError("upstream down")
     now = time.time_ns()
-    trace.generation = Generation("smol", 120, 30, 0.0012, "USD", "ragyard-rag", 2, {"policy": "cheapest"}, False,
-                                  now - 1000, now, [])
+    trace.generation = Generation(
+        "smol", 120, 30, 0.0012, "USD", "ragyard-rag", 2, {"policy": "cheapest"}, False, now - 1000, now, []
+    )
     trace.finish("A list is a sequence.")
     return trace
 

@@ -22,8 +22,9 @@ CATALOG = (MEDIUM, LARGE, SMALL)  # out of order on purpose
 
 
 def request(question: str = "how do I join paths", hits: tuple[dict, ...] = (), max_tokens: int = 100) -> RouteRequest:
-    return RouteRequest(question=question, messages=({"role": "user", "content": question},), context=hits,
-                        max_tokens=max_tokens)
+    return RouteRequest(
+        question=question, messages=({"role": "user", "content": question},), context=hits, max_tokens=max_tokens
+    )
 
 
 CONFIDENT = (
@@ -60,7 +61,9 @@ def test_cheapest_weighs_prompt_and_completion_prices():
     prompt_heavy = ModelCard("prompt-dear", 4096, input_per_1k=1.0, output_per_1k=0.0)
     output_heavy = ModelCard("output-dear", 4096, input_per_1k=0.0, output_per_1k=1.0)
     long_context = request(hits=({"text": "x" * 8000, "score": 1.0},), max_tokens=10)
-    assert build_policy("cheapest", Settings()).choose(long_context, (prompt_heavy, output_heavy)).model == "output-dear"
+    assert (
+        build_policy("cheapest", Settings()).choose(long_context, (prompt_heavy, output_heavy)).model == "output-dear"
+    )
     short = request(max_tokens=500)
     assert estimated_prompt_tokens(short) < 500
     assert build_policy("cheapest", Settings()).choose(short, (prompt_heavy, output_heavy)).model == "prompt-dear"
