@@ -8,6 +8,7 @@ deployment files, images, locks and layers. Select one with `-m unit` (or integr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -50,9 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _start_reaper(config: pytest.Config) -> subprocess.Popen[bytes]:
     capture = config.pluginmanager.getplugin("capturemanager")
-    if capture is not None:
-        capture.suspend_global_capture()  # what it reports goes to the real stderr, not pytest's capture
-    try:
+    # What it reports goes to the real stderr, never into pytest's capture.
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
         env = {k: v for k, v in os.environ.items() if k != processes.MARK}  # not one of the session's own
         return subprocess.Popen(
             [sys.executable, "-m", "tests.support.reaper", str(os.getpid()), os.environ[processes.MARK]],
@@ -61,9 +61,6 @@ def _start_reaper(config: pytest.Config) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    finally:
-        if capture is not None:
-            capture.resume_global_capture()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
