@@ -4,19 +4,15 @@ RAGYARD_HOME on a collection of the test's own."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ragyard.settings import (
-    ChunkerSettings,
-    IngestSettings,
-    MilvusSettings,
     Settings,
-    SourceSettings,
 )
+from tests.support.ingest import corpus_settings
 from tests.support.stack import Stack
 
 
@@ -73,9 +69,4 @@ def corpus(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, milvus_uri: str, corpus: Path) -> Settings:
-    return Settings(
-        home=tmp_path / "home",
-        milvus=MilvusSettings(uri=milvus_uri, collection=f"t_{uuid.uuid4().hex[:12]}"),
-        ingest=IngestSettings(sources=[SourceSettings(name="docs", path=corpus)], write_batch_rows=16),
-        chunker=ChunkerSettings(max_chars=600, overlap_chars=100, min_chars=150),
-    )
+    return corpus_settings(tmp_path / "home", milvus_uri, corpus)

@@ -1,12 +1,27 @@
 """Helpers for the ingestion tests: run it, what a run reported, and what the collection holds."""
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 from dagster import ExecuteInProcessResult
 
 from pipelines.materialize import asset_metadata, materialize_ingest
 from ragyard import collection as col
-from ragyard.settings import Settings
+from ragyard.settings import ChunkerSettings, IngestSettings, MilvusSettings, Settings, SourceSettings
+
+
+def corpus_settings(home: Path, milvus_uri: str, corpus: Path, **groups: Any) -> Settings:
+    """Settings under `home` that index `corpus` (source "docs") into a collection of their own on the
+    milvus-lite server at `milvus_uri`, in small chunks; `groups` replace more of them."""
+    return Settings(
+        home=home,
+        milvus=MilvusSettings(uri=milvus_uri, collection=f"t_{uuid.uuid4().hex[:12]}"),
+        ingest=IngestSettings(sources=[SourceSettings(name="docs", path=corpus)], write_batch_rows=16),
+        chunker=ChunkerSettings(max_chars=600, overlap_chars=100, min_chars=150),
+        **groups,
+    )
+
 
 ALL_CHECKS = {"row_count_matches_ledger": True, "no_orphan_vectors": True, "embedding_dimension": True}
 

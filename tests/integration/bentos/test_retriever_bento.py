@@ -10,16 +10,11 @@ from bentos.retriever.filters import filter_expression
 from pipelines.ledger import Ledger
 from ragyard import collection as col
 from ragyard.settings import (
-    ChunkerSettings,
     EmbedderSettings,
-    IngestSettings,
-    MilvusSettings,
-    Settings,
-    SourceSettings,
     settings_env,
 )
 from tests.support.corpus import write_corpus
-from tests.support.ingest import run_ingest
+from tests.support.ingest import corpus_settings, run_ingest
 from tests.support.network import free_port
 from tests.support.stack import Stack
 
@@ -58,12 +53,7 @@ def stack(tmp_path_factory, milvus_uri):
     corpus = root / "corpus"
     corpus.mkdir()
     write_corpus(corpus)
-    settings = Settings(
-        home=root / "home",
-        milvus=MilvusSettings(uri=milvus_uri, collection=f"t_{uuid.uuid4().hex[:12]}"),
-        ingest=IngestSettings(sources=[SourceSettings(name="docs", path=corpus)], write_batch_rows=16),
-        chunker=ChunkerSettings(max_chars=600, overlap_chars=100, min_chars=150),
-    )
+    settings = corpus_settings(root / "home", milvus_uri, corpus)
     run_ingest(settings)
     settings.embedder = EmbedderSettings(port=free_port())
     reranker = build_tiny_cross_encoder(root / "tiny-cross-encoder")

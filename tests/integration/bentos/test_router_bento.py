@@ -22,25 +22,21 @@ import pytest
 
 from ragyard.settings import (
     CatalogModel,
-    ChunkerSettings,
     EmbedderSettings,
-    IngestSettings,
     LLMSettings,
-    MilvusSettings,
     MlflowSettings,
     ModelPrice,
     PromptSettings,
     RetrieverSettings,
     SafetySettings,
     Settings,
-    SourceSettings,
     settings_env,
 )
 from router.prompts import RAG_TEMPLATE, seed_prompts
 from tests.support.cli import ragyard
 from tests.support.corpus import write_corpus
 from tests.support.databases import new_database
-from tests.support.ingest import run_ingest
+from tests.support.ingest import corpus_settings, run_ingest
 from tests.support.network import free_port
 from tests.support.stack import Stack
 
@@ -94,11 +90,10 @@ def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path):
     corpus = root / "corpus"
     corpus.mkdir()
     write_corpus(corpus)
-    settings = Settings(
-        home=root / "home",
-        milvus=MilvusSettings(uri=milvus_uri, collection=f"t_{uuid.uuid4().hex[:12]}"),
-        ingest=IngestSettings(sources=[SourceSettings(name="docs", path=corpus)], write_batch_rows=16),
-        chunker=ChunkerSettings(max_chars=600, overlap_chars=100, min_chars=150),
+    settings = corpus_settings(
+        root / "home",
+        milvus_uri,
+        corpus,
         mlflow=MlflowSettings(url=mlflow_server),
         # Our own prompt name in the shared MLflow server; a moved alias shows within a second.
         prompts=PromptSettings(name=f"router-test-{uuid.uuid4().hex[:6]}", cache_ttl_s=1.0),
