@@ -152,7 +152,7 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
                           timeout=60).json()["hits"]
         assert hits[0]["doc_id"] == "docs:guide/decorators.rst"
 
-        created = subprocess.run([sys.executable, "-m", "router", "keys", "create", "--name", "crash-test", "--json"],
+        created = subprocess.run([sys.executable, "-m", "ragyard", "keys", "create", "--name", "crash-test", "--json"],
                                  cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
         router = openai.OpenAI(base_url=f"{settings.router.url}/v1", api_key=json.loads(created.stdout)["key"],
                                max_retries=0, timeout=300)
