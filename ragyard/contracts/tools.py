@@ -1,0 +1,52 @@
+"""Wire schemas of the tools bento: the one place that defines its REST contract.
+
+`GET /v1/tools` lists what the caller's key may use, in OpenAI's `tools` format (ready to pass to a
+chat completion) with ragyard's details beside it; `POST /v1/tools/{name}` calls one. Errors come in
+OpenAI's error shape (`ragyard.contracts.openai`): 400 arguments that fail the schema (`param` names
+the field), 401 no or a wrong key, 403 a tool the key may not use, 404 an unknown tool, 422 arguments
+the tool's policy refuses, 502 the tool failed, 503 it cannot run now (its MCP server is down), 504
+it timed out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+# The caller's API key id, set by the router on its calls (until it sends a service credential).
+KEY_ID_HEADER = "X-Ragyard-Key-Id"
+
+
+class FunctionSpec(BaseModel):
+    name: str
+    description: str
+    parameters: dict[str, Any] = Field(description="JSON schema of the arguments.")
+
+
+class OpenAITool(BaseModel):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class ToolDetails(BaseModel):
+    name: str
+    source: str = Field(description='"builtin", or the name of the mounted MCP server the tool comes from.')
+    cost: float = Field(description="Charged per successful call, in the router's currency.")
+    timeout_s: float
+
+
+class ToolList(BaseModel):
+    tools: list[OpenAITool]
+    details: list[ToolDetails] = Field(description="Per tool of `tools`, in the same order.")
+
+
+class ToolCall(BaseModel):
+    arguments: dict[str, Any] = Field(default_factory=dict, description="The arguments, per the tool's schema.")
+
+
+class ToolResult(BaseModel):
+    result: Any = Field(description="What the tool returned; when `truncated`, its JSON text cut to the limit.")
+    truncated: bool = Field(description="The result was longer than the bento's limit and was cut.")
+    cost: float = Field(description="What this call costs the caller's key.")
+    latency_ms: float
