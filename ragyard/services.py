@@ -116,6 +116,12 @@ def router_spec(settings: Settings) -> ServiceSpec:
     return bento_spec(settings, "router", "bentos.router.service:Router", settings.router.port, "/readyz")
 
 
+def tools_spec(settings: Settings) -> ServiceSpec:
+    # /readyz: the built-in tools are made and the key store is open; mounted MCP servers join and
+    # leave the registry as they come and go, without making the bento unready.
+    return bento_spec(settings, "tools", "bentos.tools.service:Tools", settings.tools.port, "/readyz")
+
+
 def platform_services(settings: Settings) -> list[ServiceSpec]:
     specs = []
     if settings.milvus.run_local:
@@ -123,5 +129,5 @@ def platform_services(settings: Settings) -> list[ServiceSpec]:
     if settings.mlflow.run_local:
         specs.append(mlflow_spec(settings))
     specs += [dagster_spec(settings), embedder_spec(settings), retriever_spec(settings), safety_spec(settings),
-              llm_spec(settings), router_spec(settings)]
+              llm_spec(settings), router_spec(settings), tools_spec(settings)]
     return specs

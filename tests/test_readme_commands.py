@@ -30,6 +30,7 @@ from ragyard.settings import (
     RouterSettings,
     SafetySettings,
     SupervisorSettings,
+    ToolsSettings,
     settings_env,
 )
 from tests.conftest import free_port
@@ -124,6 +125,7 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     settings.llm = LLMSettings(port=free_port(), probe_tokens=4,
                                models=[CatalogModel(name="smollm2-135m", model="smollm2-135m", context_length=2048)])
     settings.safety = SafetySettings(port=free_port())
+    settings.tools = ToolsSettings(port=free_port())
     settings.router = RouterSettings(port=free_port())
     # A first restart 5-10 s after a crash (and BentoML's start-up on top): time to see the 503s.
     settings.supervisor = SupervisorSettings(restart_backoff_s=10.0)

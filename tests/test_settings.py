@@ -17,6 +17,7 @@ BAD = {
     "llm": ("RAGYARD_LLM__MODELS", "[{}]"),
     "safety": ("RAGYARD_SAFETY__POLICIES", "{}"),
     "router": ("RAGYARD_ROUTER__TOP_K", "0"),
+    "tools": ("RAGYARD_TOOLS__MCP_SERVERS", '[{"name": "both-or-neither"}]'),
     "langfuse": ("RAGYARD_LANGFUSE", "not json"),
     "chunker": ("RAGYARD_CHUNKER__MAX_CHARS", "1"),
     "prompts": ("RAGYARD_PROMPTS__AB_WEIGHTS", '{"production": -1}'),
@@ -27,8 +28,8 @@ BAD = {
     "supervisor": ("RAGYARD_SUPERVISOR__MAX_CRASHES", "0"),
 }
 COMPONENTS = [s.EmbedderBentoSettings, s.RetrieverBentoSettings, s.LLMBentoSettings, s.SafetyBentoSettings,
-              s.RouterBentoSettings, s.IngestionSettings, s.Settings]
-ENDPOINTS = (s.EmbedderEndpoint, s.RetrieverEndpoint, s.LLMEndpoint, s.SafetyEndpoint)
+              s.RouterBentoSettings, s.ToolsBentoSettings, s.IngestionSettings, s.Settings]
+ENDPOINTS = (s.EmbedderEndpoint, s.RetrieverEndpoint, s.LLMEndpoint, s.SafetyEndpoint, s.RouterEndpoint, s.ToolsEndpoint)
 
 
 def parses_whole(component, group: str) -> bool:

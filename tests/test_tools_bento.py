@@ -31,7 +31,13 @@ from ragyard.contracts.tools import KEY_ID_HEADER
 from ragyard.settings import ToolsBentoSettings
 from router.keys import KeyStore
 from router.state import database
-from tests.conftest import REPO_ROOT, free_port, start_bento, stop_bento, wait_until_ready
+from tests.conftest import (
+    REPO_ROOT,
+    free_port,
+    start_bento,
+    stop_bento,
+    wait_until_ready,
+)
 
 MAX_RESULT_CHARS = 2000
 SQL_MAX_ROWS = 5
@@ -358,9 +364,9 @@ def test_http_fetch_keeps_ssrf_closed(stack, url, fragment):
 @asynccontextmanager
 async def mcp_client(stack: Stack, key: str | None, mode: str = "auto"):
     headers = {"Authorization": f"Bearer {key}"} if key else None
-    async with create_mcp_http_client(headers=headers) as http:
-        async with Client(streamable_http_client(f"{stack.url}/mcp", http_client=http), mode=mode) as client:
-            yield client
+    async with (create_mcp_http_client(headers=headers) as http,
+                Client(streamable_http_client(f"{stack.url}/mcp", http_client=http), mode=mode) as client):
+        yield client
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

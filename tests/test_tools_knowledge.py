@@ -8,10 +8,23 @@ import uuid
 import httpx
 import pytest
 
-from ragyard.settings import ChunkerSettings, IngestSettings, MilvusSettings, Settings, SourceSettings, settings_env
+from ragyard.settings import (
+    ChunkerSettings,
+    IngestSettings,
+    MilvusSettings,
+    Settings,
+    SourceSettings,
+    settings_env,
+)
 from router.keys import KeyStore
 from router.state import database
-from tests.conftest import free_port, run_ingest, start_bento, stop_bento, wait_until_ready
+from tests.conftest import (
+    free_port,
+    run_ingest,
+    start_bento,
+    stop_bento,
+    wait_until_ready,
+)
 from tests.corpus import write_corpus
 
 

@@ -134,7 +134,7 @@ class Pages(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", parse_qs(url.query)["to"][0])
             self.end_headers()
             return
-        kinds = {"/page": ("text/html; charset=utf-8", "<p>hello, tools</p>".encode()),
+        kinds = {"/page": ("text/html; charset=utf-8", b"<p>hello, tools</p>"),
                  "/image": ("image/png", b"\x89PNG\r\n\x1a\n"), "/big": ("text/plain", b"y" * 5000)}
         kind, body = kinds[url.path]
         self.send_response(200)

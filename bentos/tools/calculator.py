@@ -20,7 +20,7 @@ PARAM = "arguments.expression"
 MAX_ROUND_DIGITS = 100
 
 
-def _round(value: int | float, ndigits: int = 0) -> int | float:
+def _round(value: float, ndigits: int = 0) -> int | float:
     # round(12345, -10**300) would compute 10**(10**300).
     if not isinstance(ndigits, int) or abs(ndigits) > MAX_ROUND_DIGITS:
         raise TypeError(f"round's digits must be an integer within +-{MAX_ROUND_DIGITS}")
@@ -63,13 +63,13 @@ def _checked(value: Any) -> int | float:
     return value
 
 
-def _power(base: int | float, exponent: int | float) -> int | float:
+def _power(base: float, exponent: float) -> int | float:
     if abs(exponent) > MAX_EXPONENT:
         raise refuse(f"exponent {exponent} exceeds {MAX_EXPONENT}")
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
-        # Bound the size before computing it: |base|**exponent has about bits(base) * exponent bits.
-        if max(abs(base).bit_length() - 1, 0) * exponent > MAX_INT_BITS:
-            raise refuse(f"the power would exceed {MAX_INT_BITS} bits")
+    # Bound the size before computing it: |base|**exponent has about bits(base) * exponent bits.
+    if (isinstance(base, int) and isinstance(exponent, int) and exponent > 0
+            and max(abs(base).bit_length() - 1, 0) * exponent > MAX_INT_BITS):
+        raise refuse(f"the power would exceed {MAX_INT_BITS} bits")
     return base ** exponent
 
 

@@ -77,10 +77,10 @@ class MountedServer:
     async def _connect(self) -> AsyncIterator[Client]:
         # cache=None: the listing is always asked afresh (the probe is the listing).
         if self.config.url:
-            async with create_mcp_http_client(headers=self.config.headers or None) as http:
-                async with Client(streamable_http_client(self.config.url, http_client=http), mode=self.config.mode,
-                                  cache=None) as client:
-                    yield client
+            async with (create_mcp_http_client(headers=self.config.headers or None) as http,
+                        Client(streamable_http_client(self.config.url, http_client=http), mode=self.config.mode,
+                               cache=None) as client):
+                yield client
         else:
             server = StdioServerParameters(command=self.config.command, args=self.config.args,
                                            env=self.config.env or None, cwd=self.config.cwd or None)

@@ -13,7 +13,13 @@ from typing import Any
 import anyio
 import jsonschema
 
-from bentos.tools.errors import InvalidArguments, ToolNotAllowed, ToolTimeout, ToolUnavailable, UnknownTool
+from bentos.tools.errors import (
+    InvalidArguments,
+    ToolNotAllowed,
+    ToolTimeout,
+    ToolUnavailable,
+    UnknownTool,
+)
 from ragyard.contracts.tools import ToolResult
 from ragyard.settings import ToolPolicy
 

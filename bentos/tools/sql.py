@@ -24,7 +24,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlparse import tokens
 
-from bentos.tools.errors import InvalidArguments, ToolFailed, ToolRefused, ToolTimeout, ToolUnavailable
+from bentos.tools.errors import (
+    InvalidArguments,
+    ToolFailed,
+    ToolRefused,
+    ToolTimeout,
+    ToolUnavailable,
+)
 
 logger = logging.getLogger("ragyard.tools.sql")
 

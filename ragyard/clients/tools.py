@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from ragyard.clients.base import ServiceUnavailable, connection_retry
 from ragyard.contracts.tools import KEY_ID_HEADER, ToolCall, ToolList, ToolResult
