@@ -38,6 +38,7 @@ from bentos.llm.models import resolve_gguf
 from ragyard.services import REPO_ROOT, bento_spec
 from ragyard.settings import LLMSettings, MlflowSettings, RouterSettings, Settings
 from ragyard.supervisor import ServiceSpec, Supervisor
+from ragyard.tokens import estimate_prompt_tokens
 from router.keys import KeyStore
 from router.state import database
 
@@ -57,7 +58,7 @@ async def _stub_models(_: Request) -> JSONResponse:
 
 async def _stub_chat(request: Request) -> JSONResponse:
     body = await request.json()
-    prompt_tokens = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4 + 1
+    prompt_tokens = estimate_prompt_tokens([str(m.get("content") or "") for m in body.get("messages", [])])
     return JSONResponse({
         "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
         "choices": [{"index": 0, "message": {"role": "assistant", "content": STUB_ANSWER}, "finish_reason": "stop"}],
