@@ -52,7 +52,6 @@ BENTOS = {"embedder": "bentos.embedder.service:Embedder", "retriever": "bentos.r
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, milvus_uri, smollm2_path):
     """The five bentos on free ports; yields their URLs and the environment they run with."""
-    pytest.importorskip("schemathesis")
     root = tmp_path_factory.mktemp("fuzzed")
     corpus = root / "corpus"
     corpus.mkdir()

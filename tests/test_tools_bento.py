@@ -26,7 +26,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from ragyard.clients.tools import ToolCallFailed, ToolsClient
+from ragyard.clients.tools import ToolsClient
+from ragyard.kit.errors import Rejected
 from ragyard.contracts.tools import KEY_ID_HEADER
 from ragyard.settings import ToolsBentoSettings
 from router.keys import KeyStore
@@ -259,7 +260,8 @@ def test_arguments_that_fail_the_schema_are_400_naming_the_field(stack, name, ar
 def test_a_body_that_is_not_a_call_is_400(stack):
     not_json = httpx.post(f"{stack.url}/v1/tools/calculator", content=b"{not json",
                           headers={"Authorization": f"Bearer {stack.keys.full}", "Content-Type": "application/json"})
-    assert error(not_json, 400)["param"] == "body"
+    body = error(not_json, 400)
+    assert body["code"] == "invalid_json" and body["message"].startswith("body:")
     not_an_object = httpx.post(f"{stack.url}/v1/tools/calculator", json={"arguments": [1, 2]},
                                headers={"Authorization": f"Bearer {stack.keys.full}"})
     assert error(not_an_object, 400)["param"] == "arguments"
@@ -331,7 +333,7 @@ def test_sql_reads_with_a_row_limit(stack):
     "PRAGMA query_only = OFF",
 ])
 def test_sql_write_attempts_are_refused_and_nothing_changes(stack, query):
-    body = error(call(stack, "sql_query", {"query": query}), 422)
+    body = error(call(stack, "sql_query", {"query": query}), 400)
     assert body["code"] == "tool_refused" and body["param"] == "arguments.query"
     rows = call(stack, "sql_query", {"query": "SELECT count(*), sum(price) FROM products"}).json()["result"]["rows"]
     assert rows == [[20, 315.0]]
@@ -353,7 +355,7 @@ def test_sql_errors_and_slow_queries_are_clear(stack):
     ("file:///etc/passwd", "scheme 'file' is not allowed"),
 ])
 def test_http_fetch_keeps_ssrf_closed(stack, url, fragment):
-    body = error(call(stack, "http_fetch", {"url": url.format(secret=stack.secret_port)}), 422)
+    body = error(call(stack, "http_fetch", {"url": url.format(secret=stack.secret_port)}), 400)
     assert body["code"] == "tool_refused" and fragment in body["message"] and "secret" not in json.dumps(body)
 
 
@@ -415,14 +417,14 @@ def test_the_python_client_lists_calls_and_raises_the_errors(stack):
             client = ToolsClient(stack.url, http, key_id=stack.keys.narrow_id)
             tools = await client.list()
             result = await client.call("calculator", {"expression": "2 ** 8"})
-            with pytest.raises(ToolCallFailed) as forbidden:
+            with pytest.raises(Rejected) as forbidden:
                 await client.call("sql_query", {"query": "SELECT 1"})
             return tools, result, forbidden.value
 
     tools, result, forbidden = asyncio.run(use())
     assert "calculator" in [t.function.name for t in tools.tools] and len(tools.details) == len(tools.tools)
     assert result.result == {"value": 256} and result.cost == 0.002
-    assert forbidden.status == 403 and forbidden.code == "tool_not_allowed"
+    assert forbidden.error.status == 403 and forbidden.error.code == "tool_not_allowed"
 
 
 # ---- mounted servers that die and come back ------------------------------------------------------------

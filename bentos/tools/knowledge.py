@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 
-from bentos.tools.errors import ToolUnavailable
-from ragyard.clients.retriever import RetrieverClient, RetrieverUnavailable
+from bentos.tools.errors import InvalidArguments, ToolUnavailable
+from ragyard.clients.retriever import RetrieverClient
 from ragyard.contracts.retriever import SearchRequest
+from ragyard.kit.errors import Rejected, Unavailable
 from ragyard.settings import ToolsSettings
 
 FILTER_FIELDS = ("source", "doc_id", "path", "title", "section")
@@ -46,8 +47,10 @@ class KnowledgeSearch:
                                 mode=self.settings.kb_mode, filter=arguments.get("filter", {}))
         try:
             found = await self.retriever.search(request, self.timeout_s)
-        except RetrieverUnavailable as exc:
+        except Unavailable as exc:
             raise ToolUnavailable(f"the knowledge base cannot be searched now: {exc}") from None
+        except Rejected as exc:  # e.g. a filter value the retriever refuses
+            raise InvalidArguments(f"arguments: {exc.error.message}", param="arguments") from None
         limit = self.settings.kb_max_chars_per_hit
         return {"hits": [{"title": hit.title, "section": hit.section, "source": hit.source, "doc_id": hit.doc_id,
                           "chunk_id": hit.chunk_id, "score": round(hit.score, 4),

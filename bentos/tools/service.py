@@ -11,46 +11,17 @@ One worker: each worker would run its own MCP mounts (and stdio servers).
 
 from __future__ import annotations
 
-import logging
-
 import bentoml
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.responses import JSONResponse
 
-from bentos.tools.errors import ToolError
 from bentos.tools.mcp_server import mcp_app
 from bentos.tools.toolbox import Toolbox
-from ragyard.contracts.openai import openai_error
 from ragyard.contracts.tools import ToolCall, ToolList, ToolResult
+from ragyard.kit.serving import serve_errors
 from ragyard.settings import ToolsBentoSettings
 
-logger = logging.getLogger("ragyard.tools")
 toolbox = Toolbox(ToolsBentoSettings())
 rest_app = FastAPI(title="ragyard tools", docs_url=None, redoc_url=None)
-
-
-@rest_app.exception_handler(ToolError)
-async def _tool_error(_: Request, exc: ToolError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(openai_error(exc.message, exc.param, exc.code, exc.type), status_code=exc.status,
-                        headers=headers)
-
-
-@rest_app.exception_handler(RequestValidationError)
-async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0]
-    if first.get("type") == "json_invalid":
-        return JSONResponse(openai_error("body: not valid JSON", "body", "invalid_json"), status_code=400)
-    param = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
-    return JSONResponse(openai_error(f"{param}: {first.get('msg')}", param, "invalid_value"), status_code=400)
-
-
-@rest_app.exception_handler(Exception)
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unexpected error", exc_info=exc)
-    return JSONResponse(openai_error(f"internal error: {type(exc).__name__}", None, "internal_error", "server_error"),
-                        status_code=500)
 
 
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 120, "max_concurrency": 64}, workers=1)
@@ -80,3 +51,6 @@ class Tools:
     async def call_tool(self, name: str, body: ToolCall, request: Request) -> ToolResult:
         """Call one tool; errors in OpenAI's shape (`ragyard.contracts.tools` lists them)."""
         return await toolbox.registry.call(name, body.arguments, await toolbox.callers.key_id(request.headers))
+
+
+serve_errors(Tools, rest_app)

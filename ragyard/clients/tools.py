@@ -1,78 +1,72 @@
 """Async client of the tools bento (`GET /v1/tools`, `POST /v1/tools/{name}`), for the router's agent.
 
 Calls name the caller's key: the router passes the key id (`X-Ragyard-Key-Id`), anyone else a ragyard
-API key. A tool call is not retried once it may have reached the bento (a tool may not be
-idempotent); only a connection that was never made is tried again."""
+API key. On the kit's base client, with two differences a tool needs:
+
+- a tool call is not retried once it may have reached the bento (a tool may not be idempotent):
+  only a connection that was never made is tried again;
+- a tool's own failure (it failed, its MCP server is down, it timed out: `TOOL_FAILURE_CODES`) is a
+  `ToolCallFailed`, told apart from the bento itself being `Unavailable` and from a `Rejected` call.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ragyard.clients.base import ServiceUnavailable, connection_retry
-from ragyard.contracts.tools import KEY_ID_HEADER, ToolCall, ToolList, ToolResult
-
-NEVER_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout)
+from ragyard.clients.base import ServiceClient
+from ragyard.contracts.tools import KEY_ID_HEADER, TOOL_FAILURE_CODES, ToolCall, ToolList, ToolResult
+from ragyard.kit.errors import ServiceError, Unavailable, error_from_answer
 
 
-class ToolsUnavailable(ServiceUnavailable):
-    """The tools bento could not be reached, or answered something that is not its API."""
+class ToolCallFailed(Exception):
+    """The tool ran, or could not run, behind a bento that answered: `error` says which (502 failed,
+    503 unavailable, 504 timed out)."""
+
+    def __init__(self, error: ServiceError):
+        super().__init__(f"tool call failed ({error.status} {error.code}): {error.message}")
+        self.error = error
 
 
-class ToolCallFailed(RuntimeError):
-    """The bento answered with an error about the call (OpenAI's error shape): `status` 400 bad
-    arguments, 401/403 the key, 404 unknown tool, 422 refused, 502 failed, 503 unavailable, 504 timeout."""
-
-    def __init__(self, status: int, message: str, code: str | None, param: str | None):
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.message, self.code, self.param = status, message, code, param
+def _never_connected(exc: BaseException) -> bool:
+    return isinstance(exc, Unavailable) and isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout))
 
 
-class ToolsClient:
-    """`http`: the caller's async connection pool (the caller closes it). Either `key_id` (the router)
+class ToolsClient(ServiceClient):
+    """`pool`: the caller's async connection pool (the caller closes it). Either `key_id` (the router)
     or `api_key` names the caller."""
 
-    def __init__(self, url: str, http: httpx.AsyncClient, *, key_id: str | None = None, api_key: str | None = None,
-                 attempts: int = 3):
-        self.url = url.rstrip("/")
-        self.http = http
-        self.attempts = attempts
+    def __init__(self, url: str, pool: httpx.AsyncClient | None = None, *, key_id: str | None = None,
+                 api_key: str | None = None, attempts: int = 3, timeout_s: float = 60.0):
         if (key_id is None) == (api_key is None):
             raise ValueError("give either key_id or api_key")
-        self.headers = {KEY_ID_HEADER: key_id} if key_id is not None else {"Authorization": f"Bearer {api_key}"}
+        headers = {KEY_ID_HEADER: key_id} if key_id is not None else {"Authorization": f"Bearer {api_key}"}
+        super().__init__("tools bento", url, timeout_s=timeout_s, attempts=attempts, pool=pool, headers=headers)
 
     async def list(self, timeout_s: float = 10.0) -> ToolList:
-        response = await self._request("GET", "/v1/tools", timeout_s, connection_retry(self.attempts))
+        response = await self.arequest("GET", "/v1/tools", timeout_s=timeout_s)
         return ToolList.model_validate_json(response.content)
 
-    async def call(self, name: str, arguments: dict[str, Any], timeout_s: float = 60.0) -> ToolResult:
-        retry = {"retry": retry_if_exception_type(NEVER_CONNECTED), "stop": stop_after_attempt(self.attempts),
-                 "wait": wait_exponential(multiplier=0.2, max=2.0), "reraise": True}
-        response = await self._request("POST", f"/v1/tools/{name}", timeout_s, retry,
-                                       json=ToolCall(arguments=arguments).model_dump())
-        return ToolResult.model_validate_json(response.content)
+    async def call(self, name: str, arguments: dict[str, Any], timeout_s: float | None = None) -> ToolResult:
+        body = ToolCall(arguments=arguments).model_dump()
+        async for attempt in AsyncRetrying(retry=retry_if_exception(_never_connected),
+                                           stop=stop_after_attempt(self.attempts),
+                                           wait=wait_random_exponential(multiplier=0.1, max=2.0), reraise=True):
+            with attempt:
+                try:
+                    response = await self._async_pool().request(
+                        "POST", f"{self.url}/v1/tools/{name}", json=body, headers=self.headers,
+                        timeout=timeout_s or self.timeout_s)
+                except httpx.TransportError as exc:
+                    raise self.unreachable(exc, timeout_s or self.timeout_s) from exc
+                return ToolResult.model_validate_json(self.answered(response).content)
+        raise AssertionError("tenacity returns or raises")
 
-    async def _request(self, method: str, path: str, timeout_s: float, retry: dict, **kwargs) -> httpx.Response:
-        try:
-            async for attempt in AsyncRetrying(**retry):
-                with attempt:
-                    response = await self.http.request(method, f"{self.url}{path}", headers=self.headers,
-                                                       timeout=timeout_s, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ToolsUnavailable(f"tools bento at {self.url} unreachable: {exc!r}") from exc
-        if response.status_code == 200:
-            return response
-        try:
-            error = response.json()["error"]
-            message = error["message"]
-        except (ValueError, KeyError, TypeError):
-            raise ToolsUnavailable(f"tools bento at {self.url} answered {response.status_code}: "
-                                   f"{response.text[:300]}") from None
-        raise ToolCallFailed(response.status_code, message, error.get("code"), error.get("param"))
+    def answered(self, response: httpx.Response) -> httpx.Response:
+        if not response.is_success:
+            error = error_from_answer(response.status_code, response.content, response.headers.get("retry-after"))
+            if error.code in TOOL_FAILURE_CODES:
+                raise ToolCallFailed(error)
+        return super().answered(response)

@@ -2,10 +2,11 @@
 
 `GET /v1/tools` lists what the caller's key may use, in OpenAI's `tools` format (ready to pass to a
 chat completion) with ragyard's details beside it; `POST /v1/tools/{name}` calls one. Errors come in
-OpenAI's error shape (`ragyard.contracts.openai`): 400 arguments that fail the schema (`param` names
-the field), 401 no or a wrong key, 403 a tool the key may not use, 404 an unknown tool, 422 arguments
-the tool's policy refuses, 502 the tool failed, 503 it cannot run now (its MCP server is down), 504
-it timed out.
+OpenAI's error shape (`ragyard.kit.errors`): 400 arguments that fail the schema (`param` names the
+field, code `invalid_arguments`) or that the tool's policy refuses (code `tool_refused`), 401 no or a
+wrong key, 403 a tool the key may not use, 404 an unknown tool, 502 the tool failed, 503 it cannot run
+now (its MCP server is down), 504 it timed out: those three are the tool's own failures
+(`TOOL_FAILURE_CODES`), which a client tells from the bento itself being unavailable.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+# The codes of a tool's own failure behind a bento that answered.
+TOOL_FAILED, TOOL_UNAVAILABLE, TOOL_TIMEOUT = "tool_failed", "tool_unavailable", "tool_timeout"
+TOOL_FAILURE_CODES = frozenset({TOOL_FAILED, TOOL_UNAVAILABLE, TOOL_TIMEOUT})
 
 # The caller's API key id, set by the router on its calls (until it sends a service credential).
 KEY_ID_HEADER = "X-Ragyard-Key-Id"
