@@ -37,6 +37,7 @@ from ragyard.contracts.safety import conceal, restore
 from ragyard.settings import RouterBentoSettings
 from router.cache import CacheHit, ResponseCache, cache_scope, exact_key
 from router.catalog import Catalog, CatalogEntry, CatalogUnavailable, Upstream
+from router.events import RouterEvents
 from router.generation import Generated, Generator, UpstreamRejected
 from router.guardrails import WITHHELD, Guardrails, InputBlocked, Verdict
 from router.index_version import IndexVersion
@@ -145,6 +146,7 @@ class Prepared:
     generated: Generated | None = None
     prompt: ResolvedPrompt | None = None
     input_verdict: Verdict = field(default_factory=Verdict)
+    output_verdict: Verdict = field(default_factory=Verdict)
     started: float = field(default_factory=time.perf_counter)
 
     def kept_text(self) -> str:
@@ -154,7 +156,7 @@ class Prepared:
 
 
 class Flow:
-    def __init__(self, settings: RouterBentoSettings, tracer: Tracer | None = None):
+    def __init__(self, settings: RouterBentoSettings, tracer: Tracer | None = None, events: RouterEvents | None = None):
         self.settings = settings
         self.config = settings.router
         self.http = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=200))
@@ -172,6 +174,7 @@ class Flow:
         self.memory = Memory(database(settings, "memory"), self.config.memory_turns, self.config.memory_sessions_max)
         self.index_version = IndexVersion(self.retriever, self.config.index_version_ttl_s)
         self.tracer = tracer or tracer_from_settings(settings)
+        self.events = events  # flagged answers go to the review queue through it (None: not published)
         self.metrics = router_metrics()
         self.prompts = PromptResolver.from_settings(settings)
         self.safety = (Guardrails(SafetyClient(settings.safety.url, timeout=self.config.safety_timeout_s),
@@ -364,6 +367,7 @@ class Flow:
             except (SafetyUnavailable, SafetyRequestRejected, asyncio.TimeoutError) as exc:
                 raise BackendUnavailable(f"safety check of the answer unavailable: {exc}") from exc
             span.attributes.update(verdict.attributes())
+        prepared.output_verdict = verdict
         if verdict.action == "block":
             prepared.outcome.finish_reason = "content_filter"
         return checked
@@ -372,7 +376,8 @@ class Flow:
         """The model's deltas, through the safety bento's streaming guard; a block ends the stream
         with finish_reason content_filter."""
         request = prepared.request
-        guard = self.safety.stream_guard(prepared.input_verdict.placeholders) if self.safety else None
+        guard = (self.safety.stream_guard(prepared.input_verdict.placeholders, prepared.output_verdict)
+                 if self.safety else None)
         with self.step(prepared, "generate", model=prepared.chain[0].card.name, stream=True) as span:
             deltas = self.generator.stream(prepared.chain, prepared.messages, self.upstream_params(request),
                                            prepared.deadline, generated)
@@ -552,6 +557,9 @@ class Flow:
                                           "route": outcome.route, "prompt": outcome.prompt})
         prepared.trace.finish(output=kept_text)
         self.tracer.submit(prepared.trace)
+        if self.events is not None:
+            await self.events.output_checked(request.trace_id, prepared.output_verdict, prepared.trace.input, kept_text,
+                                             outcome.citations, outcome.model, outcome.route, request.key_id)
         kind = "rag" if request.rag else "proxy"
         self.metrics.requests.labels(kind=kind, status="ok").inc()
         self.metrics.latency.labels(kind=kind, cache=outcome.cache).observe(time.perf_counter() - prepared.started)

@@ -101,7 +101,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path):
+def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path, event_broker):
     root = tmp_path_factory.mktemp("router")
     corpus = root / "corpus"
     corpus.mkdir()
@@ -131,6 +131,7 @@ def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path):
     settings.router.first_token_timeout_s = 30
     settings.router.safety_timeout_s = 60  # the safety bento takes seconds per check on a loaded machine
     settings.router.routing_policy = "cheapest"
+    settings.broker = event_broker.config  # feedback travels as events
     env = {**settings_env(settings), "BENTOML_HOME": str(root / "bentoml"), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
     router_port = free_port()
     processes: dict[str, tuple[subprocess.Popen, Path]] = {}

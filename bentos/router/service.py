@@ -1,8 +1,9 @@
 """The router bento, the platform's front door: OpenAI-compatible chat completions over RAG.
 
 Start it with ``bentoml serve bentos.router.service:Router --host 127.0.0.1 --port 3000``.
-Routes: ``POST /v1/chat/completions`` (stream or not), ``GET /v1/models``, ``POST /v1/feedback``;
-BentoML adds /healthz, /readyz, /metrics. Every /v1 route needs ``Authorization: Bearer <key>``
+Routes: ``POST /v1/chat/completions`` (stream or not), ``GET /v1/models``, ``POST /v1/feedback``,
+``POST /v1/documents/changed`` (admin keys: a webhook for sources); BentoML adds /healthz, /readyz,
+/metrics. Every /v1 route needs ``Authorization: Bearer <key>``
 (keys from ``ragyard keys create``). The flow itself is `router.flow`; schemas and the
 extra response fields are documented in `bentos/router/schemas.py`.
 """
@@ -22,10 +23,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse, StreamingResponse
 
 from bentos.router.schemas import ChatCompletionRequest, FeedbackRequest, openai_error
+from ragyard.events.publisher import EventNotStored
+from ragyard.events.schema import DocumentChange, DocumentChanged
 from ragyard.settings import RouterBentoSettings
+from router.events import PRODUCER, RouterEvents
 from router.flow import AUTO, RAG_PREFIX, ChatRequest, Flow, FlowError, Outcome
 from router.keys import ApiKey
 from router.limits import retry_after_header
+from router.tracing import tracer_from_settings
 
 logger = logging.getLogger("ragyard.router")
 openai_app = FastAPI(title="ragyard router: OpenAI-compatible API", docs_url=None, redoc_url=None)
@@ -64,6 +69,12 @@ def error_response(error: FlowError) -> JSONResponse:
                         status_code=error.status, headers=headers)
 
 
+def events_unavailable(error: EventNotStored) -> JSONResponse:
+    """Nothing was stored: the client must not take it as accepted, and may retry."""
+    return JSONResponse(openai_error(f"not stored, retry shortly: {error}", "server_error", code="events_unavailable"),
+                        status_code=503, headers={"Retry-After": "5"})
+
+
 def unauthorized(message: str) -> JSONResponse:
     return JSONResponse(openai_error(message, "authentication_error", code="invalid_api_key"), status_code=401,
                         headers={"WWW-Authenticate": "Bearer"})
@@ -96,7 +107,18 @@ class Router:
     def __init__(self) -> None:
         self.settings = RouterBentoSettings()
         self.config = self.settings.router
-        self.flow = Flow(self.settings)
+        tracer = tracer_from_settings(self.settings)
+        self.events = RouterEvents(self.settings, tracer.exporter)
+        self.flow = Flow(self.settings, tracer, self.events)
+
+    @bentoml.on_startup
+    async def start_events(self) -> None:
+        """In the serving event loop; the broker is connected to in the background."""
+        self.events.start()
+
+    @bentoml.on_shutdown
+    async def stop_events(self) -> None:
+        await self.events.close()
 
     async def authenticate(self, request: Request) -> ApiKey | None | JSONResponse:
         """The caller's key; None when keys are not required; a 401 response when it is missing or wrong."""
@@ -193,7 +215,8 @@ class Router:
 
     @openai_app.post("/feedback")
     async def feedback(self, body: FeedbackRequest, request: Request):
-        """A score for an answer: to Langfuse when configured, else an MLflow assessment on its trace."""
+        """A score for an answer: 202 once stored as an event (broker or outbox), whose consumer exports it
+        to Langfuse when configured, else as an MLflow assessment on its trace; a low score flags the answer."""
         key = await self.authenticate(request)
         if isinstance(key, JSONResponse):
             return key
@@ -205,5 +228,25 @@ class Router:
             # also unknown ids: whether another key's id exists is not told
             return JSONResponse(openai_error(f"id: no completion {body.id} for this API key", param="id",
                                              code="not_found"), status_code=404)
-        self.flow.tracer.submit(("score", trace_id, body.name, body.value, body.comment))
+        try:
+            await self.events.feedback(trace_id, body.name, body.value, body.comment, key.id if key else None)
+        except EventNotStored as error:
+            return events_unavailable(error)
         return JSONResponse({"accepted": True, "trace_id": trace_id}, status_code=202)
+
+    @openai_app.post("/documents/changed")
+    async def document_changed(self, body: DocumentChange, request: Request):
+        """A webhook for sources: a file changed, so the ingestion indexes it now (a document.changed
+        event) instead of at its next poll. Admin keys only (`ragyard keys create --admin`)."""
+        key = await self.authenticate(request)
+        if isinstance(key, JSONResponse):
+            return key
+        if key is not None and not await anyio.to_thread.run_sync(self.flow.keys.is_admin, key.id):
+            return JSONResponse(openai_error("this endpoint needs an admin key (ragyard keys create --admin)",
+                                             "permission_error", code="admin_key_required"), status_code=403)
+        event = DocumentChanged(producer=PRODUCER, **body.model_dump())
+        try:
+            await self.events.publish(event)
+        except EventNotStored as error:
+            return events_unavailable(error)
+        return JSONResponse({"accepted": True, "event_id": event.id}, status_code=202)
