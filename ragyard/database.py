@@ -12,7 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, Integer, Row, create_engine, event, text
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Integer,
+    Row,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import make_url
 
 # Row ids: 64-bit in Postgres; in SQLite the rowid (64-bit) is the column declared INTEGER PRIMARY KEY.

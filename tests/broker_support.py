@@ -3,7 +3,7 @@ same spec `ragyard run` uses, under a test folder, on free ports."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -60,6 +60,18 @@ class LocalBroker:
         return found
 
 
+@contextlib.contextmanager
+def running_broker(home: Path):
+    """A started LocalBroker; stopped on exit, and checked to leave no process behind."""
+    local = LocalBroker(home)
+    try:
+        local.start()
+        yield local
+    finally:
+        local.close()
+    assert local.processes() == [], "the broker left processes behind"
+
+
 async def drain(url: str, queue: str, timeout_s: float = 1.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Every message in `queue` now, acked."""
     connection = await aio_pika.connect(url)
@@ -85,5 +97,3 @@ async def depth(url: str, queue: str) -> int:
         await connection.close()
 
 
-def run(coroutine):
-    return asyncio.run(coroutine)

@@ -197,14 +197,10 @@ def mlflow_server(tmp_path_factory) -> str:
 def event_broker(tmp_path_factory):
     """One real RabbitMQ for the session, started as `make run` does (tests/broker_support.py); tests
     that stop it have their own. Use your own Topology prefix, or expect others' events on the queues."""
-    from tests.broker_support import LocalBroker
+    from tests.broker_support import running_broker
 
-    broker = LocalBroker(tmp_path_factory.mktemp("broker-home"))
-    try:
-        broker.start()
+    with running_broker(tmp_path_factory.mktemp("broker-home")) as broker:
         yield broker
-    finally:
-        broker.close()
 
 
 @pytest.fixture

@@ -14,19 +14,20 @@ from ragyard.events.consumer import Consumer, Unprocessable
 from ragyard.events.publisher import Publisher
 from ragyard.events.schema import DocumentChanged, FeedbackScored, encode
 from ragyard.events.store import EventStore
-from ragyard.events.topology import DEAD_QUEUE_HEADER, DEAD_REASON_HEADER, FEEDBACK, Topology
-from tests.broker_support import LocalBroker, depth, drain
+from ragyard.events.topology import (
+    DEAD_QUEUE_HEADER,
+    DEAD_REASON_HEADER,
+    FEEDBACK,
+    Topology,
+)
+from tests.broker_support import depth, drain, running_broker
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    local = LocalBroker(tmp_path_factory.mktemp("broker"))
-    try:
-        local.start()
+    """A broker of this module's own: its tests stop it."""
+    with running_broker(tmp_path_factory.mktemp("broker")) as local:
         yield local
-    finally:
-        local.close()
-    assert local.processes() == []
 
 
 @pytest.fixture
@@ -58,6 +59,18 @@ class Sink:
             raise RuntimeError(f"transient failure {self.calls[event.id]}")
 
 
+async def connected(broker, topology: Topology, sink: Sink, folder):
+    """A store, a publisher and a consumer of the feedback queue (into `sink`), connected."""
+    store = EventStore(folder / "events.sqlite3")
+    publisher = Publisher(broker.config, store, "test-publisher", topology)
+    consumer = Consumer(broker.config, store, FEEDBACK, sink, "test-consumer", topology)
+    publisher.start()
+    consumer.start()
+    await publisher.link.connected.wait()
+    await consumer.link.connected.wait()
+    return store, publisher, consumer
+
+
 async def wait_for(condition, timeout_s: float = 90.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not condition():
@@ -78,13 +91,7 @@ def test_each_event_is_processed_once_and_malformed_ones_are_dead_lettered_with_
     sink = Sink()
 
     async def scenario():
-        store = EventStore(tmp_path / "events.sqlite3")
-        publisher = Publisher(broker.config, store, "test-publisher", topology)
-        consumer = Consumer(broker.config, store, FEEDBACK, sink, "test-consumer", topology)
-        publisher.start()
-        consumer.start()
-        await publisher.link.connected.wait()
-        await consumer.link.connected.wait()
+        _, publisher, consumer = await connected(broker, topology, sink, tmp_path)
         events = [feedback(n) for n in range(20)]
         assert [await publisher.publish(e) for e in events] == ["broker"] * 20
         # The same event again (a client retrying, a publish that timed out and went to the outbox too).
@@ -117,13 +124,7 @@ def test_a_failing_handler_is_retried_with_backoff_and_then_dead_lettered(broker
     sink = Sink(fail_times={flaky.id: 2, broken.id: 99}, unprocessable={refused.id})
 
     async def scenario():
-        store = EventStore(tmp_path / "events.sqlite3")
-        publisher = Publisher(broker.config, store, "test-publisher", topology)
-        consumer = Consumer(broker.config, store, FEEDBACK, sink, "test-consumer", topology)
-        publisher.start()
-        consumer.start()
-        await publisher.link.connected.wait()
-        await consumer.link.connected.wait()
+        store, publisher, consumer = await connected(broker, topology, sink, tmp_path)
         for event in (flaky, broken, refused):
             assert await publisher.publish(event) == "broker"
         # The broken one: the first try and one per retry delay, then dead-lettered.
@@ -187,13 +188,7 @@ def test_the_broker_stopped_mid_traffic_loses_nothing_and_duplicates_nothing(bro
     seen = {}
 
     async def scenario():
-        store = EventStore(tmp_path / "events.sqlite3")
-        publisher = Publisher(broker.config, store, "test-publisher", topology)
-        consumer = Consumer(broker.config, store, FEEDBACK, sink, "test-consumer", topology)
-        publisher.start()
-        consumer.start()
-        await publisher.link.connected.wait()
-        await consumer.link.connected.wait()
+        store, publisher, consumer = await connected(broker, topology, sink, tmp_path)
 
         async def client(k: int) -> None:
             for i in range(k, n, 4):

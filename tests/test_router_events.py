@@ -21,7 +21,7 @@ from ragyard.events.store import EventStore
 from ragyard.events.topology import DOCUMENTS, FLAGS, TOPOLOGY
 from ragyard.settings import MlflowSettings, RouterSettings, Settings, settings_env
 from router.tracing import SCORE_ID_KEY, MlflowOtlpExporter, Trace
-from tests.broker_support import LocalBroker, depth, drain
+from tests.broker_support import LocalBroker, depth, drain, running_broker
 from tests.conftest import serving_bento
 
 N = 120  # feedback requests per outage
@@ -29,13 +29,9 @@ N = 120  # feedback requests per outage
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    local = LocalBroker(tmp_path_factory.mktemp("broker"))
-    try:
-        local.start()
+    """A broker of this module's own: its tests stop it."""
+    with running_broker(tmp_path_factory.mktemp("broker")) as local:
         yield local
-    finally:
-        local.close()
-    assert local.processes() == []
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +54,7 @@ def make_key(env: dict, *flags: str) -> str:
 
 def metric(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " ")
-               or line.startswith(name + "{"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((name + " ", name + "{")))
 
 
 def assessments(mlflow_url: str, trace_id: str) -> list[dict]:
@@ -168,7 +163,7 @@ def test_the_document_webhook_publishes_for_admin_keys_only(router, broker):
     url, _, env = router
     admin, user = make_key(env, "--admin"), make_key(env)
     change = {"source": "docs", "path": "guide/intro.md", "change": "modified"}
-    post = lambda key, body: httpx.post(f"{url}/v1/documents/changed", json=body, timeout=30,  # noqa: E731
+    post = lambda key, body: httpx.post(f"{url}/v1/documents/changed", json=body, timeout=30,
                                         headers={"Authorization": f"Bearer {key}"} if key else {})
     assert post(None, change).status_code == 401
     refused = post(user, change)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import aio_pika
@@ -15,6 +16,27 @@ from ragyard.events.topology import Topology
 from ragyard.settings import BrokerSettings
 
 logger = logging.getLogger("ragyard.events")
+REPEAT_LOG_AFTER_S = 60.0
+
+
+class _NotTooOften(logging.Filter):
+    """Lets a log message through once per REPEAT_LOG_AFTER_S: while the broker is down, aio-pika and
+    aiormq log a failed reconnect (at ERROR) on every attempt, once a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: dict[tuple[str, object], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key, now = (record.name, record.msg), time.monotonic()
+        if now - self.last.get(key, -REPEAT_LOG_AFTER_S) < REPEAT_LOG_AFTER_S:
+            return False
+        self.last[key] = now
+        return True
+
+
+for _noisy in ("aiormq.connection", "aio_pika.robust_connection"):
+    logging.getLogger(_noisy).addFilter(_NotTooOften())
 
 
 class BrokerLink:

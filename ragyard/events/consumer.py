@@ -20,15 +20,25 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustQueue,
+)
 
 from ragyard.events.connection import BrokerLink
 from ragyard.events.metrics import event_metrics
 from ragyard.events.publisher import PUBLISH_FAILURES, amqp_message
 from ragyard.events.schema import Event, MalformedEvent, decode
 from ragyard.events.store import EventStore
-from ragyard.events.topology import ATTEMPT_HEADER, DEAD_QUEUE_HEADER, DEAD_REASON_HEADER, TOPOLOGY, QueueSpec, Topology
+from ragyard.events.topology import (
+    ATTEMPT_HEADER,
+    DEAD_QUEUE_HEADER,
+    DEAD_REASON_HEADER,
+    TOPOLOGY,
+    QueueSpec,
+    Topology,
+)
 from ragyard.settings import BrokerSettings
 
 logger = logging.getLogger("ragyard.events")

@@ -96,7 +96,7 @@ class Publisher:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.relay_interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy.exc
-from sqlalchemy import Column, Double, Index, LargeBinary, MetaData, PrimaryKeyConstraint, Table, Text, text
+from sqlalchemy import (
+    Column,
+    Double,
+    Index,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    text,
+)
 
 from ragyard.database import ROW_ID, connect, query, transaction
 
