@@ -6,8 +6,8 @@ set here and nowhere else; changing one means deleting the queue first (or a pol
 
 - `ragyard.events`, a topic exchange: publishers send each event with its type as routing key.
 - One durable quorum queue per consumer, bound to the types it consumes. A delivery that is never
-  acknowledged (a consumer crashing on it, again and again) is dead-lettered by the broker after
-  DELIVERY_LIMIT deliveries; dead-lettering is at-least-once (nothing lost on the way).
+  acknowledged (a consumer crashing on it, again and again) is dead-lettered by the broker once it
+  has come back DELIVERY_LIMIT times; dead-lettering is at-least-once (nothing lost on the way).
 - Per queue, one retry queue per delay: a consumer whose handler failed sends a copy there and acks;
   when its TTL expires the broker puts it back on its own queue only (through the default exchange,
   so that the other queues bound to the type do not get it twice).
