@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import aio_pika
 import psutil
 
-from ragyard.services import broker_spec
+from ragyard.services import broker_env, broker_spec
 from ragyard.settings import BrokerSettings, Settings
 from ragyard.supervisor import Supervisor
 from tests.conftest import free_port
@@ -42,6 +43,12 @@ class LocalBroker:
 
     def close(self) -> None:
         self.supervisor.stop_all()
+
+    def ctl(self, *args: str) -> str:
+        """`rabbitmqctl ARGS` against this instance."""
+        done = subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", *args], capture_output=True, text=True,
+                              env={**os.environ, **broker_env(self.settings)}, timeout=120, check=True)
+        return done.stdout
 
     def processes(self) -> list[psutil.Process]:
         """Processes of this instance still running: beam.smp, epmd, erl_child_setup, the start script."""

@@ -175,6 +175,30 @@ def test_a_poison_message_is_dead_lettered_by_the_broker_after_the_delivery_limi
     assert message.message_id == poison.id and message.headers["x-first-death-reason"] == "delivery_limit"
 
 
+def test_a_publish_blocked_by_a_memory_alarm_goes_to_the_outbox_and_is_processed_once(broker, topology, tmp_path):
+    """A blocked broker does not confirm: the event goes to the outbox after the publish timeout, and
+    the blocked publish itself is delivered once the alarm clears. The consumer sees it twice and
+    processes it once."""
+    sink = Sink()
+
+    async def scenario():
+        store, publisher, consumer = await connected(broker, topology, sink, tmp_path)
+        await asyncio.to_thread(broker.ctl, "set_vm_memory_high_watermark", "absolute", "1000000")
+        try:
+            event = feedback(1)
+            assert await publisher.publish(event) == "outbox"
+        finally:
+            await asyncio.to_thread(broker.ctl, "set_vm_memory_high_watermark", "0.4")
+        await wait_for(lambda: store.backlog()[0] == 0 and sample(
+            "ragyard_events_consumed_total", queue=topology.queue(FEEDBACK), outcome="duplicate") >= 1)
+        await consumer.close()
+        await publisher.close()
+        return event
+
+    event = asyncio.run(scenario())
+    assert sink.calls == Counter({event.id: 1})
+
+
 @pytest.mark.parametrize("outage", ["SIGTERM", "SIGKILL"])
 def test_the_broker_stopped_mid_traffic_loses_nothing_and_duplicates_nothing(broker, topology, tmp_path, outage):
     """4 concurrent publishers send N events at a steady pace; at N/3 the broker goes down (stopped, or
