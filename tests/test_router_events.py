@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -115,8 +116,13 @@ def test_feedback_during_a_broker_outage_is_exported_exactly_once(router, broker
     negative = set(traces[::3])  # scored 0: flagged for review too
     answered: dict[str, int] = {}
     outage_seen = {}
+    # The last third waits for the outage: a graceful broker stop can outlast the whole batch otherwise.
+    broker_down = threading.Event()
+    late = set(traces[-(N // 3):])
 
     def send(trace_id: str) -> None:
+        if trace_id in late:
+            broker_down.wait(timeout=90)
         value = 0.0 if trace_id in negative else 1.0
         response = httpx.post(f"{url}/v1/feedback", headers={"Authorization": f"Bearer {key}"}, timeout=60,
                               json={"id": f"chatcmpl-{trace_id}", "name": "stars", "value": value})
@@ -127,6 +133,7 @@ def test_feedback_during_a_broker_outage_is_exported_exactly_once(router, broker
         while len(answered) < N // 3:
             time.sleep(0.05)
         broker.stop() if outage == "SIGTERM" else broker.kill()
+        broker_down.set()
         deadline = time.monotonic() + 60
         while (backlog := metric(url, "ragyard_outbox_backlog")) == 0 and time.monotonic() < deadline:
             time.sleep(0.2)
