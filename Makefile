@@ -8,7 +8,8 @@ UV := $(VENV)/bin/uv
 # Setup is redone only when what it installs from changes.
 STAMP := $(VENV)/.ragyard-setup-stamp
 # python3.11-doc: the demo corpus. debian-reference-en: a documentation set the tests did not write.
-APT_PACKAGES := python3.11-doc debian-reference-en
+# rabbitmq-server: the event broker `make run` starts (its own folder and ports; no system service used).
+APT_PACKAGES := python3.11-doc debian-reference-en rabbitmq-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch's CPU build is not on PyPI: a folder of wheels that holds it (this machine's pip finds it
 # through PIP_FIND_LINKS), or PyTorch's CPU index.
@@ -21,7 +22,7 @@ COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
 # Each deployable's own lock: its extras of pyproject.toml, at the versions of requirements.lock.
 DEPLOYABLE_LOCKS := bentos/embedder/requirements.lock=embedder bentos/retriever/requirements.lock=retriever \
 	bentos/llm/requirements.lock=llm bentos/safety/requirements.lock=safety \
-	bentos/router/requirements.lock=router,postgres \
+	bentos/router/requirements.lock=router,postgres bentos/tools/requirements.lock=tools,postgres \
 	infra/images/pipelines/requirements.lock=pipelines,evals,k8s,object-store \
 	infra/images/mlflow/requirements.lock=mlflow-server
 LOCK_CHECK_DIR ?= .ragyard/lock-check

@@ -38,6 +38,7 @@ from ragyard.docs_report import write_section
 from ragyard.services import REPO_ROOT, bento_spec
 from ragyard.settings import LLMSettings, MlflowSettings, RouterSettings, Settings
 from ragyard.supervisor import ServiceSpec, Supervisor
+from ragyard.tokens import estimate_prompt_tokens
 from router.keys import KeyStore
 from router.state import database
 
@@ -70,7 +71,7 @@ async def _stub_models(_: Request) -> JSONResponse:
 
 async def _stub_chat(request: Request) -> JSONResponse:
     body = await request.json()
-    prompt_tokens = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4 + 1
+    prompt_tokens = estimate_prompt_tokens([str(m.get("content") or "") for m in body.get("messages", [])])
     return JSONResponse(
         {
             "id": "chatcmpl-stub",

@@ -20,7 +20,7 @@ import numpy as np
 
 from evals.cache_datasets import Asked, Session
 from router.cache import ResponseCache, cache_scope, digest, exact_key
-from router.flow import AUTO
+from router.chat import AUTO
 
 # (memory history, messages) -> (scope, exact key)
 Keys = Callable[[list[dict], list[dict]], tuple[str, str]]

@@ -6,6 +6,7 @@ Every default is the embedded, one-machine one; all state lives under ``RAGYARD_
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import cached_property
 from pathlib import Path
@@ -283,8 +284,16 @@ class ModelPrice(BaseModel):
     output_per_1k: float = Field(ge=0.0)
 
 
-class RouterSettings(ServiceEndpoint):
+class RouterEndpoint(ServiceEndpoint):
+    """The router: where it listens, and its state, whose API keys the tools bento checks too."""
+
     port: int = 3000
+    # State (API keys, budgets, cache, memory): SQLite files under RAGYARD_HOME when empty; a
+    # postgresql:// URL puts it in that database, which several router replicas can then share.
+    state_url: str = Field(default="", pattern=r"^(postgres(ql)?(\+psycopg)?://.+)?$")
+
+
+class RouterSettings(RouterEndpoint):
     # Auth: every request needs a key made by `ragyard keys create` unless this is false.
     require_api_key: bool = True
     # Extra OpenAI-compatible upstreams (base URLs without /v1) besides the LLM bento; their models
@@ -316,9 +325,6 @@ class RouterSettings(ServiceEndpoint):
     max_fallbacks: int = Field(default=2, ge=0)  # models tried after the chosen one fails
     breaker_failures: int = Field(default=3, ge=1)  # consecutive failures that open a backend's breaker
     breaker_reset_s: float = Field(default=15.0, gt=0)  # then one trial call is let through
-    # State (API keys, budgets, cache, memory): SQLite files under RAGYARD_HOME when empty; a
-    # postgresql:// URL puts it in that database, which several router replicas can then share.
-    state_url: str = Field(default="", pattern=r"^(postgres(ql)?(\+psycopg)?://.+)?$")
     # Caches: exact (same model, messages, parameters) and semantic (similar question, same index).
     cache_enabled: bool = True
     cache_ttl_s: float = Field(default=3600.0, gt=0)
@@ -332,6 +338,8 @@ class RouterSettings(ServiceEndpoint):
     # Tracing: MLflow experiment that receives OTLP spans when Langfuse is not configured.
     trace_experiment: str = "ragyard-router-traces"
     trace_queue_size: int = Field(default=1000, ge=1)
+    # Feedback scored below this flags its answer for review (an answer.flagged event).
+    flag_feedback_below: float = 0.5
 
     # ---- cost-quality routing (router/routing/policies.py) ----
     # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
@@ -343,6 +351,93 @@ class RouterSettings(ServiceEndpoint):
     routing_cost_weight: float = Field(default=0.1, ge=0.0)
     routing_model_name: str = "ragyard-router"
     routing_model_alias: str = "production"
+
+
+class ToolPolicy(BaseModel):
+    """Who may call a tool, how long it may take, and what a call costs."""
+
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # Charged per successful call to the caller's key (in the router's currency); the bento reports it.
+    cost: float = Field(default=0.0, ge=0)
+    # Key ids (`ragyard keys list`) that may use the tool; "*" is every key.
+    allowed_keys: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class McpServerSettings(ToolPolicy):
+    """An external MCP server whose tools join the registry as `<name>__<tool>`, with this policy
+    (`tools.policies` may override it per tool). Streamable HTTP (`url`, `headers`) or stdio (`command`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,23}$")
+    url: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    command: str = ""
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str = ""
+    # "auto": the newest protocol the server speaks; "legacy": the initialize handshake only.
+    mode: Literal["auto", "legacy"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> "McpServerSettings":
+        if bool(self.url) == bool(self.command):
+            raise ValueError(f"tools.mcp_servers[{self.name}]: give either url (streamable HTTP) or command (stdio)")
+        return self
+
+
+class ToolsEndpoint(ServiceEndpoint):
+    port: int = 3005
+
+
+class ToolsSettings(ToolsEndpoint):
+    # A result longer than this (characters of its JSON) is cut to it, and the answer says so.
+    max_result_chars: int = Field(default=20_000, ge=100)
+    # Honour the key id the router puts in X-Ragyard-Key-Id. Until the router sends a service
+    # credential (issue 16) anyone who can reach the bento can set it: turn it off where others than
+    # the router reach the bento; callers then need `Authorization: Bearer <ragyard key>`.
+    trust_key_id_header: bool = True
+    # Per tool name (a built-in's, or a mounted tool's `<server>__<tool>`): its timeout, cost and keys.
+    policies: dict[str, ToolPolicy] = Field(default_factory=dict)
+    # knowledge_search: the retriever's search mode, the largest top_k, characters kept per hit.
+    kb_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    kb_max_top_k: int = Field(default=10, ge=1, le=100)
+    kb_max_chars_per_hit: int = Field(default=1200, ge=100)
+    # sql_query: a database URL (sqlite:///path or postgresql://...; use a read-only role); empty: no SQL tool.
+    sql_url: str = Field(default="", pattern=r"^((sqlite|postgres(ql)?(\+psycopg)?)://.+)?$")
+    sql_max_rows: int = Field(default=100, ge=1, le=10_000)
+    # http_fetch: the hosts it may fetch ("docs.python.org", "*.example.org"); empty: no fetch tool.
+    fetch_hosts: list[str] = Field(default_factory=list)
+    # Networks a fetched host may resolve into although they are private, loopback, link-local...
+    fetch_allow_networks: list[str] = Field(default_factory=list)
+    # Fixed addresses of names, looked up before DNS (like curl --resolve); still checked as above.
+    fetch_resolve: dict[str, list[str]] = Field(default_factory=dict)
+    fetch_max_bytes: int = Field(default=1_000_000, ge=1)
+    fetch_max_redirects: int = Field(default=5, ge=0, le=20)
+    # External MCP servers mounted into the registry (JSON list of McpServerSettings).
+    mcp_servers: list[McpServerSettings] = Field(default_factory=list)
+    # A mounted server is probed this often; a lost one is retried with a backoff up to the maximum.
+    mcp_probe_interval_s: float = Field(default=2.0, gt=0)
+    mcp_reconnect_max_s: float = Field(default=5.0, gt=0)
+    # The MCP endpoint (/mcp) answers only these Host and Origin headers (DNS-rebinding protection);
+    # add the names the bento is reached by (e.g. "tools.ragyard.svc:3005").
+    mcp_allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"])
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    )
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _unique_mounts(cls, v: list[McpServerSettings]) -> list[McpServerSettings]:
+        names = [m.name for m in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"mcp_servers: duplicate names in {names}")
+        return v
+
+    @field_validator("fetch_allow_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for network in v:
+            ipaddress.ip_network(network, strict=False)  # a ValueError names the bad one
+        return v
 
 
 class LangfuseSettings(BaseModel):
@@ -449,6 +544,35 @@ class DagsterSettings(BaseModel):
         return f"http://{self.host}:{self.port}"
 
 
+class BrokerSettings(BaseModel):
+    """RabbitMQ, the event broker (ragyard/events). `ragyard run` starts one on these ports, all off
+    RabbitMQ's defaults so that a system broker can run beside it; with `run_local` off, `url` names
+    the broker to use (on Kubernetes: the cluster operator's connection string)."""
+
+    run_local: bool = True
+    port: int = Field(default=5682, ge=1, le=65535)  # AMQP
+    management_port: int = Field(default=15682, ge=1, le=65535)  # management UI and HTTP API
+    prometheus_port: int = Field(default=15702, ge=1, le=65535)  # /metrics, /metrics/per-object
+    dist_port: int = Field(default=25682, ge=1, le=65535)  # Erlang distribution (rabbitmqctl)
+    epmd_port: int = Field(default=4379, ge=1, le=65535)  # the Erlang port mapper of this instance
+    # The local broker's user: created on the first boot of RAGYARD_HOME/rabbitmq only, so changing
+    # these later needs `rabbitmqctl change_password` (or a new data folder).
+    user: str = Field(default="ragyard", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    password: str = Field(default="ragyard", min_length=1)
+    url: str = Field(default="", pattern=r"^(amqps?://.+)?$")  # empty: amqp://user:password@127.0.0.1:port/
+    # A publish not confirmed within this goes to the outbox instead.
+    publish_timeout_s: float = Field(default=2.0, gt=0)
+    reconnect_interval_s: float = Field(default=1.0, gt=0)
+    # The outbox relay: how often it looks for rows besides being woken, and how many it sends at once.
+    relay_interval_s: float = Field(default=1.0, gt=0)
+    relay_batch: int = Field(default=100, ge=1)
+    prefetch: int = Field(default=50, ge=1)  # unacknowledged deliveries per consumer
+
+    @property
+    def amqp_url(self) -> str:
+        return self.url or f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/"
+
+
 class SupervisorSettings(BaseModel):
     """How `ragyard run` keeps its services running: a service that exits (or never becomes healthy)
     is restarted after a jittered exponential backoff, until it has crashed `max_crashes` times within
@@ -506,6 +630,10 @@ class HomeSettings(_FromEnvironment):
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    @cached_property
+    def broker_dir(self) -> Path:
+        return self.home / "rabbitmq"
+
 
 class _Milvus(_FromEnvironment):
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
@@ -547,8 +675,16 @@ class _Safety(_SafetyEndpoint, HomeSettings):
     safety: SafetySettings = Field(default_factory=SafetySettings)
 
 
-class _Router(_FromEnvironment):
+class _RouterEndpoint(_FromEnvironment):
+    router: RouterEndpoint = Field(default_factory=RouterEndpoint)
+
+
+class _Router(_RouterEndpoint):
     router: RouterSettings = Field(default_factory=RouterSettings)
+
+
+class _Tools(_FromEnvironment):
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
 
 
 class _Langfuse(_FromEnvironment):
@@ -577,6 +713,10 @@ class _Evals(_FromEnvironment):
 
 class _Dagster(_FromEnvironment):
     dagster: DagsterSettings = Field(default_factory=DagsterSettings)
+
+
+class _Broker(_FromEnvironment):
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
 
 
 class _Supervisor(_FromEnvironment):
@@ -609,15 +749,21 @@ class RouterBentoSettings(
     _Langfuse,
     _Prompts,
     _Mlflow,
+    _Broker,
     HomeSettings,
 ):
     """The router bento: its own group and state (under the home), the endpoints of the bentos it calls,
-    tracing and the prompt registry."""
+    tracing, the prompt registry and the broker its events go to."""
 
 
-class IngestionSettings(_Milvus, _Embedder, _Chunker, _Ingest, HomeSettings):
+class ToolsBentoSettings(_RetrieverEndpoint, _RouterEndpoint, _Tools, HomeSettings):
+    """The tools bento: its registry and mounted MCP servers, the retriever it searches, and the router's
+    state (under the home, or its state URL), whose API keys it checks."""
+
+
+class IngestionSettings(_Milvus, _Embedder, _Chunker, _Ingest, _Broker, HomeSettings):
     """The ingestion's code location: the sources, the chunker, the embedding model (or the embedder
-    bento's URL), the collection, and the ledger under the home."""
+    bento's URL), the collection, the ledger under the home, and the broker its document events come from."""
 
 
 class Settings(
@@ -626,6 +772,7 @@ class Settings(
     LLMBentoSettings,
     SafetyBentoSettings,
     RouterBentoSettings,
+    ToolsBentoSettings,
     EmbedderBentoSettings,
     _Evals,
     _Dagster,

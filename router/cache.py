@@ -56,6 +56,16 @@ def exact_key(scope: str, messages: list[dict]) -> str:
 
 
 @dataclass(frozen=True)
+class CacheKeys:
+    """Where one request's answer goes in the cache: its scope, its exact key, and the question's
+    vector for semantic hits (None when the embedder did not answer)."""
+
+    scope: str
+    exact_key: str
+    question_vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class CacheHit:
     kind: str  # "exact" | "semantic"
     payload: dict

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 
 import httpx
 
+from ragyard.clients.base import ServiceClient
+from ragyard.kit.errors import Unavailable
 from ragyard.settings import RouterSettings
 from router.routing.base import ModelCard
 
 logger = logging.getLogger("ragyard.router.catalog")
-
-
-class CatalogUnavailable(RuntimeError):
-    """No upstream answered /v1/models and nothing is known from before."""
 
 
 @dataclass(frozen=True)
@@ -58,19 +56,19 @@ def card_from_model_object(obj: dict, settings: RouterSettings) -> tuple[ModelCa
 class Catalog:
     """Models of all upstreams (first upstream wins a name), refreshed every `catalog_ttl_s`."""
 
-    def __init__(self, upstreams: list[Upstream], settings: RouterSettings, http: httpx.AsyncClient):
+    def __init__(self, upstreams: list[Upstream], settings: RouterSettings, pool: httpx.AsyncClient):
         self.upstreams = upstreams
         self.settings = settings
-        self.http = http
+        # One call per refresh, no retries: an upstream that fails keeps what it served before until
+        # the next refresh, and its breaker decides whether generations go to it.
+        self.clients = {u: ServiceClient("LLM upstream", u.url, timeout_s=5.0, attempts=1, pool=pool,
+                                         headers={"Authorization": f"Bearer {u.api_key}"}) for u in upstreams}
         self.entries: dict[str, CatalogEntry] = {}
         self.loaded_at = 0.0
         self.lock = asyncio.Lock()
 
     async def _fetch(self, upstream: Upstream) -> list[dict]:
-        response = await self.http.get(f"{upstream.url}/v1/models", timeout=5.0,
-                                       headers={"Authorization": f"Bearer {upstream.api_key}"})
-        response.raise_for_status()
-        return response.json()["data"]
+        return (await self.clients[upstream].arequest("GET", "/v1/models")).json()["data"]
 
     async def refresh(self) -> None:
         results = await asyncio.gather(*(self._fetch(u) for u in self.upstreams), return_exceptions=True)
@@ -94,6 +92,5 @@ class Catalog:
                 if not self.entries or time.monotonic() - self.loaded_at > self.settings.catalog_ttl_s:
                     await self.refresh()
         if not self.entries:
-            raise CatalogUnavailable(
-                "no LLM upstream answered GET /v1/models: " + ", ".join(u.url for u in self.upstreams))
+            raise Unavailable("no LLM upstream answered GET /v1/models: " + ", ".join(u.url for u in self.upstreams))
         return self.entries

@@ -5,7 +5,11 @@ Streaming: a failure before the first token moves on to the next model transpare
 mid-stream (the upstream died) asks the next model to continue the partial answer, so the client's
 stream goes on; usage and cost then add up over both models, and the result lists the fallback.
 Upstreams that send no usage in their stream (llama.cpp's server) get it estimated: one token per
-content chunk, a quarter of the prompt's characters; `usage_estimated` says so.
+content chunk, the prompt by `ragyard.tokens`; `usage_estimated` says so.
+
+The `openai` client keeps its own transport; its errors map onto the kit's two (`upstream_error`):
+`Unavailable` (retried with the clients' one policy, then the next model) and `Rejected` (a 4xx:
+the request itself is refused, no other model is tried).
 """
 
 from __future__ import annotations
@@ -13,15 +17,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import httpx
+import httpx2
 import openai
+from tenacity import AsyncRetrying
 
+from ragyard.clients.base import retry_policy
+from ragyard.kit.errors import Rejected, Unavailable, error_from_answer
+from ragyard.tokens import estimate_prompt_tokens, estimate_tokens
 from router.catalog import CatalogEntry, Upstream
-from router.resilience import HTTP_ERRORS, BackendUnavailable, Breakers, Deadline, is_transient, with_retries
+from router.resilience import Breakers, Deadline
 
 logger = logging.getLogger("ragyard.router.generation")
+T = TypeVar("T")
 
 CONTINUE_INSTRUCTION = ("Your previous answer was cut off. Continue it exactly where it stopped, "
                         "without repeating anything.")
@@ -71,28 +83,43 @@ class Generated:
         return [{"model": a.model, "error": a.error} for a in self.attempts if a.error]
 
 
-def estimate_prompt_tokens(messages: list[dict]) -> int:
-    return sum(len(str(m.get("content", ""))) for m in messages) // 4 + 4 * len(messages)
-
-
 def continuation(messages: list[dict], partial: str) -> list[dict]:
     return [*messages, {"role": "assistant", "content": partial}, {"role": "user", "content": CONTINUE_INSTRUCTION}]
 
 
-class UpstreamRejected(RuntimeError):
-    """The upstream refused the request itself (a 4xx such as a prompt over the context length)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+# The `openai` client runs on httpx2 (its own fork of httpx), our other clients on httpx; an error
+# raised while a stream is read comes unwrapped from either.
+TIMEOUTS = (openai.APITimeoutError, httpx.TimeoutException, httpx2.TimeoutException, asyncio.TimeoutError)
+UPSTREAM_ERRORS = (openai.APIError, httpx.HTTPError, httpx2.HTTPError)
 
 
-def classify(exc: BaseException) -> None:
-    """Re-raise what is not a backend failure; return for failures that move on to the next model."""
+def upstream_error(exc: BaseException, model: str) -> Unavailable | Rejected | None:
+    """An upstream's failure as the kit's errors: Unavailable (connection trouble, a timeout, a 5xx
+    or 429), Rejected (any other 4xx: the request itself is refused); None for what is no failure of
+    the upstream (the request's deadline, a bug)."""
+    if isinstance(exc, (Unavailable, Rejected)):
+        return exc
+    if isinstance(exc, TIMEOUTS):
+        return Unavailable(describe(exc), retryable=False)
     if isinstance(exc, openai.APIStatusError) and 400 <= exc.status_code < 500 and exc.status_code != 429:
-        raise UpstreamRejected(exc.status_code, str(exc.message)[:500]) from exc
-    if not (is_transient(exc) or isinstance(exc, (openai.APIError, *HTTP_ERRORS))):
-        raise exc
+        return Rejected(model, error_from_answer(exc.status_code, exc.response.content))
+    if isinstance(exc, UPSTREAM_ERRORS):
+        return Unavailable(describe(exc))
+    return None
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], attempts: int, model: str) -> T:
+    """`call()` on the upstream serving `model`, retried by the clients' one policy."""
+    async for attempt in AsyncRetrying(**retry_policy(attempts)):
+        with attempt:
+            try:
+                return await call()
+            except Exception as exc:  # noqa: BLE001 - what is no upstream failure is raised as it is
+                failure = upstream_error(exc, model)
+                if failure is None or failure is exc:
+                    raise
+                raise failure from exc
+    raise AssertionError("tenacity returns or raises")
 
 
 class Generator:
@@ -127,11 +154,13 @@ class Generator:
                 response = await deadline.run(with_retries(
                     lambda: self.client(entry.upstream).chat.completions.create(
                         model=entry.card.name, messages=messages, stream=False, **params),
-                    self.attempts), deadline.left(), f"generation on {entry.card.name}")
-            except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not a backend failure
-                classify(exc)
+                    self.attempts, entry.card.name), deadline.left(), f"generation on {entry.card.name}")
+            except Exception as exc:  # noqa: BLE001 - what is no upstream failure is raised as it is
+                failure = upstream_error(exc, entry.card.name)
+                if not isinstance(failure, Unavailable):
+                    raise failure or exc
                 breaker.failure()
-                result.attempts.append(Attempt(entry.card.name, error=describe(exc)))
+                result.attempts.append(Attempt(entry.card.name, error=failure.message))
                 continue
             breaker.success()
             usage = response.usage
@@ -139,13 +168,13 @@ class Generator:
             attempt = Attempt(entry.card.name)
             if usage is not None:
                 attempt.prompt_tokens, attempt.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-            result.attempts.append(priced(entry, attempt, messages, len(result.text) // 4))
+            result.attempts.append(priced(entry, attempt, messages, estimate_tokens(result.text)))
             result.finish_reason = response.choices[0].finish_reason
             return result
-        raise BackendUnavailable(unavailable_message(result))
+        raise Unavailable(unavailable_message(result))
 
     async def stream(self, chain: list[CatalogEntry], messages: list[dict], params: dict, deadline: Deadline,
-                     result: Generated) -> AsyncIterator[str]:
+                     result: Generated) -> AsyncGenerator[str, None]:
         """Yield content deltas; `result` collects text, usage, cost and fallbacks as it goes."""
         max_tokens = params.get("max_tokens")
         for entry in chain:
@@ -165,7 +194,8 @@ class Generator:
                     lambda: self.client(entry.upstream).chat.completions.create(
                         model=entry.card.name, messages=prompt, stream=True,
                         stream_options={"include_usage": True}, **call_params),
-                    self.attempts), self.first_token_timeout_s, f"opening a stream on {entry.card.name}")
+                    self.attempts, entry.card.name), self.first_token_timeout_s,
+                    f"opening a stream on {entry.card.name}")
                 iterator = stream.__aiter__()
                 while True:
                     try:
@@ -183,9 +213,11 @@ class Generator:
                             yield choice.delta.content
                         if choice.finish_reason:
                             result.finish_reason = choice.finish_reason
-            except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not a backend failure
-                attempt.error = describe(exc)
-                classify(exc)
+            except Exception as exc:  # noqa: BLE001 - what is no upstream failure is raised as it is
+                failure = upstream_error(exc, entry.card.name)
+                attempt.error = failure.message if isinstance(failure, Unavailable) else describe(exc)
+                if not isinstance(failure, Unavailable):
+                    raise failure or exc
                 breaker.failure()
                 logger.warning("stream from %s failed after %d chunks: %s", entry.card.name, chunks, attempt.error)
                 continue
@@ -198,16 +230,16 @@ class Generator:
                         await stream.close()
             breaker.success()
             return
-        raise BackendUnavailable(unavailable_message(result))
+        raise Unavailable(unavailable_message(result))
 
 
 def priced(entry: CatalogEntry, attempt: Attempt, prompt: list[dict], completion_estimate: int) -> Attempt:
     """The attempt with its cost. One that ended without usage (the upstream sends none, or a stream
-    was cut off before its last chunk) is estimated: the prompt's characters / 4 and
-    `completion_estimate` (a stream's chunks, an answer's characters / 4); except an upstream that
+    was cut off before its last chunk) is estimated: the prompt by `ragyard.tokens` and
+    `completion_estimate` (a stream's chunks, an answer's estimated tokens); except an upstream that
     failed before its first chunk, which is charged nothing."""
     if not attempt.prompt_tokens and not attempt.completion_tokens and (completion_estimate or attempt.error is None):
-        attempt.prompt_tokens = estimate_prompt_tokens(prompt)
+        attempt.prompt_tokens = estimate_prompt_tokens([str(m.get("content") or "") for m in prompt])
         attempt.completion_tokens = completion_estimate
         attempt.usage_estimated = True
     attempt.cost = entry.card.cost(attempt.prompt_tokens, attempt.completion_tokens)

@@ -10,10 +10,12 @@ answer. The safety bento unreachable means a 503 (fail closed), unless safety is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from ragyard.clients.safety import SafetyClient
 from ragyard.contracts.safety import CheckRequest, CheckResponse, restore
+from router.chat import Message
 from router.output_guard import OutputGuard
 
 WITHHELD = "[The answer was withheld by the safety policy.]"
@@ -48,22 +50,22 @@ class Guardrails:
         self.client = client
         self.policy = policy
 
-    async def check_input(self, messages: list[dict]) -> tuple[list[dict], Verdict]:
+    async def check_input(self, messages: Sequence[Message]) -> tuple[tuple[Message, ...], Verdict]:
         """The messages as the model may see them, and the verdict; raises InputBlocked."""
-        users = [i for i, m in enumerate(messages) if m["role"] == "user" and m["content"].strip()]
+        users = [i for i, m in enumerate(messages) if m.role == "user" and m.content.strip()]
         verdict = Verdict()
         if not users:
-            return messages, verdict
+            return tuple(messages), verdict
         responses = await self.client.check_batch(
-            [CheckRequest(text=messages[i]["content"], direction="input", policy=self.policy) for i in users])
+            [CheckRequest(text=messages[i].content, direction="input", policy=self.policy) for i in users])
         checked = list(messages)
         for i, response in zip(users, responses):
             verdict.add(response)
             if response.action == "redact" and response.redacted_text is not None:
-                checked[i] = {**messages[i], "content": response.redacted_text}
+                checked[i] = replace(messages[i], content=response.redacted_text)
         if verdict.action == "block":
             raise InputBlocked(verdict.categories)
-        return checked, verdict
+        return tuple(checked), verdict
 
     async def check_output(self, text: str, placeholders: dict[str, str]) -> tuple[str, Verdict]:
         """The answer as the client may see it (withheld when blocked), and the verdict."""
@@ -78,6 +80,11 @@ class Guardrails:
             text = response.redacted_text
         return restore(text, placeholders), verdict
 
-    def stream_guard(self, placeholders: dict[str, str]) -> OutputGuard:
-        return OutputGuard(lambda text: self.client.check(text, "output", self.policy),
-                           restore_placeholders=placeholders)
+    def stream_guard(self, placeholders: dict[str, str], verdict: Verdict) -> OutputGuard:
+        """A guard for one streamed answer; every window's check is added to `verdict`."""
+        async def check(text: str) -> CheckResponse:
+            response = await self.client.check(text, "output", self.policy)
+            verdict.add(response)
+            return response
+
+        return OutputGuard(check, restore_placeholders=placeholders)

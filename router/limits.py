@@ -10,7 +10,6 @@ the response, `settle` replaces the reservation by the real cost (priced from th
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -128,7 +127,3 @@ class Limits:
                              {"cost": cost, "key": reservation.key_id})
             conn.execute(text("UPDATE usage_events SET tokens = :tokens WHERE id = :id"),
                          {"tokens": tokens, "id": reservation.event_id})
-
-
-def retry_after_header(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))

@@ -1,24 +1,14 @@
-"""Circuit breakers per backend, jittered retries, and deadlines."""
+"""Circuit breakers per backend, and deadlines. (Retries: the clients' one policy,
+`ragyard.clients.base.retry_policy`.)"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TypeVar
 
-import httpx
-import httpx2
-import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
-
-from ragyard.clients.base import ServiceUnavailable
-
 T = TypeVar("T")
-
-
-class BackendUnavailable(ServiceUnavailable):
-    """A backend failed (or its breaker is open); the flow falls back or answers 503."""
 
 
 class DeadlineExceeded(RuntimeError):
@@ -75,32 +65,6 @@ class Breakers:
         if name not in self.by_name:
             self.by_name[name] = CircuitBreaker(name, self.failures, self.reset_s)
         return self.by_name[name]
-
-
-# The `openai` client runs on httpx2 (its own fork of httpx), our other clients on httpx; an error
-# raised while a stream is read comes unwrapped from either.
-TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
-HTTP_ERRORS = (httpx.HTTPError, httpx2.HTTPError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: connection trouble, timeouts, 5xx and 429 from an upstream."""
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, *TRANSPORT_ERRORS, asyncio.TimeoutError)):
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code >= 500 or exc.status_code == 429
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code >= 500 or exc.response.status_code == 429
-    return False
-
-
-async def with_retries(call: Callable[[], Awaitable[T]], attempts: int, max_wait_s: float = 2.0) -> T:
-    """`call()` up to `attempts` times on transient errors, waiting a random exponential backoff."""
-    async for attempt in AsyncRetrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(attempts),
-                                       wait=wait_random_exponential(multiplier=0.1, max=max_wait_s), reraise=True):
-        with attempt:
-            return await call()
-    raise AssertionError("unreachable")
 
 
 class Deadline:

@@ -5,21 +5,17 @@ Both routes share one adaptive-batching API (`encode_batch`) and one LRU cache o
 """
 
 import base64
-import functools
 from typing import Annotated
 
 import aiohttp
 import anyio
 import bentoml
 import numpy as np
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from pydantic import Field
-from starlette.responses import JSONResponse
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from bentos.embedder.cache import EmbeddingCache, cache_key
-from ragyard.embedding import EmbeddingModel, resolve_model_path
 from bentos.embedder.openai_schemas import (
     OpenAIEmbedding,
     OpenAIEmbeddingRequest,
@@ -27,7 +23,10 @@ from bentos.embedder.openai_schemas import (
     OpenAIUsage,
 )
 from ragyard.contracts.embedder import EmbedRequest, EmbedResponse
-from ragyard.contracts.openai import openai_error
+from ragyard.embedding import EmbeddingModel, resolve_model_path
+from ragyard.kit.errors import ServiceError
+from ragyard.kit.metrics import counter
+from ragyard.kit.serving import answers_errors, serve_errors
 from ragyard.settings import EmbedderBentoSettings, EmbedderSettings
 
 # The settings, parsed once per process, here: the decorators below need the bounds at import.
@@ -39,37 +38,19 @@ MAX_BATCH_SIZE = max(2, LIMITS.batch_size)
 SELF_CALL_ATTEMPTS = 3
 
 openai_app = FastAPI(title="ragyard embedder: OpenAI-compatible API", docs_url=None, redoc_url=None)
+CACHE_HITS = counter("ragyard_embedder_cache_hits", "Texts answered from the embedding cache", ["model"])
+CACHE_MISSES = counter("ragyard_embedder_cache_misses", "Texts the embedding cache did not hold", ["model"])
 
 
-@openai_app.exception_handler(RequestValidationError)
-async def _openai_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0]
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = loc[0] if loc else None  # the request field; the message keeps the full path
-    return JSONResponse(openai_error(f"{'.'.join(loc) or 'body'}: {first.get('msg')}", param, "invalid_value"),
-                        status_code=422)
-
-
-def too_large(texts: list[str], field: str, limits: EmbedderSettings) -> str | None:
-    """Why `texts` exceed the configured bounds, naming the field; None when they fit."""
+def check_size(texts: list[str], field: str, limits: EmbedderSettings) -> None:
+    """A 413 naming the field when `texts` exceed the configured bounds."""
     if len(texts) > limits.max_texts_per_request:
-        return f"{field}: {len(texts)} texts exceed max_texts_per_request={limits.max_texts_per_request}"
+        raise ServiceError(413, f"{field}: {len(texts)} texts exceed max_texts_per_request="
+                                f"{limits.max_texts_per_request}", param=field)
     for i, text in enumerate(texts):
         if len(text) > limits.max_chars_per_text:
-            return f"{field}[{i}]: {len(text)} characters exceed max_chars_per_text={limits.max_chars_per_text}"
-    return None
-
-
-@functools.cache
-def cache_counters():
-    """Prometheus counters, created once per process after BentoML set up multiprocess metrics."""
-    import prometheus_client  # imported late on purpose: see bentoml.metrics
-
-    hits = prometheus_client.Counter(
-        "ragyard_embedder_cache_hits", "Texts answered from the embedding cache", ["model"])
-    misses = prometheus_client.Counter(
-        "ragyard_embedder_cache_misses", "Texts the embedding cache did not hold", ["model"])
-    return hits, misses
+            raise ServiceError(413, f"{field}[{i}]: {len(text)} characters exceed max_chars_per_text="
+                                    f"{limits.max_chars_per_text}", param=field)
 
 
 @bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 60, "max_concurrency": MAX_CONCURRENCY})
@@ -87,12 +68,11 @@ class Embedder:
             raise RuntimeError(f"model {self.limits.model!r} makes {self.model.dim}-dim vectors, "
                                f"settings say embedder.dim={self.limits.dim}")
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(self.limits.model))
-        hits, misses = cache_counters()
         name = self.limits.model
         self.cache = EmbeddingCache(
             self.limits.cache_entries,
-            on_hits=lambda n: hits.labels(model=name).inc(n),
-            on_misses=lambda n: misses.labels(model=name).inc(n),
+            on_hits=lambda n: CACHE_HITS.labels(model=name).inc(n),
+            on_misses=lambda n: CACHE_MISSES.labels(model=name).inc(n),
         )
 
     def __is_ready__(self) -> bool:
@@ -139,10 +119,10 @@ class Embedder:
         return np.stack([vector if vector is not None else fresh[key] for key, vector in zip(keys, cached)])
 
     @bentoml.api(route="/embed", input_spec=EmbedRequest)
+    @answers_errors
     async def embed(self, texts: list[str], normalize: bool = True) -> EmbedResponse:
         """Embed up to `max_texts_per_request` texts of at most `max_chars_per_text` characters."""
-        if problem := too_large(texts, "texts", self.limits):
-            return JSONResponse({"error": problem}, status_code=413)
+        check_size(texts, "texts", self.limits)
         vectors = await self.vectors(texts, normalize)
         return EmbedResponse(model=self.limits.model, dim=self.model.dim, embeddings=vectors.tolist())
 
@@ -154,17 +134,14 @@ class Embedder:
     async def openai_embeddings(self, request: OpenAIEmbeddingRequest):
         texts = [request.input] if isinstance(request.input, str) else request.input
         if not texts:
-            return JSONResponse(openai_error("input: must not be empty", "input", "invalid_value"), status_code=422)
+            raise ServiceError(400, "input: must not be empty", param="input")
         if request.model != self.limits.model:
-            return JSONResponse(openai_error(
-                f"model: {request.model!r} is not served here; use {self.limits.model!r}", "model",
-                "model_not_found"), status_code=404)
+            raise ServiceError(404, f"model: {request.model!r} is not served here; use {self.limits.model!r}",
+                               param="model", code="model_not_found")
         if request.dimensions is not None and request.dimensions != self.model.dim:
-            return JSONResponse(openai_error(
-                f"dimensions: this model makes {self.model.dim}-dim vectors only", "dimensions",
-                "invalid_value"), status_code=422)
-        if problem := too_large(texts, "input", self.limits):
-            return JSONResponse(openai_error(problem, "input", "too_large"), status_code=413)
+            raise ServiceError(400, f"dimensions: this model makes {self.model.dim}-dim vectors only",
+                               param="dimensions")
+        check_size(texts, "input", self.limits)
         vectors = await self.vectors(texts, normalize=True)
         tokens = await anyio.to_thread.run_sync(self.count_tokens, texts)
         if request.encoding_format == "base64":
@@ -176,3 +153,6 @@ class Embedder:
             model=self.limits.model,
             usage=OpenAIUsage(prompt_tokens=tokens, total_tokens=tokens),
         )
+
+
+serve_errors(Embedder, openai_app)

@@ -1,7 +1,7 @@
 """The served catalog: loads each model's backend, checks a chat request against it, runs it in its queue.
 
 The service layer turns what this yields into OpenAI's JSON and SSE; everything a request can get
-wrong is raised here as an `APIError` naming the field, before any token is generated.
+wrong is raised here as a `ServiceError` naming the field, before any token is generated.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 from bentos.llm.admission import Admission
 from bentos.llm.backends import ChatBackend, Generation, Piece, TokenUsage, make_backend
-from bentos.llm.errors import APIError
 from bentos.llm.pricing import PROBE_MESSAGES, ThroughputMeter, price_per_1k
 from bentos.llm.schemas import ChatCompletionRequest, ModelCard, Pricing
+from ragyard.kit.errors import ServiceError
 from ragyard.settings import CatalogModel, LLMBentoSettings
 
 # (model, outcome, usage or None) after every generation: outcome is stop, length, tool_calls,
@@ -55,8 +55,8 @@ def response_format(request: ChatCompletionRequest) -> dict[str, Any] | None:
         return None
     if fmt.type == "json_schema":
         if fmt.json_schema is None or fmt.json_schema.schema_ is None:
-            raise APIError(400, "response_format.json_schema.schema: required for type json_schema",
-                           "response_format")
+            raise ServiceError(400, "response_format.json_schema.schema: required for type json_schema",
+                               param="response_format")
         return {"type": "json_object", "schema": fmt.json_schema.schema_}
     return {"type": "json_object"}
 
@@ -67,7 +67,8 @@ def logit_bias(request: ChatCompletionRequest) -> dict[int, float] | None:
     try:
         return {int(token): bias for token, bias in request.logit_bias.items()}
     except ValueError:
-        raise APIError(400, "logit_bias: keys must be token ids (integers as strings)", "logit_bias") from None
+        raise ServiceError(400, "logit_bias: keys must be token ids (integers as strings)",
+                           param="logit_bias") from None
 
 
 def trim_tool_deltas(deltas: list[dict[str, Any]], seen: set[int]) -> list[dict[str, Any]]:
@@ -135,8 +136,8 @@ class ModelHub:
     def entry(self, name: str) -> CatalogModel:
         entry = self.entries.get(name or self.default_model)
         if entry is None:
-            raise APIError(404, f"model: {name!r} is not served here; choose one of {sorted(self.entries)}",
-                           "model", "model_not_found")
+            raise ServiceError(404, f"model: {name!r} is not served here; choose one of {sorted(self.entries)}",
+                               param="model", code="model_not_found")
         return entry
 
     async def probe(self, max_tokens: int) -> None:
@@ -160,24 +161,25 @@ class ModelHub:
         wanted = request.requested_max_tokens
         field = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
         if wanted is not None and wanted > cap:
-            raise APIError(400, f"{field}: {wanted} exceeds this server's cap of {cap} tokens (llm.max_tokens)",
-                           field)
+            raise ServiceError(400, f"{field}: {wanted} exceeds this server's cap of {cap} tokens (llm.max_tokens)",
+                               param=field)
         messages = plain_messages(request)
         tools = [tool.model_dump(exclude_none=True) for tool in request.tools] if request.tools else None
         try:
             prompt_tokens = await backend.count_prompt_tokens(messages, tools)
         except ValueError as exc:  # the chat template refused the conversation (raise_exception)
-            raise APIError(400, f"messages: the model's chat template rejects them: {exc}", "messages") from exc
+            raise ServiceError(400, f"messages: the model's chat template rejects them: {exc}",
+                               param="messages") from exc
         context = backend.context_length
         if prompt_tokens is not None:
             room = context - prompt_tokens
             if room < 1 or (wanted is not None and wanted > room):
                 asked = wanted if wanted is not None else 1
-                raise APIError(
+                raise ServiceError(
                     400, f"This model's maximum context length is {context} tokens. However, you requested "
                          f"{prompt_tokens + asked} tokens ({prompt_tokens} in the messages, {asked} in the "
                          f"completion). Please reduce the length of the messages or the completion.",
-                    "messages", "context_length_exceeded")
+                    param="messages", code="context_length_exceeded")
             max_tokens = wanted if wanted is not None else min(cap, room)
         else:
             max_tokens = wanted if wanted is not None else cap
@@ -210,7 +212,7 @@ class ModelHub:
                 if usage is not None and first is not None:
                     self.meters[name].record(usage.prompt_tokens, first - started, usage.completion_tokens,
                                              time.perf_counter() - first)
-        except APIError:
+        except ServiceError:
             outcome = "error"
             raise
         finally:

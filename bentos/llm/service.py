@@ -13,7 +13,6 @@ sse-starlette's EventSourceResponse gives (it cancels the generator on disconnec
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
@@ -23,13 +22,10 @@ from typing import Any
 
 import bentoml
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from bentos.llm.backends import Piece, TokenUsage
-from bentos.llm.errors import APIError
 from bentos.llm.hub import ModelHub, Prepared, merge_tool_deltas, trim_tool_deltas
 from bentos.llm.schemas import (
     ChatCompletion,
@@ -42,6 +38,9 @@ from bentos.llm.schemas import (
     ResponseMessage,
     Usage,
 )
+from ragyard.kit.errors import ServiceError
+from ragyard.kit.metrics import counter
+from ragyard.kit.serving import error_response, serve_errors
 from ragyard.settings import LLMBentoSettings
 
 logger = logging.getLogger("ragyard.llm")
@@ -51,54 +50,16 @@ SETTINGS = LLMBentoSettings()
 RESOURCES = {"gpu": 1} if any(m.backend == "vllm" for m in SETTINGS.llm.models) else {"cpu": "2"}
 
 openai_app = FastAPI(title="ragyard llm: OpenAI-compatible API", docs_url=None, redoc_url=None)
-
-
-@openai_app.exception_handler(APIError)
-async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-
-@openai_app.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    # An unknown route or method, in the same shape as every other error.
-    message = f"{request.method} {request.url.path}: {exc.detail}"
-    return JSONResponse(APIError(exc.status_code, message, None, "not_found" if exc.status_code == 404
-                                 else "invalid_request").body(), status_code=exc.status_code, headers=exc.headers)
-
-
-@openai_app.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    # Of a union's alternatives, the deepest error says most (content[0].type, not "not a string").
-    first = max(errors, key=lambda e: len(e.get("loc", ()))) if errors else {}
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    if first.get("type") == "json_invalid":
-        return JSONResponse(APIError(400, f"body: not valid JSON ({first.get('msg')})", None, "invalid_json").body(),
-                            status_code=400)
-    param = loc[0] if loc else None  # the request field; the message keeps the full path
-    return JSONResponse(APIError(400, f"{'.'.join(loc) or 'body'}: {first.get('msg')}", param).body(),
-                        status_code=400)
-
-
-@functools.cache
-def metrics():
-    """Prometheus counters, created once per process after BentoML set up multiprocess metrics."""
-    import prometheus_client  # imported late on purpose: see bentoml.metrics
-
-    return (
-        prometheus_client.Counter("ragyard_llm_generations", "Generations by how they ended",
-                                  ["model", "outcome"]),
-        prometheus_client.Counter("ragyard_llm_prompt_tokens", "Prompt tokens processed", ["model"]),
-        prometheus_client.Counter("ragyard_llm_completion_tokens", "Completion tokens generated", ["model"]),
-    )
+GENERATIONS = counter("ragyard_llm_generations", "Generations by how they ended", ["model", "outcome"])
+PROMPT_TOKENS = counter("ragyard_llm_prompt_tokens", "Prompt tokens processed", ["model"])
+COMPLETION_TOKENS = counter("ragyard_llm_completion_tokens", "Completion tokens generated", ["model"])
 
 
 def count_generation(model: str, outcome: str, usage: TokenUsage | None) -> None:
-    generations, prompt_tokens, completion_tokens = metrics()
-    generations.labels(model=model, outcome=outcome).inc()
+    GENERATIONS.labels(model=model, outcome=outcome).inc()
     if usage is not None:
-        prompt_tokens.labels(model=model).inc(usage.prompt_tokens)
-        completion_tokens.labels(model=model).inc(usage.completion_tokens)
+        PROMPT_TOKENS.labels(model=model).inc(usage.prompt_tokens)
+        COMPLETION_TOKENS.labels(model=model).inc(usage.completion_tokens)
 
 
 def usage_of(usage: TokenUsage) -> Usage:
@@ -125,8 +86,7 @@ async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, ChatC
             return answer.result()
         answer.cancel()
         await asyncio.gather(answer, return_exceptions=True)
-        gone_error = APIError(499, "the client closed the request", None, "client_closed")
-        return JSONResponse(gone_error.body(), status_code=499)
+        return error_response(ServiceError(499, "the client closed the request", code="client_closed"))
     finally:
         for task in (answer, gone):
             task.cancel()
@@ -211,7 +171,7 @@ class LLM:
                     yield chunk([ChunkChoice(delta=delta, finish_reason=item.finish_reason)])
                 else:
                     yield chunk([], usage_of(item))
-        except APIError as exc:
+        except ServiceError as exc:
             # The response has started: the error goes in the stream, where OpenAI clients raise it.
             logger.warning("stream %s failed: %s", completion_id, exc.message)
             yield json.dumps(exc.body())
@@ -223,5 +183,8 @@ class LLM:
 @openai_app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def _unknown_route(path: str, request: Request) -> JSONResponse:
     # Registered after the service's routes: whatever they do not match, in OpenAI's error shape.
-    raise APIError(404, f"{request.method} /v1/{path}: no such route; this server has /v1/models and "
-                        "/v1/chat/completions", None, "not_found")
+    raise ServiceError(404, f"{request.method} /v1/{path}: no such route; this server has /v1/models and "
+                            "/v1/chat/completions")
+
+
+serve_errors(LLM, openai_app)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from ragyard import collection as col
+from ragyard.kit.errors import ServiceError
 
 # The metadata a client may filter on; anything else is refused by name.
 FILTERABLE_FIELDS = (col.DOC_ID, col.SOURCE, col.PATH, col.TITLE, col.SECTION)
 MAX_VALUES_PER_FIELD = 100
 
 
-class FilterError(ValueError):
-    """A filter the retriever refuses; the message names the offending field."""
+class FilterError(ServiceError):
+    """A filter the retriever refuses (a 400); the message names the offending field."""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"filter.{field}: {message}")
+        super().__init__(400, f"filter.{field}: {message}", param="filter")
         self.field = field
 
 

@@ -8,13 +8,17 @@ from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker, WeightedRanker
 
 from ragyard import collection as col
 from ragyard.contracts.retriever import IndexInfo
+from ragyard.kit.errors import Unavailable
 from ragyard.settings import RetrieverBentoSettings
 
 HIT_FIELDS = [col.CHUNK_ID, col.DOC_ID, col.SOURCE, col.TITLE, col.SECTION, col.TEXT]
 
 
-class CollectionUnavailable(RuntimeError):
-    """The collection cannot answer: missing, empty, of another dimension, or Milvus is down."""
+class CollectionUnavailable(Unavailable):
+    """The collection cannot answer: missing, empty, of another dimension, or Milvus is down (a 503)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="collection_unavailable")
 
 
 BM25_PARAMS = {"metric_type": "BM25", "params": {}}

@@ -12,22 +12,19 @@ import anyio
 import bentoml
 from fastapi import FastAPI
 from pymilvus import MilvusException
-from starlette.responses import JSONResponse
 
-from ragyard.clients.embedder import EmbedderClient, EmbedderUnavailable
-from bentos.retriever.filters import FilterError, filter_expression
+from bentos.retriever.filters import filter_expression
 from bentos.retriever.rerank import Reranker
-from ragyard.contracts.retriever import Hit, IndexInfo, SearchRequest, SearchResponse, Timings
 from bentos.retriever.search import CollectionUnavailable, Searcher
+from ragyard.clients.embedder import EmbedderClient
+from ragyard.contracts.retriever import Hit, IndexInfo, SearchRequest, SearchResponse, Timings
+from ragyard.kit.errors import ServiceError, Unavailable
+from ragyard.kit.serving import answers_errors, serve_errors
 from ragyard.settings import RetrieverBentoSettings
 
 logger = logging.getLogger("ragyard.retriever")
 # GET routes beside BentoML's POST APIs; mounted at the root, it answers only the routes it has.
 index_app = FastAPI(title="ragyard retriever: the index", docs_url=None, redoc_url=None)
-
-
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def candidate_count(top_k: int, rerank: bool, max_top_k: int) -> int:
@@ -66,35 +63,31 @@ class Retriever:
         it cannot be read."""
         try:
             return await anyio.to_thread.run_sync(self.searcher.index_info)
-        except CollectionUnavailable as exc:
-            return error(503, str(exc))
         except MilvusException as exc:
             self.searcher.forget()
-            return error(503, f"the index could not be read from Milvus: {exc}")
+            raise Unavailable(f"the index could not be read from Milvus: {exc}") from exc
 
-    def problem(self, request: SearchRequest) -> JSONResponse | None:
-        """A 4xx for what the settings bound or refuse, naming the field; None if the request is fine."""
+    def check_bounds(self, request: SearchRequest) -> None:
+        """A 4xx naming the field for what the settings bound or refuse."""
         if request.top_k > self.limits.max_top_k:
-            return error(422, f"top_k: {request.top_k} exceeds max_top_k={self.limits.max_top_k}")
+            raise ServiceError(400, f"top_k: {request.top_k} exceeds max_top_k={self.limits.max_top_k}",
+                               param="top_k")
         max_chars = self.settings.embedder.max_chars_per_text
         if len(request.query) > max_chars:
-            return error(413, f"query: {len(request.query)} characters exceed max_chars_per_text={max_chars}")
+            raise ServiceError(413, f"query: {len(request.query)} characters exceed max_chars_per_text={max_chars}",
+                               param="query")
         if request.rerank and self.reranker is None:
-            return error(422, "rerank: no reranker is configured on this retriever "
-                              "(set RAGYARD_RETRIEVER__RERANKER_MODEL to a CrossEncoder path)")
-        return None
+            raise ServiceError(400, "rerank: no reranker is configured on this retriever "
+                                    "(set RAGYARD_RETRIEVER__RERANKER_MODEL to a CrossEncoder path)", param="rerank")
 
     @bentoml.api(route="/search", input_spec=SearchRequest)
+    @answers_errors
     def search(self, query: str, top_k: int = 5, mode: str = "hybrid", filter: dict | None = None,
                rerank: bool = False) -> SearchResponse:
         """Top-k chunks for a query: dense, BM25 or hybrid (fused per settings), filtered, optionally reranked."""
         request = SearchRequest.model_construct(query=query, top_k=top_k, mode=mode, filter=filter or {}, rerank=rerank)
-        if refusal := self.problem(request):
-            return refusal
-        try:
-            expr = filter_expression(request.filter)
-        except FilterError as exc:
-            return error(422, str(exc))
+        self.check_bounds(request)
+        expr = filter_expression(request.filter)
         started = time.perf_counter()
         try:
             self.searcher.ensure_loaded()
@@ -108,19 +101,12 @@ class Retriever:
             hits = self.searcher.search(request.mode, request.query, vector, limit, expr)
             search_ms = (time.perf_counter() - search_started) * 1000
             if not hits and self.searcher.is_empty():
-                return error(503, f"collection {self.searcher.name!r} is empty; run the ingestion first")
-        except EmbedderUnavailable as exc:
-            return error(503, str(exc))
-        except CollectionUnavailable as exc:
-            return error(503, str(exc))
+                raise CollectionUnavailable(f"collection {self.searcher.name!r} is empty; run the ingestion first")
         except MilvusException as exc:
             self.searcher.forget()
-            try:
-                self.searcher.ensure_loaded()
-            except CollectionUnavailable as missing:
-                return error(503, str(missing))
+            self.searcher.ensure_loaded()  # a collection that went away says so
             logger.exception("search failed")
-            return error(503, f"search failed in Milvus: {exc.message if hasattr(exc, 'message') else exc}")
+            raise Unavailable(f"search failed in Milvus: {exc.message if hasattr(exc, 'message') else exc}") from exc
         rerank_ms = 0.0
         if request.rerank and hits:
             rerank_started = time.perf_counter()
@@ -135,3 +121,6 @@ class Retriever:
             timings=Timings(embed_ms=round(embed_ms, 2), search_ms=round(search_ms, 2), rerank_ms=round(rerank_ms, 2),
                             total_ms=round((time.perf_counter() - started) * 1000, 2)),
         )
+
+
+serve_errors(Retriever, index_app)

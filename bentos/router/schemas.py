@@ -67,7 +67,3 @@ class FeedbackRequest(BaseModel):
     value: float = Field(ge=-1e6, le=1e6, description="The score, e.g. 1 for thumbs up, 0 for down.")
     comment: str | None = Field(default=None, max_length=2000)
 
-
-def openai_error(message: str, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

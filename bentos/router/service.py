@@ -18,26 +18,21 @@ import anyio
 import bentoml
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse, StreamingResponse
 
-from bentos.router.schemas import ChatCompletionRequest, FeedbackRequest, openai_error
+from bentos.router.schemas import ChatCompletionRequest, FeedbackRequest
+from ragyard.events.publisher import EventNotStored
+from ragyard.events.schema import DocumentChange, DocumentChanged
+from ragyard.kit.errors import ServiceError, Unavailable
+from ragyard.kit.serving import error_response, serve_errors
 from ragyard.settings import RouterBentoSettings
-from router.flow import AUTO, RAG_PREFIX, ChatRequest, Flow, FlowError, Outcome
+from router.chat import AUTO, RAG_PREFIX, ChatRequest, Message, Outcome
+from router.events import PRODUCER
 from router.keys import ApiKey
-from router.limits import retry_after_header
+from router.wiring import build_flow
 
 logger = logging.getLogger("ragyard.router")
 openai_app = FastAPI(title="ragyard router: OpenAI-compatible API", docs_url=None, redoc_url=None)
-
-
-@openai_app.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0]
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = loc[0] if loc else None
-    return JSONResponse(openai_error(f"{'.'.join(loc) or 'body'}: {first.get('msg')}", param=param,
-                                     code="invalid_value"), status_code=400)
 
 
 @openai_app.exception_handler(sqlalchemy.exc.OperationalError)
@@ -46,27 +41,8 @@ async def _state_unavailable(_: Request, exc: sqlalchemy.exc.SQLAlchemyError) ->
     """The state database (keys, budgets, cache, memory) is down, locked, or out of pooled
     connections: a 503 to retry, not a 500."""
     logger.error("router state database unavailable: %s", exc)
-    return JSONResponse(openai_error("the router's state database (keys, budgets) is unavailable; retry shortly",
-                                     "server_error", code="state_unavailable"),
-                        status_code=503, headers={"Retry-After": "5"})
-
-
-@openai_app.exception_handler(Exception)
-async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unexpected error", exc_info=exc)
-    return JSONResponse(openai_error(f"internal error: {type(exc).__name__}", "server_error", code="internal_error"),
-                        status_code=500)
-
-
-def error_response(error: FlowError) -> JSONResponse:
-    headers = {"Retry-After": retry_after_header(error.retry_after_s)} if error.retry_after_s else None
-    return JSONResponse(openai_error(error.message, error.type, error.param, error.code),
-                        status_code=error.status, headers=headers)
-
-
-def unauthorized(message: str) -> JSONResponse:
-    return JSONResponse(openai_error(message, "authentication_error", code="invalid_api_key"), status_code=401,
-                        headers={"WWW-Authenticate": "Bearer"})
+    return error_response(ServiceError(503, "the router's state database (keys, budgets) is unavailable; "
+                                            "retry shortly", code="state_unavailable", retry_after_s=5))
 
 
 def usage(outcome: Outcome) -> dict:
@@ -78,7 +54,7 @@ def completion_body(outcome: Outcome) -> dict:
     return {"id": outcome.id, "object": "chat.completion", "created": outcome.created, "model": outcome.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.text},
                          "finish_reason": outcome.finish_reason, "logprobs": None}],
-            "usage": usage(outcome), "citations": outcome.citations, "ragyard": outcome.extra()}
+            "usage": usage(outcome), "citations": [c.wire() for c in outcome.citations], "ragyard": outcome.extra()}
 
 
 def sse(data: dict | str) -> bytes:
@@ -96,30 +72,34 @@ class Router:
     def __init__(self) -> None:
         self.settings = RouterBentoSettings()
         self.config = self.settings.router
-        self.flow = Flow(self.settings)
+        self.flow = build_flow(self.settings)
 
-    async def authenticate(self, request: Request) -> ApiKey | None | JSONResponse:
-        """The caller's key; None when keys are not required; a 401 response when it is missing or wrong."""
+    @bentoml.on_startup
+    async def start_events(self) -> None:
+        """In the serving event loop; the broker is connected to in the background."""
+        self.flow.events.start()
+
+    @bentoml.on_shutdown
+    async def close_flow(self) -> None:
+        await self.flow.aclose()
+
+    async def authenticate(self, request: Request) -> ApiKey | None:
+        """The caller's key; None when keys are not required; a 401 when it is missing or wrong."""
         header = request.headers.get("authorization", "")
         if not self.config.require_api_key:
             return None
         match = re.fullmatch(r"Bearer\s+(\S+)", header.strip())
         if not match:
-            return unauthorized("Authorization: missing; send 'Authorization: Bearer <ragyard API key>'")
+            raise ServiceError(401, "Authorization: missing; send 'Authorization: Bearer <ragyard API key>'")
         key = await anyio.to_thread.run_sync(self.flow.keys.authenticate, match.group(1))
         if key is None:
-            return unauthorized("Authorization: unknown or revoked API key")
+            raise ServiceError(401, "Authorization: unknown or revoked API key")
         return key
 
     @openai_app.get("/models")
     async def models(self, request: Request):
-        key = await self.authenticate(request)
-        if isinstance(key, JSONResponse):
-            return key
-        try:
-            catalog = await self.flow.catalog.current()
-        except Exception as exc:  # noqa: BLE001 - any catalog failure is a 503 with its reason
-            return error_response(Flow.as_flow_error(exc) if not isinstance(exc, FlowError) else exc)
+        await self.authenticate(request)
+        catalog = await self.flow.routing.catalog.current()  # a 503 naming the upstreams when none answers
         data = [{"id": AUTO, "object": "model", "created": 0, "owned_by": "ragyard",
                  "description": f"RAG, model chosen by the {self.config.routing_policy!r} routing policy"}]
         for name, entry in catalog.items():
@@ -136,13 +116,11 @@ class Router:
         max_tokens = body.max_completion_tokens or body.max_tokens or self.config.default_max_tokens
         field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         if max_tokens > self.config.max_tokens_limit:
-            raise FlowError(400, f"{field}: {max_tokens} exceeds this router's limit of {self.config.max_tokens_limit}",
-                            param=field, code="invalid_value")
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        if body.model.startswith(RAG_PREFIX) and not any(m["role"] == "user" and m["content"].strip()
-                                                         for m in messages):
-            raise FlowError(400, "messages: a RAG model needs a user message with the question", param="messages",
-                            code="invalid_value")
+            raise ServiceError(400, f"{field}: {max_tokens} exceeds this router's limit of "
+                                    f"{self.config.max_tokens_limit}", param=field)
+        messages = tuple(Message(m.role, m.text()) for m in body.messages)
+        if body.model.startswith(RAG_PREFIX) and not any(m.role == "user" and m.content.strip() for m in messages):
+            raise ServiceError(400, "messages: a RAG model needs a user message with the question", param="messages")
         params = {k: v for k, v in {"temperature": body.temperature, "top_p": body.top_p, "stop": body.stop}.items()
                   if v is not None}
         session = body.ragyard.session_id or request.headers.get("x-ragyard-session") or None
@@ -153,17 +131,11 @@ class Router:
 
     @openai_app.post("/chat/completions")
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
-        key = await self.authenticate(request)
-        if isinstance(key, JSONResponse):
-            return key
-        try:
-            chat = self.chat_request(body, key, request)
-            if not chat.stream:
-                return completion_body(await self.flow.answer(chat))
-            events = self.flow.stream(chat)
-            first = await events.__anext__()  # every refusal (4xx, 429, 503) happens before the first delta
-        except FlowError as error:
-            return error_response(error)
+        chat = self.chat_request(body, await self.authenticate(request), request)
+        if not chat.stream:
+            return completion_body(await self.flow.answer(chat))
+        events = self.flow.stream(chat)
+        first = await events.__anext__()  # every refusal (4xx, 429, 503) happens before the first delta
         return StreamingResponse(self.sse_body(chat, events, first), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -176,7 +148,7 @@ class Router:
             while True:
                 if isinstance(event, Outcome):
                     yield chunk(event.id, created, event.model, {}, event.finish_reason, usage=usage(event),
-                                citations=event.citations, ragyard=event.extra())
+                                citations=[c.wire() for c in event.citations], ragyard=event.extra())
                     break
                 if not started:
                     started = True
@@ -185,25 +157,48 @@ class Router:
                 event = await events.__anext__()
         except StopAsyncIteration:
             pass
-        except FlowError as error:
-            yield sse(openai_error(error.message, error.type, error.param, error.code))
+        except ServiceError as error:
+            yield sse(error.body())
         finally:
             await events.aclose()
         yield sse("[DONE]")
 
     @openai_app.post("/feedback")
     async def feedback(self, body: FeedbackRequest, request: Request):
-        """A score for an answer: to Langfuse when configured, else an MLflow assessment on its trace."""
+        """A score for an answer: 202 once stored as an event (broker or outbox), whose consumer exports it
+        to Langfuse when configured, else as an MLflow assessment on its trace; a low score flags the answer."""
         key = await self.authenticate(request)
-        if isinstance(key, JSONResponse):
-            return key
         trace_id = body.id.removeprefix("chatcmpl-")
         if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
-            return JSONResponse(openai_error("id: not a ragyard completion id (chatcmpl-<32 hex digits>)",
-                                             param="id", code="invalid_value"), status_code=400)
+            raise ServiceError(400, "id: not a ragyard completion id (chatcmpl-<32 hex digits>)", param="id")
         if key is not None and key.id != await anyio.to_thread.run_sync(self.flow.keys.completion_owner, trace_id):
             # also unknown ids: whether another key's id exists is not told
-            return JSONResponse(openai_error(f"id: no completion {body.id} for this API key", param="id",
-                                             code="not_found"), status_code=404)
-        self.flow.tracer.submit(("score", trace_id, body.name, body.value, body.comment))
+            raise ServiceError(404, f"id: no completion {body.id} for this API key", param="id")
+        try:
+            await self.flow.events.feedback(trace_id, body.name, body.value, body.comment, key.id if key else None)
+        except EventNotStored as error:
+            raise events_unavailable(error) from error
         return JSONResponse({"accepted": True, "trace_id": trace_id}, status_code=202)
+
+    @openai_app.post("/documents/changed")
+    async def document_changed(self, body: DocumentChange, request: Request):
+        """A webhook for sources: a file changed, so the ingestion indexes it now (a document.changed
+        event) instead of at its next poll. Admin keys only (`ragyard keys create --admin`)."""
+        key = await self.authenticate(request)
+        if key is not None and not await anyio.to_thread.run_sync(self.flow.keys.is_admin, key.id):
+            raise ServiceError(403, "this endpoint needs an admin key (ragyard keys create --admin)",
+                               code="admin_key_required")
+        event = DocumentChanged(producer=PRODUCER, **body.model_dump())
+        try:
+            await self.flow.events.publish(event)
+        except EventNotStored as error:
+            raise events_unavailable(error) from error
+        return JSONResponse({"accepted": True, "event_id": event.id}, status_code=202)
+
+
+def events_unavailable(error: EventNotStored) -> Unavailable:
+    """Nothing was stored: the client must not take it as accepted, and may retry."""
+    return Unavailable(f"not stored, retry shortly: {error}", code="events_unavailable", retry_after_s=5)
+
+
+serve_errors(Router, openai_app)

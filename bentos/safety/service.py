@@ -7,25 +7,24 @@ the profanity model); the first start exports MiniLM to ONNX under RAGYARD_HOME 
 
 import anyio
 import bentoml
-from starlette.responses import JSONResponse
 
 from bentos.safety.checker import SafetyChecker
 from ragyard.contracts.safety import CheckBatchRequest, CheckBatchResponse, CheckRequest, CheckResponse, Direction
+from ragyard.kit.errors import ServiceError
+from ragyard.kit.serving import answers_errors, serve_errors
 from ragyard.settings import SafetyBentoSettings, SafetySettings
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def refusal(item: CheckRequest, field: str, limits: SafetySettings) -> JSONResponse | None:
-    """A 4xx for what the settings refuse, naming the field; None when the request is fine."""
+def check_allowed(item: CheckRequest, limits: SafetySettings, at: str = "") -> None:
+    """A 4xx naming the field for what the settings refuse; `at` is the item's place in a batch
+    ("items[3]."), in the message; the batch's field, `items`, is then the param."""
     size = len(item.text.encode("utf-8", "surrogatepass"))
     if size > limits.max_text_bytes:
-        return error(413, f"{field}text: {size} bytes exceed max_text_bytes={limits.max_text_bytes}")
+        raise ServiceError(413, f"{at}text: {size} bytes exceed max_text_bytes={limits.max_text_bytes}",
+                           param="items" if at else "text")
     if item.policy not in limits.policies:
-        return error(422, f"{field}policy: unknown policy {item.policy!r}; known: {', '.join(sorted(limits.policies))}")
-    return None
+        raise ServiceError(400, f"{at}policy: unknown policy {item.policy!r}; known: "
+                                f"{', '.join(sorted(limits.policies))}", param="items" if at else "policy")
 
 
 @bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 60, "max_concurrency": 32}, threads=4)
@@ -39,21 +38,24 @@ class Safety:
         return self.checker is not None
 
     @bentoml.api(route="/check", input_spec=CheckRequest)
+    @answers_errors
     def check(self, text: str, direction: Direction, policy: str = "default") -> CheckResponse:
         """Check one text against a named policy: allow, flag, redact (PII) or block."""
-        item = CheckRequest.model_construct(text=text, direction=direction, policy=policy)
-        if problem := refusal(item, "", self.limits):
-            return problem
+        check_allowed(CheckRequest.model_construct(text=text, direction=direction, policy=policy), self.limits)
         return self.checker.check(text, direction, policy)
 
     @bentoml.api(route="/check_batch", input_spec=CheckBatchRequest)
+    @answers_errors
     async def check_batch(self, items: list[CheckRequest]) -> CheckBatchResponse:
         """Check up to max_batch_items texts; results in the same order."""
         if len(items) > self.limits.max_batch_items:
-            return error(413, f"items: {len(items)} items exceed max_batch_items={self.limits.max_batch_items}")
+            raise ServiceError(413, f"items: {len(items)} items exceed max_batch_items={self.limits.max_batch_items}",
+                               param="items")
         for i, item in enumerate(items):
-            if problem := refusal(item, f"items[{i}].", self.limits):
-                return problem
+            check_allowed(item, self.limits, at=f"items[{i}].")
         results = [await anyio.to_thread.run_sync(self.checker.check, item.text, item.direction, item.policy)
                    for item in items]
         return CheckBatchResponse(results=results)
+
+
+serve_errors(Safety)

@@ -1,2 +1,3 @@
 """Typed clients of the bentos, one module per service, speaking the wire contracts of
-`ragyard.contracts`; every one raises a `ServiceUnavailable` when its service cannot answer."""
+`ragyard.contracts` on the base client of `base.py`: each raises the kit's `Unavailable` when its
+service cannot answer and `Rejected` when it refuses the request."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ragyard.tokens import estimate_prompt_tokens
 from router.routing.base import POLICIES, ModelCard, RouteDecision, RouteRequest, RoutingPolicy, register
 from router.routing.features import routing_features
 from router.routing.predictor import QualityPredictor, UnknownModel, load_predictor
@@ -24,13 +25,12 @@ from router.routing.predictor import QualityPredictor, UnknownModel, load_predic
 if TYPE_CHECKING:
     from ragyard.settings import RouterBentoSettings
 
-CHARS_PER_TOKEN = 4  # a prompt-size estimate good enough to rank prices; usage is priced exactly later
-
 
 def estimated_prompt_tokens(request: RouteRequest) -> int:
-    chars = len(request.question) + sum(len(str(h.get("text") or "")) for h in request.context)
-    chars += sum(len(str(m.get("content") or "")) for m in request.messages)
-    return chars // CHARS_PER_TOKEN + 1
+    """Good enough to rank prices (usage is priced exactly later): the messages, with the question and
+    the retrieved context that go into the prompt."""
+    context_chars = len(request.question) + sum(len(str(h.get("text") or "")) for h in request.context)
+    return estimate_prompt_tokens([str(m.get("content") or "") for m in request.messages], context_chars)
 
 
 def estimated_cost(card: ModelCard, request: RouteRequest) -> float:

@@ -23,6 +23,7 @@ BENTOS = {
     "llm": ("ragyard-llm", "bentos.llm.service:LLM", set()),
     "safety": ("ragyard-safety", "bentos.safety.service:Safety", {"/check", "/check_batch"}),
     "router": ("ragyard-router", "bentos.router.service:Router", set()),
+    "tools": ("ragyard-tools", "bentos.tools.service:Tools", set()),
 }
 
 # Run inside the bento's src/: import the service and list where our own modules came from.

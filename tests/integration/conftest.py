@@ -12,6 +12,7 @@ import pytest
 from ragyard.settings import (
     Settings,
 )
+from tests.support.broker import LocalBroker, running_broker
 from tests.support.ingest import corpus_settings
 from tests.support.stack import Stack
 
@@ -70,3 +71,11 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, milvus_uri: str, corpus: Path) -> Settings:
     return corpus_settings(tmp_path / "home", milvus_uri, corpus)
+
+
+@pytest.fixture(scope="session")
+def event_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """One real RabbitMQ for the session, started as `make run` does (tests.support.broker); tests that stop
+    it have their own. Use your own Topology prefix, or expect others' events on the queues."""
+    with running_broker(tmp_path_factory.mktemp("broker-home")) as broker:
+        yield broker

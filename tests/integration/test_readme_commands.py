@@ -20,6 +20,7 @@ from pipelines.ledger import Ledger
 from ragyard import collection as col
 from ragyard.service_spec import ServiceSpec
 from ragyard.settings import (
+    BrokerSettings,
     CatalogModel,
     DagsterSettings,
     EmbedderSettings,
@@ -30,6 +31,7 @@ from ragyard.settings import (
     SafetySettings,
     Settings,
     SupervisorSettings,
+    ToolsSettings,
     settings_env,
 )
 from tests.support.cli import ragyard
@@ -113,7 +115,15 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
         models=[CatalogModel(name="smollm2-135m", model="smollm2-135m", context_length=2048)],
     )
     settings.safety = SafetySettings(port=free_port())
+    settings.tools = ToolsSettings(port=free_port())
     settings.router = RouterSettings(port=free_port())
+    settings.broker = BrokerSettings(
+        port=free_port(),
+        management_port=free_port(),
+        prometheus_port=free_port(),
+        dist_port=free_port(),
+        epmd_port=free_port(),
+    )
     # A first restart 5-10 s after a crash (and BentoML's start-up on top): time to see the 503s.
     settings.supervisor = SupervisorSettings(restart_backoff_s=10.0)
     env = {**os.environ, **settings_env(settings)}
@@ -129,7 +139,7 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     with Stack(settings.home / "stack", stop_timeout_s=300) as stack:
         stack.start(make_run)
         try:
-            _check_the_running_platform(stack, settings, env, processes)
+            services = _check_the_running_platform(stack, settings, env, processes)
         finally:
             stack.refresh()  # the services and their workers, for the stack to stop if Ctrl-C does not
             os.killpg(stack.pid(MAKE_RUN), signal.SIGINT)  # what Ctrl-C in the terminal does
@@ -141,7 +151,7 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     assert output.index("READY ") < output.index("index ready: ")  # the URLs come before the index build
     # mlflow, dagster dev, the embedder, retriever, llm, safety and router bentos, and the two restarts
     service_pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", output)]
-    assert len(service_pids) == 9, output[-5000:]
+    assert len(service_pids) == len(after) + 2, output[-5000:]
     stopped = [pid for pid in service_pids if _group_gone(pid, timeout_s=30)]
     assert stopped == service_pids, output[-5000:]
     assert [p for p in processes if p.is_running()] == [], output[-5000:]
@@ -153,12 +163,13 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
 
 def _check_the_running_platform(
     stack: Stack, settings: Settings, env: dict[str, str], processes: list[psutil.Process]
-) -> None:
+) -> dict[str, dict]:
     """The platform is up, serves a RAG answer, and restarts crashed bentos; `processes` gets every process
-    it runs at the end, workers included."""
+    it runs at the end, workers included. Returns the services `ragyard status` lists at the end."""
     ready = _wait_for(stack, r"^READY ", timeout_s=600)
     assert f"dagster={settings.dagster.url}" in ready and f"mlflow={settings.mlflow.url}" in ready
     assert f"router={settings.router.url}" in ready and f"llm={settings.llm.url}" in ready
+    assert f"broker=http://127.0.0.1:{settings.broker.management_port}" in ready
     _wait_for(stack, r"index ready: ", timeout_s=900)
 
     assert httpx.get(f"{settings.dagster.url}/server_info").status_code == 200
@@ -213,3 +224,4 @@ def _check_the_running_platform(
     for svc in after.values():
         service = psutil.Process(svc["pid"])
         processes += [service, *service.children(recursive=True)]
+    return after

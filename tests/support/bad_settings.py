@@ -8,6 +8,7 @@ BAD = {
     "llm": ("RAGYARD_LLM__MODELS", "[{}]"),
     "safety": ("RAGYARD_SAFETY__POLICIES", "{}"),
     "router": ("RAGYARD_ROUTER__TOP_K", "0"),
+    "tools": ("RAGYARD_TOOLS__MCP_SERVERS", '[{"name": "both-or-neither"}]'),
     "langfuse": ("RAGYARD_LANGFUSE", "not json"),
     "chunker": ("RAGYARD_CHUNKER__MAX_CHARS", "1"),
     "prompts": ("RAGYARD_PROMPTS__AB_WEIGHTS", '{"production": -1}'),
@@ -16,4 +17,5 @@ BAD = {
     "mlflow": ("RAGYARD_MLFLOW__RUN_LOCAL", "perhaps"),
     "dagster": ("RAGYARD_DAGSTER__PORT", "x"),
     "supervisor": ("RAGYARD_SUPERVISOR__MAX_CRASHES", "0"),
+    "broker": ("RAGYARD_BROKER__URL", "http://not-amqp"),
 }

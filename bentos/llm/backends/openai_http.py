@@ -11,17 +11,18 @@ import openai
 
 from bentos.llm.backends.base import ChatBackend, Generation, Piece, TokenUsage
 from bentos.llm.backends.llama_cpp import ChatTokenizer, load_llama
-from bentos.llm.errors import APIError, BackendError
+from bentos.llm.errors import BackendError
+from ragyard.kit.errors import ServiceError
 
 
-def provider_error(name: str, exc: openai.APIError) -> APIError:
+def provider_error(name: str, exc: openai.APIError) -> ServiceError:
     """A provider's 4xx passes through in the same shape (it is the caller's mistake); anything else is a 502."""
     if isinstance(exc, openai.APIStatusError) and 400 <= exc.status_code < 500 and exc.status_code != 401:
         body = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else {}
         body = body if isinstance(body, dict) else {}
-        return APIError(exc.status_code, f"model {name!r}: {body.get('message') or exc.message}",
-                        body.get("param"), body.get("code") or "provider_error",
-                        body.get("type") or "invalid_request_error")
+        return ServiceError(exc.status_code, f"model {name!r}: {body.get('message') or exc.message}",
+                            param=body.get("param"), code=body.get("code") or "provider_error",
+                            type_=body.get("type") or "invalid_request_error")
     return BackendError(name, f"{type(exc).__name__}: {exc}")
 
 

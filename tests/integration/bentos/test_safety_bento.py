@@ -6,12 +6,9 @@ import json
 import httpx
 import pytest
 
-from ragyard.clients.safety import (
-    SafetyClient,
-    SafetyRequestRejected,
-    SafetyUnavailable,
-)
+from ragyard.clients.safety import SafetyClient
 from ragyard.contracts.safety import CheckRequest, restore
+from ragyard.kit.errors import Rejected, Unavailable
 from tests.support.network import free_port
 from tests.support.stack import Stack
 
@@ -196,7 +193,7 @@ BAD_REQUESTS = [
     ({"text": "hi", "direction": "sideways"}, 400, "direction"),
     ({"text": "hi"}, 400, "direction"),
     ({"text": "hi", "direction": "input", "policy": 7}, 400, "policy"),
-    ({"text": "hi", "direction": "input", "policy": "nope"}, 422, "policy: unknown policy 'nope'"),
+    ({"text": "hi", "direction": "input", "policy": "nope"}, 400, "policy: unknown policy 'nope'"),
     ({"text": "a" * 1_000_000, "direction": "input"}, 413, "text: 1000000 bytes exceed max_text_bytes"),
     ({"text": "é" * 60_000, "direction": "input"}, 413, "text: 120000 bytes"),  # the bound is in UTF-8 bytes
 ]
@@ -206,7 +203,8 @@ BAD_REQUESTS = [
 def test_bad_check_requests_are_4xx_naming_the_field(safety_url, body, status, message):
     response = httpx.post(f"{safety_url}/check", json=body, timeout=60)
     assert response.status_code == status, response.text
-    assert message in response.text
+    error = response.json()["error"]  # OpenAI's shape, like every error of every bento
+    assert message in error["message"] and error["message"].startswith(error["param"])
 
 
 def test_invalid_utf8_and_non_json_bodies_are_400(safety_url):
@@ -234,7 +232,7 @@ def test_invalid_utf8_and_non_json_bodies_are_400(safety_url):
         ({"items": [{"text": "x", "direction": "input"}, {"text": "", "direction": "input"}]}, 400, "text"),
         (
             {"items": [{"text": "x", "direction": "input"}, {"text": "y", "direction": "input", "policy": "nope"}]},
-            422,
+            400,
             "items[1].policy",
         ),
         (
@@ -247,21 +245,23 @@ def test_invalid_utf8_and_non_json_bodies_are_400(safety_url):
 def test_bad_batch_requests_are_4xx_naming_the_field(safety_url, body, status, message):
     response = httpx.post(f"{safety_url}/check_batch", json=body, timeout=60)
     assert response.status_code == status, response.text
-    assert message in response.text
+    error = response.json()["error"]
+    assert message in error["message"] and error["param"] == "items"
 
 
 def test_client_checks_and_maps_errors(safety_url):
     async def scenario():
-        async with SafetyClient(safety_url, timeout=60) as client:
+        async with SafetyClient(safety_url, timeout_s=60) as client:
             result = await client.check("Mail alice@example.com", "input")
             assert result.action == "redact" and result.redacted_text == "Mail <EMAIL_ADDRESS>"
             batch = await client.check_batch([CheckRequest(text="hello there", direction="output")] * 2)
             assert [r.action for r in batch] == ["allow", "allow"]
-            with pytest.raises(SafetyRequestRejected) as rejected:
+            with pytest.raises(Rejected) as rejected:
                 await client.check("x" * 200_000, "input")
-            assert rejected.value.status_code == 413 and "max_text_bytes" in rejected.value.message
-        async with SafetyClient(f"http://127.0.0.1:{free_port()}", timeout=2, attempts=2) as nobody:
-            with pytest.raises(SafetyUnavailable):
+            error = rejected.value.error
+            assert error.status == 413 and "max_text_bytes" in error.message and error.param == "text"
+        async with SafetyClient(f"http://127.0.0.1:{free_port()}", timeout_s=2, attempts=2) as nobody:
+            with pytest.raises(Unavailable):
                 await nobody.check("hello", "input")
 
     asyncio.run(scenario())
@@ -284,7 +284,7 @@ def stream_through_guard(
     from router.output_guard import OutputGuard
 
     async def scenario():
-        async with SafetyClient(url, timeout=60) as client:
+        async with SafetyClient(url, timeout_s=60) as client:
             guard = OutputGuard(lambda window: client.check(window, "output", policy), **options)
             released = []
             for i in range(0, len(text), chunk_chars):
@@ -341,7 +341,7 @@ def test_stream_guard_stops_at_a_blocked_window(safety_url):
 
     async def scenario():
         released = []
-        async with SafetyClient(safety_url, timeout=60) as client:
+        async with SafetyClient(safety_url, timeout_s=60) as client:
             with pytest.raises(StreamBlocked) as blocked:
                 async for piece in guard_stream(
                     chunks(), lambda w: client.check(w, "output", "default"), hold_chars=32, release_chars=16

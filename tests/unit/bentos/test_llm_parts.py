@@ -30,7 +30,7 @@ def test_admission_runs_some_queues_some_and_refuses_the_rest():
         with pytest.raises(QueueFull) as refused:
             async with admission.slot():
                 pass
-        assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "3"}
+        assert refused.value.status == 429 and refused.value.headers() == {"Retry-After": "3"}
         release.set()
         await asyncio.gather(*tasks)
         assert order == [0, 1, 2] and admission.admitted == 0

@@ -14,10 +14,11 @@ COMPONENTS = [
     s.LLMBentoSettings,
     s.SafetyBentoSettings,
     s.RouterBentoSettings,
+    s.ToolsBentoSettings,
     s.IngestionSettings,
     s.Settings,
 ]
-ENDPOINTS = (s.EmbedderEndpoint, s.RetrieverEndpoint, s.LLMEndpoint, s.SafetyEndpoint)
+ENDPOINTS = (s.EmbedderEndpoint, s.RetrieverEndpoint, s.LLMEndpoint, s.SafetyEndpoint, s.RouterEndpoint, s.ToolsEndpoint)
 
 
 def parses_whole(component, group: str) -> bool:

@@ -7,10 +7,11 @@ import socket
 
 import pytest
 
+from ragyard.kit.errors import Unavailable
 from ragyard.settings import RetrieverSettings, RouterSettings, Settings
-from router.flow import ChatRequest, Flow, Outcome, Prepared
-from router.resilience import BackendUnavailable, Deadline
-from router.tracing import Trace
+from router.chat import ChatRequest, Message
+from router.flow import as_service_error
+from router.wiring import build_flow
 
 
 def test_a_retriever_that_accepts_but_never_answers_is_a_503_naming_it(tmp_path):
@@ -23,28 +24,22 @@ def test_a_retriever_that_accepts_but_never_answers_is_a_503_naming_it(tmp_path)
         )
         request = ChatRequest(
             model="ragyard/auto",
-            messages=[{"role": "user", "content": "what is a generator?"}],
+            messages=(Message("user", "what is a generator?"),),
             max_tokens=8,
             params={},
             stream=False,
             key=None,
         )
-        prepared = Prepared(
-            request,
-            Trace(request.trace_id, "chat.completions", None, None),
-            Deadline(60),
-            Outcome(id=f"chatcmpl-{request.trace_id}", created=0, model=request.model),
-        )
 
         async def retrieve() -> None:
-            flow = Flow(settings)
+            flow = build_flow(settings)
             try:
-                await flow.retrieve(prepared)
+                await flow.retrieval.search(flow.begin(request))
             finally:
-                await flow.close()
+                await flow.aclose()
 
-        with pytest.raises(BackendUnavailable) as unavailable:
+        with pytest.raises(Unavailable) as unavailable:
             asyncio.run(retrieve())
     assert str(unavailable.value) == f"retriever at http://127.0.0.1:{port} did not answer within 0.5 s"
-    error = Flow.as_flow_error(unavailable.value)
+    error = as_service_error(unavailable.value)
     assert (error.status, error.code) == (503, "backend_unavailable")

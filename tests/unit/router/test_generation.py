@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ragyard.kit.errors import Rejected, ServiceError
 from router.catalog import CatalogEntry, Upstream
 from router.generation import Generated, Generator
 from router.resilience import Breakers, Deadline
@@ -46,9 +47,11 @@ def sse_chunk(model: str, content: str) -> bytes:
 
 class Upstreams(BaseHTTPRequestHandler):
     """Model "good" answers (whole or streamed); model "cut" streams one chunk, then the connection
-    drops in the middle of the body, as an upstream that crashes mid-answer does."""
+    drops in the middle of the body, as an upstream that crashes mid-answer does; model "down"
+    answers 503 and model "refuse" 400, in OpenAI's error shape."""
 
     protocol_version = "HTTP/1.1"
+    calls: dict[str, int] = {}
 
     def log_message(self, *_args) -> None:
         pass
@@ -56,6 +59,16 @@ class Upstreams(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         request = json.loads(self.rfile.read(int(self.headers["content-length"])))
         model = request["model"]
+        Upstreams.calls[model] = Upstreams.calls.get(model, 0) + 1
+        if model in ("down", "refuse"):
+            status = 503 if model == "down" else 400
+            body = json.dumps(ServiceError(status, f"{model}: no", param="messages").body()).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if not request.get("stream"):
             body = json.dumps(completion(model)).encode()
             self.send_response(200)
@@ -96,8 +109,8 @@ def entry(name: str, upstream: Upstream) -> CatalogEntry:
     return CatalogEntry(ModelCard(name, 4096, 0.001, 0.002), upstream, "llama_cpp", "USD")
 
 
-def generator() -> Generator:
-    return Generator(Breakers(failures=5, reset_s=30), attempts=1, first_token_timeout_s=10)
+def generator(attempts: int = 1) -> Generator:
+    return Generator(Breakers(failures=5, reset_s=30), attempts=attempts, first_token_timeout_s=10)
 
 
 MESSAGES = [{"role": "user", "content": "How do I read a file line by line?"}]
@@ -124,3 +137,32 @@ def test_a_stream_cut_mid_body_falls_back_to_the_next_model(upstream):
     assert [a.model for a in result.attempts] == ["cut", "good"]
     assert result.attempts[0].error  # the transport error of the cut stream, not an exception to the client
     assert result.fallbacks == [{"model": "cut", "error": result.attempts[0].error}]
+
+
+def test_a_failing_upstream_is_retried_then_the_next_model_answers(upstream):
+    Upstreams.calls.clear()
+    chain = [entry("down", upstream), entry("good", upstream)]
+    result = asyncio.run(generator(attempts=2).complete(chain, MESSAGES, {"max_tokens": 16}, Deadline(30)))
+    assert result.text == ANSWER and result.model == "good"
+    assert Upstreams.calls == {"down": 2, "good": 1}  # the clients' one retry policy, then the fallback
+    assert result.fallbacks == [{"model": "down", "error": result.attempts[0].error}]
+    assert "503" in result.attempts[0].error
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_that_refuses_the_request_is_rejected_without_retry_or_fallback(upstream, stream):
+    Upstreams.calls.clear()
+    chain = [entry("refuse", upstream), entry("good", upstream)]
+
+    async def ask():
+        if not stream:
+            return await generator(attempts=3).complete(chain, MESSAGES, {"max_tokens": 16}, Deadline(30))
+        return [
+            d
+            async for d in generator(attempts=3).stream(chain, MESSAGES, {"max_tokens": 16}, Deadline(30), Generated())
+        ]
+
+    with pytest.raises(Rejected) as rejected:
+        asyncio.run(ask())
+    assert (rejected.value.error.status, rejected.value.error.message) == (400, "refuse: no")
+    assert Upstreams.calls == {"refuse": 1}
