@@ -104,7 +104,7 @@ class DocumentInbox:
         with self._lock:
             batch = [h for h in self.held.values() if h.run_key == run_key]
         for held in batch:
-            self.loop.call_soon_threadsafe(lambda f=held.done: f.done() or f.set_result(None))
+            self.loop.call_soon_threadsafe(_resolve, held.done)
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.consumer.close(), self.loop).result(timeout=30)
@@ -148,3 +148,9 @@ def make_document_events_sensor(settings: IngestionSettings, topology: Topology 
 
     document_events_sensor.inbox = inbox  # type: ignore[attr-defined]  # for tests: close what it started
     return document_events_sensor
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    """Let the consumer ack a held delivery (once: a batch may be recorded twice)."""
+    if not done.done():
+        done.set_result(None)

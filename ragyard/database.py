@@ -37,8 +37,9 @@ def connect(database: Path | str, durable: bool = False) -> Engine:
         return postgres_engine(database)
     database.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: the driver opens no transactions of its own; `transaction` opens them.
-    engine = create_engine(f"sqlite:///{database}",
-                           connect_args={"timeout": 30.0, "isolation_level": None, "check_same_thread": False})
+    engine = create_engine(
+        f"sqlite:///{database}", connect_args={"timeout": 30.0, "isolation_level": None, "check_same_thread": False}
+    )
     synchronous = "FULL" if durable else "NORMAL"
 
     @event.listens_for(engine, "connect")
@@ -54,8 +55,13 @@ def postgres_engine(url: str) -> Engine:
     """One engine per database and process, shared by the stores: at most 8 connections per
     process, so that 10 replicas stay within Postgres' default max_connections of 100; a request
     that finds none free for 10 s fails (the service answers 503)."""
-    return create_engine(make_url(url).set(drivername="postgresql+psycopg"), pool_pre_ping=True,
-                         pool_size=4, max_overflow=4, pool_timeout=10)
+    return create_engine(
+        make_url(url).set(drivername="postgresql+psycopg"),
+        pool_pre_ping=True,
+        pool_size=4,
+        max_overflow=4,
+        pool_timeout=10,
+    )
 
 
 @contextmanager
@@ -77,4 +83,4 @@ def transaction(engine: Engine, lock: str | None = None) -> Iterator[Connection]
 def query(engine: Engine, sql: str, **params: Any) -> list[Row]:
     """The rows of one read (no lock)."""
     with engine.connect() as conn:
-        return conn.execute(text(sql), params).all()
+        return list(conn.execute(text(sql), params).all())

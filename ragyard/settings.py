@@ -308,7 +308,7 @@ class RouterSettings(RouterEndpoint):
     catalog_ttl_s: float = Field(default=30.0, ge=0.0)
     # Retrieval-augmented answers.
     top_k: int = Field(default=4, ge=1, le=20)
-    retrieval_mode: str = Field(default="hybrid", pattern=r"^(dense|bm25|hybrid)$")
+    retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     max_context_chars: int = Field(default=1200, ge=100)  # per retrieved chunk in the prompt
     default_max_tokens: int = Field(default=256, ge=1)
     max_tokens_limit: int = Field(default=2048, ge=1)
@@ -378,7 +378,7 @@ class McpServerSettings(ToolPolicy):
     mode: Literal["auto", "legacy"] = "auto"
 
     @model_validator(mode="after")
-    def _one_transport(self) -> "McpServerSettings":
+    def _one_transport(self) -> McpServerSettings:
         if bool(self.url) == bool(self.command):
             raise ValueError(f"tools.mcp_servers[{self.name}]: give either url (streamable HTTP) or command (stdio)")
         return self

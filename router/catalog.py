@@ -61,8 +61,17 @@ class Catalog:
         self.settings = settings
         # One call per refresh, no retries: an upstream that fails keeps what it served before until
         # the next refresh, and its breaker decides whether generations go to it.
-        self.clients = {u: ServiceClient("LLM upstream", u.url, timeout_s=5.0, attempts=1, pool=pool,
-                                         headers={"Authorization": f"Bearer {u.api_key}"}) for u in upstreams}
+        self.clients = {
+            u: ServiceClient(
+                "LLM upstream",
+                u.url,
+                timeout_s=5.0,
+                attempts=1,
+                pool=pool,
+                headers={"Authorization": f"Bearer {u.api_key}"},
+            )
+            for u in upstreams
+        }
         self.entries: dict[str, CatalogEntry] = {}
         self.loaded_at = 0.0
         self.lock = asyncio.Lock()
@@ -73,7 +82,7 @@ class Catalog:
     async def refresh(self) -> None:
         results = await asyncio.gather(*(self._fetch(u) for u in self.upstreams), return_exceptions=True)
         entries: dict[str, CatalogEntry] = {}
-        for upstream, result in zip(self.upstreams, results):
+        for upstream, result in zip(self.upstreams, results, strict=True):
             if isinstance(result, BaseException):
                 logger.warning("catalog: %s/v1/models failed: %r", upstream.url, result)
                 # Keep what this upstream served before: its breaker decides whether to call it.

@@ -84,8 +84,12 @@ class ChatRequest:
 
 
 def route_wire(decision: RouteDecision) -> dict:
-    return {"policy": decision.policy, "model": decision.model, "reason": decision.reason,
-            "predicted_quality": decision.predicted_quality}
+    return {
+        "policy": decision.policy,
+        "model": decision.model,
+        "reason": decision.reason,
+        "predicted_quality": decision.predicted_quality,
+    }
 
 
 @dataclass
@@ -114,6 +118,12 @@ class Outcome:
 
     def extra(self) -> dict:
         """The documented `ragyard` field of responses (and of the final stream chunk)."""
-        return {"trace_id": self.trace_id, "cost": {"amount": round(self.cost, 10), "currency": self.currency},
-                "cache": self.cache, "route": route_wire(self.route) if self.route else None, "prompt": self.prompt,
-                "fallbacks": self.fallbacks, "usage_estimated": self.usage_estimated}
+        return {
+            "trace_id": self.trace_id,
+            "cost": {"amount": round(self.cost, 10), "currency": self.currency},
+            "cache": self.cache,
+            "route": route_wire(self.route) if self.route else None,
+            "prompt": self.prompt,
+            "fallbacks": self.fallbacks,
+            "usage_estimated": self.usage_estimated,
+        }

@@ -35,8 +35,9 @@ class RouterEvents:
         self.exporter = exporter
         self.store = EventStore(database(settings, "events"))
         self.publisher = Publisher(settings.broker, self.store, "router", topology)
-        self.feedback_consumer = Consumer(settings.broker, self.store, FEEDBACK, self.export_score,
-                                          "router-feedback", topology)
+        self.feedback_consumer = Consumer(
+            settings.broker, self.store, FEEDBACK, self.export_score, "router-feedback", topology
+        )
 
     def start(self) -> None:
         """In the event loop that serves requests: connects in the background, never waits for the broker."""
@@ -49,23 +50,47 @@ class RouterEvents:
 
     async def feedback(self, trace_id: str, name: str, value: float, comment: str | None, key_id: str | None) -> None:
         """Once this returns the score is stored and will be exported; raises EventNotStored."""
-        await self.publish(FeedbackScored(producer=PRODUCER, trace_id=trace_id, name=name, value=value,
-                                          comment=comment, key_id=key_id))
+        await self.publish(
+            FeedbackScored(producer=PRODUCER, trace_id=trace_id, name=name, value=value, comment=comment, key_id=key_id)
+        )
         if value < self.flag_below:
-            await self.publish(AnswerFlagged(producer=PRODUCER, trace_id=trace_id, reason="negative_feedback",
-                                             score=value, key_id=key_id))
+            await self.publish(
+                AnswerFlagged(
+                    producer=PRODUCER, trace_id=trace_id, reason="negative_feedback", score=value, key_id=key_id
+                )
+            )
 
-    async def output_checked(self, trace_id: str, verdict: Verdict, question: str, answer: str,
-                             citations: list[dict], model: str, route: dict | None, key_id: str) -> None:
+    async def output_checked(
+        self,
+        trace_id: str,
+        verdict: Verdict,
+        question: str,
+        answer: str,
+        citations: list[dict],
+        model: str,
+        route: dict | None,
+        key_id: str,
+    ) -> None:
         """Flag the answer when output safety flagged or blocked it. The answer has been given by now:
         a flag that cannot be stored is logged and counted (ragyard_events_dropped_total), not raised."""
         if verdict.action not in FLAGGING_ACTIONS:
             return
         try:
-            await self.publish(AnswerFlagged(
-                producer=PRODUCER, trace_id=trace_id, reason="output_safety", question=question, answer=answer,
-                citations=citations, action=verdict.action, categories=verdict.categories, model=model, route=route,
-                key_id=key_id))
+            await self.publish(
+                AnswerFlagged(
+                    producer=PRODUCER,
+                    trace_id=trace_id,
+                    reason="output_safety",
+                    question=question,
+                    answer=answer,
+                    citations=citations,
+                    action=verdict.action,
+                    categories=verdict.categories,
+                    model=model,
+                    route=route,
+                    key_id=key_id,
+                )
+            )
         except EventNotStored as exc:
             logger.error("answer %s was not flagged for review: %s", trace_id, exc)
 

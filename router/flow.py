@@ -25,10 +25,10 @@ from ragyard.kit.errors import Rejected, ServiceError, Unavailable
 from ragyard.settings import RouterSettings
 from router import metrics
 from router.chat import ChatRequest, Citation, Outcome, route_wire
+from router.events import RouterEvents
 from router.generation import Generated
 from router.guardrails import WITHHELD
 from router.keys import KeyStore
-from router.events import RouterEvents
 from router.rag_prompt import references_block
 from router.resilience import DeadlineExceeded
 from router.steps.accounting import Accounting
@@ -69,8 +69,9 @@ class Flow:
                 text = await self.safety.check_output(turn, generated.text)
                 turn.outcome.text = text + self.references(turn, generated.text)
             await self.finish(turn)
-        except BaseException as exc:
-            raise await self.failed(turn, exc)
+        # Every ending settles the turn, a cancellation too; `failed` sets the cause of what it returns.
+        except BaseException as exc:  # noqa: BLE001
+            raise await self.failed(turn, exc)  # noqa: B904
         return turn.outcome
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[str | Outcome, None]:
@@ -99,8 +100,9 @@ class Flow:
                     yield references
                 turn.outcome.text = "".join(released) + references
             await self.finish(turn)
-        except BaseException as exc:
-            raise await self.failed(turn, exc)
+        # Every ending settles the turn, a cancellation too; `failed` sets the cause of what it returns.
+        except BaseException as exc:  # noqa: BLE001
+            raise await self.failed(turn, exc)  # noqa: B904
         yield turn.outcome  # outside the try: closing the stream after its end is no failure
 
     def begin(self, request: ChatRequest) -> Turn:
@@ -119,8 +121,9 @@ class Flow:
         hits = await self.retrieval.search(turn) if turn.request.rag else []
         decision = await self.routing.route(turn, catalog, pinned, hits)
         turn.outcome.citations = Citation.numbered(hits)
-        return Plan(self.routing.fallback_chain(catalog, decision.model),
-                    self.prompts.messages(turn, prompt, hits, history))
+        return Plan(
+            self.routing.fallback_chain(catalog, decision.model), self.prompts.messages(turn, prompt, hits, history)
+        )
 
     def references(self, turn: Turn, answer: str) -> str:
         return references_block(answer, turn.outcome.citations) if turn.request.rag else ""
@@ -131,14 +134,27 @@ class Flow:
         await self.accounting.settle(turn)
         await self.cache.store(turn)
         await self.memory.remember(turn)
-        turn.trace.attributes.update({"cache": outcome.cache, "cost": outcome.cost, "model": outcome.model,
-                                      "route": route_wire(outcome.route) if outcome.route else None,
-                                      "prompt": outcome.prompt})
+        turn.trace.attributes.update(
+            {
+                "cache": outcome.cache,
+                "cost": outcome.cost,
+                "model": outcome.model,
+                "route": route_wire(outcome.route) if outcome.route else None,
+                "prompt": outcome.prompt,
+            }
+        )
         turn.trace.finish(output=turn.kept_text())
         self.tracer.submit(turn.trace)
-        await self.events.output_checked(turn.request.trace_id, turn.output_verdict, turn.trace.input,
-                                         turn.kept_text(), [c.wire() for c in outcome.citations], outcome.model,
-                                         route_wire(outcome.route) if outcome.route else None, turn.request.key_id)
+        await self.events.output_checked(
+            turn.request.trace_id,
+            turn.output_verdict,
+            turn.trace.input,
+            turn.kept_text(),
+            [c.wire() for c in outcome.citations],
+            outcome.model,
+            route_wire(outcome.route) if outcome.route else None,
+            turn.request.key_id,
+        )
         metrics.REQUESTS.labels(kind=turn.kind, status="ok").inc()
         metrics.LATENCY.labels(kind=turn.kind, cache=outcome.cache).observe(time.perf_counter() - turn.started)
         if outcome.prompt_tokens or outcome.completion_tokens:

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import httpx
 import httpx2
 import openai
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from tenacity import AsyncRetrying
 
 from ragyard.clients.base import retry_policy
@@ -35,8 +37,9 @@ from router.resilience import Breakers, Deadline
 logger = logging.getLogger("ragyard.router.generation")
 T = TypeVar("T")
 
-CONTINUE_INSTRUCTION = ("Your previous answer was cut off. Continue it exactly where it stopped, "
-                        "without repeating anything.")
+CONTINUE_INSTRUCTION = (
+    "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything."
+)
 
 
 @dataclass
@@ -129,20 +132,36 @@ class Generator:
         self.first_token_timeout_s = first_token_timeout_s
         self.clients: dict[Upstream, openai.AsyncOpenAI] = {}
 
+    async def _open_stream(
+        self, entry: CatalogEntry, messages: list[dict], params: dict
+    ) -> openai.AsyncStream[ChatCompletionChunk]:
+        # The messages are the request's, validated as OpenAI's chat messages on the way in.
+        return await self.client(entry.upstream).chat.completions.create(
+            model=entry.card.name,
+            messages=cast(list[ChatCompletionMessageParam], messages),
+            stream=True,
+            stream_options={"include_usage": True},
+            **params,
+        )
+
     def client(self, upstream: Upstream) -> openai.AsyncOpenAI:
         if upstream not in self.clients:
             self.clients[upstream] = openai.AsyncOpenAI(
-                base_url=f"{upstream.url}/v1", api_key=upstream.api_key, max_retries=0,
+                base_url=f"{upstream.url}/v1",
+                api_key=upstream.api_key,
+                max_retries=0,
                 # openai's own Timeout type: the client checks it against the HTTP library it runs on
                 # (httpx2 since openai 3.57), which rejects another library's Timeout.
-                timeout=openai.Timeout(self.first_token_timeout_s, connect=3.0))
+                timeout=openai.Timeout(self.first_token_timeout_s, connect=3.0),
+            )
         return self.clients[upstream]
 
     def _callable(self, entry: CatalogEntry) -> bool:
         return self.breakers[entry.upstream.url].allow()
 
-    async def complete(self, chain: list[CatalogEntry], messages: list[dict], params: dict,
-                       deadline: Deadline) -> Generated:
+    async def complete(
+        self, chain: list[CatalogEntry], messages: list[dict], params: dict, deadline: Deadline
+    ) -> Generated:
         """A whole answer from the first model of `chain` that gives one."""
         result = Generated()
         for entry in chain:
@@ -151,14 +170,27 @@ class Generator:
                 continue
             breaker = self.breakers[entry.upstream.url]
             try:
-                response = await deadline.run(with_retries(
-                    lambda: self.client(entry.upstream).chat.completions.create(
-                        model=entry.card.name, messages=messages, stream=False, **params),
-                    self.attempts, entry.card.name), deadline.left(), f"generation on {entry.card.name}")
+                response = await deadline.run(
+                    with_retries(
+                        functools.partial(
+                            self.client(entry.upstream).chat.completions.create,
+                            model=entry.card.name,
+                            messages=messages,
+                            stream=False,
+                            **params,
+                        ),
+                        self.attempts,
+                        entry.card.name,
+                    ),
+                    deadline.left(),
+                    f"generation on {entry.card.name}",
+                )
             except Exception as exc:  # noqa: BLE001 - what is no upstream failure is raised as it is
                 failure = upstream_error(exc, entry.card.name)
                 if not isinstance(failure, Unavailable):
-                    raise failure or exc
+                    if failure is None or failure is exc:
+                        raise  # no upstream failure (the deadline, a bug), or already the kit's Rejected
+                    raise failure from exc
                 breaker.failure()
                 result.attempts.append(Attempt(entry.card.name, error=failure.message))
                 continue
@@ -173,8 +205,9 @@ class Generator:
             return result
         raise Unavailable(unavailable_message(result))
 
-    async def stream(self, chain: list[CatalogEntry], messages: list[dict], params: dict, deadline: Deadline,
-                     result: Generated) -> AsyncGenerator[str, None]:
+    async def stream(
+        self, chain: list[CatalogEntry], messages: list[dict], params: dict, deadline: Deadline, result: Generated
+    ) -> AsyncGenerator[str, None]:
         """Yield content deltas; `result` collects text, usage, cost and fallbacks as it goes."""
         max_tokens = params.get("max_tokens")
         for entry in chain:
@@ -190,17 +223,21 @@ class Generator:
             chunks = 0
             stream = None
             try:
-                stream = await deadline.run(with_retries(
-                    lambda: self.client(entry.upstream).chat.completions.create(
-                        model=entry.card.name, messages=prompt, stream=True,
-                        stream_options={"include_usage": True}, **call_params),
-                    self.attempts, entry.card.name), self.first_token_timeout_s,
-                    f"opening a stream on {entry.card.name}")
+                stream = await deadline.run(
+                    with_retries(
+                        functools.partial(self._open_stream, entry, prompt, call_params),
+                        self.attempts,
+                        entry.card.name,
+                    ),
+                    self.first_token_timeout_s,
+                    f"opening a stream on {entry.card.name}",
+                )
                 iterator = stream.__aiter__()
                 while True:
                     try:
-                        chunk = await deadline.run(iterator.__anext__(), self.first_token_timeout_s,
-                                                   f"streaming from {entry.card.name}")
+                        chunk = await deadline.run(
+                            iterator.__anext__(), self.first_token_timeout_s, f"streaming from {entry.card.name}"
+                        )
                     except StopAsyncIteration:
                         break
                     if chunk.usage is not None:
@@ -217,7 +254,9 @@ class Generator:
                 failure = upstream_error(exc, entry.card.name)
                 attempt.error = failure.message if isinstance(failure, Unavailable) else describe(exc)
                 if not isinstance(failure, Unavailable):
-                    raise failure or exc
+                    if failure is None or failure is exc:
+                        raise  # no upstream failure (the deadline, a bug), or already the kit's Rejected
+                    raise failure from exc
                 breaker.failure()
                 logger.warning("stream from %s failed after %d chunks: %s", entry.card.name, chunks, attempt.error)
                 continue

@@ -57,9 +57,10 @@ class Guardrails:
         if not users:
             return tuple(messages), verdict
         responses = await self.client.check_batch(
-            [CheckRequest(text=messages[i].content, direction="input", policy=self.policy) for i in users])
+            [CheckRequest(text=messages[i].content, direction="input", policy=self.policy) for i in users]
+        )
         checked = list(messages)
-        for i, response in zip(users, responses):
+        for i, response in zip(users, responses, strict=True):
             verdict.add(response)
             if response.action == "redact" and response.redacted_text is not None:
                 checked[i] = replace(messages[i], content=response.redacted_text)
@@ -82,6 +83,7 @@ class Guardrails:
 
     def stream_guard(self, placeholders: dict[str, str], verdict: Verdict) -> OutputGuard:
         """A guard for one streamed answer; every window's check is added to `verdict`."""
+
         async def check(text: str) -> CheckResponse:
             response = await self.client.check(text, "output", self.policy)
             verdict.add(response)

@@ -18,38 +18,50 @@ from sqlalchemy import Column, Double, Index, Integer, MetaData, Table, Text, te
 from router.state import ROW_ID, Store, query, transaction
 
 TABLES = MetaData()
-Table("api_keys", TABLES,
-      Column("id", Text, primary_key=True),
-      Column("name", Text, nullable=False),
-      Column("secret_sha256", Text, nullable=False),
-      Column("budget", Double),  # currency; NULL = unlimited
-      Column("spent", Double, nullable=False, server_default=text("0")),
-      Column("rpm", Integer),  # requests per minute; NULL = unlimited
-      Column("tpm", Integer),  # tokens per minute; NULL = unlimited
-      Column("created_at", Double, nullable=False),
-      Column("revoked_at", Double))
-Table("reservations", TABLES,
-      Column("id", ROW_ID, primary_key=True),
-      Column("key_id", Text, nullable=False),
-      Column("amount", Double, nullable=False),
-      Column("created_at", Double, nullable=False),
-      Index("reservations_key", "key_id"), sqlite_autoincrement=True)
-Table("usage_events", TABLES,
-      Column("id", ROW_ID, primary_key=True),
-      Column("key_id", Text, nullable=False),
-      Column("at", Double, nullable=False),
-      Column("tokens", Integer, nullable=False),
-      Index("usage_events_key_at", "key_id", "at"), sqlite_autoincrement=True)
+Table(
+    "api_keys",
+    TABLES,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("secret_sha256", Text, nullable=False),
+    Column("budget", Double),  # currency; NULL = unlimited
+    Column("spent", Double, nullable=False, server_default=text("0")),
+    Column("rpm", Integer),  # requests per minute; NULL = unlimited
+    Column("tpm", Integer),  # tokens per minute; NULL = unlimited
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double),
+)
+Table(
+    "reservations",
+    TABLES,
+    Column("id", ROW_ID, primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("amount", Double, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("reservations_key", "key_id"),
+    sqlite_autoincrement=True,
+)
+Table(
+    "usage_events",
+    TABLES,
+    Column("id", ROW_ID, primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Index("usage_events_key_at", "key_id", "at"),
+    sqlite_autoincrement=True,
+)
 # Keys that may also call the platform's admin endpoints (POST /v1/documents/changed); a table of its
 # own, so that state databases made before it get it without a migration.
-Table("admin_keys", TABLES,
-      Column("key_id", Text, primary_key=True),
-      Column("granted_at", Double, nullable=False))
-Table("completions", TABLES,  # which key asked for which answer: feedback is its owner's
-      Column("trace_id", Text, primary_key=True),
-      Column("key_id", Text, nullable=False),
-      Column("created_at", Double, nullable=False),
-      Index("completions_created", "created_at"))
+Table("admin_keys", TABLES, Column("key_id", Text, primary_key=True), Column("granted_at", Double, nullable=False))
+Table(
+    "completions",
+    TABLES,  # which key asked for which answer: feedback is its owner's
+    Column("trace_id", Text, primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("completions_created", "created_at"),
+)
 
 # Feedback on an answer older than this is refused (its ownership record is gone).
 COMPLETION_RETENTION_S = 30 * 24 * 3600
@@ -85,21 +97,41 @@ class KeyStore(Store):
 
     tables = TABLES
 
-    def create(self, name: str, budget: float | None = None, rpm: int | None = None,
-               tpm: int | None = None, admin: bool = False) -> tuple[ApiKey, str]:
+    def create(
+        self,
+        name: str,
+        budget: float | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        admin: bool = False,
+    ) -> tuple[ApiKey, str]:
         """A new key; the returned secret string is shown once and never stored."""
         key_id = secrets.token_hex(4)
         secret = secrets.token_urlsafe(32)
         with transaction(self.engine) as conn:
-            conn.execute(text(
-                "INSERT INTO api_keys (id, name, secret_sha256, budget, rpm, tpm, created_at) "
-                "VALUES (:id, :name, :digest, :budget, :rpm, :tpm, :now)"),
-                {"id": key_id, "name": name, "digest": _digest(secret), "budget": budget, "rpm": rpm, "tpm": tpm,
-                 "now": time.time()})
+            conn.execute(
+                text(
+                    "INSERT INTO api_keys (id, name, secret_sha256, budget, rpm, tpm, created_at) "
+                    "VALUES (:id, :name, :digest, :budget, :rpm, :tpm, :now)"
+                ),
+                {
+                    "id": key_id,
+                    "name": name,
+                    "digest": _digest(secret),
+                    "budget": budget,
+                    "rpm": rpm,
+                    "tpm": tpm,
+                    "now": time.time(),
+                },
+            )
             if admin:
-                conn.execute(text("INSERT INTO admin_keys (key_id, granted_at) VALUES (:id, :now)"),
-                             {"id": key_id, "now": time.time()})
-        return self.get(key_id), f"{PREFIX}-{key_id}-{secret}"
+                conn.execute(
+                    text("INSERT INTO admin_keys (key_id, granted_at) VALUES (:id, :now)"),
+                    {"id": key_id, "now": time.time()},
+                )
+        created = self.get(key_id)
+        assert created is not None, "the key was just stored"
+        return created, f"{PREFIX}-{key_id}-{secret}"
 
     def is_admin(self, key_id: str) -> bool:
         return bool(query(self.engine, "SELECT 1 FROM admin_keys WHERE key_id = :id", id=key_id))
@@ -113,8 +145,10 @@ class KeyStore(Store):
 
     def revoke(self, key_id: str) -> bool:
         with transaction(self.engine) as conn:
-            result = conn.execute(text("UPDATE api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL"),
-                                  {"now": time.time(), "id": key_id})
+            result = conn.execute(
+                text("UPDATE api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL"),
+                {"now": time.time(), "id": key_id},
+            )
         return result.rowcount == 1
 
     def authenticate(self, presented: str) -> ApiKey | None:
@@ -134,6 +168,10 @@ class KeyStore(Store):
     def completion_owner(self, trace_id: str, now: float | None = None) -> str | None:
         """The id of the key that asked for the answer with this trace id within the retention, or None."""
         now = time.time() if now is None else now
-        rows = query(self.engine, "SELECT key_id FROM completions WHERE trace_id = :id AND created_at >= :since",
-                     id=trace_id, since=now - COMPLETION_RETENTION_S)
+        rows = query(
+            self.engine,
+            "SELECT key_id FROM completions WHERE trace_id = :id AND created_at >= :since",
+            id=trace_id,
+            since=now - COMPLETION_RETENTION_S,
+        )
         return rows[0][0] if rows else None

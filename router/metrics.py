@@ -6,10 +6,18 @@ from __future__ import annotations
 from ragyard.kit.metrics import counter, histogram
 
 REQUESTS = counter("ragyard_router_requests", "Chat completion requests by kind and outcome", ["kind", "status"])
-LATENCY = histogram("ragyard_router_request_seconds", "Time to the whole answer", ["kind", "cache"],
-                    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
-STEP_LATENCY = histogram("ragyard_router_step_seconds", "Time per flow step", ["step"],
-                         buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+LATENCY = histogram(
+    "ragyard_router_request_seconds",
+    "Time to the whole answer",
+    ["kind", "cache"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+STEP_LATENCY = histogram(
+    "ragyard_router_step_seconds",
+    "Time per flow step",
+    ["step"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 TOKENS = counter("ragyard_router_tokens", "Tokens used, by model and direction", ["model", "direction"])
 COST = counter("ragyard_router_cost", "Cost of answers in the catalog currency", ["model", "currency"])
 CACHE_LOOKUPS = counter("ragyard_router_cache_lookups", "Response cache lookups by result", ["result"])

@@ -64,8 +64,14 @@ class OutputGuard:
       released text (reversible pseudonymization); applied after the output check.
     """
 
-    def __init__(self, check: CheckFn, hold_chars: int = 96, release_chars: int = 32, max_hold_chars: int = 4096,
-                 restore_placeholders: dict[str, str] | None = None):
+    def __init__(
+        self,
+        check: CheckFn,
+        hold_chars: int = 96,
+        release_chars: int = 32,
+        max_hold_chars: int = 4096,
+        restore_placeholders: dict[str, str] | None = None,
+    ):
         if hold_chars < 0 or release_chars < 1 or max_hold_chars <= hold_chars:
             raise ValueError("need hold_chars >= 0, release_chars >= 1 and max_hold_chars > hold_chars")
         self.check = check

@@ -60,8 +60,9 @@ def render(template: tuple[dict[str, str], ...], values: Mapping[str, object]) -
     missing = sorted({m[1] for message in template for m in VARIABLE.finditer(message["content"])} - set(values))
     if missing:
         raise KeyError(f"the prompt needs values for {missing}")
-    return [{**message, "content": VARIABLE.sub(lambda m: str(values[m[1]]), message["content"])}
-            for message in template]
+    return [
+        {**message, "content": VARIABLE.sub(lambda m: str(values[m[1]]), message["content"])} for message in template
+    ]
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,9 @@ class PromptResolver:
             return prompt
         if name == self.prompts.name:
             return ResolvedPrompt(name, None, BUILTIN_ALIAS, RAG_TEMPLATE)
-        raise PromptUnavailable(f"prompt {name!r} has neither alias {alias!r} nor {self.prompts.alias!r} "
-                                f"in MLflow at {self.mlflow_url}")
+        raise PromptUnavailable(
+            f"prompt {name!r} has neither alias {alias!r} nor {self.prompts.alias!r} in MLflow at {self.mlflow_url}"
+        )
 
     def load(self, name: str, alias: str) -> ResolvedPrompt | None:
         """The version `name@alias` points at, from the cache while fresh; None if the alias is unset."""
@@ -161,7 +163,7 @@ class PromptResolver:
         ttl = self.prompts.cache_ttl_s
         try:
             prompt = self._fetch(name, alias)
-        except Exception as exc:  # unreachable or erroring server: keep serving what we had
+        except Exception as exc:  # noqa: BLE001 - unreachable or erroring server: keep serving what we had
             log.warning("MLflow at %s: loading prompt %s@%s failed (%s)", self.mlflow_url, name, alias, exc)
             prompt = entry.prompt if entry is not None else None
             # A failed fetch costs seconds of MLflow's retries: at most one request per back-off pays it.

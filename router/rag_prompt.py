@@ -22,13 +22,16 @@ def numbered_context(hits: Sequence[Hit], max_chars: int) -> str:
     return "\n\n".join(f"[{i}] {hit.title}\n{hit.text[:max_chars]}" for i, hit in enumerate(hits, 1))
 
 
-def rag_messages(prompt: ResolvedPrompt, hits: Sequence[Hit], history: Sequence[Message],
-                 messages: Sequence[Message], max_chars: int) -> list[Message]:
+def rag_messages(
+    prompt: ResolvedPrompt, hits: Sequence[Hit], history: Sequence[Message], messages: Sequence[Message], max_chars: int
+) -> list[Message]:
     """The rendered prompt with numbered sources; remembered turns and the request's earlier
     messages go between the template's leading messages and its last one (the question)."""
     last_user = max(i for i, m in enumerate(messages) if m.role == "user")
-    rendered = [Message.of(m) for m in prompt.render(context=numbered_context(hits, max_chars),
-                                                     question=messages[last_user].content)]
+    rendered = [
+        Message.of(m)
+        for m in prompt.render(context=numbered_context(hits, max_chars), question=messages[last_user].content)
+    ]
     earlier = [m for i, m in enumerate(messages) if i != last_user]
     return [*rendered[:-1], *history, *earlier, rendered[-1]]
 

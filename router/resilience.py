@@ -85,7 +85,7 @@ class Deadline:
     async def run(self, awaitable: Awaitable[T], step_timeout_s: float, step: str) -> T:
         try:
             return await asyncio.wait_for(awaitable, self.cap(step_timeout_s))
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             if self.left() <= 0:
                 raise DeadlineExceeded(f"the request's deadline passed during {step}") from exc
             raise

@@ -6,7 +6,7 @@ under RAGYARD_HOME on one machine, or one PostgreSQL database that every router 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import MetaData
 
@@ -14,12 +14,22 @@ from sqlalchemy import MetaData
 from ragyard.database import ROW_ID, connect, postgres_engine, query, transaction
 
 if TYPE_CHECKING:
-    from ragyard.settings import RouterBentoSettings
+    from ragyard.settings import RouterEndpoint
 
 __all__ = ["ROW_ID", "Store", "connect", "database", "postgres_engine", "query", "transaction"]
 
 
-def database(settings: RouterBentoSettings, name: str) -> Path | str:
+class StateSettings(Protocol):
+    """What tells where the state is: the router bento's settings, and the tools bento's (it checks keys)."""
+
+    @property
+    def home(self) -> Path: ...
+
+    @property
+    def router(self) -> RouterEndpoint: ...
+
+
+def database(settings: StateSettings, name: str) -> Path | str:
     """The database of the state called `name`: the shared state URL when set, else its own SQLite file."""
     return settings.router.state_url or settings.home / "router" / f"{name}.sqlite3"
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -140,7 +140,7 @@ class Tracer:
 
 
 def _iso(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
 
 
 class LangfuseExporter:
@@ -153,28 +153,52 @@ class LangfuseExporter:
 
     def export(self, trace: Trace) -> None:
         lf_trace = self.client.trace(
-            id=trace.trace_id, name=trace.name, user_id=trace.user_id, session_id=trace.session_id,
-            input=trace.input, output=trace.output, metadata=trace.attributes, timestamp=_iso(trace.start_ns))
+            id=trace.trace_id,
+            name=trace.name,
+            user_id=trace.user_id,
+            session_id=trace.session_id,
+            input=trace.input,
+            output=trace.output,
+            metadata=trace.attributes,
+            timestamp=_iso(trace.start_ns),
+        )
         for span in trace.spans:
-            lf_trace.span(id=span.span_id, name=span.name, start_time=_iso(span.start_ns), end_time=_iso(span.end_ns),
-                          metadata=span.attributes, level="ERROR" if span.error else "DEFAULT",
-                          status_message=span.error)
+            lf_trace.span(
+                id=span.span_id,
+                name=span.name,
+                start_time=_iso(span.start_ns),
+                end_time=_iso(span.end_ns),
+                metadata=span.attributes,
+                level="ERROR" if span.error else "DEFAULT",
+                status_message=span.error,
+            )
         if g := trace.generation:
             lf_trace.generation(
-                name="generation", model=g.model, start_time=_iso(g.start_ns), end_time=_iso(g.end_ns),
+                name="generation",
+                model=g.model,
+                start_time=_iso(g.start_ns),
+                end_time=_iso(g.end_ns),
                 usage_details={"input": g.prompt_tokens, "output": g.completion_tokens},
                 cost_details={"total": g.cost},
-                metadata={"prompt_name": g.prompt_name, "prompt_version": g.prompt_version, "route": g.route,
-                          "currency": g.currency, "usage_estimated": g.usage_estimated, "fallbacks": g.fallbacks},
-                output=trace.output)
+                metadata={
+                    "prompt_name": g.prompt_name,
+                    "prompt_version": g.prompt_version,
+                    "route": g.route,
+                    "currency": g.currency,
+                    "usage_estimated": g.usage_estimated,
+                    "fallbacks": g.fallbacks,
+                },
+                output=trace.output,
+            )
 
     def score(self, trace_id: str, name: str, value: float, comment: str | None, score_id: str) -> None:
         """Through Langfuse's API at once (not the SDK's background batch, which swallows errors): the
         feedback event is acked only after this returns. One score per id: exported twice, it stays one."""
         from langfuse.api import CreateScoreRequest
 
-        self.client.client.score.create(request=CreateScoreRequest(
-            id=score_id, traceId=trace_id, name=name, value=value, comment=comment))
+        self.client.client.score.create(
+            request=CreateScoreRequest(id=score_id, traceId=trace_id, name=name, value=value, comment=comment)
+        )
 
     def flush(self) -> None:
         self.client.flush()
@@ -212,31 +236,68 @@ def otlp_request(trace: Trace) -> bytes:
     trace_id = bytes.fromhex(trace.trace_id)
     root_id = os.urandom(8)
     root = ProtoSpan(
-        trace_id=trace_id, span_id=root_id, name=trace.name, kind=ProtoSpan.SPAN_KIND_SERVER,
-        start_time_unix_nano=trace.start_ns, end_time_unix_nano=trace.end_ns or time.time_ns(),
-        attributes=attrs({**trace.attributes, "mlflow.spanType": "CHAIN", "mlflow.spanInputs": trace.input,
-                          "mlflow.spanOutputs": trace.output, "user.id": trace.user_id,
-                          "session.id": trace.session_id}),
-        status=status(trace.error))
+        trace_id=trace_id,
+        span_id=root_id,
+        name=trace.name,
+        kind=ProtoSpan.SPAN_KIND_SERVER,
+        start_time_unix_nano=trace.start_ns,
+        end_time_unix_nano=trace.end_ns or time.time_ns(),
+        attributes=attrs(
+            {
+                **trace.attributes,
+                "mlflow.spanType": "CHAIN",
+                "mlflow.spanInputs": trace.input,
+                "mlflow.spanOutputs": trace.output,
+                "user.id": trace.user_id,
+                "session.id": trace.session_id,
+            }
+        ),
+        status=status(trace.error),
+    )
     spans = [root]
     for span in trace.spans:
-        spans.append(ProtoSpan(
-            trace_id=trace_id, span_id=bytes.fromhex(span.span_id), parent_span_id=root_id, name=span.name,
-            kind=ProtoSpan.SPAN_KIND_INTERNAL, start_time_unix_nano=span.start_ns,
-            end_time_unix_nano=span.end_ns or time.time_ns(), attributes=attrs(span.attributes),
-            status=status(span.error)))
+        spans.append(
+            ProtoSpan(
+                trace_id=trace_id,
+                span_id=bytes.fromhex(span.span_id),
+                parent_span_id=root_id,
+                name=span.name,
+                kind=ProtoSpan.SPAN_KIND_INTERNAL,
+                start_time_unix_nano=span.start_ns,
+                end_time_unix_nano=span.end_ns or time.time_ns(),
+                attributes=attrs(span.attributes),
+                status=status(span.error),
+            )
+        )
     if g := trace.generation:
-        spans.append(ProtoSpan(
-            trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id, name="generation",
-            kind=ProtoSpan.SPAN_KIND_CLIENT, start_time_unix_nano=g.start_ns, end_time_unix_nano=g.end_ns,
-            attributes=attrs({
-                "mlflow.spanType": "LLM", "gen_ai.request.model": g.model,
-                "gen_ai.usage.input_tokens": g.prompt_tokens, "gen_ai.usage.output_tokens": g.completion_tokens,
-                "ragyard.cost": g.cost, "ragyard.currency": g.currency, "ragyard.prompt.name": g.prompt_name,
-                "ragyard.prompt.version": g.prompt_version, "ragyard.route": g.route,
-                "ragyard.usage_estimated": g.usage_estimated, "ragyard.fallbacks": g.fallbacks,
-                "mlflow.spanOutputs": trace.output}),
-            status=status(None)))
+        spans.append(
+            ProtoSpan(
+                trace_id=trace_id,
+                span_id=os.urandom(8),
+                parent_span_id=root_id,
+                name="generation",
+                kind=ProtoSpan.SPAN_KIND_CLIENT,
+                start_time_unix_nano=g.start_ns,
+                end_time_unix_nano=g.end_ns,
+                attributes=attrs(
+                    {
+                        "mlflow.spanType": "LLM",
+                        "gen_ai.request.model": g.model,
+                        "gen_ai.usage.input_tokens": g.prompt_tokens,
+                        "gen_ai.usage.output_tokens": g.completion_tokens,
+                        "ragyard.cost": g.cost,
+                        "ragyard.currency": g.currency,
+                        "ragyard.prompt.name": g.prompt_name,
+                        "ragyard.prompt.version": g.prompt_version,
+                        "ragyard.route": g.route,
+                        "ragyard.usage_estimated": g.usage_estimated,
+                        "ragyard.fallbacks": g.fallbacks,
+                        "mlflow.spanOutputs": trace.output,
+                    }
+                ),
+                status=status(None),
+            )
+        )
     resource = ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])
     resource.resource.attributes.append(KeyValue(key="service.name", value=_any_value("ragyard-router")))
     return ExportTraceServiceRequest(resource_spans=[resource]).SerializeToString()
@@ -253,16 +314,20 @@ class MlflowOtlpExporter:
 
     def _experiment_id(self) -> str:
         if self.experiment_id is None:
-            found = self.http.get(f"{self.url}/api/2.0/mlflow/experiments/get-by-name",
-                                  params={"experiment_name": self.experiment})
+            found = self.http.get(
+                f"{self.url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": self.experiment}
+            )
             if found.status_code == 200:
                 self.experiment_id = found.json()["experiment"]["experiment_id"]
             else:
-                created = self.http.post(f"{self.url}/api/2.0/mlflow/experiments/create",
-                                         json={"name": self.experiment})
+                created = self.http.post(
+                    f"{self.url}/api/2.0/mlflow/experiments/create", json={"name": self.experiment}
+                )
                 if created.status_code != 200:  # created meanwhile by another worker: look it up again
-                    found = self.http.get(f"{self.url}/api/2.0/mlflow/experiments/get-by-name",
-                                          params={"experiment_name": self.experiment})
+                    found = self.http.get(
+                        f"{self.url}/api/2.0/mlflow/experiments/get-by-name",
+                        params={"experiment_name": self.experiment},
+                    )
                     found.raise_for_status()
                     self.experiment_id = found.json()["experiment"]["experiment_id"]
                 else:
@@ -271,8 +336,10 @@ class MlflowOtlpExporter:
 
     def export(self, trace: Trace) -> None:
         response = self.http.post(
-            f"{self.url}/v1/traces", content=otlp_request(trace),
-            headers={"content-type": "application/x-protobuf", "x-mlflow-experiment-id": self._experiment_id()})
+            f"{self.url}/v1/traces",
+            content=otlp_request(trace),
+            headers={"content-type": "application/x-protobuf", "x-mlflow-experiment-id": self._experiment_id()},
+        )
         response.raise_for_status()
 
     def score(self, trace_id: str, name: str, value: float, comment: str | None, score_id: str) -> None:
@@ -286,10 +353,17 @@ class MlflowOtlpExporter:
             return
         response = self.http.post(
             f"{self.url}/api/3.0/mlflow/traces/tr-{trace_id}/assessments",
-            json={"assessment": {
-                "trace_id": f"tr-{trace_id}", "assessment_name": name,
-                "source": {"source_type": "HUMAN", "source_id": "ragyard-feedback"},
-                "feedback": {"value": value}, "rationale": comment or "", "metadata": {SCORE_ID_KEY: score_id}}})
+            json={
+                "assessment": {
+                    "trace_id": f"tr-{trace_id}",
+                    "assessment_name": name,
+                    "source": {"source_type": "HUMAN", "source_id": "ragyard-feedback"},
+                    "feedback": {"value": value},
+                    "rationale": comment or "",
+                    "metadata": {SCORE_ID_KEY: score_id},
+                }
+            },
+        )
         response.raise_for_status()
 
     def flush(self) -> None:
@@ -298,6 +372,7 @@ class MlflowOtlpExporter:
 
 def tracer_from_settings(settings: RouterBentoSettings) -> Tracer:
     lf = settings.langfuse
+    exporter: LangfuseExporter | MlflowOtlpExporter
     if lf.enabled:
         exporter = LangfuseExporter(lf.host, lf.public_key, lf.secret_key)
     else:

@@ -46,11 +46,16 @@ class Turn:
     @classmethod
     def begin(cls, request: ChatRequest, deadline_s: float, currency: str) -> Turn:
         # The trace's input is set once input safety has (maybe) redacted it.
-        trace = Trace(request.trace_id, "chat.completions", request.user, request.session_id,
-                      attributes={"model.requested": request.model, "stream": request.stream,
-                                  "key.id": request.key_id})
-        outcome = Outcome(id=f"chatcmpl-{request.trace_id}", created=int(time.time()), model=request.model,
-                          currency=currency)
+        trace = Trace(
+            request.trace_id,
+            "chat.completions",
+            request.user,
+            request.session_id,
+            attributes={"model.requested": request.model, "stream": request.stream, "key.id": request.key_id},
+        )
+        outcome = Outcome(
+            id=f"chatcmpl-{request.trace_id}", created=int(time.time()), model=request.model, currency=currency
+        )
         return cls(request, trace, Deadline(deadline_s), outcome)
 
     @property

@@ -50,25 +50,38 @@ def build_flow(settings: RouterBentoSettings, tracer: Tracer | None = None) -> F
     # Started by the service in its serving event loop (RouterEvents.start); closed with the flow.
     events = RouterEvents(settings, tracer.exporter)
     resources.push_async_callback(events.close)
-    upstreams = [Upstream(url.rstrip("/"), config.upstream_api_key)
-                 for url in [settings.llm.url, *config.extra_upstreams]]
+    upstreams = [
+        Upstream(url.rstrip("/"), config.upstream_api_key) for url in [settings.llm.url, *config.extra_upstreams]
+    ]
     retriever = RetrieverClient(settings.retriever.url, pool)
-    cache = ResponseCache(database(settings, "cache"), config.cache_ttl_s, config.cache_max_entries,
-                          config.semantic_threshold)
-    guardrails = (Guardrails(SafetyClient(settings.safety.url, timeout_s=config.safety_timeout_s, pool=pool),
-                             config.safety_policy) if config.safety_enabled else None)
-    generator = Generator(Breakers(config.breaker_failures, config.breaker_reset_s), config.llm_attempts,
-                          config.first_token_timeout_s)
+    cache = ResponseCache(
+        database(settings, "cache"), config.cache_ttl_s, config.cache_max_entries, config.semantic_threshold
+    )
+    guardrails = (
+        Guardrails(
+            SafetyClient(settings.safety.url, timeout_s=config.safety_timeout_s, pool=pool), config.safety_policy
+        )
+        if config.safety_enabled
+        else None
+    )
+    generator = Generator(
+        Breakers(config.breaker_failures, config.breaker_reset_s), config.llm_attempts, config.first_token_timeout_s
+    )
     return Flow(
         config=config,
         routing=Routing(Catalog(upstreams, config, pool), settings),
-        memory=ConversationMemory(Memory(database(settings, "memory"), config.memory_turns,
-                                         config.memory_sessions_max)),
+        memory=ConversationMemory(
+            Memory(database(settings, "memory"), config.memory_turns, config.memory_sessions_max)
+        ),
         prompts=PromptStep(PromptResolver.from_settings(settings), config),
         accounting=Accounting(Limits(keys), config),
         safety=SafetyChecks(guardrails, config),
-        cache=CacheStep(cache, EmbedderClient(settings.embedder.url, pool=pool),
-                        IndexVersion(retriever, config.index_version_ttl_s), config),
+        cache=CacheStep(
+            cache,
+            EmbedderClient(settings.embedder.url, pool=pool),
+            IndexVersion(retriever, config.index_version_ttl_s),
+            config,
+        ),
         retrieval=Retrieval(retriever, config),
         generation=GenerationStep(generator),
         tracer=tracer,

@@ -45,12 +45,16 @@ CACHE_MISSES = counter("ragyard_embedder_cache_misses", "Texts the embedding cac
 def check_size(texts: list[str], field: str, limits: EmbedderSettings) -> None:
     """A 413 naming the field when `texts` exceed the configured bounds."""
     if len(texts) > limits.max_texts_per_request:
-        raise ServiceError(413, f"{field}: {len(texts)} texts exceed max_texts_per_request="
-                                f"{limits.max_texts_per_request}", param=field)
+        raise ServiceError(
+            413, f"{field}: {len(texts)} texts exceed max_texts_per_request={limits.max_texts_per_request}", param=field
+        )
     for i, text in enumerate(texts):
         if len(text) > limits.max_chars_per_text:
-            raise ServiceError(413, f"{field}[{i}]: {len(text)} characters exceed max_chars_per_text="
-                                    f"{limits.max_chars_per_text}", param=field)
+            raise ServiceError(
+                413,
+                f"{field}[{i}]: {len(text)} characters exceed max_chars_per_text={limits.max_chars_per_text}",
+                param=field,
+            )
 
 
 @bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 60, "max_concurrency": MAX_CONCURRENCY})
@@ -65,8 +69,10 @@ class Embedder:
         # the main thread, not on the first request's worker thread (docs/benchmarks.md, Embedder).
         self.model.encode(["warm-up on the main thread, before /readyz"])
         if self.model.dim != self.limits.dim:
-            raise RuntimeError(f"model {self.limits.model!r} makes {self.model.dim}-dim vectors, "
-                               f"settings say embedder.dim={self.limits.dim}")
+            raise RuntimeError(
+                f"model {self.limits.model!r} makes {self.model.dim}-dim vectors, "
+                f"settings say embedder.dim={self.limits.dim}"
+            )
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(self.limits.model))
         name = self.limits.model
         self.cache = EmbeddingCache(
@@ -89,8 +95,11 @@ class Embedder:
         """Raw (unnormalized) vectors; the adaptive batcher merges concurrent callers' texts."""
         return self.model.encode(texts, normalize=False).tolist()
 
-    @retry(retry=retry_if_exception_type(aiohttp.ClientConnectionError), stop=stop_after_attempt(SELF_CALL_ATTEMPTS),
-           reraise=True)
+    @retry(
+        retry=retry_if_exception_type(aiohttp.ClientConnectionError),
+        stop=stop_after_attempt(SELF_CALL_ATTEMPTS),
+        reraise=True,
+    )
     async def encode_in_batches(self, texts: list[str]) -> list[list[float]]:
         """`encode_batch` through BentoML's batcher, which is reached by an in-process HTTP client.
 
@@ -99,14 +108,15 @@ class Embedder:
         "Cannot write to closing transport") and were 500s. Encoding is idempotent: such a call is
         made again, on the new session.
         """
-        return await self.to_async.encode_batch(texts=texts)
+        # BentoML adds `to_async` to a service class when it decorates it: no type declares it.
+        return await self.to_async.encode_batch(texts=texts)  # type: ignore[attr-defined]
 
     async def vectors(self, texts: list[str], normalize: bool) -> np.ndarray:
         """Vectors for `texts`, from the cache where possible, the rest through the batcher."""
         keys = [cache_key(self.limits.model, normalize, text) for text in texts]
         cached = self.cache.get_many(keys)
         missing: dict = {}
-        for key, text, vector in zip(keys, texts, cached):
+        for key, text, vector in zip(keys, texts, cached, strict=True):
             if vector is None:
                 missing.setdefault(key, text)
         fresh: dict = {}
@@ -114,9 +124,11 @@ class Embedder:
             raw = np.asarray(await self.encode_in_batches(list(missing.values())), dtype=np.float32)
             if normalize:
                 raw = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
-            fresh = dict(zip(missing, [row.copy() for row in raw]))  # own rows: evicting one frees it
+            fresh = dict(zip(missing, [row.copy() for row in raw], strict=True))  # own rows: evicting one frees it
             self.cache.put_many(list(fresh.items()))
-        return np.stack([vector if vector is not None else fresh[key] for key, vector in zip(keys, cached)])
+        return np.stack(
+            [vector if vector is not None else fresh[key] for key, vector in zip(keys, cached, strict=True)]
+        )
 
     @bentoml.api(route="/embed", input_spec=EmbedRequest)
     @answers_errors
@@ -136,11 +148,16 @@ class Embedder:
         if not texts:
             raise ServiceError(400, "input: must not be empty", param="input")
         if request.model != self.limits.model:
-            raise ServiceError(404, f"model: {request.model!r} is not served here; use {self.limits.model!r}",
-                               param="model", code="model_not_found")
+            raise ServiceError(
+                404,
+                f"model: {request.model!r} is not served here; use {self.limits.model!r}",
+                param="model",
+                code="model_not_found",
+            )
         if request.dimensions is not None and request.dimensions != self.model.dim:
-            raise ServiceError(400, f"dimensions: this model makes {self.model.dim}-dim vectors only",
-                               param="dimensions")
+            raise ServiceError(
+                400, f"dimensions: this model makes {self.model.dim}-dim vectors only", param="dimensions"
+            )
         check_size(texts, "input", self.limits)
         vectors = await self.vectors(texts, normalize=True)
         tokens = await anyio.to_thread.run_sync(self.count_tokens, texts)

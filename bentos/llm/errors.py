@@ -7,8 +7,12 @@ from ragyard.kit.errors import ServiceError
 
 class QueueFull(ServiceError):
     def __init__(self, model: str, waiting: int, retry_after_s: int):
-        super().__init__(429, f"model {model!r} is busy: {waiting} requests already wait (llm.queue_size); "
-                              "retry later", code="queue_full", retry_after_s=retry_after_s)
+        super().__init__(
+            429,
+            f"model {model!r} is busy: {waiting} requests already wait (llm.queue_size); retry later",
+            code="queue_full",
+            retry_after_s=retry_after_s,
+        )
 
 
 class BackendError(ServiceError):

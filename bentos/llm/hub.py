@@ -7,7 +7,7 @@ wrong is raised here as a `ServiceError` naming the field, before any token is g
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +55,9 @@ def response_format(request: ChatCompletionRequest) -> dict[str, Any] | None:
         return None
     if fmt.type == "json_schema":
         if fmt.json_schema is None or fmt.json_schema.schema_ is None:
-            raise ServiceError(400, "response_format.json_schema.schema: required for type json_schema",
-                               param="response_format")
+            raise ServiceError(
+                400, "response_format.json_schema.schema: required for type json_schema", param="response_format"
+            )
         return {"type": "json_object", "schema": fmt.json_schema.schema_}
     return {"type": "json_object"}
 
@@ -67,8 +68,9 @@ def logit_bias(request: ChatCompletionRequest) -> dict[int, float] | None:
     try:
         return {int(token): bias for token, bias in request.logit_bias.items()}
     except ValueError:
-        raise ServiceError(400, "logit_bias: keys must be token ids (integers as strings)",
-                           param="logit_bias") from None
+        raise ServiceError(
+            400, "logit_bias: keys must be token ids (integers as strings)", param="logit_bias"
+        ) from None
 
 
 def trim_tool_deltas(deltas: list[dict[str, Any]], seen: set[int]) -> list[dict[str, Any]]:
@@ -120,24 +122,37 @@ class ModelHub:
         meter = self.meters[entry.name]
 
         def price(configured: float | None, tokens_per_s: float | None) -> float:
-            return configured if configured is not None else price_per_1k(self.limits.machine_cost_per_hour,
-                                                                          tokens_per_s)
+            return (
+                configured if configured is not None else price_per_1k(self.limits.machine_cost_per_hour, tokens_per_s)
+            )
 
-        return Pricing(input_per_1k=price(entry.input_per_1k, meter.prompt_tok_s),
-                       output_per_1k=price(entry.output_per_1k, meter.decode_tok_s))
+        return Pricing(
+            input_per_1k=price(entry.input_per_1k, meter.prompt_tok_s),
+            output_per_1k=price(entry.output_per_1k, meter.decode_tok_s),
+        )
 
     def cards(self) -> list[ModelCard]:
         return [
-            ModelCard(id=name, created=self.created, context_length=self.backends[name].context_length,
-                      pricing=self.pricing(entry), quality=entry.quality, backend=entry.backend)
+            ModelCard(
+                id=name,
+                created=self.created,
+                context_length=self.backends[name].context_length,
+                pricing=self.pricing(entry),
+                quality=entry.quality,
+                backend=entry.backend,
+            )
             for name, entry in self.entries.items()
         ]
 
     def entry(self, name: str) -> CatalogModel:
         entry = self.entries.get(name or self.default_model)
         if entry is None:
-            raise ServiceError(404, f"model: {name!r} is not served here; choose one of {sorted(self.entries)}",
-                               param="model", code="model_not_found")
+            raise ServiceError(
+                404,
+                f"model: {name!r} is not served here; choose one of {sorted(self.entries)}",
+                param="model",
+                code="model_not_found",
+            )
         return entry
 
     async def probe(self, max_tokens: int) -> None:
@@ -146,9 +161,15 @@ class ModelHub:
             return
         for name, entry in self.entries.items():
             if self.backends[name].self_hosted and not entry.priced:
-                request = ChatCompletionRequest(
-                    model=name, max_tokens=min(max_tokens, self.limits.max_tokens), temperature=0.0, seed=0,
-                    messages=PROBE_MESSAGES)
+                request = ChatCompletionRequest.model_validate(
+                    {
+                        "model": name,
+                        "max_tokens": min(max_tokens, self.limits.max_tokens),
+                        "temperature": 0.0,
+                        "seed": 0,
+                        "messages": PROBE_MESSAGES,
+                    }
+                )
                 async for _ in self.run(await self.prepare(request)):
                     pass
 
@@ -161,38 +182,51 @@ class ModelHub:
         wanted = request.requested_max_tokens
         field = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
         if wanted is not None and wanted > cap:
-            raise ServiceError(400, f"{field}: {wanted} exceeds this server's cap of {cap} tokens (llm.max_tokens)",
-                               param=field)
+            raise ServiceError(
+                400, f"{field}: {wanted} exceeds this server's cap of {cap} tokens (llm.max_tokens)", param=field
+            )
         messages = plain_messages(request)
         tools = [tool.model_dump(exclude_none=True) for tool in request.tools] if request.tools else None
         try:
             prompt_tokens = await backend.count_prompt_tokens(messages, tools)
         except ValueError as exc:  # the chat template refused the conversation (raise_exception)
-            raise ServiceError(400, f"messages: the model's chat template rejects them: {exc}",
-                               param="messages") from exc
+            raise ServiceError(
+                400, f"messages: the model's chat template rejects them: {exc}", param="messages"
+            ) from exc
         context = backend.context_length
         if prompt_tokens is not None:
             room = context - prompt_tokens
             if room < 1 or (wanted is not None and wanted > room):
                 asked = wanted if wanted is not None else 1
                 raise ServiceError(
-                    400, f"This model's maximum context length is {context} tokens. However, you requested "
-                         f"{prompt_tokens + asked} tokens ({prompt_tokens} in the messages, {asked} in the "
-                         f"completion). Please reduce the length of the messages or the completion.",
-                    param="messages", code="context_length_exceeded")
+                    400,
+                    f"This model's maximum context length is {context} tokens. However, you requested "
+                    f"{prompt_tokens + asked} tokens ({prompt_tokens} in the messages, {asked} in the "
+                    f"completion). Please reduce the length of the messages or the completion.",
+                    param="messages",
+                    code="context_length_exceeded",
+                )
             max_tokens = wanted if wanted is not None else min(cap, room)
         else:
             max_tokens = wanted if wanted is not None else cap
         stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
         generation = Generation(
-            messages=messages, max_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
-            stop=stop, seed=request.seed, response_format=response_format(request), tools=tools,
-            tool_choice=request.tool_choice if tools else None, logit_bias=logit_bias(request),
-            presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=stop,
+            seed=request.seed,
+            response_format=response_format(request),
+            tools=tools,
+            tool_choice=request.tool_choice if tools else None,
+            logit_bias=logit_bias(request),
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
         )
         return Prepared(entry, generation, prompt_tokens)
 
-    async def run(self, prepared: Prepared) -> AsyncIterator[Piece | TokenUsage]:
+    async def run(self, prepared: Prepared) -> AsyncGenerator[Piece | TokenUsage, None]:
         """Wait for a slot, generate, measure. Closing this iterator stops the generation."""
         name = prepared.entry.name
         outcome, usage, pieces = "cancelled", None, 0
@@ -210,8 +244,9 @@ class ModelHub:
                             outcome = item.finish_reason
                     yield item
                 if usage is not None and first is not None:
-                    self.meters[name].record(usage.prompt_tokens, first - started, usage.completion_tokens,
-                                             time.perf_counter() - first)
+                    self.meters[name].record(
+                        usage.prompt_tokens, first - started, usage.completion_tokens, time.perf_counter() - first
+                    )
         except ServiceError:
             outcome = "error"
             raise

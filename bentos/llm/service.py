@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
 import bentoml
@@ -63,8 +63,11 @@ def count_generation(model: str, outcome: str, usage: TokenUsage | None) -> None
 
 
 def usage_of(usage: TokenUsage) -> Usage:
-    return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                 total_tokens=usage.prompt_tokens + usage.completion_tokens)
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+    )
 
 
 async def client_gone(request: Request, every_s: float = 0.25) -> None:
@@ -141,20 +144,32 @@ class LLM:
             content.append(item.content or "")
             tool_calls += item.tool_calls or []
             finish_reason = item.finish_reason or finish_reason
-        message = ResponseMessage(content="".join(content) if not tool_calls else None,
-                                  tool_calls=merge_tool_deltas(tool_calls) or None)
-        return ChatCompletion(id=completion_id, created=int(time.time()), model=prepared.entry.name,
-                              choices=[Choice(message=message, finish_reason=finish_reason)],
-                              usage=usage_of(usage))
+        message = ResponseMessage(
+            content="".join(content) if not tool_calls else None, tool_calls=merge_tool_deltas(tool_calls) or None
+        )
+        assert usage is not None, "every backend ends a generation with its usage"
+        return ChatCompletion(
+            id=completion_id,
+            created=int(time.time()),
+            model=prepared.entry.name,
+            choices=[Choice(message=message, finish_reason=finish_reason)],
+            usage=usage_of(usage),
+        )
 
-    async def events(self, prepared: Prepared, completion_id: str, first: Piece | TokenUsage,
-                     generation: AsyncIterator[Piece | TokenUsage]) -> AsyncIterator[str]:
+    async def events(
+        self,
+        prepared: Prepared,
+        completion_id: str,
+        first: Piece | TokenUsage,
+        generation: AsyncGenerator[Piece | TokenUsage, None],
+    ) -> AsyncIterator[str]:
         """SSE data blocks: a role chunk, content chunks, the finish chunk, a usage chunk, [DONE]."""
         created = int(time.time())
 
         def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
-            return ChatCompletionChunk(id=completion_id, created=created, model=prepared.entry.name,
-                                       choices=choices, usage=usage).model_dump_json(exclude_none=False)
+            return ChatCompletionChunk(
+                id=completion_id, created=created, model=prepared.entry.name, choices=choices, usage=usage
+            ).model_dump_json(exclude_none=False)
 
         async def items():
             yield first
@@ -183,8 +198,9 @@ class LLM:
 @openai_app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def _unknown_route(path: str, request: Request) -> JSONResponse:
     # Registered after the service's routes: whatever they do not match, in OpenAI's error shape.
-    raise ServiceError(404, f"{request.method} /v1/{path}: no such route; this server has /v1/models and "
-                            "/v1/chat/completions")
+    raise ServiceError(
+        404, f"{request.method} /v1/{path}: no such route; this server has /v1/models and /v1/chat/completions"
+    )
 
 
 serve_errors(LLM, openai_app)

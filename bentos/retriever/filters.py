@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ragyard import collection as col
 from ragyard.kit.errors import ServiceError
 
@@ -18,7 +20,7 @@ class FilterError(ServiceError):
         self.field = field
 
 
-def filter_expression(filters: dict[str, object]) -> str:
+def filter_expression(filters: Mapping[str, object]) -> str:
     """A Milvus boolean expression for `{field: value | [values]}`, ANDed; "" for no filter."""
     clauses = []
     for field, value in filters.items():

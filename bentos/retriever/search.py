@@ -27,9 +27,18 @@ BM25_PARAMS = {"metric_type": "BM25", "params": {}}
 class Searcher:
     """Searches one collection; opens and loads it lazily, so the service starts before Milvus does."""
 
-    def __init__(self, uri: str, token: str, name: str, dim: int, timeout_s: float,
-                 fusion: str = "rrf", rrf_k: int = 60, dense_weight: float = 0.5,
-                 dense_search_overrides: dict | None = None):
+    def __init__(
+        self,
+        uri: str,
+        token: str,
+        name: str,
+        dim: int,
+        timeout_s: float,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        dense_weight: float = 0.5,
+        dense_search_overrides: dict | None = None,
+    ):
         self.uri, self.token, self.name, self.dim, self.timeout_s = uri, token, name, dim, timeout_s
         self.fusion, self.rrf_k, self.dense_weight = fusion, rrf_k, dense_weight
         self.dense_search_overrides = dict(dense_search_overrides or {})
@@ -39,11 +48,20 @@ class Searcher:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: RetrieverBentoSettings) -> "Searcher":
+    def from_settings(cls, settings: RetrieverBentoSettings) -> Searcher:
         r = settings.retriever
         m = settings.milvus
-        return cls(m.uri, m.token, m.collection, settings.embedder.dim, m.timeout_s, fusion=r.fusion, rrf_k=r.rrf_k,
-                   dense_weight=r.dense_weight, dense_search_overrides=m.dense_search_params)
+        return cls(
+            m.uri,
+            m.token,
+            m.collection,
+            settings.embedder.dim,
+            m.timeout_s,
+            fusion=r.fusion,
+            rrf_k=r.rrf_k,
+            dense_weight=r.dense_weight,
+            dense_search_overrides=m.dense_search_params,
+        )
 
     def ranker(self):
         if self.fusion == "weighted":
@@ -67,11 +85,13 @@ class Searcher:
             try:
                 if not client.has_collection(self.name):
                     raise CollectionUnavailable(
-                        f"collection {self.name!r} does not exist in Milvus at {self.uri}; run the ingestion first")
+                        f"collection {self.name!r} does not exist in Milvus at {self.uri}; run the ingestion first"
+                    )
                 dim = col.collection_dim(client, self.name)
                 if dim != self.dim:
                     raise CollectionUnavailable(
-                        f"collection {self.name!r} holds {dim}-dim vectors but the embedder makes {self.dim}-dim ones")
+                        f"collection {self.name!r} holds {dim}-dim vectors but the embedder makes {self.dim}-dim ones"
+                    )
                 client.load_collection(self.name)
                 self.index_type = col.dense_index_type(client, self.name)
             except CollectionUnavailable:
@@ -90,24 +110,40 @@ class Searcher:
 
     def index_info(self) -> IndexInfo:
         client = self.ensure_loaded()
-        return IndexInfo(collection=self.name, content_version=col.content_version(client, self.name),
-                         rows=col.row_count(client, self.name))
+        return IndexInfo(
+            collection=self.name,
+            content_version=col.content_version(client, self.name),
+            rows=col.row_count(client, self.name),
+        )
 
     def dense_params(self, limit: int) -> dict:
         """Search parameters for the collection's own dense index (loading it first tells which)."""
         self.ensure_loaded()
+        assert self.index_type is not None, "ensure_loaded reads the index type"
         return col.dense_search_params(self.index_type, limit, self.dense_search_overrides)
 
     def dense(self, vector: list[float], limit: int, expr: str) -> list[dict]:
         result = self.ensure_loaded().search(
-            self.name, data=[vector], anns_field=col.DENSE, limit=limit, filter=expr,
-            output_fields=HIT_FIELDS, search_params=self.dense_params(limit))
+            self.name,
+            data=[vector],
+            anns_field=col.DENSE,
+            limit=limit,
+            filter=expr,
+            output_fields=HIT_FIELDS,
+            search_params=self.dense_params(limit),
+        )
         return hits(result)
 
     def bm25(self, query: str, limit: int, expr: str) -> list[dict]:
         result = self.ensure_loaded().search(
-            self.name, data=[query], anns_field=col.SPARSE, limit=limit, filter=expr,
-            output_fields=HIT_FIELDS, search_params=BM25_PARAMS)
+            self.name,
+            data=[query],
+            anns_field=col.SPARSE,
+            limit=limit,
+            filter=expr,
+            output_fields=HIT_FIELDS,
+            search_params=BM25_PARAMS,
+        )
         return hits(result)
 
     def hybrid(self, vector: list[float], query: str, limit: int, expr: str) -> list[dict]:
@@ -115,24 +151,25 @@ class Searcher:
         candidates = max(2 * limit, 20)
         filter_kw = {"expr": expr} if expr else {}
         requests = [
-            AnnSearchRequest(data=[vector], anns_field=col.DENSE, param=self.dense_params(candidates),
-                             limit=candidates, **filter_kw),
+            AnnSearchRequest(
+                data=[vector], anns_field=col.DENSE, param=self.dense_params(candidates), limit=candidates, **filter_kw
+            ),
             AnnSearchRequest(data=[query], anns_field=col.SPARSE, param=BM25_PARAMS, limit=candidates, **filter_kw),
         ]
         result = self.ensure_loaded().hybrid_search(
-            self.name, reqs=requests, ranker=self.ranker(), limit=limit, output_fields=HIT_FIELDS)
+            self.name, reqs=requests, ranker=self.ranker(), limit=limit, output_fields=HIT_FIELDS
+        )
         return hits(result)
-
 
     def search(self, mode: str, query: str, vector: list[float] | None, limit: int, expr: str) -> list[dict]:
         """One search in `mode`: "dense" and "hybrid" need the query's vector, "bm25" only its text."""
-        if mode == "dense":
-            return self.dense(vector, limit, expr)
         if mode == "bm25":
             return self.bm25(query, limit, expr)
-        if mode == "hybrid":
-            return self.hybrid(vector, query, limit, expr)
-        raise ValueError(f"unknown search mode {mode!r}")
+        if mode not in ("dense", "hybrid"):
+            raise ValueError(f"unknown search mode {mode!r}")
+        if vector is None:
+            raise ValueError(f"a {mode} search needs the query's vector")
+        return self.dense(vector, limit, expr) if mode == "dense" else self.hybrid(vector, query, limit, expr)
 
 
 def hits(result) -> list[dict]:

@@ -70,20 +70,25 @@ class Retriever:
     def check_bounds(self, request: SearchRequest) -> None:
         """A 4xx naming the field for what the settings bound or refuse."""
         if request.top_k > self.limits.max_top_k:
-            raise ServiceError(400, f"top_k: {request.top_k} exceeds max_top_k={self.limits.max_top_k}",
-                               param="top_k")
+            raise ServiceError(400, f"top_k: {request.top_k} exceeds max_top_k={self.limits.max_top_k}", param="top_k")
         max_chars = self.settings.embedder.max_chars_per_text
         if len(request.query) > max_chars:
-            raise ServiceError(413, f"query: {len(request.query)} characters exceed max_chars_per_text={max_chars}",
-                               param="query")
+            raise ServiceError(
+                413, f"query: {len(request.query)} characters exceed max_chars_per_text={max_chars}", param="query"
+            )
         if request.rerank and self.reranker is None:
-            raise ServiceError(400, "rerank: no reranker is configured on this retriever "
-                                    "(set RAGYARD_RETRIEVER__RERANKER_MODEL to a CrossEncoder path)", param="rerank")
+            raise ServiceError(
+                400,
+                "rerank: no reranker is configured on this retriever "
+                "(set RAGYARD_RETRIEVER__RERANKER_MODEL to a CrossEncoder path)",
+                param="rerank",
+            )
 
     @bentoml.api(route="/search", input_spec=SearchRequest)
     @answers_errors
-    def search(self, query: str, top_k: int = 5, mode: str = "hybrid", filter: dict | None = None,
-               rerank: bool = False) -> SearchResponse:
+    def search(
+        self, query: str, top_k: int = 5, mode: str = "hybrid", filter: dict | None = None, rerank: bool = False
+    ) -> SearchResponse:
         """Top-k chunks for a query: dense, BM25 or hybrid (fused per settings), filtered, optionally reranked."""
         request = SearchRequest.model_construct(query=query, top_k=top_k, mode=mode, filter=filter or {}, rerank=rerank)
         self.check_bounds(request)
@@ -110,16 +115,21 @@ class Retriever:
         rerank_ms = 0.0
         if request.rerank and hits:
             rerank_started = time.perf_counter()
+            assert self.reranker is not None, "check_bounds refuses a rerank without a reranker"
             scores = self.reranker.scores(request.query, [h["text"] for h in hits])
-            for hit, score in zip(hits, scores):
+            for hit, score in zip(hits, scores, strict=True):
                 hit["score"] = score
             hits.sort(key=lambda h: h["score"], reverse=True)
             rerank_ms = (time.perf_counter() - rerank_started) * 1000
         hits = hits[: request.top_k]
         return SearchResponse(
             hits=[Hit(**hit) for hit in hits],
-            timings=Timings(embed_ms=round(embed_ms, 2), search_ms=round(search_ms, 2), rerank_ms=round(rerank_ms, 2),
-                            total_ms=round((time.perf_counter() - started) * 1000, 2)),
+            timings=Timings(
+                embed_ms=round(embed_ms, 2),
+                search_ms=round(search_ms, 2),
+                rerank_ms=round(rerank_ms, 2),
+                total_ms=round((time.perf_counter() - started) * 1000, 2),
+            ),
         )
 
 

@@ -38,8 +38,12 @@ class StreamOptions(BaseModel):
 class RagyardOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    session_id: str | None = Field(default=None, min_length=1, max_length=128,
-                                   description="Conversation memory: earlier turns of this session join the prompt.")
+    session_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Conversation memory: earlier turns of this session join the prompt.",
+    )
     cache: bool = Field(default=True, description="false: neither read nor write the response caches.")
 
 
@@ -66,4 +70,3 @@ class FeedbackRequest(BaseModel):
     name: str = Field(default=FEEDBACK_SCORE, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     value: float = Field(ge=-1e6, le=1e6, description="The score, e.g. 1 for thumbs up, 0 for down.")
     comment: str | None = Field(default=None, max_length=2000)
-

@@ -41,20 +41,42 @@ async def _state_unavailable(_: Request, exc: sqlalchemy.exc.SQLAlchemyError) ->
     """The state database (keys, budgets, cache, memory) is down, locked, or out of pooled
     connections: a 503 to retry, not a 500."""
     logger.error("router state database unavailable: %s", exc)
-    return error_response(ServiceError(503, "the router's state database (keys, budgets) is unavailable; "
-                                            "retry shortly", code="state_unavailable", retry_after_s=5))
+    return error_response(
+        ServiceError(
+            503,
+            "the router's state database (keys, budgets) is unavailable; retry shortly",
+            code="state_unavailable",
+            retry_after_s=5,
+        )
+    )
 
 
 def usage(outcome: Outcome) -> dict:
-    return {"prompt_tokens": outcome.prompt_tokens, "completion_tokens": outcome.completion_tokens,
-            "total_tokens": outcome.prompt_tokens + outcome.completion_tokens}
+    return {
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
+    }
 
 
 def completion_body(outcome: Outcome) -> dict:
-    return {"id": outcome.id, "object": "chat.completion", "created": outcome.created, "model": outcome.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.text},
-                         "finish_reason": outcome.finish_reason, "logprobs": None}],
-            "usage": usage(outcome), "citations": [c.wire() for c in outcome.citations], "ragyard": outcome.extra()}
+    return {
+        "id": outcome.id,
+        "object": "chat.completion",
+        "created": outcome.created,
+        "model": outcome.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": outcome.text},
+                "finish_reason": outcome.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": usage(outcome),
+        "citations": [c.wire() for c in outcome.citations],
+        "ragyard": outcome.extra(),
+    }
 
 
 def sse(data: dict | str) -> bytes:
@@ -62,8 +84,16 @@ def sse(data: dict | str) -> bytes:
 
 
 def chunk(request_id: str, created: int, model: str, delta: dict, finish_reason: str | None = None, **extra) -> bytes:
-    return sse({"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}], **extra})
+    return sse(
+        {
+            "id": request_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            **extra,
+        }
+    )
 
 
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 300, "max_concurrency": 256})
@@ -100,14 +130,30 @@ class Router:
     async def models(self, request: Request):
         await self.authenticate(request)
         catalog = await self.flow.routing.catalog.current()  # a 503 naming the upstreams when none answers
-        data = [{"id": AUTO, "object": "model", "created": 0, "owned_by": "ragyard",
-                 "description": f"RAG, model chosen by the {self.config.routing_policy!r} routing policy"}]
+        data = [
+            {
+                "id": AUTO,
+                "object": "model",
+                "created": 0,
+                "owned_by": "ragyard",
+                "description": f"RAG, model chosen by the {self.config.routing_policy!r} routing policy",
+            }
+        ]
         for name, entry in catalog.items():
             card = entry.card
-            info = {"object": "model", "created": 0, "owned_by": "ragyard", "context_length": card.context_length,
-                    "pricing": {"input_per_1k": card.input_per_1k, "output_per_1k": card.output_per_1k,
-                                "currency": entry.currency},
-                    "quality": card.quality, "backend": entry.backend}
+            info = {
+                "object": "model",
+                "created": 0,
+                "owned_by": "ragyard",
+                "context_length": card.context_length,
+                "pricing": {
+                    "input_per_1k": card.input_per_1k,
+                    "output_per_1k": card.output_per_1k,
+                    "currency": entry.currency,
+                },
+                "quality": card.quality,
+                "backend": entry.backend,
+            }
             data.append({"id": f"{RAG_PREFIX}{name}", **info, "description": f"RAG on {name}"})
             data.append({"id": name, **info, "description": f"{name} without retrieval"})
         return {"object": "list", "data": data}
@@ -116,18 +162,30 @@ class Router:
         max_tokens = body.max_completion_tokens or body.max_tokens or self.config.default_max_tokens
         field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         if max_tokens > self.config.max_tokens_limit:
-            raise ServiceError(400, f"{field}: {max_tokens} exceeds this router's limit of "
-                                    f"{self.config.max_tokens_limit}", param=field)
+            raise ServiceError(
+                400, f"{field}: {max_tokens} exceeds this router's limit of {self.config.max_tokens_limit}", param=field
+            )
         messages = tuple(Message(m.role, m.text()) for m in body.messages)
         if body.model.startswith(RAG_PREFIX) and not any(m.role == "user" and m.content.strip() for m in messages):
             raise ServiceError(400, "messages: a RAG model needs a user message with the question", param="messages")
-        params = {k: v for k, v in {"temperature": body.temperature, "top_p": body.top_p, "stop": body.stop}.items()
-                  if v is not None}
+        params = {
+            k: v
+            for k, v in {"temperature": body.temperature, "top_p": body.top_p, "stop": body.stop}.items()
+            if v is not None
+        }
         session = body.ragyard.session_id or request.headers.get("x-ragyard-session") or None
         cache_header = request.headers.get("x-ragyard-cache", "").strip().lower()
-        return ChatRequest(model=body.model, messages=messages, max_tokens=max_tokens, params=params,
-                           stream=body.stream, key=key, user=body.user, session_id=session,
-                           use_cache=body.ragyard.cache and cache_header not in ("off", "false", "0", "no"))
+        return ChatRequest(
+            model=body.model,
+            messages=messages,
+            max_tokens=max_tokens,
+            params=params,
+            stream=body.stream,
+            key=key,
+            user=body.user,
+            session_id=session,
+            use_cache=body.ragyard.cache and cache_header not in ("off", "false", "0", "no"),
+        )
 
     @openai_app.post("/chat/completions")
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
@@ -136,8 +194,11 @@ class Router:
             return completion_body(await self.flow.answer(chat))
         events = self.flow.stream(chat)
         first = await events.__anext__()  # every refusal (4xx, 429, 503) happens before the first delta
-        return StreamingResponse(self.sse_body(chat, events, first), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            self.sse_body(chat, events, first),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def sse_body(self, chat: ChatRequest, events, first):
         created = int(time.time())
@@ -147,8 +208,16 @@ class Router:
             event = first
             while True:
                 if isinstance(event, Outcome):
-                    yield chunk(event.id, created, event.model, {}, event.finish_reason, usage=usage(event),
-                                citations=[c.wire() for c in event.citations], ragyard=event.extra())
+                    yield chunk(
+                        event.id,
+                        created,
+                        event.model,
+                        {},
+                        event.finish_reason,
+                        usage=usage(event),
+                        citations=[c.wire() for c in event.citations],
+                        ragyard=event.extra(),
+                    )
                     break
                 if not started:
                     started = True
@@ -186,8 +255,9 @@ class Router:
         event) instead of at its next poll. Admin keys only (`ragyard keys create --admin`)."""
         key = await self.authenticate(request)
         if key is not None and not await anyio.to_thread.run_sync(self.flow.keys.is_admin, key.id):
-            raise ServiceError(403, "this endpoint needs an admin key (ragyard keys create --admin)",
-                               code="admin_key_required")
+            raise ServiceError(
+                403, "this endpoint needs an admin key (ragyard keys create --admin)", code="admin_key_required"
+            )
         event = DocumentChanged(producer=PRODUCER, **body.model_dump())
         try:
             await self.flow.events.publish(event)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Protocol
 
 from bentos.safety.injection import InjectionDetector
 from bentos.safety.pii import PiiDetector
 from bentos.safety.redaction import Redactor
-from ragyard.contracts.safety import Action, Category, CheckResponse, Direction, Finding
 from bentos.safety.toxicity import ToxicityDetector
+from ragyard.contracts.safety import Action, Category, CheckResponse, Direction, Finding
 from ragyard.settings import DirectionPolicy, SafetyBentoSettings, SafetySettings
 
 # The strongest action wins when several categories have findings.
 ACTION_RANK: dict[str, int] = {"allow": 0, "flag": 1, "redact": 2, "block": 3}
 CATEGORIES: tuple[Category, ...] = ("pii", "injection", "toxicity")
+
+
+class Detector(Protocol):
+    def detect(self, text: str, threshold: float = 0.0) -> list[Finding]: ...
 
 
 class UnknownPolicy(KeyError):
@@ -34,16 +39,17 @@ class SafetyChecker:
     def __init__(self, settings: SafetySettings, model_home: Path):
         self.settings = settings
         self.pii = PiiDetector(settings.spacy_model, settings.pii_entities, settings.pii_allow_list)
-        self.injection = InjectionDetector(Path(settings.injection_model_dir) if settings.injection_model_dir
-                                           else model_home / "models" / "jailguard")
+        self.injection = InjectionDetector(
+            Path(settings.injection_model_dir) if settings.injection_model_dir else model_home / "models" / "jailguard"
+        )
         self.toxicity = ToxicityDetector()
         self.redactor = Redactor(settings.pseudonym_key)
 
     @classmethod
-    def from_settings(cls, settings: SafetyBentoSettings) -> "SafetyChecker":
+    def from_settings(cls, settings: SafetyBentoSettings) -> SafetyChecker:
         return cls(settings.safety, settings.home)
 
-    def detectors(self) -> dict[str, object]:
+    def detectors(self) -> dict[str, Detector]:
         return {"pii": self.pii, "injection": self.injection, "toxicity": self.toxicity}
 
     def check(self, text: str, direction: Direction, policy: str = "default") -> CheckResponse:
@@ -59,9 +65,15 @@ class SafetyChecker:
             if rule.action != "allow":  # an allowed category is not even looked at
                 findings += detectors[category].detect(text, rule.threshold)
         action = decide(rules, findings)
-        redacted, placeholders = None, {}
+        redacted: str | None = None
+        placeholders: dict[str, str] = {}
         if action == "redact":
             redacted, placeholders = self.redactor.redact(text, findings, reversible=chosen.pseudonymize)
-        return CheckResponse(allowed=action != "block", action=action, redacted_text=redacted,
-                             findings=sorted(findings, key=lambda f: (f.start, f.category)),
-                             latency_ms=round((time.perf_counter() - started) * 1000, 2), placeholders=placeholders)
+        return CheckResponse(
+            allowed=action != "block",
+            action=action,
+            redacted_text=redacted,
+            findings=sorted(findings, key=lambda f: (f.start, f.category)),
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            placeholders=placeholders,
+        )

@@ -24,28 +24,56 @@ _WORD = re.compile(r"\S+")
 # heuristic name -> (pattern, score). The heuristics matched no benign text of the safety eval
 # (precision 1.0), so the specific ones score above the default block threshold (0.96) on their own.
 HEURISTICS: dict[str, tuple[re.Pattern, float]] = {
-    "ignore_instructions": (re.compile(
-        r"\b(?:ignore|disregard|forget|override|bypass|skip)\s+(?:all\s+|any\s+|every\s+|the\s+|your\s+|of\s+)*"
-        r"(?:previous|prior|above|earlier|preceding|initial|original|system|safety|developer)?\s*"
-        r"(?:instructions?|prompts?|rules|directions|guidelines|directives|context|programming|restrictions)\b",
-        re.I), 0.99),
-    "persona_override": (re.compile(
-        r"\b(?:do anything now|DAN mode|developer mode (?:enabled|output|on)|jailbr(?:ea|o)k(?:en)?|"
-        r"you are (?:now |going to be )?(?:DAN|free from|no longer bound|an? (?:unfiltered|uncensored|unrestricted)))",
-        re.I), 0.98),
-    "system_prompt_extraction": (re.compile(
-        r"\b(?:reveal|show|print|repeat|output|leak|display|tell me|what (?:is|are|were))\s+(?:me\s+)?"
-        r"(?:your|the)\s+(?:entire\s+|full\s+)?(?:system|initial|hidden|original|secret|first)\s+"
-        r"(?:prompt|instructions?|message|directives?)", re.I), 0.98),
-    "restriction_removal": (re.compile(
-        r"\b(?:without|free of|no|ignore)\s+(?:any\s+)?(?:ethical|moral|content|safety)?\s*"
-        r"(?:restrictions|filters|filtering|censorship|limitations|guidelines|boundaries|constraints)\b", re.I), 0.6),
-    "chat_template_tokens": (re.compile(
-        r"<\|im_start\|>|<\|system\|>|<\|endoftext\|>|\[/?INST\]|<</?SYS>>|^#{2,}\s*(?:system|instruction)s?\s*:",
-        re.I | re.M), 0.8),
-    "roleplay_unfiltered": (re.compile(
-        r"\b(?:pretend|imagine|act as|roleplay as|role-play as)\b[^.\n]{0,60}\b(?:evil|unfiltered|uncensored|"
-        r"amoral|unethical|no rules|without rules|anything)\b", re.I), 0.7),
+    "ignore_instructions": (
+        re.compile(
+            r"\b(?:ignore|disregard|forget|override|bypass|skip)\s+(?:all\s+|any\s+|every\s+|the\s+|your\s+|of\s+)*"
+            r"(?:previous|prior|above|earlier|preceding|initial|original|system|safety|developer)?\s*"
+            r"(?:instructions?|prompts?|rules|directions|guidelines|directives|context|programming|restrictions)\b",
+            re.I,
+        ),
+        0.99,
+    ),
+    "persona_override": (
+        re.compile(
+            r"\b(?:do anything now|DAN mode|developer mode (?:enabled|output|on)|jailbr(?:ea|o)k(?:en)?|"
+            r"you are (?:now |going to be )?"
+            r"(?:DAN|free from|no longer bound|an? (?:unfiltered|uncensored|unrestricted)))",
+            re.I,
+        ),
+        0.98,
+    ),
+    "system_prompt_extraction": (
+        re.compile(
+            r"\b(?:reveal|show|print|repeat|output|leak|display|tell me|what (?:is|are|were))\s+(?:me\s+)?"
+            r"(?:your|the)\s+(?:entire\s+|full\s+)?(?:system|initial|hidden|original|secret|first)\s+"
+            r"(?:prompt|instructions?|message|directives?)",
+            re.I,
+        ),
+        0.98,
+    ),
+    "restriction_removal": (
+        re.compile(
+            r"\b(?:without|free of|no|ignore)\s+(?:any\s+)?(?:ethical|moral|content|safety)?\s*"
+            r"(?:restrictions|filters|filtering|censorship|limitations|guidelines|boundaries|constraints)\b",
+            re.I,
+        ),
+        0.6,
+    ),
+    "chat_template_tokens": (
+        re.compile(
+            r"<\|im_start\|>|<\|system\|>|<\|endoftext\|>|\[/?INST\]|<</?SYS>>|^#{2,}\s*(?:system|instruction)s?\s*:",
+            re.I | re.M,
+        ),
+        0.8,
+    ),
+    "roleplay_unfiltered": (
+        re.compile(
+            r"\b(?:pretend|imagine|act as|roleplay as|role-play as)\b[^.\n]{0,60}\b(?:evil|unfiltered|uncensored|"
+            r"amoral|unethical|no rules|without rules|anything)\b",
+            re.I,
+        ),
+        0.7,
+    ),
 }
 
 
@@ -58,8 +86,11 @@ def heuristic_findings(text: str) -> list[Finding]:
     findings = []
     for name, (pattern, score) in HEURISTICS.items():
         if match := pattern.search(text):
-            findings.append(Finding(category="injection", type=f"heuristic:{name}",
-                                    start=match.start(), end=match.end(), score=score))
+            findings.append(
+                Finding(
+                    category="injection", type=f"heuristic:{name}", start=match.start(), end=match.end(), score=score
+                )
+            )
     return findings
 
 
@@ -85,16 +116,25 @@ class InjectionDetector:
             return []
         spans = windows(words)
         results = self._jailguard.detect_batch([text[start:end] for start, end in spans])
-        (start, end), best = max(zip(spans, results), key=lambda pair: pair[1].score)
-        return [Finding(category="injection", type="classifier:jailguard", start=start, end=end,
-                        score=round(float(best.score), 4))]
+        (start, end), best = max(zip(spans, results, strict=True), key=lambda pair: pair[1].score)
+        return [
+            Finding(
+                category="injection",
+                type="classifier:jailguard",
+                start=start,
+                end=end,
+                score=round(float(best.score), 4),
+            )
+        ]
 
     def detect(self, text: str, threshold: float = 0.0) -> list[Finding]:
         """The classifier's finding, and each heuristic's with its score combined with the classifier's."""
         classifier = self.classifier_findings(text)
         probability = classifier[0].score if classifier else 0.0
-        heuristics = [f.model_copy(update={"score": round(combined_score(probability, f.score), 4)})
-                      for f in heuristic_findings(text)]
+        heuristics = [
+            f.model_copy(update={"score": round(combined_score(probability, f.score), 4)})
+            for f in heuristic_findings(text)
+        ]
         return [f for f in [*classifier, *heuristics] if f.score >= threshold]
 
     def score(self, text: str) -> float:

@@ -36,14 +36,21 @@ def export_minilm_onnx(target_dir: Path) -> Path:
                 self.bert = bert
 
             def forward(self, input_ids, attention_mask, token_type_ids):
-                return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                                 token_type_ids=token_type_ids).last_hidden_state
+                return self.bert(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                ).last_hidden_state
 
         example = torch.ones(1, 8, dtype=torch.long)
         partial = target.with_suffix(f".{os.getpid()}.partial")
-        torch.onnx.export(LastHiddenState(), (example, torch.ones_like(example), torch.zeros_like(example)),
-                          str(partial), input_names=_INPUTS, output_names=["last_hidden_state"],
-                          dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*_INPUTS, "last_hidden_state"]},
-                          opset_version=14, dynamo=False)
+        torch.onnx.export(
+            LastHiddenState(),
+            (example, torch.ones_like(example), torch.zeros_like(example)),
+            str(partial),
+            input_names=_INPUTS,
+            output_names=["last_hidden_state"],
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*_INPUTS, "last_hidden_state"]},
+            opset_version=14,
+            dynamo=False,
+        )
         partial.replace(target)
         return target

@@ -21,10 +21,31 @@ from ragyard.contracts.safety import Finding
 tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 # spaCy labels Presidio maps to its entity names; ORGANIZATION and the rest are left out (noisy).
-_NER_MAPPING = {"PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LOCATION", "FAC": "LOCATION",
-                "LOCATION": "LOCATION", "NORP": "NRP", "DATE": "DATE_TIME", "TIME": "DATE_TIME"}
-_NER_IGNORED = ["ORG", "ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT",
-                "PRODUCT", "QUANTITY", "WORK_OF_ART"]
+_NER_MAPPING = {
+    "PER": "PERSON",
+    "PERSON": "PERSON",
+    "LOC": "LOCATION",
+    "GPE": "LOCATION",
+    "FAC": "LOCATION",
+    "LOCATION": "LOCATION",
+    "NORP": "NRP",
+    "DATE": "DATE_TIME",
+    "TIME": "DATE_TIME",
+}
+_NER_IGNORED = [
+    "ORG",
+    "ORGANIZATION",
+    "CARDINAL",
+    "EVENT",
+    "LANGUAGE",
+    "LAW",
+    "MONEY",
+    "ORDINAL",
+    "PERCENT",
+    "PRODUCT",
+    "QUANTITY",
+    "WORK_OF_ART",
+]
 
 
 def expand_entities(entities: list[str]) -> list[str]:
@@ -40,13 +61,17 @@ class PiiDetector:
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-        nlp_engine = NlpEngineProvider(nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": "en", "model_name": spacy_model}],
-            "ner_model_configuration": {"model_to_presidio_entity_mapping": _NER_MAPPING,
-                                        "labels_to_ignore": _NER_IGNORED,
-                                        "low_confidence_score_multiplier": 0.4},
-        }).create_engine()
+        nlp_engine = NlpEngineProvider(
+            nlp_configuration={
+                "nlp_engine_name": "spacy",
+                "models": [{"lang_code": "en", "model_name": spacy_model}],
+                "ner_model_configuration": {
+                    "model_to_presidio_entity_mapping": _NER_MAPPING,
+                    "labels_to_ignore": _NER_IGNORED,
+                    "low_confidence_score_multiplier": 0.4,
+                },
+            }
+        ).create_engine()
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
         for recognizer in [*secret_recognizers(), address_recognizer(), phone_recognizer(), LuhnCardRecognizer()]:
@@ -57,12 +82,16 @@ class PiiDetector:
         self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"])
 
     def detect(self, text: str, threshold: float = 0.0) -> list[Finding]:
-        results = self.analyzer.analyze(text=text, language="en", entities=self.entities, score_threshold=threshold,
-                                        allow_list=self.allow_list)
-        findings = [Finding(category="pii", type=r.entity_type, start=r.start, end=r.end, score=round(min(r.score, 1.0), 4))
-                    for r in results]
-        return sorted(drop_contained(outside_placeholders(text, findings, self.placeholders)),
-                      key=lambda f: (f.start, -f.end))
+        results = self.analyzer.analyze(
+            text=text, language="en", entities=self.entities, score_threshold=threshold, allow_list=self.allow_list
+        )
+        findings = [
+            Finding(category="pii", type=r.entity_type, start=r.start, end=r.end, score=round(min(r.score, 1.0), 4))
+            for r in results
+        ]
+        return sorted(
+            drop_contained(outside_placeholders(text, findings, self.placeholders)), key=lambda f: (f.start, -f.end)
+        )
 
 
 def outside_placeholders(text: str, findings: list[Finding], placeholders: re.Pattern) -> list[Finding]:
@@ -89,6 +118,15 @@ def outside_placeholders(text: str, findings: list[Finding], placeholders: re.Pa
 def drop_contained(findings: list[Finding]) -> list[Finding]:
     """Drop a finding that lies inside a longer one scoring at least as high ("Malik Lodge" as a
     PERSON inside a STREET_ADDRESS): the longer one says more, and redacts the same characters."""
-    return [f for f in findings
-            if not any(o is not f and o.start <= f.start and f.end <= o.end and (o.end - o.start) > (f.end - f.start)
-                       and o.score >= f.score for o in findings)]
+    return [
+        f
+        for f in findings
+        if not any(
+            o is not f
+            and o.start <= f.start
+            and f.end <= o.end
+            and (o.end - o.start) > (f.end - f.start)
+            and o.score >= f.score
+            for o in findings
+        )
+    ]

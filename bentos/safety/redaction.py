@@ -16,6 +16,7 @@ from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
 from ragyard.contracts.safety import Finding
 
+
 def placeholder_pattern(entity_types: list[str]) -> re.Pattern:
     """What `Redactor` writes in place of a finding of these types: a fixed tag (<EMAIL_ADDRESS>)
     or a reversible placeholder (<EMAIL_ADDRESS_3f2a9c1b>). Text that already is one holds no PII,
@@ -41,12 +42,15 @@ class Redactor:
         results = [RecognizerResult(entity_type=f.type, start=f.start, end=f.end, score=f.score) for f in pii]
         placeholders: dict[str, str] = {}
         if reversible:
+
             def operator(entity_type: str) -> OperatorConfig:
                 def pseudonym(original: str) -> str:
                     name = self.placeholder(entity_type, original)
                     placeholders[name] = original
                     return name
+
                 return OperatorConfig("custom", {"lambda": pseudonym})
+
             operators = {entity_type: operator(entity_type) for entity_type in {f.type for f in pii}}
         else:
             operators = {"DEFAULT": OperatorConfig("replace")}  # "<ENTITY_TYPE>"

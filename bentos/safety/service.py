@@ -20,11 +20,17 @@ def check_allowed(item: CheckRequest, limits: SafetySettings, at: str = "") -> N
     ("items[3]."), in the message; the batch's field, `items`, is then the param."""
     size = len(item.text.encode("utf-8", "surrogatepass"))
     if size > limits.max_text_bytes:
-        raise ServiceError(413, f"{at}text: {size} bytes exceed max_text_bytes={limits.max_text_bytes}",
-                           param="items" if at else "text")
+        raise ServiceError(
+            413,
+            f"{at}text: {size} bytes exceed max_text_bytes={limits.max_text_bytes}",
+            param="items" if at else "text",
+        )
     if item.policy not in limits.policies:
-        raise ServiceError(400, f"{at}policy: unknown policy {item.policy!r}; known: "
-                                f"{', '.join(sorted(limits.policies))}", param="items" if at else "policy")
+        raise ServiceError(
+            400,
+            f"{at}policy: unknown policy {item.policy!r}; known: {', '.join(sorted(limits.policies))}",
+            param="items" if at else "policy",
+        )
 
 
 @bentoml.service(resources={"cpu": "2"}, traffic={"timeout": 60, "max_concurrency": 32}, threads=4)
@@ -49,12 +55,14 @@ class Safety:
     async def check_batch(self, items: list[CheckRequest]) -> CheckBatchResponse:
         """Check up to max_batch_items texts; results in the same order."""
         if len(items) > self.limits.max_batch_items:
-            raise ServiceError(413, f"items: {len(items)} items exceed max_batch_items={self.limits.max_batch_items}",
-                               param="items")
+            raise ServiceError(
+                413, f"items: {len(items)} items exceed max_batch_items={self.limits.max_batch_items}", param="items"
+            )
         for i, item in enumerate(items):
             check_allowed(item, self.limits, at=f"items[{i}].")
-        results = [await anyio.to_thread.run_sync(self.checker.check, item.text, item.direction, item.policy)
-                   for item in items]
+        results = [
+            await anyio.to_thread.run_sync(self.checker.check, item.text, item.direction, item.policy) for item in items
+        ]
         return CheckBatchResponse(results=results)
 
 

@@ -26,8 +26,11 @@ class ToxicityDetector:
         if not spans:
             return []
         probabilities = self._predict_prob([text[start:end] for start, end in spans])
-        return [Finding(category="toxicity", type="profanity", start=start, end=end, score=round(float(p), 4))
-                for (start, end), p in zip(spans, probabilities) if p >= threshold]
+        return [
+            Finding(category="toxicity", type="profanity", start=start, end=end, score=round(float(p), 4))
+            for (start, end), p in zip(spans, probabilities, strict=True)
+            if p >= threshold
+        ]
 
     def score(self, text: str) -> float:
         return max((f.score for f in self.detect(text)), default=0.0)

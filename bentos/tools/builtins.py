@@ -31,24 +31,42 @@ class BuiltinTools:
 
         search = knowledge.KnowledgeSearch(settings.retriever.url, config, policy("knowledge_search").timeout_s)
         self._closers.append(search.aclose)
-        self.tools.append(Tool("knowledge_search", knowledge.DESCRIPTION, knowledge.parameters(config.kb_max_top_k),
-                               search.run, policy("knowledge_search")))
-        self.tools.append(Tool("calculator", calculator.DESCRIPTION, calculator.PARAMETERS, calculator.calculate,
-                               policy("calculator")))
+        self.tools.append(
+            Tool(
+                "knowledge_search",
+                knowledge.DESCRIPTION,
+                knowledge.parameters(config.kb_max_top_k),
+                search.run,
+                policy("knowledge_search"),
+            )
+        )
+        self.tools.append(
+            Tool(
+                "calculator", calculator.DESCRIPTION, calculator.PARAMETERS, calculator.calculate, policy("calculator")
+            )
+        )
         if config.sql_url:
             database = sql.ReadOnlyDatabase(config.sql_url, config.sql_max_rows, policy("sql_query").timeout_s)
             self._closers.append(database.aclose)
             tables = database.describe()
-            description = (f"Run one read-only SQL query (SELECT) on the {database.engine.dialect.name} database; "
-                           f"at most {config.sql_max_rows} rows are returned."
-                           + (f" Tables: {tables}" if tables else ""))
+            description = (
+                f"Run one read-only SQL query (SELECT) on the {database.engine.dialect.name} database; "
+                f"at most {config.sql_max_rows} rows are returned." + (f" Tables: {tables}" if tables else "")
+            )
             self.tools.append(Tool("sql_query", description, sql.PARAMETERS, database.run, policy("sql_query")))
         if config.fetch_hosts:
             fetcher = fetch.Fetcher(config, policy("http_fetch").timeout_s)
             self._closers.append(fetcher.aclose)
-            self.tools.append(Tool("http_fetch", f"Fetch a web page or text file (as text) from one of these hosts: "
-                                                 f"{', '.join(config.fetch_hosts)}.", fetch.PARAMETERS, fetcher.run,
-                                   policy("http_fetch")))
+            self.tools.append(
+                Tool(
+                    "http_fetch",
+                    f"Fetch a web page or text file (as text) from one of these hosts: "
+                    f"{', '.join(config.fetch_hosts)}.",
+                    fetch.PARAMETERS,
+                    fetcher.run,
+                    policy("http_fetch"),
+                )
+            )
 
     async def aclose(self) -> None:
         for close in self._closers:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+from collections.abc import Callable
 from typing import Any
 
 from bentos.tools.errors import InvalidArguments
@@ -27,26 +28,54 @@ def _round(value: float, ndigits: int = 0) -> int | float:
     return round(value, ndigits) if ndigits else round(value)
 
 
-_FUNCTIONS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "log10": math.log10, "log2": math.log2,
-              "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin, "acos": math.acos,
-              "atan": math.atan, "abs": abs, "round": _round, "floor": math.floor, "ceil": math.ceil, "min": min,
-              "max": max}
+_FUNCTIONS: dict[str, Callable[..., int | float]] = {
+    "sqrt": math.sqrt,
+    "exp": math.exp,
+    "log": math.log,
+    "log10": math.log10,
+    "log2": math.log2,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "asin": math.asin,
+    "acos": math.acos,
+    "atan": math.atan,
+    "abs": abs,
+    "round": _round,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "min": min,
+    "max": max,
+}
 _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 PARAMETERS = {
     "type": "object",
-    "properties": {"expression": {
-        "type": "string", "minLength": 1, "maxLength": MAX_EXPRESSION_CHARS,
-        "description": "Arithmetic: + - * / // % ** and parentheses, numbers, the constants "
-                       f"{', '.join(_CONSTANTS)}, and the functions {', '.join(sorted(_FUNCTIONS))}.",
-    }},
+    "properties": {
+        "expression": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_EXPRESSION_CHARS,
+            "description": "Arithmetic: + - * / // % ** and parentheses, numbers, the constants "
+            f"{', '.join(_CONSTANTS)}, and the functions {', '.join(sorted(_FUNCTIONS))}.",
+        }
+    },
     "required": ["expression"],
     "additionalProperties": False,
 }
-DESCRIPTION = "Evaluate an arithmetic expression exactly (integers) or in floating point, e.g. '17 * 23' or 'sqrt(2) / 3'."
+DESCRIPTION = (
+    "Evaluate an arithmetic expression exactly (integers) or in floating point, e.g. '17 * 23' or 'sqrt(2) / 3'."
+)
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], int | float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], int | float]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
 
 def refuse(message: str) -> InvalidArguments:
@@ -67,10 +96,14 @@ def _power(base: float, exponent: float) -> int | float:
     if abs(exponent) > MAX_EXPONENT:
         raise refuse(f"exponent {exponent} exceeds {MAX_EXPONENT}")
     # Bound the size before computing it: |base|**exponent has about bits(base) * exponent bits.
-    if (isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-            and max(abs(base).bit_length() - 1, 0) * exponent > MAX_INT_BITS):
+    if (
+        isinstance(base, int)
+        and isinstance(exponent, int)
+        and exponent > 0
+        and max(abs(base).bit_length() - 1, 0) * exponent > MAX_INT_BITS
+    ):
         raise refuse(f"the power would exceed {MAX_INT_BITS} bits")
-    return base ** exponent
+    return base**exponent
 
 
 def _evaluate(node: ast.AST) -> int | float:
@@ -87,11 +120,17 @@ def _evaluate(node: ast.AST) -> int | float:
         if isinstance(node.op, ast.Pow):
             return _checked(_power(left, right))
         return _checked(_BINARY[type(node.op)](left, right))
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
-            and not node.keywords):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
         return _checked(_FUNCTIONS[node.func.id](*(_evaluate(arg) for arg in node.args)))
-    raise refuse(f"{ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__!s} is not allowed: "
-                 "only numbers, arithmetic operators, parentheses and the listed functions and constants")
+    raise refuse(
+        f"{ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__!s} is not allowed: "
+        "only numbers, arithmetic operators, parentheses and the listed functions and constants"
+    )
 
 
 def evaluate(expression: str) -> int | float:

@@ -57,4 +57,3 @@ class ToolUnavailable(ToolError):
 
 class ToolTimeout(ToolError):
     status_of, code_of = 504, TOOL_TIMEOUT
-

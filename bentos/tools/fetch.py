@@ -25,8 +25,14 @@ from ragyard.settings import ToolsSettings
 PARAM = "arguments.url"
 PARAMETERS = {
     "type": "object",
-    "properties": {"url": {"type": "string", "minLength": 1, "maxLength": 2048,
-                           "description": "An http(s) URL on one of the allowed hosts."}},
+    "properties": {
+        "url": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 2048,
+            "description": "An http(s) URL on one of the allowed hosts.",
+        }
+    },
     "required": ["url"],
     "additionalProperties": False,
 }
@@ -60,8 +66,10 @@ class HostPolicy:
     def __init__(self, hosts: list[str], allow_networks: list[str], resolve: dict[str, list[str]]):
         self.hosts = [h.lower().rstrip(".") for h in hosts]
         self.allow_networks = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
-        self.resolve = {name.lower().rstrip("."): [ipaddress.ip_address(a) for a in addresses]
-                        for name, addresses in resolve.items()}
+        self.resolve = {
+            name.lower().rstrip("."): [ipaddress.ip_address(a) for a in addresses]
+            for name, addresses in resolve.items()
+        }
 
     def host_allowed(self, host: str) -> bool:
         host = host.lower().rstrip(".")
@@ -91,8 +99,10 @@ class HostPolicy:
         addresses = await self.addresses(url.host, url.port or (443 if url.scheme == "https" else 80))
         for ip in addresses:
             if not is_public(ip) and not any(ip in network for network in self.allow_networks):
-                raise refuse(f"host {url.host!r} resolves to {ip}, a private, loopback, link-local or reserved "
-                             "address, which is not allowed")
+                raise refuse(
+                    f"host {url.host!r} resolves to {ip}, a private, loopback, link-local or reserved "
+                    "address, which is not allowed"
+                )
         return addresses[0]
 
 
@@ -102,8 +112,9 @@ class Fetcher:
         self.max_bytes = settings.fetch_max_bytes
         self.max_redirects = settings.fetch_max_redirects
         # trust_env=False: never through an HTTP(S)_PROXY, which would do its own resolving.
-        self.http = httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=timeout_s,
-                                      headers={"User-Agent": "ragyard-tools/0.1"})
+        self.http = httpx.AsyncClient(
+            trust_env=False, follow_redirects=False, timeout=timeout_s, headers={"User-Agent": "ragyard-tools/0.1"}
+        )
 
     async def run(self, arguments: dict[str, Any]) -> dict[str, Any]:
         url = arguments["url"]
@@ -143,8 +154,7 @@ class Fetcher:
                     body, truncated = body[: self.max_bytes], True
                     break
             text = body.decode(response.encoding or "utf-8", errors="replace")
-            return {"status": response.status_code, "content_type": content_type, "text": text,
-                    "truncated": truncated}
+            return {"status": response.status_code, "content_type": content_type, "text": text, "truncated": truncated}
         finally:
             await response.aclose()
 

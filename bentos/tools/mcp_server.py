@@ -15,6 +15,7 @@ from mcp.server.caching import CacheHint
 from mcp.server.context import ServerRequestContext
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 
 from bentos.tools.errors import ToolError
@@ -48,30 +49,44 @@ def mcp_app(toolbox: Toolbox) -> Starlette:
     settings = toolbox.settings
 
     async def list_tools(ctx: ServerRequestContext, _params) -> mcp_types.ListToolsResult:
-        return mcp_types.ListToolsResult(tools=[
-            mcp_types.Tool(name=tool.name, description=tool.description, input_schema=tool.parameters)
-            for tool in toolbox.registry.visible(caller(ctx))])
+        return mcp_types.ListToolsResult(
+            tools=[
+                mcp_types.Tool(name=tool.name, description=tool.description, input_schema=tool.parameters)
+                for tool in toolbox.registry.visible(caller(ctx))
+            ]
+        )
 
     async def call_tool(ctx: ServerRequestContext, params: mcp_types.CallToolRequestParams) -> mcp_types.CallToolResult:
         try:
             outcome = await toolbox.registry.call(params.name, params.arguments or {}, caller(ctx))
         except ToolError as exc:
-            return mcp_types.CallToolResult(content=[mcp_types.TextContent(type="text", text=exc.message)],
-                                            is_error=True)
+            return mcp_types.CallToolResult(
+                content=[mcp_types.TextContent(type="text", text=exc.message)], is_error=True
+            )
         text = outcome.result if isinstance(outcome.result, str) else json.dumps(outcome.result, ensure_ascii=False)
         if outcome.truncated:
             text += f"\n[truncated to {settings.tools.max_result_chars} characters]"
         structured = outcome.result if isinstance(outcome.result, dict) else None
-        return mcp_types.CallToolResult(content=[mcp_types.TextContent(type="text", text=text)],
-                                        structured_content=structured,
-                                        _meta={"ragyard/cost": outcome.cost, "ragyard/latency_ms": outcome.latency_ms})
+        return mcp_types.CallToolResult(
+            content=[mcp_types.TextContent(type="text", text=text)],
+            structured_content=structured,
+            _meta={"ragyard/cost": outcome.cost, "ragyard/latency_ms": outcome.latency_ms},
+        )
 
-    server = Server("ragyard-tools", version="0.1", on_list_tools=list_tools, on_call_tool=call_tool,
-                    # Which tools a key sees changes as mounted servers come and go: never cache the listing.
-                    cache_hints={"tools/list": CacheHint(ttl_ms=0, scope="private")})
+    server = Server(
+        "ragyard-tools",
+        version="0.1",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        # Which tools a key sees changes as mounted servers come and go: never cache the listing.
+        cache_hints={"tools/list": CacheHint(ttl_ms=0, scope="private")},
+    )
     return server.streamable_http_app(
-        streamable_http_path=MCP_PATH, stateless_http=True,
-        transport_security=TransportSecuritySettings(allowed_hosts=settings.tools.mcp_allowed_hosts,
-                                                     allowed_origins=settings.tools.mcp_allowed_origins),
-        auth=AuthSettings(issuer_url=settings.router.url, resource_server_url=None),
-        token_verifier=KeyVerifier(toolbox))
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        transport_security=TransportSecuritySettings(
+            allowed_hosts=settings.tools.mcp_allowed_hosts, allowed_origins=settings.tools.mcp_allowed_origins
+        ),
+        auth=AuthSettings(issuer_url=AnyHttpUrl(settings.router.url), resource_server_url=None),
+        token_verifier=KeyVerifier(toolbox),
+    )

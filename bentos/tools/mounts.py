@@ -60,8 +60,14 @@ class Reconnect(Exception):
 
 
 class MountedServer:
-    def __init__(self, config: McpServerSettings, registry: Registry, policies: dict[str, ToolPolicy],
-                 probe_interval_s: float, reconnect_max_s: float):
+    def __init__(
+        self,
+        config: McpServerSettings,
+        registry: Registry,
+        policies: dict[str, ToolPolicy],
+        probe_interval_s: float,
+        reconnect_max_s: float,
+    ):
         self.config = config
         self.name = config.name
         self.registry = registry
@@ -77,13 +83,20 @@ class MountedServer:
     async def _connect(self) -> AsyncIterator[Client]:
         # cache=None: the listing is always asked afresh (the probe is the listing).
         if self.config.url:
-            async with (create_mcp_http_client(headers=self.config.headers or None) as http,
-                        Client(streamable_http_client(self.config.url, http_client=http), mode=self.config.mode,
-                               cache=None) as client):
+            async with (
+                create_mcp_http_client(headers=self.config.headers or None) as http,
+                Client(
+                    streamable_http_client(self.config.url, http_client=http), mode=self.config.mode, cache=None
+                ) as client,
+            ):
                 yield client
         else:
-            server = StdioServerParameters(command=self.config.command, args=self.config.args,
-                                           env=self.config.env or None, cwd=self.config.cwd or None)
+            server = StdioServerParameters(
+                command=self.config.command,
+                args=self.config.args,
+                env=self.config.env or None,
+                cwd=self.config.cwd or None,
+            )
             async with Client(server, mode=self.config.mode, cache=None) as client:
                 yield client
 
@@ -97,8 +110,12 @@ class MountedServer:
                     self._broken = anyio.Event()
                     self._publish(await self._list(client))
                     self.client = client
-                    logger.info("MCP server %s is up (%s): %d tools", self.name, client.protocol_version,
-                                len(self._listing or []))
+                    logger.info(
+                        "MCP server %s is up (%s): %d tools",
+                        self.name,
+                        client.protocol_version,
+                        len(self._listing or []),
+                    )
                     backoff = FIRST_BACKOFF_S
                     await self._watch(client)
             except Exception as exc:  # noqa: BLE001 - whatever ended the connection, reconnect
@@ -136,8 +153,16 @@ class MountedServer:
         tools = []
         for remote in listing:
             name = tool_name(self.name, remote.name)
-            tools.append(Tool(name, remote.description or remote.title or remote.name, dict(remote.input_schema),
-                              self._caller(remote.name), self.policies.get(name, self.config), source=self.name))
+            tools.append(
+                Tool(
+                    name,
+                    remote.description or remote.title or remote.name,
+                    dict(remote.input_schema),
+                    self._caller(remote.name),
+                    self.policies.get(name, self.config),
+                    source=self.name,
+                )
+            )
         self.registry.publish(self.name, tools)
 
     def _caller(self, remote: str):

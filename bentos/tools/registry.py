@@ -123,8 +123,10 @@ class Registry:
         if not tool.allows(key_id):
             raise ToolNotAllowed(f"this key may not use tool {name!r}", param="name")
         if name not in self.tools:
-            raise ToolUnavailable(f"tool {name!r}: MCP server {tool.source!r} is down "
-                                  f"({self.down_sources.get(tool.source, 'reconnecting')}); it returns when the server does")
+            raise ToolUnavailable(
+                f"tool {name!r}: MCP server {tool.source!r} is down "
+                f"({self.down_sources.get(tool.source, 'reconnecting')}); it returns when the server does"
+            )
         return tool
 
     async def call(self, name: str, arguments: dict[str, Any], key_id: str) -> ToolResult:

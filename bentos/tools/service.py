@@ -45,12 +45,12 @@ class Tools:
     @rest_app.get("/tools", response_model=ToolList)
     async def list_tools(self, request: Request) -> ToolList:
         """The tools the caller's key may use now (mounted servers that are down leave the list)."""
-        return toolbox.listing(await toolbox.callers.key_id(request.headers))
+        return toolbox.listing(await toolbox.key_id(request.headers))
 
     @rest_app.post("/tools/{name}", response_model=ToolResult)
     async def call_tool(self, name: str, body: ToolCall, request: Request) -> ToolResult:
         """Call one tool; errors in OpenAI's shape (`ragyard.contracts.tools` lists them)."""
-        return await toolbox.registry.call(name, body.arguments, await toolbox.callers.key_id(request.headers))
+        return await toolbox.registry.call(name, body.arguments, await toolbox.key_id(request.headers))
 
 
 serve_errors(Tools, rest_app)

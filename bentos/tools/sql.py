@@ -44,8 +44,14 @@ MAX_DESCRIBED_CHARS = 1500
 
 PARAMETERS = {
     "type": "object",
-    "properties": {"query": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS,
-                             "description": "One read-only SQL statement: SELECT ... or WITH ... SELECT ..."}},
+    "properties": {
+        "query": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_QUERY_CHARS,
+            "description": "One read-only SQL statement: SELECT ... or WITH ... SELECT ...",
+        }
+    },
     "required": ["query"],
     "additionalProperties": False,
 }
@@ -53,8 +59,14 @@ PARAMETERS = {
 
 def check_statement(query: str) -> str:
     """The one read-only statement in `query`; ToolRefused for anything else."""
-    statements = [s for s in sqlparse.parse(query) if any(
-        not t.is_whitespace and t.ttype not in tokens.Comment and t.ttype is not tokens.Punctuation for t in s.flatten())]
+    statements = [
+        s
+        for s in sqlparse.parse(query)
+        if any(
+            not t.is_whitespace and t.ttype not in tokens.Comment and t.ttype is not tokens.Punctuation
+            for t in s.flatten()
+        )
+    ]
     if len(statements) != 1:
         raise ToolRefused(f"{PARAM}: exactly one statement is allowed, found {len(statements)}", param=PARAM)
     statement = statements[0]
@@ -64,7 +76,8 @@ def check_statement(query: str) -> str:
     for token in statement.flatten():
         word = token.normalized.upper()
         if (token.ttype in (tokens.Keyword.DML, tokens.Keyword.DDL) and word != "SELECT") or (
-                token.is_keyword and word in WRITE_KEYWORDS):
+            token.is_keyword and word in WRITE_KEYWORDS
+        ):
             raise ToolRefused(f"{PARAM}: {word} is not allowed in a read-only query", param=PARAM)
     return str(statement).strip().rstrip(";")
 
@@ -88,8 +101,9 @@ def read_only_engine(url: str) -> Engine:
     if backend == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             raise ValueError("tools.sql_url: a SQLite database file is needed")
-        engine = create_engine(f"sqlite:///file:{parsed.database}?mode=ro&uri=true",
-                               connect_args={"check_same_thread": False})
+        engine = create_engine(
+            f"sqlite:///file:{parsed.database}?mode=ro&uri=true", connect_args={"check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
         def _query_only(dbapi_connection, _record) -> None:
@@ -97,9 +111,14 @@ def read_only_engine(url: str) -> Engine:
 
         return engine
     if backend == "postgresql":
-        return create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=2,
-                             max_overflow=2, pool_timeout=5,
-                             connect_args={"options": "-c default_transaction_read_only=on"})
+        return create_engine(
+            parsed.set(drivername="postgresql+psycopg"),
+            pool_pre_ping=True,
+            pool_size=2,
+            max_overflow=2,
+            pool_timeout=5,
+            connect_args={"options": "-c default_transaction_read_only=on"},
+        )
     raise ValueError(f"tools.sql_url: {backend} is not supported (sqlite or postgresql)")
 
 
@@ -128,8 +147,10 @@ class ReadOnlyDatabase:
         """Its tables and columns, for the tool's description (bounded); empty when it cannot be read."""
         try:
             inspector = inspect(self.engine)
-            tables = [f"{name}({', '.join(c['name'] for c in inspector.get_columns(name))})"
-                      for name in inspector.get_table_names()]
+            tables = [
+                f"{name}({', '.join(c['name'] for c in inspector.get_columns(name))})"
+                for name in inspector.get_table_names()
+            ]
         except SQLAlchemyError as exc:
             logger.warning("the SQL tool's database cannot be described: %s", exc)
             return ""
@@ -142,6 +163,7 @@ class ReadOnlyDatabase:
         try:
             with self.engine.connect() as conn:
                 dbapi = conn.connection.dbapi_connection
+                assert dbapi is not None, "a connection in use has its DBAPI connection"
                 if conn.dialect.name == "sqlite":
                     dbapi.set_progress_handler(lambda: int(time.monotonic() > deadline), SQLITE_PROGRESS_STEPS)
                 try:
@@ -161,8 +183,12 @@ class ReadOnlyDatabase:
             raise failure(exc.orig or exc) from None
         except self.engine.dialect.loaded_dbapi.Error as exc:  # the statement, through the driver's cursor
             raise failure(exc) from None
-        return {"columns": columns, "rows": [[cell(v) for v in row] for row in rows[: self.max_rows]],
-                "row_count": min(len(rows), self.max_rows), "more_rows": len(rows) > self.max_rows}
+        return {
+            "columns": columns,
+            "rows": [[cell(v) for v in row] for row in rows[: self.max_rows]],
+            "row_count": min(len(rows), self.max_rows),
+            "more_rows": len(rows) > self.max_rows,
+        }
 
     async def run(self, arguments: dict[str, Any]) -> dict[str, Any]:
         statement = check_statement(arguments["query"])

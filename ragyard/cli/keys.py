@@ -37,8 +37,9 @@ def add_keys(commands, name: str, summary: str) -> None:
     )
     create.add_argument("--rpm", type=_non_negative(int), help="requests per minute (default: unlimited)")
     create.add_argument("--tpm", type=_non_negative(int), help="tokens per minute (default: unlimited)")
-    create.add_argument("--admin", action="store_true",
-                        help="may also call the admin endpoints (POST /v1/documents/changed)")
+    create.add_argument(
+        "--admin", action="store_true", help="may also call the admin endpoints (POST /v1/documents/changed)"
+    )
     create.add_argument("--json", action="store_true", help="print the key as JSON")
     listing = keys.add_parser("list", help="all keys with their spending")
     listing.add_argument("--json", action="store_true")

@@ -31,8 +31,12 @@ def retry_policy(attempts: int, max_wait_s: float = 2.0) -> dict[str, Any]:
     """tenacity's arguments (`Retrying`, `AsyncRetrying`): up to `attempts` calls while the callee
     is retryably `Unavailable`, a jittered exponential backoff between them; the last error raised
     as it is."""
-    return {"retry": retry_if_exception(_retryable), "stop": stop_after_attempt(attempts),
-            "wait": wait_random_exponential(multiplier=0.1, max=max_wait_s), "reraise": True}
+    return {
+        "retry": retry_if_exception(_retryable),
+        "stop": stop_after_attempt(attempts),
+        "wait": wait_random_exponential(multiplier=0.1, max=max_wait_s),
+        "reraise": True,
+    }
 
 
 class ServiceClient:
@@ -41,8 +45,16 @@ class ServiceClient:
     `pool`: the caller's async connection pool, which `arequest` runs on and the caller closes;
     without one the client opens its own (closed by `aclose`)."""
 
-    def __init__(self, service: str, url: str, *, timeout_s: float = 30.0, attempts: int = 3,
-                 pool: httpx.AsyncClient | None = None, headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        service: str,
+        url: str,
+        *,
+        timeout_s: float = 30.0,
+        attempts: int = 3,
+        pool: httpx.AsyncClient | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
         self.service = service
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
@@ -58,21 +70,24 @@ class ServiceClient:
         for attempt in Retrying(**retry_policy(self.attempts)):
             with attempt:
                 try:
-                    response = self._sync_client().request(method, f"{self.url}{path}", json=json,
-                                                           headers=self.headers, timeout=timeout_s)
+                    response = self._sync_client().request(
+                        method, f"{self.url}{path}", json=json, headers=self.headers, timeout=timeout_s
+                    )
                 except httpx.TransportError as exc:
                     raise self.unreachable(exc, timeout_s) from exc
                 return self.answered(response)
         raise AssertionError("tenacity returns or raises")
 
-    async def arequest(self, method: str, path: str, *, json: Any = None,
-                       timeout_s: float | None = None) -> httpx.Response:
+    async def arequest(
+        self, method: str, path: str, *, json: Any = None, timeout_s: float | None = None
+    ) -> httpx.Response:
         timeout_s = timeout_s or self.timeout_s
         async for attempt in AsyncRetrying(**retry_policy(self.attempts)):
             with attempt:
                 try:
-                    response = await self._async_pool().request(method, f"{self.url}{path}", json=json,
-                                                                 headers=self.headers, timeout=timeout_s)
+                    response = await self._async_pool().request(
+                        method, f"{self.url}{path}", json=json, headers=self.headers, timeout=timeout_s
+                    )
                 except httpx.TransportError as exc:
                     raise self.unreachable(exc, timeout_s) from exc
                 return self.answered(response)
@@ -89,8 +104,10 @@ class ServiceClient:
             return response
         error = error_from_answer(response.status_code, response.content, response.headers.get("retry-after"))
         if response.status_code == 429 or response.status_code >= 500:
-            raise Unavailable(f"{self.service} at {self.url} answered {response.status_code}: {error.message}",
-                              retry_after_s=error.retry_after_s)
+            raise Unavailable(
+                f"{self.service} at {self.url} answered {response.status_code}: {error.message}",
+                retry_after_s=error.retry_after_s,
+            )
         raise Rejected(self.service, error)
 
     def _sync_client(self) -> httpx.Client:

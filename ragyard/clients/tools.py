@@ -38,8 +38,16 @@ class ToolsClient(ServiceClient):
     """`pool`: the caller's async connection pool (the caller closes it). Either `key_id` (the router)
     or `api_key` names the caller."""
 
-    def __init__(self, url: str, pool: httpx.AsyncClient | None = None, *, key_id: str | None = None,
-                 api_key: str | None = None, attempts: int = 3, timeout_s: float = 60.0):
+    def __init__(
+        self,
+        url: str,
+        pool: httpx.AsyncClient | None = None,
+        *,
+        key_id: str | None = None,
+        api_key: str | None = None,
+        attempts: int = 3,
+        timeout_s: float = 60.0,
+    ):
         if (key_id is None) == (api_key is None):
             raise ValueError("give either key_id or api_key")
         headers = {KEY_ID_HEADER: key_id} if key_id is not None else {"Authorization": f"Bearer {api_key}"}
@@ -51,14 +59,21 @@ class ToolsClient(ServiceClient):
 
     async def call(self, name: str, arguments: dict[str, Any], timeout_s: float | None = None) -> ToolResult:
         body = ToolCall(arguments=arguments).model_dump()
-        async for attempt in AsyncRetrying(retry=retry_if_exception(_never_connected),
-                                           stop=stop_after_attempt(self.attempts),
-                                           wait=wait_random_exponential(multiplier=0.1, max=2.0), reraise=True):
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_never_connected),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            reraise=True,
+        ):
             with attempt:
                 try:
                     response = await self._async_pool().request(
-                        "POST", f"{self.url}/v1/tools/{name}", json=body, headers=self.headers,
-                        timeout=timeout_s or self.timeout_s)
+                        "POST",
+                        f"{self.url}/v1/tools/{name}",
+                        json=body,
+                        headers=self.headers,
+                        timeout=timeout_s or self.timeout_s,
+                    )
                 except httpx.TransportError as exc:
                     raise self.unreachable(exc, timeout_s or self.timeout_s) from exc
                 return ToolResult.model_validate_json(self.answered(response).content)

@@ -47,8 +47,13 @@ class BrokerLink:
     reconnect, and its consumer is silently gone. So this keeps strong references to both.
     """
 
-    def __init__(self, settings: BrokerSettings, topology: Topology, name: str,
-                 on_ready: Callable[[AbstractRobustChannel], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        topology: Topology,
+        name: str,
+        on_ready: Callable[[AbstractRobustChannel], Awaitable[None]] | None = None,
+    ):
         self.settings, self.topology, self.name = settings, topology, name
         self.on_ready = on_ready
         self.connection: AbstractRobustConnection | None = None
@@ -71,8 +76,11 @@ class BrokerLink:
         while True:
             try:
                 connection = await aio_pika.connect_robust(
-                    self.settings.amqp_url, reconnect_interval=interval, timeout=self.settings.publish_timeout_s,
-                    client_properties={"connection_name": self.name})
+                    self.settings.amqp_url,
+                    reconnect_interval=interval,
+                    timeout=self.settings.publish_timeout_s,
+                    client_properties={"connection_name": self.name},
+                )
             except CONNECTION_EXCEPTIONS as exc:
                 if not warned:
                     logger.warning("%s: broker unreachable (%r); retrying every %g s", self.name, exc, interval)

@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 
 from aio_pika.abc import (
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustChannel,
-    AbstractRobustQueue,
 )
 
 from ragyard.events.connection import BrokerLink
@@ -54,14 +54,22 @@ class Unprocessable(Exception):
 class Consumer:
     """Consumes `spec`'s queue with `handler`, in the event loop that calls `start`."""
 
-    def __init__(self, settings: BrokerSettings, store: EventStore, spec: QueueSpec, handler: Handler, name: str,
-                 topology: Topology = TOPOLOGY, prefetch: int | None = None):
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        store: EventStore,
+        spec: QueueSpec,
+        handler: Handler,
+        name: str,
+        topology: Topology = TOPOLOGY,
+        prefetch: int | None = None,
+    ):
         self.settings, self.store, self.spec, self.handler = settings, store, spec, handler
         self.topology = topology
         self.queue_name = topology.queue(spec)
         self.prefetch = prefetch or settings.prefetch
         self.link = BrokerLink(settings, topology, name, on_ready=self._consume)
-        self.queue: AbstractRobustQueue | None = None  # a strong reference: see BrokerLink
+        self.queue: AbstractQueue | None = None  # a strong reference: see BrokerLink
         self._in_flight: dict[str, asyncio.Lock] = {}
         self.metrics = event_metrics()
 
@@ -71,8 +79,8 @@ class Consumer:
 
     async def _consume(self, channel: AbstractRobustChannel) -> None:
         await channel.set_qos(prefetch_count=self.prefetch)
-        self.queue = await channel.get_queue(self.queue_name)
-        await self.queue.consume(self._on_message)
+        self.queue = queue = await channel.get_queue(self.queue_name)
+        await queue.consume(self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -105,13 +113,15 @@ class Consumer:
         self._count("done")
 
     async def _retry(self, message: AbstractIncomingMessage, error: Exception) -> None:
-        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
+        previous = (message.headers or {}).get(ATTEMPT_HEADER, 0)
+        attempt = (previous if isinstance(previous, int) else 0) + 1  # the header is ours: an int
         cause = f"{type(error).__name__}: {error}"[:500]
         if attempt > len(self.topology.retry_delays_s):
             await self._dead_letter(message, f"failed {attempt} times, last: {cause}")
             return
-        logger.warning("%s: event %s failed (attempt %d), retrying later: %s", self.queue_name, message.message_id,
-                       attempt, cause)
+        logger.warning(
+            "%s: event %s failed (attempt %d), retrying later: %s", self.queue_name, message.message_id, attempt, cause
+        )
         target = self.topology.retry_queue(self.spec, attempt)
         if await self._forward(message, "", target, {ATTEMPT_HEADER: attempt}):
             self._count("retried")
@@ -127,17 +137,23 @@ class Consumer:
         """A copy of the message to `exchange` with `headers` added, confirmed, then the original acked.
         Not confirmed (the broker is going away): the original is left unacked, so it comes back."""
         channel = self.link.channel
+        if channel is None:  # the broker is gone: the original comes back when it is
+            return False
         kept = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-death")}
         copy = amqp_message(message.message_id or "", message.type or "", message.body, {**kept, **headers})
         timeout = self.settings.publish_timeout_s
         try:
-            target = (channel.default_exchange if not exchange  # type: ignore[union-attr]
-                      else await channel.get_exchange(exchange, ensure=False))  # type: ignore[union-attr]
+            target = channel.default_exchange if not exchange else await channel.get_exchange(exchange, ensure=False)
             await asyncio.wait_for(target.publish(copy, routing_key, timeout=timeout), timeout)
             await message.ack()
         except PUBLISH_FAILURES as exc:
-            logger.warning("%s: could not forward %s to %r (%r); it will be redelivered", self.queue_name,
-                           message.message_id, exchange or routing_key, exc)
+            logger.warning(
+                "%s: could not forward %s to %r (%r); it will be redelivered",
+                self.queue_name,
+                message.message_id,
+                exchange or routing_key,
+                exc,
+            )
             with contextlib.suppress(*PUBLISH_FAILURES):  # a closed channel returns it by itself
                 await message.nack(requeue=True)
             return False

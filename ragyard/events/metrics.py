@@ -15,19 +15,27 @@ def event_metrics() -> SimpleNamespace:
 
     return SimpleNamespace(
         published=prometheus_client.Counter(
-            "ragyard_events_published", "Events accepted: confirmed by the broker, or stored in the outbox",
-            ["type", "path"]),
+            "ragyard_events_published",
+            "Events accepted: confirmed by the broker, or stored in the outbox",
+            ["type", "path"],
+        ),
         relayed=prometheus_client.Counter(
-            "ragyard_outbox_relayed", "Outbox events the broker has since confirmed", ["type"]),
+            "ragyard_outbox_relayed", "Outbox events the broker has since confirmed", ["type"]
+        ),
         dropped=prometheus_client.Counter(
-            "ragyard_events_dropped", "Events neither the broker nor the outbox could store (the caller was told)",
-            ["type"]),
+            "ragyard_events_dropped",
+            "Events neither the broker nor the outbox could store (the caller was told)",
+            ["type"],
+        ),
         backlog=prometheus_client.Gauge(
-            "ragyard_outbox_backlog", "Events waiting in the outbox for the broker", multiprocess_mode="livemax"),
+            "ragyard_outbox_backlog", "Events waiting in the outbox for the broker", multiprocess_mode="livemax"
+        ),
         oldest=prometheus_client.Gauge(
-            "ragyard_outbox_oldest_age_seconds", "Age of the oldest event in the outbox",
-            multiprocess_mode="livemax"),
+            "ragyard_outbox_oldest_age_seconds", "Age of the oldest event in the outbox", multiprocess_mode="livemax"
+        ),
         consumed=prometheus_client.Counter(
-            "ragyard_events_consumed", "Deliveries handled, by queue and outcome (done, duplicate, retried, dead)",
-            ["queue", "outcome"]),
+            "ragyard_events_consumed",
+            "Deliveries handled, by queue and outcome (done, duplicate, retried, dead)",
+            ["queue", "outcome"],
+        ),
     )

@@ -37,9 +37,14 @@ class EventNotStored(RuntimeError):
 
 
 def amqp_message(event_id: str, event_type: str, body: bytes, headers: dict | None = None) -> aio_pika.Message:
-    return aio_pika.Message(body, message_id=event_id, type=event_type, content_type="application/json",
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                            headers={"schema_version": SCHEMA_VERSION, **(headers or {})})
+    return aio_pika.Message(
+        body,
+        message_id=event_id,
+        type=event_type,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={"schema_version": SCHEMA_VERSION, **(headers or {})},
+    )
 
 
 class Publisher:
@@ -71,7 +76,9 @@ class Publisher:
             await asyncio.to_thread(self.store.add, event.id, event.routing_key, body)
         except sqlalchemy.exc.SQLAlchemyError as exc:
             self.metrics.dropped.labels(type=event.routing_key).inc()
-            logger.error("event %s (%s) not stored: broker and outbox unavailable: %s", event.id, event.routing_key, exc)
+            logger.error(
+                "event %s (%s) not stored: broker and outbox unavailable: %s", event.id, event.routing_key, exc
+            )
             raise EventNotStored(f"the event broker and the outbox are unavailable ({type(exc).__name__})") from exc
         self.metrics.published.labels(type=event.routing_key, path="outbox").inc()
         self._wake.set()
@@ -85,8 +92,9 @@ class Publisher:
         timeout = self.settings.publish_timeout_s
         try:
             # wait_for too: publishing on a reconnecting channel awaits the connection without a timeout.
-            await asyncio.wait_for(exchange.publish(amqp_message(event_id, event_type, body), event_type,
-                                                    timeout=timeout), timeout)
+            await asyncio.wait_for(
+                exchange.publish(amqp_message(event_id, event_type, body), event_type, timeout=timeout), timeout
+            )
         except PUBLISH_FAILURES as exc:
             logger.debug("publish of %s not confirmed: %r", event_id, exc)
             return False
@@ -111,9 +119,9 @@ class Publisher:
             if not rows:
                 break
             sent = await asyncio.gather(*(self._send(r.event_id, r.routing_key, r.body) for r in rows))
-            await asyncio.to_thread(self.store.remove, [r.seq for r, ok in zip(rows, sent) if ok])
-            await asyncio.to_thread(self.store.release, [r.seq for r, ok in zip(rows, sent) if not ok])
-            for row, ok in zip(rows, sent):
+            await asyncio.to_thread(self.store.remove, [r.seq for r, ok in zip(rows, sent, strict=True) if ok])
+            await asyncio.to_thread(self.store.release, [r.seq for r, ok in zip(rows, sent, strict=True) if not ok])
+            for row, ok in zip(rows, sent, strict=True):
                 if ok:
                     self.metrics.relayed.labels(type=row.routing_key).inc()
             if not all(sent):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 _TRACE_ID = r"^[0-9a-f]{32}$"
 
@@ -86,8 +86,9 @@ class DocumentChange(BaseModel):
     def _inside_the_source(cls, v: str) -> str:
         parts = v.split("/")
         if v.startswith("/") or "\\" in v or "\0" in v or any(p in ("", ".", "..") for p in parts):
-            raise ValueError("a relative path inside the source folder, with / between names, "
-                             "without '.', '..' or empty parts")
+            raise ValueError(
+                "a relative path inside the source folder, with / between names, without '.', '..' or empty parts"
+            )
         return v
 
 
@@ -111,7 +112,8 @@ class JobUpdated(Event):
 AnyEvent = Annotated[FeedbackScored | AnswerFlagged | DocumentChanged | JobUpdated, Field(discriminator="type")]
 _ANY_EVENT: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 EVENT_TYPES: dict[str, type[Event]] = {
-    model.model_fields["type"].default: model for model in (FeedbackScored, AnswerFlagged, DocumentChanged, JobUpdated)}
+    model.model_fields["type"].default: model for model in (FeedbackScored, AnswerFlagged, DocumentChanged, JobUpdated)
+}
 
 
 def encode(event: Event) -> bytes:

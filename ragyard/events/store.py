@@ -32,21 +32,27 @@ from sqlalchemy import (
 from ragyard.database import ROW_ID, connect, query, transaction
 
 TABLES = MetaData()
-Table("event_outbox", TABLES,
-      Column("seq", ROW_ID, primary_key=True),
-      Column("event_id", Text, nullable=False, unique=True),
-      Column("routing_key", Text, nullable=False),
-      Column("body", LargeBinary, nullable=False),
-      Column("created_at", Double, nullable=False),
-      Column("claim", Text),  # the relay that holds the row until claimed_until
-      Column("claimed_until", Double, nullable=False, server_default=text("0")),
-      sqlite_autoincrement=True)
-Table("event_processed", TABLES,
-      Column("consumer", Text, nullable=False),
-      Column("event_id", Text, nullable=False),
-      Column("processed_at", Double, nullable=False),
-      PrimaryKeyConstraint("consumer", "event_id"),
-      Index("event_processed_at", "processed_at"))
+Table(
+    "event_outbox",
+    TABLES,
+    Column("seq", ROW_ID, primary_key=True),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("routing_key", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("claim", Text),  # the relay that holds the row until claimed_until
+    Column("claimed_until", Double, nullable=False, server_default=text("0")),
+    sqlite_autoincrement=True,
+)
+Table(
+    "event_processed",
+    TABLES,
+    Column("consumer", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("processed_at", Double, nullable=False),
+    PrimaryKeyConstraint("consumer", "event_id"),
+    Index("event_processed_at", "processed_at"),
+)
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,13 @@ class EventStore:
         that is already there changes nothing."""
         try:
             with transaction(self.engine) as conn:
-                conn.execute(text("INSERT INTO event_outbox (event_id, routing_key, body, created_at) "
-                                  "VALUES (:id, :key, :body, :now)"),
-                             {"id": event_id, "key": routing_key, "body": body, "now": time.time()})
+                conn.execute(
+                    text(
+                        "INSERT INTO event_outbox (event_id, routing_key, body, created_at) "
+                        "VALUES (:id, :key, :body, :now)"
+                    ),
+                    {"id": event_id, "key": routing_key, "body": body, "now": time.time()},
+                )
         except sqlalchemy.exc.IntegrityError:
             pass  # stored already (a retried request with the same event id)
 
@@ -82,12 +92,17 @@ class EventStore:
         """The oldest rows no other relay holds, now held by this call's claim for `lease_s`."""
         token, now = uuid.uuid4().hex, time.time()
         with transaction(self.engine, lock="ragyard-outbox") as conn:
-            conn.execute(text(
-                "UPDATE event_outbox SET claim = :token, claimed_until = :until WHERE seq IN "
-                "(SELECT seq FROM event_outbox WHERE claimed_until < :now ORDER BY seq LIMIT :limit)"),
-                {"token": token, "until": now + lease_s, "now": now, "limit": limit})
-            rows = conn.execute(text("SELECT seq, event_id, routing_key, body FROM event_outbox "
-                                     "WHERE claim = :token ORDER BY seq"), {"token": token}).all()
+            conn.execute(
+                text(
+                    "UPDATE event_outbox SET claim = :token, claimed_until = :until WHERE seq IN "
+                    "(SELECT seq FROM event_outbox WHERE claimed_until < :now ORDER BY seq LIMIT :limit)"
+                ),
+                {"token": token, "until": now + lease_s, "now": now, "limit": limit},
+            )
+            rows = conn.execute(
+                text("SELECT seq, event_id, routing_key, body FROM event_outbox WHERE claim = :token ORDER BY seq"),
+                {"token": token},
+            ).all()
         return [OutboxRow(seq, event_id, key, bytes(body)) for seq, event_id, key, body in rows]
 
     def remove(self, seqs: list[int]) -> None:
@@ -100,8 +115,10 @@ class EventStore:
         """Rows the broker did not confirm: free for the next attempt at once."""
         if seqs:
             with transaction(self.engine) as conn:
-                conn.execute(text("UPDATE event_outbox SET claim = NULL, claimed_until = 0 WHERE seq = :seq"),
-                             [{"seq": s} for s in seqs])
+                conn.execute(
+                    text("UPDATE event_outbox SET claim = NULL, claimed_until = 0 WHERE seq = :seq"),
+                    [{"seq": s} for s in seqs],
+                )
 
     def backlog(self) -> tuple[int, float]:
         """Rows waiting, and the age in seconds of the oldest (0 when none)."""
@@ -111,22 +128,31 @@ class EventStore:
     # ---- processed events (consumers drop duplicates by id) ------------------------------------------
 
     def processed(self, consumer: str, event_id: str) -> bool:
-        return bool(query(self.engine, "SELECT 1 FROM event_processed WHERE consumer = :c AND event_id = :id",
-                          c=consumer, id=event_id))
+        return bool(
+            query(
+                self.engine,
+                "SELECT 1 FROM event_processed WHERE consumer = :c AND event_id = :id",
+                c=consumer,
+                id=event_id,
+            )
+        )
 
     def mark_processed(self, consumer: str, event_id: str) -> None:
         try:
             with transaction(self.engine) as conn:
-                conn.execute(text("INSERT INTO event_processed (consumer, event_id, processed_at) "
-                                  "VALUES (:c, :id, :now)"), {"c": consumer, "id": event_id, "now": time.time()})
+                conn.execute(
+                    text("INSERT INTO event_processed (consumer, event_id, processed_at) VALUES (:c, :id, :now)"),
+                    {"c": consumer, "id": event_id, "now": time.time()},
+                )
         except sqlalchemy.exc.IntegrityError:
             pass
 
     def forget_processed(self, older_than_s: float) -> int:
         """Drop ids processed longer ago than any redelivery could come (the broker keeps nothing that long)."""
         with transaction(self.engine) as conn:
-            result = conn.execute(text("DELETE FROM event_processed WHERE processed_at < :before"),
-                                  {"before": time.time() - older_than_s})
+            result = conn.execute(
+                text("DELETE FROM event_processed WHERE processed_at < :before"), {"before": time.time() - older_than_s}
+            )
         return result.rowcount
 
     def close(self) -> None:

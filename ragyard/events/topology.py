@@ -76,30 +76,41 @@ class Topology:
         return f"{self.queue(spec)}.retry.{self.retry_delays_s[attempt - 1]:g}s"
 
     def queue_arguments(self) -> dict:
-        return {"x-queue-type": "quorum", "x-dead-letter-exchange": self.dead_exchange,
-                "x-delivery-limit": self.delivery_limit,
-                # At-least-once dead-lettering needs reject-publish: a full queue refuses, never drops.
-                "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        return {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": self.dead_exchange,
+            "x-delivery-limit": self.delivery_limit,
+            # At-least-once dead-lettering needs reject-publish: a full queue refuses, never drops.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
 
     def retry_arguments(self, spec: QueueSpec, delay_s: float) -> dict:
-        return {"x-queue-type": "quorum", "x-message-ttl": int(delay_s * 1000),
-                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.queue(spec),
-                "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        return {
+            "x-queue-type": "quorum",
+            "x-message-ttl": int(delay_s * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.queue(spec),
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
 
     async def declare(self, channel: AbstractChannel) -> aio_pika.abc.AbstractExchange:
         """Declare everything; returns the events exchange."""
         events = await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         dead = await channel.declare_exchange(self.dead_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-        dead_letters = await channel.declare_queue(self.dead_letters, durable=True,
-                                                   arguments={"x-queue-type": "quorum"})
+        dead_letters = await channel.declare_queue(
+            self.dead_letters, durable=True, arguments={"x-queue-type": "quorum"}
+        )
         await dead_letters.bind(dead, "#")
         for spec in self.queues:
             queue = await channel.declare_queue(self.queue(spec), durable=True, arguments=self.queue_arguments())
             for event_type in spec.event_types:
                 await queue.bind(events, event_type)
             for attempt, delay_s in enumerate(self.retry_delays_s, start=1):
-                await channel.declare_queue(self.retry_queue(spec, attempt), durable=True,
-                                            arguments=self.retry_arguments(spec, delay_s))
+                await channel.declare_queue(
+                    self.retry_queue(spec, attempt), durable=True, arguments=self.retry_arguments(spec, delay_s)
+                )
         return events
 
 

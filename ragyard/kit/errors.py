@@ -23,9 +23,20 @@ from typing import Any, TypeGuard
 # OpenAI's error types: any other 4xx is an invalid request, any 5xx a server error.
 TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 # The code when the raiser gives none: what kind of failure, for clients to branch on.
-CODES = {400: "invalid_value", 401: "invalid_api_key", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limit_exceeded",
-         500: "internal_error", 502: "backend_error", 503: "unavailable", 504: "timeout"}
+CODES = {
+    400: "invalid_value",
+    401: "invalid_api_key",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limit_exceeded",
+    500: "internal_error",
+    502: "backend_error",
+    503: "unavailable",
+    504: "timeout",
+}
 
 
 def retry_after_header(seconds: float) -> str:
@@ -38,8 +49,16 @@ class ServiceError(Exception):
     field it is about (``param``), OpenAI's error ``type`` and ``code``, and how long to wait before
     a retry can succeed (None: waiting will not help)."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type_: str | None = None, retry_after_s: float | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str | None = None,
+        retry_after_s: float | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -65,8 +84,14 @@ class Unavailable(ServiceError):
     fail closed, fall back, or let it through, which answers 503. ``retryable``: the request may not
     have been served, so another try can succeed; not after a timeout, which spent the caller's time."""
 
-    def __init__(self, message: str, *, retryable: bool = True, retry_after_s: float | None = None,
-                 code: str = "backend_unavailable"):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after_s: float | None = None,
+        code: str = "backend_unavailable",
+    ):
         super().__init__(503, message, code=code, retry_after_s=retry_after_s)
         self.retryable = retryable
 
@@ -111,8 +136,14 @@ def error_from_answer(status: int, content: bytes, retry_after: str | None = Non
         data = data[0]
     if is_openai_error(data):
         error = data["error"]
-        return ServiceError(status, str(error["message"]), param=error.get("param"), code=error.get("code"),
-                            type_=error.get("type"), retry_after_s=retry_after_s)
+        return ServiceError(
+            status,
+            str(error["message"]),
+            param=error.get("param"),
+            code=error.get("code"),
+            type_=error.get("type"),
+            retry_after_s=retry_after_s,
+        )
     if isinstance(data, dict) and isinstance(data.get("detail"), list) and data["detail"] and status == 400:
         error = invalid_request(data["detail"])
         error.retry_after_s = retry_after_s

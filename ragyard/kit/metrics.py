@@ -64,7 +64,9 @@ def counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> La
     return LazyMetric("Counter", name, documentation, labelnames)
 
 
-def histogram(name: str, documentation: str, labelnames: Sequence[str] = (),
-              buckets: Sequence[float] | None = None) -> LazyMetric:
-    return LazyMetric("Histogram", name, documentation, labelnames,
-                      **({"buckets": tuple(buckets)} if buckets is not None else {}))
+def histogram(
+    name: str, documentation: str, labelnames: Sequence[str] = (), buckets: Sequence[float] | None = None
+) -> LazyMetric:
+    return LazyMetric(
+        "Histogram", name, documentation, labelnames, **({"buckets": tuple(buckets)} if buckets is not None else {})
+    )

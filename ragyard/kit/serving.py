@@ -63,6 +63,7 @@ def error_response(error: ServiceError) -> JSONResponse:
 
 # ---- FastAPI apps -------------------------------------------------------------------------------
 
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -72,14 +73,17 @@ def install_handlers(app: FastAPI) -> None:
 
 # Starlette types every handler's exception as Exception; each is registered for the one class it casts to.
 
+
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(cast(ServiceError, exc))
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     # FastAPI's locations start with where the value came from; the body is the request's fields.
-    errors = [{**e, "loc": tuple(e["loc"])[1:]} if tuple(e.get("loc", ()))[:1] == ("body",) else e
-              for e in cast(RequestValidationError, exc).errors()]
+    errors = [
+        {**e, "loc": tuple(e["loc"])[1:]} if tuple(e.get("loc", ()))[:1] == ("body",) else e
+        for e in cast(RequestValidationError, exc).errors()
+    ]
     return error_response(invalid_request(errors))
 
 
@@ -98,11 +102,13 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 # ---- @bentoml.api methods -----------------------------------------------------------------------
 
+
 def answers_errors(method: Callable) -> Callable:
     """Decorate an ``@bentoml.api`` method (under the ``@bentoml.api`` line) so that the ServiceErrors
     it raises are answered as such. The wrapper is a coroutine function exactly when the method is,
     as BentoML decides by it how to call the method."""
     if inspect.iscoroutinefunction(method):
+
         @functools.wraps(method)
         async def answering(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -110,16 +116,19 @@ def answers_errors(method: Callable) -> Callable:
             except ServiceError as error:
                 return error_response(error)
     else:
+
         @functools.wraps(method)
         def answering(*args: Any, **kwargs: Any) -> Any:
             try:
                 return method(*args, **kwargs)
             except ServiceError as error:
                 return error_response(error)
+
     return answering
 
 
 # ---- everything else: the ASGI middleware -------------------------------------------------------
+
 
 def unsupported_media_type(scope: Scope) -> ServiceError | None:
     """A 415 for a request body that is not JSON; no Content-Type is read as JSON, as BentoML and
@@ -132,8 +141,10 @@ def unsupported_media_type(scope: Scope) -> ServiceError | None:
     media_type = content_type.split(";")[0].strip().lower()
     if JSON_MEDIA_TYPE.match(media_type):
         return None
-    return ServiceError(415, f"Content-Type: {content_type!r} is not accepted; send the body as JSON with "
-                             "Content-Type: application/json")
+    return ServiceError(
+        415,
+        f"Content-Type: {content_type!r} is not accepted; send the body as JSON with Content-Type: application/json",
+    )
 
 
 class OpenAIErrors:

@@ -45,8 +45,9 @@ def _quality(score, low: float, high: float) -> float | None:
     return None
 
 
-def outcomes_from_langfuse(api, score_name: str, low: float = 0.0, high: float = 1.0, page_size: int = 100,
-                           max_pages: int = 100) -> list[Outcome]:
+def outcomes_from_langfuse(
+    api, score_name: str, low: float = 0.0, high: float = 1.0, page_size: int = 100, max_pages: int = 100
+) -> list[Outcome]:
     """Outcomes from the scores named `score_name` in Langfuse; `api` is `Langfuse(...).api`.
 
     Scores on traces without routing features or a model are skipped (counted in the log).
@@ -68,13 +69,15 @@ def outcomes_from_langfuse(api, score_name: str, low: float = 0.0, high: float =
             if not isinstance(features, dict) or not model or any(n not in features for n in FEATURE_NAMES):
                 skipped += 1
                 continue
-            outcomes.append(Outcome({n: float(features[n]) for n in FEATURE_NAMES}, model, quality,
-                                    f"langfuse:{score.trace_id}"))
+            outcomes.append(
+                Outcome({n: float(features[n]) for n in FEATURE_NAMES}, model, quality, f"langfuse:{score.trace_id}")
+            )
         if page >= response.meta.total_pages:
             break
     if skipped:
-        log.info("langfuse: skipped %d %r scores without a numeric value, routing features or model",
-                 skipped, score_name)
+        log.info(
+            "langfuse: skipped %d %r scores without a numeric value, routing features or model", skipped, score_name
+        )
     return outcomes
 
 

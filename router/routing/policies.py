@@ -55,8 +55,9 @@ class Cheapest(RoutingPolicy):
 
     def choose(self, request: RouteRequest, catalog: Sequence[ModelCard]) -> RouteDecision:
         card = cheapest_card(catalog, request)
-        return RouteDecision(card.name, self.name, f"lowest estimated cost ({estimated_cost(card, request):.6f})",
-                             card.quality)
+        return RouteDecision(
+            card.name, self.name, f"lowest estimated cost ({estimated_cost(card, request):.6f})", card.quality
+        )
 
 
 @register
@@ -83,12 +84,18 @@ class Threshold(RoutingPolicy):
             return RouteDecision(cheap.name, self.name, "the cheapest model is also the strongest", cheap.quality)
         predicted = float(self.predictor.predict([routing_features(request)], cheap.name)[0])
         if predicted >= self.threshold:
-            return RouteDecision(cheap.name, self.name,
-                                 f"predicted quality of {cheap.name} {predicted:.3f} >= threshold {self.threshold}",
-                                 predicted)
-        return RouteDecision(strong.name, self.name,
-                             f"predicted quality of {cheap.name} {predicted:.3f} < threshold {self.threshold}",
-                             None)
+            return RouteDecision(
+                cheap.name,
+                self.name,
+                f"predicted quality of {cheap.name} {predicted:.3f} >= threshold {self.threshold}",
+                predicted,
+            )
+        return RouteDecision(
+            strong.name,
+            self.name,
+            f"predicted quality of {cheap.name} {predicted:.3f} < threshold {self.threshold}",
+            None,
+        )
 
 
 @register
@@ -102,8 +109,10 @@ class Learned(RoutingPolicy):
     def choose(self, request: RouteRequest, catalog: Sequence[ModelCard]) -> RouteDecision:
         known = [c for c in catalog if c.name in self.predictor.models]
         if not known:
-            raise UnknownModel(f"the router model knows none of the catalog models {[c.name for c in catalog]}; "
-                               f"it was trained on {list(self.predictor.models)}")
+            raise UnknownModel(
+                f"the router model knows none of the catalog models {[c.name for c in catalog]}; "
+                f"it was trained on {list(self.predictor.models)}"
+            )
         features = [routing_features(request)]
         costs = {card.name: estimated_cost(card, request) for card in known}
         # Cost relative to the dearest candidate, so cost_weight means the same at any price level.
@@ -114,12 +123,16 @@ class Learned(RoutingPolicy):
             relative = costs[card.name] / top_cost
             scored.append((quality - self.cost_weight * relative, -relative, quality, card.name))
         _, minus_relative, quality, model = max(scored)
-        return RouteDecision(model, self.name,
-                             f"best predicted quality {quality:.3f} minus {self.cost_weight} x relative cost "
-                             f"{-minus_relative:.3f} among {len(known)} models", quality)
+        return RouteDecision(
+            model,
+            self.name,
+            f"best predicted quality {quality:.3f} minus {self.cost_weight} x relative cost "
+            f"{-minus_relative:.3f} among {len(known)} models",
+            quality,
+        )
 
 
-def build_policy(name: str, settings: "RouterBentoSettings", predictor: QualityPredictor | None = None) -> RoutingPolicy:
+def build_policy(name: str, settings: RouterBentoSettings, predictor: QualityPredictor | None = None) -> RoutingPolicy:
     """The policy `name`, configured from `settings.router`.
 
     threshold and learned need a quality predictor: `predictor` when given (tests, evals), else the

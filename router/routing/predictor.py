@@ -15,10 +15,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from router.routing.features import FEATURE_NAMES
+
+if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted
+    from sklearn.pipeline import Pipeline
 
 MIN_OUTCOMES_PER_MODEL = 5
 
@@ -38,7 +42,7 @@ class UnknownModel(KeyError):
 
 
 class QualityPredictor:
-    def __init__(self, pipelines: dict[str, object], trained_on: dict[str, int]):
+    def __init__(self, pipelines: dict[str, Pipeline], trained_on: dict[str, int]):
         self.pipelines = pipelines
         self.trained_on = trained_on  # outcomes per model
 
@@ -47,7 +51,7 @@ class QualityPredictor:
         return tuple(self.pipelines)
 
     @classmethod
-    def fit(cls, outcomes: Iterable[Outcome], alpha: float = 1.0) -> "QualityPredictor":
+    def fit(cls, outcomes: Iterable[Outcome], alpha: float = 1.0) -> QualityPredictor:
         from sklearn.linear_model import Ridge
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -80,9 +84,9 @@ def feature_matrix(rows: Sequence[dict[str, float]]) -> np.ndarray:
 
 
 def _pyfunc_class():
-    import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 
-    class RouterQualityModel(mlflow.pyfunc.PythonModel):
+    class RouterQualityModel(PythonModel):
         """The pyfunc face of a QualityPredictor: rows of features and a `model` column in, quality out."""
 
         def __init__(self, predictor: QualityPredictor):
@@ -103,8 +107,14 @@ def model_uri(name: str, alias: str) -> str:
     return f"models:/{name}@{alias}"
 
 
-def register_predictor(predictor: QualityPredictor, tracking_uri: str, name: str, alias: str,
-                       run_id: str | None = None, description: str = "") -> str:
+def register_predictor(
+    predictor: QualityPredictor,
+    tracking_uri: str,
+    name: str,
+    alias: str,
+    run_id: str | None = None,
+    description: str = "",
+) -> str:
     """Log `predictor` as a pyfunc model, register a new version of `name`, point `alias` at it.
 
     Returns the version. With `run_id` the model is logged into that run (the router eval's);
@@ -129,8 +139,12 @@ def register_predictor(predictor: QualityPredictor, tracking_uri: str, name: str
             python_model=_pyfunc_class()(predictor),
             signature=signature,
             # Listed, not inferred: inference loads the model in a subprocess, slow and needless here.
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}",
-                              f"pandas=={pd.__version__}", f"mlflow=={mlflow.__version__}"],
+            pip_requirements=[
+                f"scikit-learn=={sklearn.__version__}",
+                f"numpy=={np.__version__}",
+                f"pandas=={pd.__version__}",
+                f"mlflow=={mlflow.__version__}",
+            ],
             registered_model_name=name,
             tags={"ragyard.trained_on": ",".join(f"{m}={n}" for m, n in predictor.trained_on.items())},
         )

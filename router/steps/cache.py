@@ -3,7 +3,6 @@ generation; the new answer stored after it. What the keys cover: `router.cache`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import anyio
@@ -22,8 +21,9 @@ from router.turn import Turn
 
 
 class CacheStep:
-    def __init__(self, cache: ResponseCache, embedder: EmbedderClient, index_version: IndexVersion,
-                 config: RouterSettings):
+    def __init__(
+        self, cache: ResponseCache, embedder: EmbedderClient, index_version: IndexVersion, config: RouterSettings
+    ):
         self.cache = cache
         self.embedder = embedder
         self.index_version = index_version
@@ -43,23 +43,37 @@ class CacheStep:
                 span.attributes["error"] = f"index version unavailable: {exc!r}"[:300]
                 outcome.cache = "off"
                 return False
-            scope = cache_scope(request.model, request.max_tokens, request.params, outcome.prompt,
-                                wire_messages(history), wire_messages(request.messages[:-1]),
-                                version if request.rag else None, turn.verdict.placeholders)
+            scope = cache_scope(
+                request.model,
+                request.max_tokens,
+                request.params,
+                outcome.prompt,
+                wire_messages(history),
+                wire_messages(request.messages[:-1]),
+                version if request.rag else None,
+                turn.verdict.placeholders,
+            )
             key = exact_key(scope, wire_messages(request.messages))
             vector = None
             hit = await anyio.to_thread.run_sync(self.cache.exact, key)
             if hit is None and request.question:
                 try:
-                    embedded = await turn.guard(self.embedder.aembed([request.question], self.config.embed_timeout_s),
-                                                self.config.embed_timeout_s)
+                    embedded = await turn.guard(
+                        self.embedder.aembed([request.question], self.config.embed_timeout_s),
+                        self.config.embed_timeout_s,
+                    )
                     vector = np.asarray(embedded.embeddings[0], dtype=np.float32)
                     hit = await anyio.to_thread.run_sync(self.cache.semantic, scope, vector)
-                except (Unavailable, Rejected, asyncio.TimeoutError) as exc:
+                except (TimeoutError, Unavailable, Rejected) as exc:
                     span.attributes["semantic"] = f"skipped: {exc!r}"[:300]
             turn.cache_keys = CacheKeys(scope, key, vector)
-            span.attributes.update({"index_version": version, "result": hit.kind if hit else "miss",
-                                    "similarity": hit.similarity if hit else None})
+            span.attributes.update(
+                {
+                    "index_version": version,
+                    "result": hit.kind if hit else "miss",
+                    "similarity": hit.similarity if hit else None,
+                }
+            )
         metrics.CACHE_LOOKUPS.labels(result=hit.kind if hit else "miss").inc()
         if hit is None:
             return False
@@ -69,8 +83,11 @@ class CacheStep:
         outcome.model = hit.payload["model"]
         outcome.finish_reason = hit.payload.get("finish_reason", "stop")
         outcome.prompt = hit.payload.get("prompt")
-        outcome.route = RouteDecision(hit.payload["model"], "cache", f"{hit.kind} cache hit (similarity "
-                                                                     f"{hit.similarity:.3f}) of: {hit.question[:200]}")
+        outcome.route = RouteDecision(
+            hit.payload["model"],
+            "cache",
+            f"{hit.kind} cache hit (similarity {hit.similarity:.3f}) of: {hit.question[:200]}",
+        )
         return True
 
     async def store(self, turn: Turn) -> None:
@@ -79,8 +96,14 @@ class CacheStep:
         if turn.cache_keys is None or turn.from_cache or outcome.finish_reason not in ("stop", "length"):
             return
         keys = turn.cache_keys
-        payload = {"text": turn.kept_text(), "citations": [c.wire() for c in outcome.citations],
-                   "model": outcome.model, "prompt": outcome.prompt, "finish_reason": outcome.finish_reason}
+        payload = {
+            "text": turn.kept_text(),
+            "citations": [c.wire() for c in outcome.citations],
+            "model": outcome.model,
+            "prompt": outcome.prompt,
+            "finish_reason": outcome.finish_reason,
+        }
         with turn.step("cache_store"):
-            await anyio.to_thread.run_sync(self.cache.put, keys.exact_key, keys.scope, turn.request.question,
-                                           keys.question_vector, payload)
+            await anyio.to_thread.run_sync(
+                self.cache.put, keys.exact_key, keys.scope, turn.request.question, keys.question_vector, payload
+            )

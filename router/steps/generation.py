@@ -16,8 +16,9 @@ from router.turn import Plan, Turn
 
 def refused(exc: Rejected) -> ServiceError:
     """An upstream that refuses the request itself (a prompt over its context length...): a 400."""
-    return ServiceError(400, f"messages: the model refused the request: {exc.error.message}", param="messages",
-                        code="upstream_rejected")
+    return ServiceError(
+        400, f"messages: the model refused the request: {exc.error.message}", param="messages", code="upstream_rejected"
+    )
 
 
 async def checked(released: Awaitable[str]) -> str:
@@ -35,18 +36,23 @@ class GenerationStep:
     async def complete(self, turn: Turn, plan: Plan) -> Generated:
         with turn.step("generate", model=plan.chain[0].card.name):
             try:
-                return await turn.guard(self.generator.complete(
-                    plan.chain, wire_messages(plan.messages), upstream_params(turn), turn.deadline))
+                return await turn.guard(
+                    self.generator.complete(
+                        plan.chain, wire_messages(plan.messages), upstream_params(turn), turn.deadline
+                    )
+                )
             except Rejected as exc:
                 raise refused(exc) from exc
 
-    async def stream(self, turn: Turn, plan: Plan, generated: Generated,
-                     guard: OutputGuard | None) -> AsyncGenerator[str, None]:
+    async def stream(
+        self, turn: Turn, plan: Plan, generated: Generated, guard: OutputGuard | None
+    ) -> AsyncGenerator[str, None]:
         """The model's deltas as the client may see them (`generated` collects text, usage and cost
         as they come); a block by the guard ends the stream with finish_reason content_filter."""
         with turn.step("generate", model=plan.chain[0].card.name, stream=True) as span:
-            deltas = self.generator.stream(plan.chain, wire_messages(plan.messages), upstream_params(turn),
-                                           turn.deadline, generated)
+            deltas = self.generator.stream(
+                plan.chain, wire_messages(plan.messages), upstream_params(turn), turn.deadline, generated
+            )
             try:
                 async with contextlib.aclosing(deltas):
                     async for delta in deltas:

@@ -25,5 +25,6 @@ class ConversationMemory:
         request = turn.request
         if request.session_id:
             with turn.step("memory"):
-                await anyio.to_thread.run_sync(self.memory.append, request.session_id, request.key_id,
-                                               request.question, turn.kept_text())
+                await anyio.to_thread.run_sync(
+                    self.memory.append, request.session_id, request.key_id, request.question, turn.kept_text()
+                )

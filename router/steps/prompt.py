@@ -30,8 +30,9 @@ class PromptStep:
         turn.outcome.prompt = {"name": prompt.name, "version": prompt.version, "alias": prompt.alias}
         return prompt
 
-    def messages(self, turn: Turn, prompt: ResolvedPrompt | None, hits: Sequence[Hit],
-                 history: Sequence[Message]) -> list[Message]:
+    def messages(
+        self, turn: Turn, prompt: ResolvedPrompt | None, hits: Sequence[Hit], history: Sequence[Message]
+    ) -> list[Message]:
         """RAG: the rendered prompt around history and the request; else history and the request as they are."""
         request = turn.request
         if prompt is None:

@@ -45,8 +45,12 @@ class Routing:
         name = request.model.removeprefix(RAG_PREFIX)
         if name not in catalog:
             known = ", ".join([AUTO, *(f"{RAG_PREFIX}{n}" for n in catalog), *catalog])
-            raise ServiceError(404, f"model: {request.model!r} is not served here; choose one of {known}",
-                               param="model", code="model_not_found")
+            raise ServiceError(
+                404,
+                f"model: {request.model!r} is not served here; choose one of {known}",
+                param="model",
+                code="model_not_found",
+            )
         return name
 
     def candidates(self, catalog: dict[str, CatalogEntry], pinned: str | None) -> list[CatalogEntry]:
@@ -57,22 +61,28 @@ class Routing:
         """The chosen model, then up to max_fallbacks others: other upstreams first (a different
         backend is likelier up), then by quality, then by price."""
         first = catalog[model]
-        others = sorted((e for n, e in catalog.items() if n != model),
-                        key=lambda e: (e.upstream == first.upstream, -(e.card.quality or 0.0), e.card.output_per_1k))
+        others = sorted(
+            (e for n, e in catalog.items() if n != model),
+            key=lambda e: (e.upstream == first.upstream, -(e.card.quality or 0.0), e.card.output_per_1k),
+        )
         return [first, *others[: self.config.max_fallbacks]]
 
-    async def route(self, turn: Turn, catalog: dict[str, CatalogEntry], pinned: str | None,
-                    hits: Sequence[Hit]) -> RouteDecision:
+    async def route(
+        self, turn: Turn, catalog: dict[str, CatalogEntry], pinned: str | None, hits: Sequence[Hit]
+    ) -> RouteDecision:
         """The model to answer with, and why; recorded in the outcome, the trace and the metrics."""
         request = turn.request
         with turn.step("route") as span:
             if pinned:
                 decision = RouteDecision(pinned, "pinned", f"the request names {request.model}")
             else:
-                route_request = RouteRequest(question=request.question,
-                                             messages=tuple(wire_messages(request.messages)),
-                                             context=tuple(h.model_dump() for h in hits),
-                                             max_tokens=request.max_tokens, user_id=request.user)
+                route_request = RouteRequest(
+                    question=request.question,
+                    messages=tuple(wire_messages(request.messages)),
+                    context=tuple(h.model_dump() for h in hits),
+                    max_tokens=request.max_tokens,
+                    user_id=request.user,
+                )
                 decision = await self.choose(route_request, [e.card for e in catalog.values()])
                 # The learned router trains on these features with the outcome's scores.
                 turn.trace.attributes["routing_features"] = routing_features(route_request)

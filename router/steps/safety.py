@@ -5,7 +5,6 @@ a 503: safety fails closed, unless it is switched off."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 from ragyard.kit.errors import Rejected, ServiceError, Unavailable
@@ -25,16 +24,25 @@ class SafetyChecks:
         if self.guardrails is not None:
             with turn.step("input_safety", policy=self.config.safety_policy) as span:
                 try:
-                    messages, turn.verdict = await turn.guard(self.guardrails.check_input(turn.request.messages),
-                                                              self.config.safety_timeout_s)
+                    messages, turn.verdict = await turn.guard(
+                        self.guardrails.check_input(turn.request.messages), self.config.safety_timeout_s
+                    )
                 except InputBlocked as exc:
                     span.attributes.update({"action": "block", "categories": exc.categories})
-                    raise ServiceError(400, f"messages: refused by the safety policy ({', '.join(exc.categories)})",
-                                       param="messages", code="content_filter") from exc
+                    raise ServiceError(
+                        400,
+                        f"messages: refused by the safety policy ({', '.join(exc.categories)})",
+                        param="messages",
+                        code="content_filter",
+                    ) from exc
                 except Rejected as exc:
-                    raise ServiceError(413 if exc.error.status == 413 else 400, f"messages: {exc.error.message}",
-                                       param="messages", code="invalid_value") from exc
-                except (Unavailable, asyncio.TimeoutError) as exc:
+                    raise ServiceError(
+                        413 if exc.error.status == 413 else 400,
+                        f"messages: {exc.error.message}",
+                        param="messages",
+                        code="invalid_value",
+                    ) from exc
+                except (TimeoutError, Unavailable) as exc:
                     raise Unavailable(f"safety check unavailable: {exc}") from exc
                 span.attributes.update(turn.verdict.attributes())
             turn.request = dataclasses.replace(turn.request, messages=messages)
@@ -47,8 +55,9 @@ class SafetyChecks:
         with turn.step("output_safety", policy=self.config.safety_policy) as span:
             try:
                 checked, verdict = await turn.guard(
-                    self.guardrails.check_output(text, turn.verdict.placeholders), self.config.safety_timeout_s)
-            except (Unavailable, Rejected, asyncio.TimeoutError) as exc:
+                    self.guardrails.check_output(text, turn.verdict.placeholders), self.config.safety_timeout_s
+                )
+            except (TimeoutError, Unavailable, Rejected) as exc:
                 raise answer_unchecked(exc) from exc
             span.attributes.update(verdict.attributes())
         turn.output_verdict = verdict

@@ -14,14 +14,19 @@ def make_backend(entry: CatalogModel, settings: LLMBentoSettings) -> ChatBackend
     if entry.backend == "llama_cpp":
         from bentos.llm.backends.llama_cpp import LlamaCppBackend
 
-        return LlamaCppBackend(entry.name, resolve_gguf(entry.model, models_dir), entry.context_length,
-                               entry.n_threads or settings.llm.n_threads)
+        return LlamaCppBackend(
+            entry.name,
+            resolve_gguf(entry.model, models_dir),
+            entry.context_length,
+            entry.n_threads or settings.llm.n_threads,
+        )
     if entry.backend == "openai":
         from bentos.llm.backends.openai_http import OpenAIHTTPBackend
 
         tokenizer = resolve_gguf(entry.tokenizer, models_dir) if entry.tokenizer else None
-        return OpenAIHTTPBackend(entry.name, entry.model, entry.base_url, entry.api_key_env, entry.context_length,
-                                 tokenizer)
+        return OpenAIHTTPBackend(
+            entry.name, entry.model, entry.base_url, entry.api_key_env, entry.context_length, tokenizer
+        )
     if entry.backend == "vllm":
         from bentos.llm.backends.vllm import VLLMBackend
 

@@ -49,13 +49,14 @@ class ChatBackend(ABC):
     context_length: int
 
     @abstractmethod
-    async def count_prompt_tokens(self, messages: list[dict[str, Any]],
-                                  tools: list[dict[str, Any]] | None) -> int | None:
+    async def count_prompt_tokens(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> int | None:
         """Prompt tokens after the chat template; None when this backend cannot count locally."""
 
     @abstractmethod
     def generate(self, request: Generation, prompt_tokens: int | None) -> AsyncIterator[Piece | TokenUsage]:
         """Stream the answer; `prompt_tokens` is what `count_prompt_tokens` said."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional: only backends holding something override it
         """Release the model (connections, engine); the default has nothing to release."""

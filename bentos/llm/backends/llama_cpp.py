@@ -6,10 +6,13 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bentos.llm.backends.base import ChatBackend, Generation, Piece, TokenUsage
 from bentos.llm.errors import BackendError
+
+if TYPE_CHECKING:  # llama_cpp loads the native library: imported where a model is loaded
+    from llama_cpp import llama_types
 
 _DONE = object()
 
@@ -23,17 +26,27 @@ class ChatTokenizer:
         template = llama.metadata.get("tokenizer.chat_template")
         if not template:
             raise RuntimeError(f"{llama.model_path}: the GGUF has no chat template (tokenizer.chat_template)")
+
         def special(token_id: int) -> str:
             return llama.detokenize([token_id], special=True).decode("utf-8", "replace") if token_id >= 0 else ""
 
         self.llama = llama
-        self.formatter = Jinja2ChatFormatter(template=template, eos_token=special(llama.token_eos()),
-                                             bos_token=special(llama.token_bos()), stop_token_ids=[llama.token_eos()])
+        self.formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=special(llama.token_eos()),
+            bos_token=special(llama.token_bos()),
+            stop_token_ids=[llama.token_eos()],
+        )
 
     def count(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
-        rendered = self.formatter(messages=messages, tools=tools)
-        return len(self.llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
-                                       special=True))
+        # OpenAI-shaped dicts (the request's, validated on the way in): what llama.cpp's TypedDicts describe.
+        rendered = self.formatter(
+            messages=cast("list[llama_types.ChatCompletionRequestMessage]", messages),
+            tools=cast("list[llama_types.ChatCompletionTool] | None", tools),
+        )
+        return len(
+            self.llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        )
 
 
 class SampledTokens:
@@ -59,8 +72,14 @@ class SampledTokens:
 def load_llama(path: Path, context_length: int, n_threads: int, vocab_only: bool = False):
     from llama_cpp import Llama
 
-    return Llama(model_path=str(path), n_ctx=context_length, n_threads=n_threads, n_threads_batch=n_threads,
-                 vocab_only=vocab_only, verbose=False)
+    return Llama(
+        model_path=str(path),
+        n_ctx=context_length,
+        n_threads=n_threads,
+        n_threads_batch=n_threads,
+        vocab_only=vocab_only,
+        verbose=False,
+    )
 
 
 class LlamaCppBackend(ChatBackend):
@@ -86,11 +105,20 @@ class LlamaCppBackend(ChatBackend):
         from llama_cpp import LogitsProcessorList
 
         return dict(
-            messages=request.messages, max_tokens=request.max_tokens, temperature=request.temperature,
-            top_p=request.top_p, stop=request.stop or None, seed=request.seed,
-            response_format=request.response_format, tools=request.tools, tool_choice=request.tool_choice,
-            presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
-            repeat_penalty=1.0, stream=True, logits_processor=LogitsProcessorList([sampler]),
+            messages=request.messages,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=request.stop or None,
+            seed=request.seed,
+            response_format=request.response_format,
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
+            repeat_penalty=1.0,
+            stream=True,
+            logits_processor=LogitsProcessorList([sampler]),
         )
 
     async def generate(self, request: Generation, prompt_tokens: int | None) -> AsyncIterator[Piece | TokenUsage]:

@@ -20,9 +20,13 @@ def provider_error(name: str, exc: openai.APIError) -> ServiceError:
     if isinstance(exc, openai.APIStatusError) and 400 <= exc.status_code < 500 and exc.status_code != 401:
         body = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else {}
         body = body if isinstance(body, dict) else {}
-        return ServiceError(exc.status_code, f"model {name!r}: {body.get('message') or exc.message}",
-                            param=body.get("param"), code=body.get("code") or "provider_error",
-                            type_=body.get("type") or "invalid_request_error")
+        return ServiceError(
+            exc.status_code,
+            f"model {name!r}: {body.get('message') or exc.message}",
+            param=body.get("param"),
+            code=body.get("code") or "provider_error",
+            type_=body.get("type") or "invalid_request_error",
+        )
     return BackendError(name, f"{type(exc).__name__}: {exc}")
 
 
@@ -30,32 +34,49 @@ class OpenAIHTTPBackend(ChatBackend):
     kind = "openai"
     self_hosted = False
 
-    def __init__(self, name: str, model: str, base_url: str, api_key_env: str, context_length: int,
-                 tokenizer_path: Path | None = None, timeout_s: float = 300.0):
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        base_url: str,
+        api_key_env: str,
+        context_length: int,
+        tokenizer_path: Path | None = None,
+        timeout_s: float = 300.0,
+    ):
         self.name = name
         self.model = model
         self.context_length = context_length
         api_key = os.environ.get(api_key_env, "") if api_key_env else ""
         # Retries belong to the caller (the router); a provider's 429 reaches it with its Retry-After.
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "none", max_retries=0,
-                                         timeout=timeout_s)
+        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "none", max_retries=0, timeout=timeout_s)
         # Without a local tokenizer prompt tokens are unknown before the call; the provider checks.
-        self.tokenizer = ChatTokenizer(load_llama(tokenizer_path, context_length, 1, vocab_only=True)) \
-            if tokenizer_path else None
+        self.tokenizer = (
+            ChatTokenizer(load_llama(tokenizer_path, context_length, 1, vocab_only=True)) if tokenizer_path else None
+        )
 
     async def count_prompt_tokens(self, messages, tools) -> int | None:
         return self.tokenizer.count(messages, tools) if self.tokenizer else None
 
     def _arguments(self, request: Generation) -> dict[str, Any]:
         optional = {
-            "stop": request.stop or None, "seed": request.seed, "response_format": request.response_format,
-            "tools": request.tools, "tool_choice": request.tool_choice,
+            "stop": request.stop or None,
+            "seed": request.seed,
+            "response_format": request.response_format,
+            "tools": request.tools,
+            "tool_choice": request.tool_choice,
             "logit_bias": {str(k): v for k, v in request.logit_bias.items()} if request.logit_bias else None,
         }
         return dict(
-            model=self.model, messages=request.messages, max_tokens=request.max_tokens,
-            temperature=request.temperature, top_p=request.top_p, presence_penalty=request.presence_penalty,
-            frequency_penalty=request.frequency_penalty, stream=True, stream_options={"include_usage": True},
+            model=self.model,
+            messages=request.messages,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
+            stream=True,
+            stream_options={"include_usage": True},
             **{key: value for key, value in optional.items() if value is not None},
         )
 
@@ -71,8 +92,11 @@ class OpenAIHTTPBackend(ChatBackend):
                 usage = chunk.usage or usage
                 for choice in chunk.choices:
                     delta = choice.delta
-                    tool_calls = [call.model_dump(exclude_none=True) for call in delta.tool_calls] \
-                        if delta and delta.tool_calls else None
+                    tool_calls = (
+                        [call.model_dump(exclude_none=True) for call in delta.tool_calls]
+                        if delta and delta.tool_calls
+                        else None
+                    )
                     content = delta.content if delta else None
                     if content or tool_calls or choice.finish_reason:
                         pieces += bool(content or tool_calls)

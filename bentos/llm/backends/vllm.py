@@ -31,8 +31,10 @@ class VLLMBackend(ChatBackend):
         try:
             from vllm import AsyncEngineArgs, AsyncLLMEngine
         except ImportError as exc:
-            raise RuntimeError(f"llm.models[{name}]: backend 'vllm' needs a GPU machine with the gpu extra "
-                               "(pip install 'ragyard[gpu]')") from exc
+            raise RuntimeError(
+                f"llm.models[{name}]: backend 'vllm' needs a GPU machine with the gpu extra "
+                "(pip install 'ragyard[gpu]')"
+            ) from exc
         self.name = name
         self.engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(model=model, max_model_len=context_length))
         self.context_length = context_length
@@ -59,9 +61,14 @@ class VLLMBackend(ChatBackend):
             schema = request.response_format.get("schema")
             structured = StructuredOutputsParams(json=schema) if schema else StructuredOutputsParams(json_object=True)
         return SamplingParams(
-            max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
-            stop=request.stop or None, seed=request.seed, presence_penalty=request.presence_penalty,
-            frequency_penalty=request.frequency_penalty, logit_bias=request.logit_bias,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=request.stop or None,
+            seed=request.seed,
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
+            logit_bias=request.logit_bias,
             structured_outputs=structured,
         )
 
@@ -74,8 +81,9 @@ class VLLMBackend(ChatBackend):
         output = None
         finished = False
         try:
-            async for output in self.engine.generate(TokensPrompt(prompt_token_ids=prompt), self._sampling(request),
-                                                     request_id):
+            async for output in self.engine.generate(
+                TokensPrompt(prompt_token_ids=prompt), self._sampling(request), request_id
+            ):
                 completion = output.outputs[0]
                 text = completion.text  # cumulative
                 if len(text) > sent:

@@ -41,9 +41,13 @@ from tests.support.network import free_port
 from tests.support.stack import Stack
 
 EXAMPLES_PER_OPERATION = 25  # the fuzzing phase's; the examples and coverage phases add their own
-BENTOS = {"embedder": "bentos.embedder.service:Embedder", "retriever": "bentos.retriever.service:Retriever",
-          "llm": "bentos.llm.service:LLM", "safety": "bentos.safety.service:Safety",
-          "router": "bentos.router.service:Router"}
+BENTOS = {
+    "embedder": "bentos.embedder.service:Embedder",
+    "retriever": "bentos.retriever.service:Retriever",
+    "llm": "bentos.llm.service:LLM",
+    "safety": "bentos.safety.service:Safety",
+    "router": "bentos.router.service:Router",
+}
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +107,36 @@ def test_malformed_requests_get_a_4xx_never_a_5xx(stack, bento, tmp_path):
     (tmp_path / "openapi.json").write_text(json.dumps({**document, "openapi": "3.1.0"}))
     auth = ["--header", f"Authorization: Bearer {zero_budget_key(stack['env'])}"] if bento == "router" else []
     run = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", "openapi.json", "--url", url,
-         "--checks", "not_a_server_error",
-         "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "20261207", "--workers", "1",
-         "--request-timeout", "120", "--suppress-health-check", "all", "--generation-database", "none",
-         "--no-color", *auth],
-        cwd=tmp_path, capture_output=True, text=True, timeout=1800)
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            "openapi.json",
+            "--url",
+            url,
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            str(EXAMPLES_PER_OPERATION),
+            "--seed",
+            "20261207",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "120",
+            "--suppress-health-check",
+            "all",
+            "--generation-database",
+            "none",
+            "--no-color",
+            *auth,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert run.returncode == 0, f"schemathesis against the {bento} bento:\n{run.stdout[-8000:]}\n{run.stderr[-2000:]}"
     generated = re.search(r"(\d+) generated", run.stdout)
     assert generated and int(generated.group(1)) > 50, run.stdout[-3000:]  # it did fuzz the bento's API

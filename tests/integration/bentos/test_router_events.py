@@ -7,8 +7,6 @@ import asyncio
 import concurrent.futures
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -39,10 +37,17 @@ def broker(tmp_path_factory):
 @pytest.fixture(scope="module")
 def router(tmp_path_factory, broker, mlflow_server):
     home = tmp_path_factory.mktemp("router-events")
-    settings = Settings(home=home, mlflow=MlflowSettings(url=mlflow_server, run_local=False),
-                        router=RouterSettings(require_api_key=True, safety_enabled=False, cache_enabled=False,
-                                              trace_experiment=f"router-events-{uuid.uuid4().hex[:6]}"),
-                        broker=broker.config)
+    settings = Settings(
+        home=home,
+        mlflow=MlflowSettings(url=mlflow_server, run_local=False),
+        router=RouterSettings(
+            require_api_key=True,
+            safety_enabled=False,
+            cache_enabled=False,
+            trace_experiment=f"router-events-{uuid.uuid4().hex[:6]}",
+        ),
+        broker=broker.config,
+    )
     env = {**settings_env(settings), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     with Stack(home) as stack:
         url = stack.bento("bentos.router.service:Router", home=home, env=env)
@@ -50,7 +55,9 @@ def router(tmp_path_factory, broker, mlflow_server):
 
 
 def make_key(env: dict, *flags: str) -> str:
-    made = ragyard("keys", "create", "--name", "t", "--json", *flags, env={**os.environ, **env}, check=True, timeout_s=60)
+    made = ragyard(
+        "keys", "create", "--name", "t", "--json", *flags, env={**os.environ, **env}, check=True, timeout_s=60
+    )
     return json.loads(made.stdout)["key"]
 
 
@@ -80,8 +87,10 @@ def owned_traces(settings: Settings, key: str, count: int) -> list[str]:
         trace.finish(output="a")
         exporter.export(trace)
         with store.engine.begin() as conn:
-            conn.exec_driver_sql("INSERT INTO completions (trace_id, key_id, created_at) VALUES (?, ?, ?)",
-                                 (trace.trace_id, key_id, time.time()))
+            conn.exec_driver_sql(
+                "INSERT INTO completions (trace_id, key_id, created_at) VALUES (?, ?, ?)",
+                (trace.trace_id, key_id, time.time()),
+            )
         ids.append(trace.trace_id)
     store.close()
     return ids
@@ -119,14 +128,18 @@ def test_feedback_during_a_broker_outage_is_exported_exactly_once(router, broker
     outage_seen = {}
     # The last third waits for the outage: a graceful broker stop can outlast the whole batch otherwise.
     broker_down = threading.Event()
-    late = set(traces[-(N // 3):])
+    late = set(traces[-(N // 3) :])
 
     def send(trace_id: str) -> None:
         if trace_id in late:
             broker_down.wait(timeout=90)
         value = 0.0 if trace_id in negative else 1.0
-        response = httpx.post(f"{url}/v1/feedback", headers={"Authorization": f"Bearer {key}"}, timeout=60,
-                              json={"id": f"chatcmpl-{trace_id}", "name": "stars", "value": value})
+        response = httpx.post(
+            f"{url}/v1/feedback",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+            json={"id": f"chatcmpl-{trace_id}", "name": "stars", "value": value},
+        )
         answered[trace_id] = response.status_code
         time.sleep(0.05)
 
@@ -171,13 +184,20 @@ def test_the_document_webhook_publishes_for_admin_keys_only(router, broker):
     url, _, env = router
     admin, user = make_key(env, "--admin"), make_key(env)
     change = {"source": "docs", "path": "guide/intro.md", "change": "modified"}
-    post = lambda key, body: httpx.post(f"{url}/v1/documents/changed", json=body, timeout=30,
-                                        headers={"Authorization": f"Bearer {key}"} if key else {})
+
+    def post(key: str | None, body: dict[str, str]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.post(f"{url}/v1/documents/changed", json=body, timeout=30, headers=headers)
+
     assert post(None, change).status_code == 401
     refused = post(user, change)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "admin_key_required"
-    for bad in ({**change, "path": "../etc/passwd"}, {**change, "path": "/etc/passwd"}, {**change, "change": "moved"},
-                {"source": "docs"}):
+    for bad in (
+        {**change, "path": "../etc/passwd"},
+        {**change, "path": "/etc/passwd"},
+        {**change, "change": "moved"},
+        {"source": "docs"},
+    ):
         answer = post(admin, bad)
         assert answer.status_code == 400, answer.text
     accepted = post(admin, change)

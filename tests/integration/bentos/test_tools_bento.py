@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -27,12 +25,12 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from ragyard.clients.tools import ToolsClient
-from ragyard.kit.errors import Rejected
 from ragyard.contracts.tools import KEY_ID_HEADER
+from ragyard.kit.errors import Rejected
+from ragyard.service_spec import ServiceSpec
 from ragyard.settings import ToolsBentoSettings
 from router.keys import KeyStore
 from router.state import database
-from ragyard.service_spec import ServiceSpec
 from tests.support.network import free_port
 from tests.support.paths import REPO_ROOT
 from tests.support.stack import Stack
@@ -103,8 +101,9 @@ def secret_server() -> Iterator[int]:
 def make_database(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
-        conn.executemany("INSERT INTO products (name, price) VALUES (?, ?)",
-                         [(f"product {i}", i * 1.5) for i in range(1, 21)])
+        conn.executemany(
+            "INSERT INTO products (name, price) VALUES (?, ?)", [(f"product {i}", i * 1.5) for i in range(1, 21)]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -121,22 +120,32 @@ def stack(tmp_path_factory) -> Iterator[ToolsBento]:
     demo_port = free_port()
     only_full = {"allowed_keys": [full.id]}
     env = {
-        "RAGYARD_HOME": str(home), "BENTOML_HOME": str(root / "bentoml"),
+        "RAGYARD_HOME": str(home),
+        "BENTOML_HOME": str(root / "bentoml"),
         "RAGYARD_RETRIEVER__URL": f"http://127.0.0.1:{free_port()}",  # nothing listens: the knowledge base is down
         "RAGYARD_TOOLS__MAX_RESULT_CHARS": str(MAX_RESULT_CHARS),
         "RAGYARD_TOOLS__SQL_URL": f"sqlite:///{root / 'shop.db'}",
         "RAGYARD_TOOLS__SQL_MAX_ROWS": str(SQL_MAX_ROWS),
         "RAGYARD_TOOLS__FETCH_HOSTS": json.dumps(["localhost", "loopback.test", "metadata.test"]),
-        "RAGYARD_TOOLS__FETCH_RESOLVE": json.dumps({"loopback.test": ["127.0.0.1"],
-                                                    "metadata.test": ["169.254.169.254"]}),
-        "RAGYARD_TOOLS__POLICIES": json.dumps({"sql_query": {**only_full, "timeout_s": 1},
-                                               "calculator": {"cost": 0.002, "timeout_s": 2}}),
-        "RAGYARD_TOOLS__MCP_SERVERS": json.dumps([
-            {"name": "web", "url": f"http://127.0.0.1:{demo_port}/mcp", **only_full},
-            {"name": "local", "command": sys.executable, "args": ["-m", "tests.support.mcp_demo_server", "stdio"],
-             "cwd": str(REPO_ROOT), "timeout_s": 2},
-            {"name": "ghost", "url": f"http://127.0.0.1:{free_port()}/mcp"},  # never up
-        ]),
+        "RAGYARD_TOOLS__FETCH_RESOLVE": json.dumps(
+            {"loopback.test": ["127.0.0.1"], "metadata.test": ["169.254.169.254"]}
+        ),
+        "RAGYARD_TOOLS__POLICIES": json.dumps(
+            {"sql_query": {**only_full, "timeout_s": 1}, "calculator": {"cost": 0.002, "timeout_s": 2}}
+        ),
+        "RAGYARD_TOOLS__MCP_SERVERS": json.dumps(
+            [
+                {"name": "web", "url": f"http://127.0.0.1:{demo_port}/mcp", **only_full},
+                {
+                    "name": "local",
+                    "command": sys.executable,
+                    "args": ["-m", "tests.support.mcp_demo_server", "stdio"],
+                    "cwd": str(REPO_ROOT),
+                    "timeout_s": 2,
+                },
+                {"name": "ghost", "url": f"http://127.0.0.1:{free_port()}/mcp"},  # never up
+            ]
+        ),
         "RAGYARD_TOOLS__MCP_PROBE_INTERVAL_S": "0.5",
         "RAGYARD_TOOLS__MCP_RECONNECT_MAX_S": "1",
     }
@@ -159,16 +168,20 @@ def wait_for(condition, what: str, timeout_s: float = 60) -> None:
 
 
 def listed(stack: ToolsBento, key: str | None = None) -> set[str]:
-    response = httpx.get(f"{stack.url}/v1/tools", headers={"Authorization": f"Bearer {key or stack.keys.full}"},
-                         timeout=30)
+    response = httpx.get(
+        f"{stack.url}/v1/tools", headers={"Authorization": f"Bearer {key or stack.keys.full}"}, timeout=30
+    )
     assert response.status_code == 200, response.text
     return {tool["function"]["name"] for tool in response.json()["tools"]}
 
 
-def call(stack: ToolsBento, name: str, arguments: dict | None = None, key: str | None = None, **headers) -> httpx.Response:
+def call(
+    stack: ToolsBento, name: str, arguments: dict | None = None, key: str | None = None, **headers
+) -> httpx.Response:
     auth = {"Authorization": f"Bearer {key or stack.keys.full}"} if not headers else {}
-    return httpx.post(f"{stack.url}/v1/tools/{name}", json={"arguments": arguments or {}}, headers={**auth, **headers},
-                      timeout=60)
+    return httpx.post(
+        f"{stack.url}/v1/tools/{name}", json={"arguments": arguments or {}}, headers={**auth, **headers}, timeout=60
+    )
 
 
 def error(response: httpx.Response, status: int) -> dict:
@@ -230,26 +243,35 @@ def test_an_unknown_tool_is_404(stack):
     assert body["code"] == "tool_not_found" and "no_such_tool" in body["message"]
 
 
-@pytest.mark.parametrize("name,arguments,param", [
-    ("calculator", {}, "arguments.expression"),
-    ("calculator", {"expression": 5}, "arguments.expression"),
-    ("calculator", {"expression": "1", "extra": True}, "arguments.extra"),
-    ("knowledge_search", {"query": "x", "top_k": 0}, "arguments.top_k"),
-    ("knowledge_search", {"query": "x", "filter": {"colour": "red"}}, "arguments.filter.colour"),
-    ("local__add", {"a": "two", "b": 2}, "arguments.a"),
-])
+@pytest.mark.parametrize(
+    "name,arguments,param",
+    [
+        ("calculator", {}, "arguments.expression"),
+        ("calculator", {"expression": 5}, "arguments.expression"),
+        ("calculator", {"expression": "1", "extra": True}, "arguments.extra"),
+        ("knowledge_search", {"query": "x", "top_k": 0}, "arguments.top_k"),
+        ("knowledge_search", {"query": "x", "filter": {"colour": "red"}}, "arguments.filter.colour"),
+        ("local__add", {"a": "two", "b": 2}, "arguments.a"),
+    ],
+)
 def test_arguments_that_fail_the_schema_are_400_naming_the_field(stack, name, arguments, param):
     body = error(call(stack, name, arguments), 400)
     assert body["code"] == "invalid_arguments" and body["param"] == param and body["message"].startswith(param)
 
 
 def test_a_body_that_is_not_a_call_is_400(stack):
-    not_json = httpx.post(f"{stack.url}/v1/tools/calculator", content=b"{not json",
-                          headers={"Authorization": f"Bearer {stack.keys.full}", "Content-Type": "application/json"})
+    not_json = httpx.post(
+        f"{stack.url}/v1/tools/calculator",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {stack.keys.full}", "Content-Type": "application/json"},
+    )
     body = error(not_json, 400)
     assert body["code"] == "invalid_json" and body["message"].startswith("body:")
-    not_an_object = httpx.post(f"{stack.url}/v1/tools/calculator", json={"arguments": [1, 2]},
-                               headers={"Authorization": f"Bearer {stack.keys.full}"})
+    not_an_object = httpx.post(
+        f"{stack.url}/v1/tools/calculator",
+        json={"arguments": [1, 2]},
+        headers={"Authorization": f"Bearer {stack.keys.full}"},
+    )
     assert error(not_an_object, 400)["param"] == "arguments"
 
 
@@ -284,16 +306,19 @@ def test_the_knowledge_base_down_is_503_not_500(stack):
 
 def test_the_calculator_computes_and_reports_the_cost(stack):
     body = call(stack, "calculator", {"expression": "(17 * 23) + 2 ** 10 - sqrt(16)"}).json()
-    assert body["result"] == {"value": 17 * 23 + 2 ** 10 - 4.0} and body["cost"] == 0.002 and body["latency_ms"] >= 0
+    assert body["result"] == {"value": 17 * 23 + 2**10 - 4.0} and body["cost"] == 0.002 and body["latency_ms"] >= 0
 
 
-@pytest.mark.parametrize("expression,fragment", [
-    ("__import__('os').system('true')", "not allowed"),
-    ("(1).__class__", "not allowed"),
-    ("9 ** 9 ** 9", "exceeds"),
-    ("1 / 0", "division by zero"),
-    ("2 +", "not an arithmetic expression"),
-])
+@pytest.mark.parametrize(
+    "expression,fragment",
+    [
+        ("__import__('os').system('true')", "not allowed"),
+        ("(1).__class__", "not allowed"),
+        ("9 ** 9 ** 9", "exceeds"),
+        ("1 / 0", "division by zero"),
+        ("2 +", "not an arithmetic expression"),
+    ],
+)
 def test_the_calculator_refuses_what_is_not_bounded_arithmetic(stack, expression, fragment):
     body = error(call(stack, "calculator", {"expression": expression}), 400)
     assert body["param"] == "arguments.expression" and fragment in body["message"]
@@ -307,17 +332,20 @@ def test_sql_reads_with_a_row_limit(stack):
     assert count.json()["result"]["rows"] == [[20]] and count.json()["result"]["more_rows"] is False
 
 
-@pytest.mark.parametrize("query", [
-    "INSERT INTO products (name, price) VALUES ('free', 0)",
-    "UPDATE products SET price = 0",
-    "DELETE FROM products",
-    "DROP TABLE products",
-    "SELECT 1; DELETE FROM products",
-    "WITH gone AS (DELETE FROM products RETURNING *) SELECT * FROM gone",
-    "SELECT * INTO stolen FROM products",
-    "ATTACH DATABASE '/tmp/other.db' AS other",
-    "PRAGMA query_only = OFF",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "INSERT INTO products (name, price) VALUES ('free', 0)",
+        "UPDATE products SET price = 0",
+        "DELETE FROM products",
+        "DROP TABLE products",
+        "SELECT 1; DELETE FROM products",
+        "WITH gone AS (DELETE FROM products RETURNING *) SELECT * FROM gone",
+        "SELECT * INTO stolen FROM products",
+        "ATTACH DATABASE '/tmp/other.db' AS other",
+        "PRAGMA query_only = OFF",
+    ],
+)
 def test_sql_write_attempts_are_refused_and_nothing_changes(stack, query):
     body = error(call(stack, "sql_query", {"query": query}), 400)
     assert body["code"] == "tool_refused" and body["param"] == "arguments.query"
@@ -332,14 +360,17 @@ def test_sql_errors_and_slow_queries_are_clear(stack):
     assert call(stack, "sql_query", {"query": "SELECT 1"}).status_code == 200
 
 
-@pytest.mark.parametrize("url,fragment", [
-    ("http://localhost:{secret}/", "resolves to 127.0.0.1"),  # the real resolver (/etc/hosts)
-    ("http://loopback.test:{secret}/", "resolves to 127.0.0.1"),
-    ("http://metadata.test/latest/meta-data/", "resolves to 169.254.169.254"),
-    ("http://127.0.0.1:{secret}/", "not among the allowed hosts"),
-    ("http://example.org/", "not among the allowed hosts"),
-    ("file:///etc/passwd", "scheme 'file' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "url,fragment",
+    [
+        ("http://localhost:{secret}/", "resolves to 127.0.0.1"),  # the real resolver (/etc/hosts)
+        ("http://loopback.test:{secret}/", "resolves to 127.0.0.1"),
+        ("http://metadata.test/latest/meta-data/", "resolves to 169.254.169.254"),
+        ("http://127.0.0.1:{secret}/", "not among the allowed hosts"),
+        ("http://example.org/", "not among the allowed hosts"),
+        ("file:///etc/passwd", "scheme 'file' is not allowed"),
+    ],
+)
 def test_http_fetch_keeps_ssrf_closed(stack, url, fragment):
     body = error(call(stack, "http_fetch", {"url": url.format(secret=stack.secret_port)}), 400)
     assert body["code"] == "tool_refused" and fragment in body["message"] and "secret" not in json.dumps(body)
@@ -351,8 +382,10 @@ def test_http_fetch_keeps_ssrf_closed(stack, url, fragment):
 @asynccontextmanager
 async def mcp_client(stack: ToolsBento, key: str | None, mode: str = "auto"):
     headers = {"Authorization": f"Bearer {key}"} if key else None
-    async with (create_mcp_http_client(headers=headers) as http,
-                Client(streamable_http_client(f"{stack.url}/mcp", http_client=http), mode=mode) as client):
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        Client(streamable_http_client(f"{stack.url}/mcp", http_client=http), mode=mode) as client,
+    ):
         yield client
 
 
@@ -391,9 +424,16 @@ def test_an_mcp_client_without_a_valid_key_is_refused(stack, key):
 
 
 def test_the_mcp_endpoint_refuses_hosts_not_allowed(stack):
-    response = httpx.post(f"{stack.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                          headers={"Authorization": f"Bearer {stack.keys.full}", "Host": "evil.example:80",
-                                   "Accept": "application/json, text/event-stream"}, timeout=30)
+    response = httpx.post(
+        f"{stack.url}/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={
+            "Authorization": f"Bearer {stack.keys.full}",
+            "Host": "evil.example:80",
+            "Accept": "application/json, text/event-stream",
+        },
+        timeout=30,
+    )
     assert response.status_code == 421
 
 
@@ -437,8 +477,11 @@ def test_an_http_server_that_dies_leaves_the_registry_answers_503_and_comes_back
 
 def test_a_stdio_server_that_is_killed_is_respawned_and_its_tools_come_back(stack):
     def stdio_children() -> list[psutil.Process]:
-        return [p for p in psutil.Process(stack.services.pid("tools")).children(recursive=True)
-                if "tests.support.mcp_demo_server" in " ".join(p.cmdline()) and "stdio" in p.cmdline()]
+        return [
+            p
+            for p in psutil.Process(stack.services.pid("tools")).children(recursive=True)
+            if "tests.support.mcp_demo_server" in " ".join(p.cmdline()) and "stdio" in p.cmdline()
+        ]
 
     (child,) = stdio_children()
     child.kill()

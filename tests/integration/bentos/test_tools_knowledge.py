@@ -42,8 +42,12 @@ def tools(tmp_path_factory, milvus_uri):
 
 def search(tools, **arguments) -> httpx.Response:
     url, key = tools
-    return httpx.post(f"{url}/v1/tools/knowledge_search", json={"arguments": arguments},
-                      headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    return httpx.post(
+        f"{url}/v1/tools/knowledge_search",
+        json={"arguments": arguments},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
 
 
 def test_knowledge_search_finds_the_document_with_bounded_passages(tools):

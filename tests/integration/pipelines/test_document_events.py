@@ -9,6 +9,7 @@ import time
 import uuid
 
 import dagster as dg
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 from dagster._core.storage.dagster_run import DagsterRun
 
 from pipelines.document_events import RUN_KEY_TAG, make_document_events_sensor
@@ -30,21 +31,28 @@ def test_a_file_named_by_an_event_is_hashed_though_its_size_and_mtime_look_uncha
     os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime
     trusted = run_ingest(settings)
     assert asset_metadata(trusted, "documents")["changed_documents"] == 0
-    named = run_ingest(settings, {"ops": {"documents": {"config": {
-        "rehash_paths": [f"docs:{first.relative_to(corpus).as_posix()}"]}}}})
+    named = run_ingest(
+        settings, {"ops": {"documents": {"config": {"rehash_paths": [f"docs:{first.relative_to(corpus).as_posix()}"]}}}}
+    )
     assert asset_metadata(named, "documents")["changed_documents"] == 1
 
 
 def test_document_events_become_one_run_request_acked_once_dagster_recorded_it(event_broker, tmp_path):
     topology = Topology(prefix=f"t{uuid.uuid4().hex[:8]}", retry_delays_s=(0.2,))
     url = event_broker.config.amqp_url
-    settings = Settings(home=tmp_path / "home", broker=event_broker.config,
-                        ingest=IngestSettings(sources=[SourceSettings(name="docs", path=tmp_path / "docs")]))
+    settings = Settings(
+        home=tmp_path / "home",
+        broker=event_broker.config,
+        ingest=IngestSettings(sources=[SourceSettings(name="docs", path=tmp_path / "docs")]),
+    )
     changed = [DocumentChanged(producer="test", source="docs", path=p) for p in ("a.md", "guide/b.md")]
     stranger = DocumentChanged(producer="test", source="elsewhere", path="c.md")
     sensor = make_document_events_sensor(settings, topology)
     instance = dg.DagsterInstance.ephemeral()
-    tick = lambda: sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+
+    def tick() -> SensorExecutionData:
+        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+
     try:
         assert tick().run_requests == []  # starts the consumer; nothing has come yet
         deadline = time.monotonic() + 60
@@ -54,6 +62,7 @@ def test_document_events_become_one_run_request_acked_once_dagster_recorded_it(e
         async def publish(*events):
             for event in events:
                 await raw_publish(url, topology.exchange, event.routing_key, encode(event), event.id)
+
         asyncio.run(publish(*changed, stranger))
 
         deadline = time.monotonic() + 60
@@ -81,8 +90,9 @@ def test_document_events_become_one_run_request_acked_once_dagster_recorded_it(e
         assert tick().run_requests == []
         [dead] = asyncio.run(drain(url, topology.dead_letters))
         assert dead.message_id == stranger.id
-        assert dead.headers[DEAD_REASON_HEADER] == ("unprocessable: unknown source 'elsewhere'; "
-                                                     "this ingestion has ['docs']")
+        assert dead.headers[DEAD_REASON_HEADER] == (
+            "unprocessable: unknown source 'elsewhere'; this ingestion has ['docs']"
+        )
         assert asyncio.run(drain(url, queue)) == []  # every delivery acked
     finally:
         for inbox in sensor.inbox:

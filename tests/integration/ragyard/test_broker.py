@@ -53,8 +53,11 @@ def test_the_broker_starts_on_its_own_ports_on_loopback_and_stops_leaving_nothin
 
     assert asyncio.run(amqp_round_trip()) == b"hello"
     auth = (config.user, config.password)
-    health = httpx.get(f"http://127.0.0.1:{config.management_port}/api/health/checks/port-listener/{config.port}",
-                       auth=auth, timeout=10)
+    health = httpx.get(
+        f"http://127.0.0.1:{config.management_port}/api/health/checks/port-listener/{config.port}",
+        auth=auth,
+        timeout=10,
+    )
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert httpx.get(f"http://127.0.0.1:{config.management_port}/api/overview", timeout=10).status_code == 401
     metrics = httpx.get(f"http://127.0.0.1:{config.prometheus_port}/metrics", timeout=10).text
@@ -73,8 +76,9 @@ def test_a_confirmed_event_survives_a_crash_of_the_broker(broker):
         async with connection:
             channel = await connection.channel()  # publisher confirms: publish returns once confirmed
             exchange = await topology.declare(channel)
-            await exchange.publish(aio_pika.Message(b"{}", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                                   "feedback.scored")
+            await exchange.publish(
+                aio_pika.Message(b"{}", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), "feedback.scored"
+            )
 
     asyncio.run(publish())
     broker.kill()
@@ -82,7 +86,8 @@ def test_a_confirmed_event_survives_a_crash_of_the_broker(broker):
     broker.start()  # the same data folder
     # A quorum queue counts its messages once it has recovered its log, shortly after the port opens.
     deadline = time.monotonic() + 60
-    while (found := asyncio.run(depth(broker.config.amqp_url, "crash.router.feedback"))) == 0 \
-            and time.monotonic() < deadline:
+    while (
+        found := asyncio.run(depth(broker.config.amqp_url, "crash.router.feedback"))
+    ) == 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert found == 1

@@ -13,8 +13,11 @@ from tests.support.databases import new_database
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
-    database = new_database(request.getfixturevalue("postgres")) if request.param == "postgres" \
+    database = (
+        new_database(request.getfixturevalue("postgres"))
+        if request.param == "postgres"
         else tmp_path / "events.sqlite3"
+    )
     store = EventStore(database)
     yield store
     store.close()

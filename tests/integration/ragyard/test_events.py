@@ -5,6 +5,7 @@ every event must arrive exactly once. Each test has its own topology (a prefix) 
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Collection
 
 import aio_pika
 import prometheus_client
@@ -46,7 +47,7 @@ def sample(name: str, **labels) -> float:
 class Sink:
     """A consumer's handler that counts every call per event id, failing as told."""
 
-    def __init__(self, fail_times: dict[str, int] | None = None, unprocessable: set[str] = frozenset()):
+    def __init__(self, fail_times: dict[str, int] | None = None, unprocessable: Collection[str] = frozenset()):
         self.calls: Counter[str] = Counter()
         self.fail_times = fail_times or {}
         self.unprocessable = unprocessable
@@ -89,14 +90,29 @@ def test_each_event_is_processed_once_and_malformed_ones_are_dead_lettered_with_
         # The same event again (a client retrying, a publish that timed out and went to the outbox too).
         await raw_publish(url, topology.exchange, "feedback.scored", encode(events[0]), events[0].id)
         await raw_publish(url, topology.exchange, "feedback.scored", b"{not json", "bad-1")
-        await raw_publish(url, topology.exchange, "feedback.scored",
-                          encode(DocumentChanged(producer="test", source="docs", path="a.md")), "bad-2")
-        await raw_publish(url, topology.exchange, "feedback.scored",
-                          encode(events[1]).replace(b'"value":1.0', b'"value":"high"'), "bad-3")
-        await wait_for(lambda: len(sink.calls) == 20 and sample(
-            "ragyard_events_consumed_total", queue=topology.queue(FEEDBACK), outcome="dead") >= 3)
-        await wait_for(lambda: sample("ragyard_events_consumed_total", queue=topology.queue(FEEDBACK),
-                                      outcome="duplicate") >= 1)
+        await raw_publish(
+            url,
+            topology.exchange,
+            "feedback.scored",
+            encode(DocumentChanged(producer="test", source="docs", path="a.md")),
+            "bad-2",
+        )
+        await raw_publish(
+            url,
+            topology.exchange,
+            "feedback.scored",
+            encode(events[1]).replace(b'"value":1.0', b'"value":"high"'),
+            "bad-3",
+        )
+        await wait_for(
+            lambda: (
+                len(sink.calls) == 20
+                and sample("ragyard_events_consumed_total", queue=topology.queue(FEEDBACK), outcome="dead") >= 3
+            )
+        )
+        await wait_for(
+            lambda: sample("ragyard_events_consumed_total", queue=topology.queue(FEEDBACK), outcome="duplicate") >= 1
+        )
         await consumer.close()
         await publisher.close()
         return events, await drain(url, topology.dead_letters)
@@ -131,8 +147,10 @@ def test_a_failing_handler_is_retried_with_backoff_and_then_dead_lettered(broker
 
     dead = asyncio.run(scenario())
     reasons = {m.message_id: m.headers[DEAD_REASON_HEADER] for m in dead}
-    assert reasons == {broken.id: "failed 3 times, last: RuntimeError: transient failure 3",
-                       refused.id: f"unprocessable: no such thing: {refused.id}"}
+    assert reasons == {
+        broken.id: "failed 3 times, last: RuntimeError: transient failure 3",
+        refused.id: f"unprocessable: no such thing: {refused.id}",
+    }
     assert sink.calls[refused.id] == 1 and sink.calls[flaky.id] == 3
 
 
@@ -181,8 +199,12 @@ def test_a_publish_blocked_by_a_memory_alarm_goes_to_the_outbox_and_is_processed
             assert await publisher.publish(event) == "outbox"
         finally:
             await asyncio.to_thread(broker.ctl, "set_vm_memory_high_watermark", "0.4")
-        await wait_for(lambda: store.backlog()[0] == 0 and sample(
-            "ragyard_events_consumed_total", queue=topology.queue(FEEDBACK), outcome="duplicate") >= 1)
+        await wait_for(
+            lambda: (
+                store.backlog()[0] == 0
+                and sample("ragyard_events_consumed_total", queue=topology.queue(FEEDBACK), outcome="duplicate") >= 1
+            )
+        )
         await consumer.close()
         await publisher.close()
         return event

@@ -12,7 +12,9 @@ def test_the_router_bento_serves_with_every_other_group_broken(tmp_path):
     and it reads its own group and the LLM's endpoint."""
     llm_port = free_port()  # nothing listens there
     env = {
-        name: value for group, (name, value) in BAD.items() if group not in ("router", "prompts", "langfuse", "mlflow", "broker")
+        name: value
+        for group, (name, value) in BAD.items()
+        if group not in ("router", "prompts", "langfuse", "mlflow", "broker")
     }
     env |= {"RAGYARD_ROUTER__REQUIRE_API_KEY": "false", "RAGYARD_LLM__PORT": str(llm_port)}
     with Stack(tmp_path) as stack:

@@ -30,8 +30,14 @@ from tests.support.network import free_port
 
 
 def test_a_service_error_is_openai_s_body_with_defaults_by_status():
-    assert ServiceError(400, "top_k: too big", param="top_k").body() == {"error": {
-        "message": "top_k: too big", "type": "invalid_request_error", "param": "top_k", "code": "invalid_value"}}
+    assert ServiceError(400, "top_k: too big", param="top_k").body() == {
+        "error": {
+            "message": "top_k: too big",
+            "type": "invalid_request_error",
+            "param": "top_k",
+            "code": "invalid_value",
+        }
+    }
     unauthorized = ServiceError(401, "Authorization: missing")
     assert (unauthorized.type, unauthorized.code) == ("authentication_error", "invalid_api_key")
     assert unauthorized.headers() == {"WWW-Authenticate": "Bearer"}
@@ -40,13 +46,22 @@ def test_a_service_error_is_openai_s_body_with_defaults_by_status():
     assert ServiceError(429, "spent", type_="insufficient_quota", code="insufficient_quota").headers() == {}
     unavailable = Unavailable("retriever at x unreachable")
     assert (unavailable.status, unavailable.type, unavailable.code, unavailable.retryable) == (
-        503, "server_error", "backend_unavailable", True)
+        503,
+        "server_error",
+        "backend_unavailable",
+        True,
+    )
 
 
 def test_invalid_request_names_the_deepest_field_and_says_when_json_is_broken():
-    union = [{"type": "string_type", "loc": ("messages", 0, "content", "str"), "msg": "Input should be a valid string"},
-             {"type": "literal_error", "loc": ("messages", 0, "content", "list[TextPart]", 0, "type"),
-              "msg": "Input should be 'text'"}]
+    union = [
+        {"type": "string_type", "loc": ("messages", 0, "content", "str"), "msg": "Input should be a valid string"},
+        {
+            "type": "literal_error",
+            "loc": ("messages", 0, "content", "list[TextPart]", 0, "type"),
+            "msg": "Input should be 'text'",
+        },
+    ]
     error = invalid_request(union)
     assert (error.status, error.param) == (400, "messages")
     assert error.message == "messages.0.content.list[TextPart].0.type: Input should be 'text'"
@@ -55,17 +70,31 @@ def test_invalid_request_names_the_deepest_field_and_says_when_json_is_broken():
     assert broken.message == "body: not valid JSON (Invalid JSON: EOF)"
 
 
-@pytest.mark.parametrize("status,content,expected", [
-    (400, json.dumps(ServiceError(400, "texts: empty", param="texts").body()).encode(), ("texts: empty", "texts")),
-    (413, b'{"error": "items: 9 items exceed max_batch_items=4"}', ("items: 9 items exceed max_batch_items=4", None)),
-    (404, b'[{"error": "task_id not found"}]', ("task_id not found", None)),  # BentoML's one-item list
-    (400, json.dumps({"error": "1 validation error for Input", "detail": [
-        {"type": "too_short", "loc": ["texts"], "msg": "List should have at least 1 item"}]}).encode(),
-     ("texts: List should have at least 1 item", "texts")),
-    (405, b'{"detail": "Method Not Allowed"}', ("Method Not Allowed", None)),
-    (404, b"Not Found", ("Not Found", None)),
-    (502, b"", ("HTTP 502", None)),
-])
+@pytest.mark.parametrize(
+    "status,content,expected",
+    [
+        (400, json.dumps(ServiceError(400, "texts: empty", param="texts").body()).encode(), ("texts: empty", "texts")),
+        (
+            413,
+            b'{"error": "items: 9 items exceed max_batch_items=4"}',
+            ("items: 9 items exceed max_batch_items=4", None),
+        ),
+        (404, b'[{"error": "task_id not found"}]', ("task_id not found", None)),  # BentoML's one-item list
+        (
+            400,
+            json.dumps(
+                {
+                    "error": "1 validation error for Input",
+                    "detail": [{"type": "too_short", "loc": ["texts"], "msg": "List should have at least 1 item"}],
+                }
+            ).encode(),
+            ("texts: List should have at least 1 item", "texts"),
+        ),
+        (405, b'{"detail": "Method Not Allowed"}', ("Method Not Allowed", None)),
+        (404, b"Not Found", ("Not Found", None)),
+        (502, b"", ("HTTP 502", None)),
+    ],
+)
 def test_error_from_answer_reads_every_shape_a_service_answers(status, content, expected):
     error = error_from_answer(status, content, "7")
     assert (error.message, error.param) == expected
@@ -74,6 +103,7 @@ def test_error_from_answer_reads_every_shape_a_service_answers(status, content, 
 
 
 # ---- the handler set on real ASGI apps ----------------------------------------------------------
+
 
 class Body(BaseModel):
     texts: list[str] = Field(min_length=1)
@@ -98,9 +128,15 @@ def bentoml_like_app() -> Starlette:
     """Answers as BentoML does: its own error bodies, plain-text 404s, and a crash nobody answers."""
 
     async def validation(_):
-        return JSONResponse({"error": "1 validation error", "detail": [
-            {"type": "string_too_long", "loc": ["texts", 0], "msg": "String should have at most 8 characters"}]},
-            status_code=400)
+        return JSONResponse(
+            {
+                "error": "1 validation error",
+                "detail": [
+                    {"type": "string_too_long", "loc": ["texts", 0], "msg": "String should have at most 8 characters"}
+                ],
+            },
+            status_code=400,
+        )
 
     async def overloaded(_):
         return JSONResponse({"error": "busy"}, status_code=503, headers={"Retry-After": "3"})
@@ -111,9 +147,15 @@ def bentoml_like_app() -> Starlette:
     async def fine(_):
         return JSONResponse({"ok": True})
 
-    return Starlette(routes=[Route("/validate", validation, methods=["POST"]), Route("/busy", overloaded),
-                             Route("/crash", crash), Route("/fine", fine, methods=["POST"]),
-                             Route("/plain", lambda _: PlainTextResponse("Not Found", status_code=404))])
+    return Starlette(
+        routes=[
+            Route("/validate", validation, methods=["POST"]),
+            Route("/busy", overloaded),
+            Route("/crash", crash),
+            Route("/fine", fine, methods=["POST"]),
+            Route("/plain", lambda _: PlainTextResponse("Not Found", status_code=404)),
+        ]
+    )
 
 
 def call(app, method: str, path: str, **kwargs) -> httpx.Response:
@@ -136,12 +178,18 @@ def test_fastapi_apps_answer_validation_refusals_routes_and_bugs_in_openai_s_sha
     assert missing.status_code == 404 and missing.json()["error"]["message"] == "GET /nowhere: Not Found"
     crashed = call(app, "POST", "/embed", json={"texts": ["crash"]})
     assert crashed.status_code == 500 and crashed.json()["error"] == {
-        "message": "internal error: RuntimeError", "type": "server_error", "param": None, "code": "internal_error"}
+        "message": "internal error: RuntimeError",
+        "type": "server_error",
+        "param": None,
+        "code": "internal_error",
+    }
     assert call(app, "POST", "/embed", json={"texts": ["a", "b"]}).json() == {"n": 2}
 
 
-@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=x",
-                                          "application/x-www-form-urlencoded", "text/plain", ""])
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "text/plain", ""],
+)
 def test_a_body_that_is_not_json_is_a_415_before_anything_parses_it(content_type):
     for app in (fastapi_app(), bentoml_like_app()):
         response = call(app, "POST", "/embed", content=b'{"texts": ["a"]}', headers={"content-type": content_type})
@@ -154,16 +202,27 @@ def test_json_and_no_content_type_pass_and_successes_are_untouched():
     for headers in ({"content-type": "application/json; charset=utf-8"}, {}):
         response = call(app, "POST", "/fine", content=b"{}", headers=headers)
         assert response.status_code == 200 and response.json() == {"ok": True}
-    assert call(fastapi_app(), "POST", "/embed", content=b'{"texts": ["a"]}',
-                headers={"content-type": "application/merge-patch+json"}).status_code == 200
+    assert (
+        call(
+            fastapi_app(),
+            "POST",
+            "/embed",
+            content=b'{"texts": ["a"]}',
+            headers={"content-type": "application/merge-patch+json"},
+        ).status_code
+        == 200
+    )
 
 
 def test_what_bentoml_answers_itself_is_reshaped_keeping_status_and_headers():
     app = bentoml_like_app()
     invalid = call(app, "POST", "/validate", json={})
     assert invalid.status_code == 400 and invalid.json()["error"] == {
-        "message": "texts.0: String should have at most 8 characters", "type": "invalid_request_error",
-        "param": "texts", "code": "invalid_value"}
+        "message": "texts.0: String should have at most 8 characters",
+        "type": "invalid_request_error",
+        "param": "texts",
+        "code": "invalid_value",
+    }
     busy = call(app, "GET", "/busy")
     assert busy.status_code == 503 and busy.headers["retry-after"] == "3"
     assert busy.json()["error"]["message"] == "busy" and busy.headers["content-length"] == str(len(busy.content))
@@ -192,6 +251,7 @@ def test_answers_errors_keeps_what_bentoml_reads_of_a_method():
 
 
 # ---- the base client against a real HTTP server -------------------------------------------------
+
 
 class Scripted(BaseHTTPRequestHandler):
     """Answers each path from a script: a list of (status, body, headers), one per request."""
@@ -279,6 +339,7 @@ def test_nobody_listening_is_retried_then_unavailable_and_a_timeout_is_not_retri
 
 
 # ---- metrics and token estimates ----------------------------------------------------------------
+
 
 def test_metrics_exist_once_first_counted_and_a_second_declaration_is_the_same_metric():
     name = f"ragyard_test_{uuid.uuid4().hex[:8]}"

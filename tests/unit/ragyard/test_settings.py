@@ -18,7 +18,14 @@ COMPONENTS = [
     s.IngestionSettings,
     s.Settings,
 ]
-ENDPOINTS = (s.EmbedderEndpoint, s.RetrieverEndpoint, s.LLMEndpoint, s.SafetyEndpoint, s.RouterEndpoint, s.ToolsEndpoint)
+ENDPOINTS = (
+    s.EmbedderEndpoint,
+    s.RetrieverEndpoint,
+    s.LLMEndpoint,
+    s.SafetyEndpoint,
+    s.RouterEndpoint,
+    s.ToolsEndpoint,
+)
 
 
 def parses_whole(component, group: str) -> bool:
