@@ -9,6 +9,7 @@ from dagster import ExecuteInProcessResult
 from pipelines.materialize import asset_metadata, materialize_ingest
 from ragyard import collection as col
 from ragyard.settings import ChunkerSettings, IngestSettings, MilvusSettings, Settings, SourceSettings
+from tests.support.corpus import write_corpus
 
 
 def corpus_settings(home: Path, milvus_uri: str, corpus: Path, **groups: Any) -> Settings:
@@ -24,6 +25,17 @@ def corpus_settings(home: Path, milvus_uri: str, corpus: Path, **groups: Any) ->
 
 
 ALL_CHECKS = {"row_count_matches_ledger": True, "no_orphan_vectors": True, "embedding_dimension": True}
+
+
+def indexed_corpus(root: Path, milvus_uri: str, count: int = 6, **groups: Any) -> Settings:
+    """The test corpus (`count` documents) written to <root>/corpus and ingested: settings under <root>/home
+    that index it (see `corpus_settings`)."""
+    corpus = root / "corpus"
+    corpus.mkdir()
+    write_corpus(corpus, count=count)
+    settings = corpus_settings(root / "home", milvus_uri, corpus, **groups)
+    run_ingest(settings)
+    return settings
 
 
 def run_ingest(settings: Settings, run_config: dict[str, Any] | None = None) -> ExecuteInProcessResult:

@@ -35,8 +35,7 @@ from ragyard.settings import (
     settings_env,
 )
 from tests.support.cli import ragyard
-from tests.support.corpus import write_corpus
-from tests.support.ingest import corpus_settings, run_ingest
+from tests.support.ingest import indexed_corpus
 from tests.support.network import free_port
 from tests.support.stack import Stack
 
@@ -54,17 +53,13 @@ BENTOS = {
 def stack(tmp_path_factory, milvus_uri, smollm2_path):
     """The five bentos on free ports; yields their URLs and the environment they run with."""
     root = tmp_path_factory.mktemp("fuzzed")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    write_corpus(corpus, count=2)
-    settings = corpus_settings(
-        root / "home",
+    settings = indexed_corpus(
+        root,
         milvus_uri,
-        corpus,
+        count=2,
         # Nothing listens here: prompts fall back to the built-in template, traces are dropped.
         mlflow=MlflowSettings(url=f"http://127.0.0.1:{free_port()}", run_local=False),
     )
-    run_ingest(settings)
     settings.embedder = EmbedderSettings(port=free_port())
     settings.retriever = RetrieverSettings(port=free_port())
     settings.safety = SafetySettings(port=free_port())

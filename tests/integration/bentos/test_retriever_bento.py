@@ -13,8 +13,7 @@ from ragyard.settings import (
     EmbedderSettings,
     settings_env,
 )
-from tests.support.corpus import write_corpus
-from tests.support.ingest import corpus_settings, run_ingest
+from tests.support.ingest import indexed_corpus
 from tests.support.network import free_port
 from tests.support.stack import Stack
 
@@ -50,11 +49,7 @@ def stack(tmp_path_factory, milvus_uri):
     `plain` (RRF, no reranker), `rerank` (weighted fusion, tiny cross-encoder), and `missing`
     (a collection that does not exist yet, an embedder that is down)."""
     root = tmp_path_factory.mktemp("retriever")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    write_corpus(corpus)
-    settings = corpus_settings(root / "home", milvus_uri, corpus)
-    run_ingest(settings)
+    settings = indexed_corpus(root, milvus_uri)
     settings.embedder = EmbedderSettings(port=free_port())
     reranker = build_tiny_cross_encoder(root / "tiny-cross-encoder")
     base_env = {**settings_env(settings), "BENTOML_HOME": str(root / "bentoml")}

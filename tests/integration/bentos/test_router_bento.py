@@ -34,9 +34,8 @@ from ragyard.settings import (
 )
 from router.prompts import RAG_TEMPLATE, seed_prompts
 from tests.support.cli import ragyard
-from tests.support.corpus import write_corpus
 from tests.support.databases import new_database
-from tests.support.ingest import corpus_settings, run_ingest
+from tests.support.ingest import indexed_corpus
 from tests.support.network import free_port
 from tests.support.stack import Stack
 
@@ -87,18 +86,13 @@ class Gateway:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path, event_broker):
     root = tmp_path_factory.mktemp("router")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    write_corpus(corpus)
-    settings = corpus_settings(
-        root / "home",
+    settings = indexed_corpus(
+        root,
         milvus_uri,
-        corpus,
         mlflow=MlflowSettings(url=mlflow_server),
         # Our own prompt name in the shared MLflow server; a moved alias shows within a second.
         prompts=PromptSettings(name=f"router-test-{uuid.uuid4().hex[:6]}", cache_ttl_s=1.0),
     )
-    run_ingest(settings)
     seed_prompts(settings)
     settings.embedder = EmbedderSettings(port=free_port())
     settings.retriever = RetrieverSettings(port=free_port())

@@ -9,8 +9,7 @@ import pytest
 from ragyard.settings import settings_env
 from router.keys import KeyStore
 from router.state import database
-from tests.support.corpus import write_corpus
-from tests.support.ingest import corpus_settings, run_ingest
+from tests.support.ingest import indexed_corpus
 from tests.support.network import free_port
 from tests.support.stack import Stack
 
@@ -19,11 +18,7 @@ from tests.support.stack import Stack
 def tools(tmp_path_factory, milvus_uri):
     """The tools bento's URL and a key, over a retriever of the ingested test corpus."""
     root = tmp_path_factory.mktemp("tools-kb")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    write_corpus(corpus)
-    settings = corpus_settings(root / "home", milvus_uri, corpus)
-    run_ingest(settings)
+    settings = indexed_corpus(root, milvus_uri)
     store = KeyStore(database(settings, "keys"))
     _, key = store.create("kb")
     store.close()
