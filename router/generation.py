@@ -4,6 +4,9 @@ retries, a circuit breaker per upstream and fallback along a chain of models.
 Streaming: a failure before the first token moves on to the next model transparently. A failure
 mid-stream (the upstream died) asks the next model to continue the partial answer, so the client's
 stream goes on; usage and cost then add up over both models, and the result lists the fallback.
+Except in a tool call: once one has begun, a failure ends the generation (half a call cannot be
+continued by another model). Tool-call deltas are collected in `Generated.tool_deltas`, not yielded:
+the caller checks the whole calls before the client sees them.
 Upstreams that send no usage in their stream (llama.cpp's server) get it estimated: one token per
 content chunk, the prompt by `ragyard.tokens`; `usage_estimated` says so.
 
@@ -29,6 +32,7 @@ from tenacity import AsyncRetrying
 from ragyard.clients.base import retry_policy
 from ragyard.kit.errors import Rejected, Unavailable, error_from_answer
 from ragyard.tokens import estimate_prompt_tokens, estimate_tokens
+from ragyard.tool_calls import call_deltas, merge_tool_deltas
 from router.catalog import CatalogEntry, Upstream
 from router.resilience import Breakers, Deadline
 
@@ -56,6 +60,12 @@ class Generated:
     text: str = ""
     finish_reason: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    tool_deltas: list[dict] = field(default_factory=list)  # the calls of the answer, as streamed
+    tool_cost: float = 0.0  # the agent's tool calls, charged with the tokens
+
+    @property
+    def tool_calls(self) -> list[dict]:
+        return merge_tool_deltas(self.tool_deltas)
 
     @property
     def model(self) -> str:
@@ -72,7 +82,7 @@ class Generated:
 
     @property
     def cost(self) -> float:
-        return sum(a.cost for a in self.attempts)
+        return sum(a.cost for a in self.attempts) + self.tool_cost
 
     @property
     def usage_estimated(self) -> bool:
@@ -164,7 +174,10 @@ class Generator:
                 continue
             breaker.success()
             usage = response.usage
-            result.text = response.choices[0].message.content or ""
+            message = response.choices[0].message
+            result.text = message.content or ""
+            result.tool_deltas = call_deltas([call.model_dump(include={"id", "type", "function"})
+                                              for call in message.tool_calls or []])
             attempt = Attempt(entry.card.name)
             if usage is not None:
                 attempt.prompt_tokens, attempt.completion_tokens = usage.prompt_tokens, usage.completion_tokens
@@ -211,6 +224,9 @@ class Generator:
                             chunks += 1
                             result.text += choice.delta.content
                             yield choice.delta.content
+                        if choice.delta and choice.delta.tool_calls:
+                            chunks += 1
+                            result.tool_deltas += [d.model_dump(exclude_none=True) for d in choice.delta.tool_calls]
                         if choice.finish_reason:
                             result.finish_reason = choice.finish_reason
             except Exception as exc:  # noqa: BLE001 - what is no upstream failure is raised as it is
@@ -219,6 +235,9 @@ class Generator:
                 if not isinstance(failure, Unavailable):
                     raise failure or exc
                 breaker.failure()
+                if result.tool_deltas:  # half a call cannot be continued by another model
+                    raise Unavailable(f"{entry.card.name} failed in the middle of a tool call ({attempt.error}); "
+                                      "not continued on another model", retryable=False) from exc
                 logger.warning("stream from %s failed after %d chunks: %s", entry.card.name, chunks, attempt.error)
                 continue
             finally:

@@ -47,7 +47,8 @@ class Turn:
         # The trace's input is set once input safety has (maybe) redacted it.
         trace = Trace(request.trace_id, "chat.completions", request.user, request.session_id,
                       attributes={"model.requested": request.model, "stream": request.stream,
-                                  "key.id": request.key_id})
+                                  "key.id": request.key_id,
+                                  **{f"metadata.{k}": v for k, v in request.metadata.items()}})
         outcome = Outcome(id=f"chatcmpl-{request.trace_id}", created=int(time.time()), model=request.model,
                           currency=currency)
         return cls(request, trace, Deadline(deadline_s), outcome)

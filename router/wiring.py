@@ -34,6 +34,7 @@ from router.steps.prompt import PromptStep
 from router.steps.retrieval import Retrieval
 from router.steps.routing import Routing
 from router.steps.safety import SafetyChecks
+from router.steps.tool_calls import ToolCallChecks
 from router.tracing import Tracer, tracer_from_settings
 
 
@@ -67,6 +68,7 @@ def build_flow(settings: RouterBentoSettings, tracer: Tracer | None = None) -> F
                         IndexVersion(retriever, config.index_version_ttl_s), config),
         retrieval=Retrieval(retriever, config),
         generation=GenerationStep(generator),
+        tool_calls=ToolCallChecks(guardrails, config),
         tracer=tracer,
         keys=keys,
         resources=resources,

@@ -21,6 +21,7 @@ class Generation:
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     logit_bias: dict[int, float] | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -46,7 +47,16 @@ class ChatBackend(ABC):
 
     kind: ClassVar[str]
     self_hosted: ClassVar[bool]  # priced from measured throughput and the machine's cost
+    # Renders the chat template itself, so its model writes tool calls as text that
+    # `bentos.llm.tool_calls` parses (a provider returns them parsed).
+    renders_chat: ClassVar[bool]
     context_length: int
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the model sees the tools it is offered, and so can choose among them (the catalog
+        entry's `supports_tools` overrides this)."""
+        return True
 
     @abstractmethod
     async def count_prompt_tokens(self, messages: list[dict[str, Any]],

@@ -27,6 +27,8 @@ class ChatTokenizer:
             return llama.detokenize([token_id], special=True).decode("utf-8", "replace") if token_id >= 0 else ""
 
         self.llama = llama
+        # A template that never mentions tools (SmolLM2's ChatML) does not show them to the model.
+        self.shows_tools = "tools" in template
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=special(llama.token_eos()),
                                              bos_token=special(llama.token_bos()), stop_token_ids=[llama.token_eos()])
 
@@ -66,6 +68,7 @@ def load_llama(path: Path, context_length: int, n_threads: int, vocab_only: bool
 class LlamaCppBackend(ChatBackend):
     kind = "llama_cpp"
     self_hosted = True
+    renders_chat = True
 
     def __init__(self, name: str, path: Path, context_length: int, n_threads: int):
         self.name = name
@@ -76,6 +79,10 @@ class LlamaCppBackend(ChatBackend):
         self.context_length = self.llama.n_ctx()
         # One generation at a time per loaded model: a cancelled one finishes its token first.
         self._busy = threading.Lock()
+
+    @property
+    def supports_tools(self) -> bool:
+        return self.tokenizer.shows_tools
 
     async def count_prompt_tokens(self, messages, tools) -> int:
         # In the event loop: a template and a tokenizer pass take well under a millisecond for

@@ -29,6 +29,7 @@ def provider_error(name: str, exc: openai.APIError) -> ServiceError:
 class OpenAIHTTPBackend(ChatBackend):
     kind = "openai"
     self_hosted = False
+    renders_chat = False
 
     def __init__(self, name: str, model: str, base_url: str, api_key_env: str, context_length: int,
                  tokenizer_path: Path | None = None, timeout_s: float = 300.0):
@@ -50,6 +51,7 @@ class OpenAIHTTPBackend(ChatBackend):
         optional = {
             "stop": request.stop or None, "seed": request.seed, "response_format": request.response_format,
             "tools": request.tools, "tool_choice": request.tool_choice,
+            "parallel_tool_calls": request.parallel_tool_calls,
             "logit_bias": {str(k): v for k, v in request.logit_bias.items()} if request.logit_bias else None,
         }
         return dict(

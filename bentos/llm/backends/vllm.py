@@ -26,6 +26,7 @@ def vllm_available() -> bool:
 class VLLMBackend(ChatBackend):
     kind = "vllm"
     self_hosted = True
+    renders_chat = True
 
     def __init__(self, name: str, model: str, context_length: int):
         try:
