@@ -39,6 +39,8 @@ def _skipped_metadata(files: list[SkippedFile]) -> dict:
 class DocumentsConfig(dg.Config):
     # Hash every file instead of trusting an unchanged size and mtime (the nightly schedule sets it).
     rehash_all: bool = False
+    # Files ("source:path") to hash whatever their size and mtime: the document events' sensor sets it.
+    rehash_paths: list[str] = []
 
 
 @dg.asset(
@@ -61,7 +63,7 @@ def documents(
     scan = scan_sources(corpus.source_settings())
     fingerprint = settings_fingerprint(corpus.chunker(), embedder.model, embedder.dim)
     delta = compute_delta(scan, book.entries(), fingerprint, corpus.max_file_bytes, rehash_all=config.rehash_all,
-                          failed=book.failures())
+                          failed=book.failures(), rehash=frozenset(config.rehash_paths))
     for file in delta.skipped:
         until = " (until the file changes)" if file.failing_since else ""
         context.log.warning(f"skipped {file.source}:{file.path}: {file.reason}{until}")

@@ -153,20 +153,23 @@ def _failure(file: SourceFile, content_hash: str, fingerprint: str, error: Excep
 
 
 def compute_delta(scan: Scan, indexed: dict[str, LedgerEntry], fingerprint: str, max_bytes: int,
-                  rehash_all: bool = False, failed: dict[str, FailedDocument] | None = None) -> DocumentDelta:
+                  rehash_all: bool = False, failed: dict[str, FailedDocument] | None = None,
+                  rehash: frozenset[str] = frozenset()) -> DocumentDelta:
     """New, changed and deleted documents. A file whose size and mtime match the ledger is taken
-    as unchanged without reading it, unless `rehash_all` (the nightly run) asks to hash every file.
+    as unchanged without reading it, unless `rehash_all` (the nightly run) asks to hash every file,
+    or `rehash` names it ("source:path": a document.changed event said it changed).
     A file recorded in `failed` for the same content and settings is skipped with its reason."""
     failed = failed or {}
     delta = DocumentDelta(fingerprint=fingerprint, skipped=list(scan.unavailable_sources))
     for file in scan.files:
         entry = indexed.get(file.doc_id)
         current = is_current(entry, fingerprint)
-        if current and same_stat(entry, file) and not rehash_all:
+        trust_stat = not (rehash_all or f"{file.source}:{file.path}" in rehash)
+        if current and same_stat(entry, file) and trust_stat:
             delta.unchanged += 1
             continue
         failure = known_failure(failed, file, fingerprint)
-        if failure and same_stat(failure, file) and not rehash_all:
+        if failure and same_stat(failure, file) and trust_stat:
             delta.skip_failed(failure)
             continue
         try:

@@ -64,6 +64,74 @@ def mlflow_spec(settings: Settings) -> ServiceSpec:
     )
 
 
+# Debian's rabbitmq-server: the real start script (/usr/sbin/rabbitmq-server is a wrapper that switches
+# to the rabbitmq user and writes under /var). It runs in the foreground and stops on SIGTERM.
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+
+def write_broker_config(settings: Settings) -> Path:
+    """The local broker's folder with its configuration, rewritten from the settings on every start."""
+    base, broker = settings.broker_dir, settings.broker
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "rabbitmq-env.conf").write_text("")  # an empty one keeps /etc/rabbitmq/rabbitmq-env.conf out
+    (base / "rabbitmq.conf").write_text("\n".join([
+        f"listeners.tcp.1 = 127.0.0.1:{broker.port}",
+        "management.tcp.ip = 127.0.0.1", f"management.tcp.port = {broker.management_port}",
+        "prometheus.tcp.ip = 127.0.0.1", f"prometheus.tcp.port = {broker.prometheus_port}",
+        # Take effect on the first boot of the folder only (see BrokerSettings).
+        f"default_user = {broker.user}", f"default_pass = {broker.password}",
+        # To stdout, which the supervisor writes to logs/broker.log ("off", not "false": an enum).
+        "log.console = true", "log.console.level = info", "log.console.use_colors = off", "log.file = false",
+        ""]))
+    return base
+
+
+def broker_env(settings: Settings) -> dict[str, str]:
+    """Everything of the broker under RAGYARD_HOME/rabbitmq, every listener on 127.0.0.1."""
+    base, broker = settings.broker_dir, settings.broker
+    loopback_only = "-kernel inet_dist_use_interface {127,0,0,1}"  # else the distribution port binds 0.0.0.0
+    return {
+        "HOME": str(base),  # its .erlang.cookie
+        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(base / "log"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        "RABBITMQ_ENABLED_PLUGINS": "rabbitmq_management,rabbitmq_prometheus",
+        "RABBITMQ_PLUGINS_EXPAND_DIR": str(base / "plugins-expand"),
+        "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+        "RABBITMQ_NODENAME": "ragyard@localhost",  # constant: the data folder is named after it
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(broker.port),
+        "RABBITMQ_DIST_PORT": str(broker.dist_port),
+        "ERL_EPMD_PORT": str(broker.epmd_port),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback_only,
+        "RABBITMQ_CTL_ERL_ARGS": loopback_only,
+    }
+
+
+def broker_spec(settings: Settings) -> ServiceSpec:
+    write_broker_config(settings)
+    epmd = settings.broker.epmd_port
+    # epmd in the foreground, in the service's process group: the `epmd -daemon` that erl starts by
+    # itself calls setsid and would outlive the broker. The broker starts once epmd answers.
+    script = (f"epmd -port {epmd} -address 127.0.0.1 & "
+              f"until epmd -port {epmd} -names >/dev/null 2>&1; do sleep 0.05; done; "
+              f"exec {RABBITMQ_SERVER}")
+    return ServiceSpec(
+        name="broker",
+        argv=["sh", "-c", script],
+        # The AMQP listener is the last to start: once it accepts, the broker is ready.
+        health_tcp=("127.0.0.1", settings.broker.port),
+        ui_url=f"http://127.0.0.1:{settings.broker.management_port}",
+        env=broker_env(settings),
+        cwd=str(settings.broker_dir),
+        startup_timeout_s=120.0,
+    )
+
+
 def dagster_spec(settings: Settings) -> ServiceSpec:
     prepare_dagster_home(settings)
     return ServiceSpec(
@@ -128,6 +196,8 @@ def platform_services(settings: Settings) -> list[ServiceSpec]:
         specs.append(milvus_spec(settings))
     if settings.mlflow.run_local:
         specs.append(mlflow_spec(settings))
+    if settings.broker.run_local:
+        specs.append(broker_spec(settings))
     specs += [dagster_spec(settings), embedder_spec(settings), retriever_spec(settings), safety_spec(settings),
               llm_spec(settings), router_spec(settings), tools_spec(settings)]
     return specs

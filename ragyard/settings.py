@@ -315,6 +315,8 @@ class RouterSettings(RouterEndpoint):
     # Tracing: MLflow experiment that receives OTLP spans when Langfuse is not configured.
     trace_experiment: str = "ragyard-router-traces"
     trace_queue_size: int = Field(default=1000, ge=1)
+    # Feedback scored below this flags its answer for review (an answer.flagged event).
+    flag_feedback_below: float = 0.5
 
     # ---- cost-quality routing (router/routing/policies.py) ----
     # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
@@ -518,6 +520,35 @@ class DagsterSettings(BaseModel):
         return f"http://{self.host}:{self.port}"
 
 
+class BrokerSettings(BaseModel):
+    """RabbitMQ, the event broker (ragyard/events). `ragyard run` starts one on these ports, all off
+    RabbitMQ's defaults so that a system broker can run beside it; with `run_local` off, `url` names
+    the broker to use (on Kubernetes: the cluster operator's connection string)."""
+
+    run_local: bool = True
+    port: int = Field(default=5682, ge=1, le=65535)  # AMQP
+    management_port: int = Field(default=15682, ge=1, le=65535)  # management UI and HTTP API
+    prometheus_port: int = Field(default=15702, ge=1, le=65535)  # /metrics, /metrics/per-object
+    dist_port: int = Field(default=25682, ge=1, le=65535)  # Erlang distribution (rabbitmqctl)
+    epmd_port: int = Field(default=4379, ge=1, le=65535)  # the Erlang port mapper of this instance
+    # The local broker's user: created on the first boot of RAGYARD_HOME/rabbitmq only, so changing
+    # these later needs `rabbitmqctl change_password` (or a new data folder).
+    user: str = Field(default="ragyard", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    password: str = Field(default="ragyard", min_length=1)
+    url: str = Field(default="", pattern=r"^(amqps?://.+)?$")  # empty: amqp://user:password@127.0.0.1:port/
+    # A publish not confirmed within this goes to the outbox instead.
+    publish_timeout_s: float = Field(default=2.0, gt=0)
+    reconnect_interval_s: float = Field(default=1.0, gt=0)
+    # The outbox relay: how often it looks for rows besides being woken, and how many it sends at once.
+    relay_interval_s: float = Field(default=1.0, gt=0)
+    relay_batch: int = Field(default=100, ge=1)
+    prefetch: int = Field(default=50, ge=1)  # unacknowledged deliveries per consumer
+
+    @property
+    def amqp_url(self) -> str:
+        return self.url or f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/"
+
+
 class SupervisorSettings(BaseModel):
     """How `ragyard run` keeps its services running: a service that exits (or never becomes healthy)
     is restarted after a jittered exponential backoff, until it has crashed `max_crashes` times within
@@ -574,6 +605,10 @@ class HomeSettings(_FromEnvironment):
     @cached_property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @cached_property
+    def broker_dir(self) -> Path:
+        return self.home / "rabbitmq"
 
 
 class _Milvus(_FromEnvironment):
@@ -656,6 +691,10 @@ class _Dagster(_FromEnvironment):
     dagster: DagsterSettings = Field(default_factory=DagsterSettings)
 
 
+class _Broker(_FromEnvironment):
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+
+
 class _Supervisor(_FromEnvironment):
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
 
@@ -678,9 +717,9 @@ class SafetyBentoSettings(_Safety):
 
 
 class RouterBentoSettings(_EmbedderEndpoint, _RetrieverEndpoint, _LLMEndpoint, _SafetyEndpoint, _Router, _Langfuse,
-                          _Prompts, _Mlflow, HomeSettings):
+                          _Prompts, _Mlflow, _Broker, HomeSettings):
     """The router bento: its own group and state (under the home), the endpoints of the bentos it calls,
-    tracing and the prompt registry."""
+    tracing, the prompt registry and the broker its events go to."""
 
 
 class ToolsBentoSettings(_RetrieverEndpoint, _RouterEndpoint, _Tools, HomeSettings):
@@ -688,9 +727,9 @@ class ToolsBentoSettings(_RetrieverEndpoint, _RouterEndpoint, _Tools, HomeSettin
     state (under the home, or its state URL), whose API keys it checks."""
 
 
-class IngestionSettings(_Milvus, _Embedder, _Chunker, _Ingest, HomeSettings):
+class IngestionSettings(_Milvus, _Embedder, _Chunker, _Ingest, _Broker, HomeSettings):
     """The ingestion's code location: the sources, the chunker, the embedding model (or the embedder
-    bento's URL), the collection, and the ledger under the home."""
+    bento's URL), the collection, the ledger under the home, and the broker its document events come from."""
 
 
 class Settings(IngestionSettings, RetrieverBentoSettings, LLMBentoSettings, SafetyBentoSettings, RouterBentoSettings,

@@ -28,6 +28,7 @@ from router.chat import ChatRequest, Citation, Outcome, ToolCalls, route_wire
 from router.generation import Generated
 from router.guardrails import WITHHELD
 from router.keys import KeyStore
+from router.events import RouterEvents
 from router.rag_prompt import references_block
 from router.resilience import DeadlineExceeded
 from router.steps.accounting import Accounting
@@ -57,6 +58,7 @@ class Flow:
     tool_calls: ToolCallChecks
     tracer: Tracer
     keys: KeyStore  # the service's too: authentication, and who owns a completion
+    events: RouterEvents  # feedback and flagged answers on the broker (or its outbox)
     resources: contextlib.AsyncExitStack  # what the wiring opened (connection pool, tracer), closed with the flow
 
     async def answer(self, request: ChatRequest) -> Outcome:
@@ -142,6 +144,9 @@ class Flow:
                                       "prompt": outcome.prompt})
         turn.trace.finish(output=turn.kept_text())
         self.tracer.submit(turn.trace)
+        await self.events.output_checked(turn.request.trace_id, turn.output_verdict, turn.trace.input,
+                                         turn.kept_text(), [c.wire() for c in outcome.citations], outcome.model,
+                                         route_wire(outcome.route) if outcome.route else None, turn.request.key_id)
         metrics.REQUESTS.labels(kind=turn.kind, status="ok").inc()
         metrics.LATENCY.labels(kind=turn.kind, cache=outcome.cache).observe(time.perf_counter() - turn.started)
         if outcome.prompt_tokens or outcome.completion_tokens:

@@ -83,6 +83,11 @@ class Guardrails:
             text = response.redacted_text
         return restore(text, placeholders), verdict
 
-    def stream_guard(self, placeholders: dict[str, str]) -> OutputGuard:
-        return OutputGuard(lambda text: self.client.check(text, "output", self.policy),
-                           restore_placeholders=placeholders)
+    def stream_guard(self, placeholders: dict[str, str], verdict: Verdict) -> OutputGuard:
+        """A guard for one streamed answer; every window's check is added to `verdict`."""
+        async def check(text: str) -> CheckResponse:
+            response = await self.client.check(text, "output", self.policy)
+            verdict.add(response)
+            return response
+
+        return OutputGuard(check, restore_placeholders=placeholders)

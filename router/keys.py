@@ -40,6 +40,11 @@ Table("usage_events", TABLES,
       Column("at", Double, nullable=False),
       Column("tokens", Integer, nullable=False),
       Index("usage_events_key_at", "key_id", "at"), sqlite_autoincrement=True)
+# Keys that may also call the platform's admin endpoints (POST /v1/documents/changed); a table of its
+# own, so that state databases made before it get it without a migration.
+Table("admin_keys", TABLES,
+      Column("key_id", Text, primary_key=True),
+      Column("granted_at", Double, nullable=False))
 Table("completions", TABLES,  # which key asked for which answer: feedback is its owner's
       Column("trace_id", Text, primary_key=True),
       Column("key_id", Text, nullable=False),
@@ -81,7 +86,7 @@ class KeyStore(Store):
     tables = TABLES
 
     def create(self, name: str, budget: float | None = None, rpm: int | None = None,
-               tpm: int | None = None) -> tuple[ApiKey, str]:
+               tpm: int | None = None, admin: bool = False) -> tuple[ApiKey, str]:
         """A new key; the returned secret string is shown once and never stored."""
         key_id = secrets.token_hex(4)
         secret = secrets.token_urlsafe(32)
@@ -91,7 +96,13 @@ class KeyStore(Store):
                 "VALUES (:id, :name, :digest, :budget, :rpm, :tpm, :now)"),
                 {"id": key_id, "name": name, "digest": _digest(secret), "budget": budget, "rpm": rpm, "tpm": tpm,
                  "now": time.time()})
+            if admin:
+                conn.execute(text("INSERT INTO admin_keys (key_id, granted_at) VALUES (:id, :now)"),
+                             {"id": key_id, "now": time.time()})
         return self.get(key_id), f"{PREFIX}-{key_id}-{secret}"
+
+    def is_admin(self, key_id: str) -> bool:
+        return bool(query(self.engine, "SELECT 1 FROM admin_keys WHERE key_id = :id", id=key_id))
 
     def get(self, key_id: str) -> ApiKey | None:
         rows = query(self.engine, f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = :id", id=key_id)

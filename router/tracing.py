@@ -5,7 +5,8 @@ trace on a bounded queue and a background thread exports it: to Langfuse (SDK v2
 configured, else as OTLP/HTTP protobuf to the MLflow server's `/v1/traces` (header
 `x-mlflow-experiment-id`), where it shows in the MLflow UI. A full queue drops the trace and counts
 it; after an export error traces are dropped for a few seconds (a down backend is not retried
-per request). Tracing never blocks or fails a request.
+per request). Tracing never blocks or fails a request. Feedback scores are not traces: they travel
+as events (router/events.py) and reach the exporter's `score` through their consumer, never dropped.
 
 What the flow puts in a trace is already redacted by the safety step when the policy redacts.
 """
@@ -29,6 +30,8 @@ from ragyard.settings import RouterBentoSettings
 
 logger = logging.getLogger("ragyard.router.tracing")
 PAUSE_AFTER_FAILURE_S = 5.0
+# The assessment metadata key holding a feedback score's id (its event id).
+SCORE_ID_KEY = "ragyard.score_id"
 
 
 @dataclass
@@ -105,8 +108,9 @@ class Tracer:
         self.thread = threading.Thread(target=self._run, name="ragyard-trace-export", daemon=True)
         self.thread.start()
 
-    def submit(self, item) -> None:
-        """A finished Trace, or a ("score", trace_id, name, value, comment) tuple."""
+    def submit(self, item: Trace | None) -> None:
+        """A finished Trace (None: the end). Feedback scores do not come this way: they are events
+        (router/events.py), exported by their consumer, never dropped."""
         try:
             self.queue.put_nowait(item)
         except queue.Full:
@@ -122,10 +126,7 @@ class Tracer:
                 self.dropped += 1
                 continue
             try:
-                if isinstance(item, Trace):
-                    self.exporter.export(item)
-                else:
-                    self.exporter.score(*item[1:])
+                self.exporter.export(item)
                 self.exported += 1
             except Exception as exc:  # noqa: BLE001 - tracing must never take the router down
                 paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
@@ -167,8 +168,13 @@ class LangfuseExporter:
                           "currency": g.currency, "usage_estimated": g.usage_estimated, "fallbacks": g.fallbacks},
                 output=trace.output)
 
-    def score(self, trace_id: str, name: str, value: float, comment: str | None) -> None:
-        self.client.score(trace_id=trace_id, name=name, value=value, comment=comment)
+    def score(self, trace_id: str, name: str, value: float, comment: str | None, score_id: str) -> None:
+        """Through Langfuse's API at once (not the SDK's background batch, which swallows errors): the
+        feedback event is acked only after this returns. One score per id: exported twice, it stays one."""
+        from langfuse.api import CreateScoreRequest
+
+        self.client.client.score.create(request=CreateScoreRequest(
+            id=score_id, traceId=trace_id, name=name, value=value, comment=comment))
 
     def flush(self) -> None:
         self.client.flush()
@@ -269,14 +275,21 @@ class MlflowOtlpExporter:
             headers={"content-type": "application/x-protobuf", "x-mlflow-experiment-id": self._experiment_id()})
         response.raise_for_status()
 
-    def score(self, trace_id: str, name: str, value: float, comment: str | None) -> None:
-        """Feedback as an MLflow assessment on the trace (MLflow's id for OTLP trace X is tr-X)."""
+    def score(self, trace_id: str, name: str, value: float, comment: str | None, score_id: str) -> None:
+        """Feedback as an MLflow assessment on the trace (MLflow's id for OTLP trace X is tr-X), once
+        per score id: one already on the trace (an export repeated after a lost ack) is not added again.
+        Raises while the trace is not in MLflow yet (its export may lag): the event is retried."""
+        found = self.http.get(f"{self.url}/api/3.0/mlflow/traces/tr-{trace_id}")
+        found.raise_for_status()
+        assessments = found.json()["trace"]["trace_info"].get("assessments", [])
+        if any((a.get("metadata") or {}).get(SCORE_ID_KEY) == score_id for a in assessments):
+            return
         response = self.http.post(
             f"{self.url}/api/3.0/mlflow/traces/tr-{trace_id}/assessments",
             json={"assessment": {
                 "trace_id": f"tr-{trace_id}", "assessment_name": name,
                 "source": {"source_type": "HUMAN", "source_id": "ragyard-feedback"},
-                "feedback": {"value": value}, "rationale": comment or ""}})
+                "feedback": {"value": value}, "rationale": comment or "", "metadata": {SCORE_ID_KEY: score_id}}})
         response.raise_for_status()
 
     def flush(self) -> None:

@@ -39,6 +39,7 @@ class Turn:
     # What the end of the request settles:
     reservation: Reservation | None = None  # accounting: the budget held, settled once
     verdict: Verdict = field(default_factory=Verdict)  # input safety: what it found and pseudonymized
+    output_verdict: Verdict = field(default_factory=Verdict)  # output safety: what it found (a flag is an event)
     cache_keys: CacheKeys | None = None  # the cache step: where the answer goes (None: caches off)
     generated: Generated | None = None  # generation: what the models produced, charged in any case
 

@@ -16,6 +16,7 @@ from ragyard.clients.safety import SafetyClient
 from ragyard.settings import RouterBentoSettings
 from router.cache import ResponseCache
 from router.catalog import Catalog, Upstream
+from router.events import RouterEvents
 from router.flow import Flow
 from router.generation import Generator
 from router.guardrails import Guardrails
@@ -47,6 +48,9 @@ def build_flow(settings: RouterBentoSettings, tracer: Tracer | None = None) -> F
     tracer = tracer or tracer_from_settings(settings)
     resources.callback(tracer.close)
     keys = KeyStore(database(settings, "keys"))
+    # Started by the service in its serving event loop (RouterEvents.start); closed with the flow.
+    events = RouterEvents(settings, tracer.exporter)
+    resources.push_async_callback(events.close)
     upstreams = [Upstream(url.rstrip("/"), config.upstream_api_key)
                  for url in [settings.llm.url, *config.extra_upstreams]]
     retriever = RetrieverClient(settings.retriever.url, pool)
@@ -71,5 +75,6 @@ def build_flow(settings: RouterBentoSettings, tracer: Tracer | None = None) -> F
         tool_calls=ToolCallChecks(guardrails, config),
         tracer=tracer,
         keys=keys,
+        events=events,
         resources=resources,
     )

@@ -193,6 +193,16 @@ def mlflow_server(tmp_path_factory) -> str:
         yield settings.mlflow.url
 
 
+@pytest.fixture(scope="session")
+def event_broker(tmp_path_factory):
+    """One real RabbitMQ for the session, started as `make run` does (tests/broker_support.py); tests
+    that stop it have their own. Use your own Topology prefix, or expect others' events on the queues."""
+    from tests.broker_support import running_broker
+
+    with running_broker(tmp_path_factory.mktemp("broker-home")) as broker:
+        yield broker
+
+
 @pytest.fixture
 def corpus(tmp_path) -> Path:
     folder = tmp_path / "corpus"

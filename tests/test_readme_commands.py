@@ -21,6 +21,7 @@ import pytest
 from ragyard import collection as col
 from pipelines.ledger import Ledger
 from ragyard.settings import (
+    BrokerSettings,
     CatalogModel,
     DagsterSettings,
     EmbedderSettings,
@@ -127,6 +128,8 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     settings.safety = SafetySettings(port=free_port())
     settings.tools = ToolsSettings(port=free_port())
     settings.router = RouterSettings(port=free_port())
+    settings.broker = BrokerSettings(port=free_port(), management_port=free_port(), prometheus_port=free_port(),
+                                     dist_port=free_port(), epmd_port=free_port())
     # A first restart 5-10 s after a crash (and BentoML's start-up on top): time to see the 503s.
     settings.supervisor = SupervisorSettings(restart_backoff_s=10.0)
     env = {**os.environ, **settings_env(settings)}
@@ -142,6 +145,7 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
         assert "index ready: " not in "".join(seen)  # the URLs come before the index build
         assert f"dagster={settings.dagster.url}" in ready and f"mlflow={settings.mlflow.url}" in ready
         assert f"router={settings.router.url}" in ready and f"llm={settings.llm.url}" in ready
+        assert f"broker=http://127.0.0.1:{settings.broker.management_port}" in ready
         _wait_for(lines, r"index ready: ", seen, timeout_s=900)
 
         assert httpx.get(f"{settings.dagster.url}/server_info").status_code == 200
@@ -200,9 +204,10 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
             if make.poll() is None:
                 os.killpg(make.pid, signal.SIGKILL)
     output = "".join(seen) + _drain(lines)
-    # mlflow, dagster dev, the embedder, retriever, llm, safety and router bentos, and the two restarts
+    # every service once (mlflow, the broker, dagster dev and the bentos) and the two restarts (the
+    # broker's epmd and beam.smp are in its process group: gone with it)
     service_pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", output)]
-    assert len(service_pids) == 9, output[-5000:]
+    assert len(service_pids) == len(after) + 2, output[-5000:]
     stopped = [pid for pid in service_pids if _group_gone(pid, timeout_s=30)]
     assert stopped == service_pids, output[-5000:]
     assert [p for p in processes if p.is_running()] == [], output[-5000:]

@@ -101,7 +101,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path):
+def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path, event_broker):
     root = tmp_path_factory.mktemp("router")
     corpus = root / "corpus"
     corpus.mkdir()
@@ -131,6 +131,7 @@ def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path):
     settings.router.first_token_timeout_s = 30
     settings.router.safety_timeout_s = 60  # the safety bento takes seconds per check on a loaded machine
     settings.router.routing_policy = "cheapest"
+    settings.broker = event_broker.config  # feedback travels as events
     env = {**settings_env(settings), "BENTOML_HOME": str(root / "bentoml"), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
     router_port = free_port()
     processes: dict[str, tuple[subprocess.Popen, Path]] = {}
@@ -541,6 +542,33 @@ def test_pseudonymized_personal_data_is_restored_for_its_owner_and_kept_out_of_c
     assert emails[0] not in second
     kept = b"".join(path.read_bytes() for path in (home / "router").iterdir() if path.is_file())
     assert b"EMAIL_ADDRESS_" in kept and not any(email.encode() in kept for email in emails)
+
+
+def test_an_answer_the_output_check_flags_goes_to_the_review_queue(stack, event_broker):
+    """A router whose policy only flags: an answer carrying an email address is given, and flagged for
+    review as an answer.flagged event, with the question, the answer and the findings."""
+    import asyncio
+
+    from ragyard.events.topology import FLAGS, TOPOLOGY
+    from tests.broker_support import drain
+
+    home = stack.root / "monitoring"
+    env = {**settings_env(stack.settings), "RAGYARD_ROUTER__SAFETY_POLICY": "monitor",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
+    del env["RAGYARD_HOME"]
+    copying = [{"role": "user", "content": "Copy: apple"}, {"role": "assistant", "content": "apple"},
+               {"role": "user", "content": "Copy: blue car"}, {"role": "assistant", "content": "blue car"}]
+    with serving_bento(ROUTER, home, env) as url:
+        key = stack.key({"RAGYARD_HOME": str(home)})
+        answer = stack.post(key, {"model": MODEL_A, "max_tokens": 24, "temperature": 0, "ragyard": {"cache": False},
+                                  "messages": [*copying, {"role": "user", "content": f"Copy: {EMAIL}"}]},
+                            router=url).json()
+    assert EMAIL in answer["choices"][0]["message"]["content"]  # flagged, not withheld
+    trace_id = answer["ragyard"]["trace_id"]
+    flags = [json.loads(m.body) for m in asyncio.run(drain(event_broker.config.amqp_url, TOPOLOGY.queue(FLAGS)))]
+    [flag] = [f for f in flags if f["trace_id"] == trace_id]
+    assert flag["reason"] == "output_safety" and flag["action"] == "flag" and "pii" in flag["categories"]
+    assert EMAIL in flag["question"] and EMAIL in flag["answer"] and flag["model"] == MODEL_A
 
 
 # ---- resilience: these stop upstreams, so they run last ----------------------------------------

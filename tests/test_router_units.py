@@ -217,11 +217,13 @@ class _Recorder(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 - http.server's naming
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).batches.append((self.path, json.loads(body)))
-        self.send_response(207)
+        received = json.loads(body)
+        type(self).batches.append((self.path, received))
+        scores = self.path.endswith("/scores")  # the score API answers with the score's id
+        self.send_response(200 if scores else 207)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(b'{"successes": [], "errors": []}')
+        self.wfile.write(json.dumps({"id": received["id"]} if scores else {"successes": [], "errors": []}).encode())
 
     def log_message(self, *args):
         pass
@@ -234,7 +236,7 @@ def test_langfuse_exporter_sends_one_trace_with_spans_a_generation_and_scores():
         exporter = LangfuseExporter(f"http://127.0.0.1:{server.server_port}", "pk-test", "sk-test")
         trace = _trace()
         exporter.export(trace)
-        exporter.score(trace.trace_id, "thumbs", 1.0, "good")
+        exporter.score(trace.trace_id, "thumbs", 1.0, "good", "event-1")
         exporter.flush()
     finally:
         server.shutdown()
@@ -249,7 +251,9 @@ def test_langfuse_exporter_sends_one_trace_with_spans_a_generation_and_scores():
     assert generation["usageDetails"] == {"input": 120, "output": 30}
     assert generation["costDetails"] == {"total": 0.0012}
     assert generation["metadata"]["prompt_version"] == 2
-    assert by_type["score-create"][0]["value"] == 1.0
+    # The score goes at once through the API, not the batch: the feedback event is acked after it.
+    [score] = [body for path, body in _Recorder.batches if path.endswith("/scores")]
+    assert score == {"id": "event-1", "traceId": trace.trace_id, "name": "thumbs", "value": 1.0, "comment": "good"}
 
 
 def test_an_unreachable_state_database_is_a_503_to_retry_not_a_500():

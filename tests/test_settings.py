@@ -26,6 +26,7 @@ BAD = {
     "mlflow": ("RAGYARD_MLFLOW__RUN_LOCAL", "perhaps"),
     "dagster": ("RAGYARD_DAGSTER__PORT", "x"),
     "supervisor": ("RAGYARD_SUPERVISOR__MAX_CRASHES", "0"),
+    "broker": ("RAGYARD_BROKER__URL", "http://not-amqp"),
 }
 COMPONENTS = [s.EmbedderBentoSettings, s.RetrieverBentoSettings, s.LLMBentoSettings, s.SafetyBentoSettings,
               s.RouterBentoSettings, s.ToolsBentoSettings, s.IngestionSettings, s.Settings]
@@ -71,7 +72,7 @@ def test_the_router_bento_serves_with_every_other_group_broken(tmp_path):
     and it reads its own group and the LLM's endpoint."""
     llm_port = free_port()  # nothing listens there
     env = {name: value for group, (name, value) in BAD.items() if group not in ("router", "prompts", "langfuse",
-                                                                             "mlflow")}
+                                                                             "mlflow", "broker")}
     env |= {"RAGYARD_ROUTER__REQUIRE_API_KEY": "false", "RAGYARD_LLM__PORT": str(llm_port)}
     with serving_bento("bentos.router.service:Router", tmp_path / "home", env) as url:
         models = httpx.get(f"{url}/v1/models", timeout=30)

@@ -21,11 +21,14 @@ from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from bentos.router.schemas import ChatCompletionRequest, FeedbackRequest
-from ragyard.kit.errors import ServiceError
+from ragyard.events.publisher import EventNotStored
+from ragyard.events.schema import DocumentChange, DocumentChanged
+from ragyard.kit.errors import ServiceError, Unavailable
 from ragyard.kit.serving import error_response, serve_errors
 from ragyard.settings import RouterBentoSettings
 from ragyard.tool_calls import call_deltas
 from router.chat import AUTO, RAG_PREFIX, ChatRequest, Message, Outcome, ToolCalls
+from router.events import PRODUCER
 from router.keys import ApiKey
 from router.wiring import build_flow
 
@@ -77,6 +80,11 @@ class Router:
         self.settings = RouterBentoSettings()
         self.config = self.settings.router
         self.flow = build_flow(self.settings)
+
+    @bentoml.on_startup
+    async def start_events(self) -> None:
+        """In the serving event loop; the broker is connected to in the background."""
+        self.flow.events.start()
 
     @bentoml.on_shutdown
     async def close_flow(self) -> None:
@@ -177,7 +185,8 @@ class Router:
 
     @openai_app.post("/feedback")
     async def feedback(self, body: FeedbackRequest, request: Request):
-        """A score for an answer: to Langfuse when configured, else an MLflow assessment on its trace."""
+        """A score for an answer: 202 once stored as an event (broker or outbox), whose consumer exports it
+        to Langfuse when configured, else as an MLflow assessment on its trace; a low score flags the answer."""
         key = await self.authenticate(request)
         trace_id = body.id.removeprefix("chatcmpl-")
         if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
@@ -185,8 +194,31 @@ class Router:
         if key is not None and key.id != await anyio.to_thread.run_sync(self.flow.keys.completion_owner, trace_id):
             # also unknown ids: whether another key's id exists is not told
             raise ServiceError(404, f"id: no completion {body.id} for this API key", param="id")
-        self.flow.tracer.submit(("score", trace_id, body.name, body.value, body.comment))
+        try:
+            await self.flow.events.feedback(trace_id, body.name, body.value, body.comment, key.id if key else None)
+        except EventNotStored as error:
+            raise events_unavailable(error) from error
         return JSONResponse({"accepted": True, "trace_id": trace_id}, status_code=202)
+
+    @openai_app.post("/documents/changed")
+    async def document_changed(self, body: DocumentChange, request: Request):
+        """A webhook for sources: a file changed, so the ingestion indexes it now (a document.changed
+        event) instead of at its next poll. Admin keys only (`ragyard keys create --admin`)."""
+        key = await self.authenticate(request)
+        if key is not None and not await anyio.to_thread.run_sync(self.flow.keys.is_admin, key.id):
+            raise ServiceError(403, "this endpoint needs an admin key (ragyard keys create --admin)",
+                               code="admin_key_required")
+        event = DocumentChanged(producer=PRODUCER, **body.model_dump())
+        try:
+            await self.flow.events.publish(event)
+        except EventNotStored as error:
+            raise events_unavailable(error) from error
+        return JSONResponse({"accepted": True, "event_id": event.id}, status_code=202)
+
+
+def events_unavailable(error: EventNotStored) -> Unavailable:
+    """Nothing was stored: the client must not take it as accepted, and may retry."""
+    return Unavailable(f"not stored, retry shortly: {error}", code="events_unavailable", retry_after_s=5)
 
 
 serve_errors(Router, openai_app)

@@ -36,6 +36,8 @@ def add_keys(commands, name: str, summary: str) -> None:
                         help="spending limit in the catalog currency (default: none)")
     create.add_argument("--rpm", type=_non_negative(int), help="requests per minute (default: unlimited)")
     create.add_argument("--tpm", type=_non_negative(int), help="tokens per minute (default: unlimited)")
+    create.add_argument("--admin", action="store_true",
+                        help="may also call the admin endpoints (POST /v1/documents/changed)")
     create.add_argument("--json", action="store_true", help="print the key as JSON")
     listing = keys.add_parser("list", help="all keys with their spending")
     listing.add_argument("--json", action="store_true")
@@ -49,7 +51,7 @@ def manage_keys(args: argparse.Namespace) -> int:
     store = KeyStore(database(RouterBentoSettings(), "keys"))
     try:
         if args.action == "create":
-            key, secret = store.create(args.name, args.budget, args.rpm, args.tpm)
+            key, secret = store.create(args.name, args.budget, args.rpm, args.tpm, admin=args.admin)
             if args.json:
                 print(json.dumps({"id": key.id, "name": key.name, "key": secret}))
             else:

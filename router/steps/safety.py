@@ -51,13 +51,15 @@ class SafetyChecks:
             except (Unavailable, Rejected, asyncio.TimeoutError) as exc:
                 raise answer_unchecked(exc) from exc
             span.attributes.update(verdict.attributes())
+        turn.output_verdict = verdict
         if verdict.action == "block":
             turn.outcome.finish_reason = "content_filter"
         return checked
 
     def stream_guard(self, turn: Turn) -> OutputGuard | None:
-        """The guard a stream's deltas go through; None when safety is off."""
-        return self.guardrails.stream_guard(turn.verdict.placeholders) if self.guardrails else None
+        """The guard a stream's deltas go through (every window it checks adds to the turn's output
+        verdict); None when safety is off."""
+        return self.guardrails.stream_guard(turn.verdict.placeholders, turn.output_verdict) if self.guardrails else None
 
 
 def answer_unchecked(exc: BaseException) -> Unavailable:

@@ -1,7 +1,8 @@
 """Output safety for tool calls: each call's arguments are checked as text by the safety bento, as an
 answer's content is, before the client sees the calls (whole: a stream sends them once checked).
 A block withholds the answer (finish_reason content_filter); a redaction replaces the arguments by
-their redacted text; placeholders of a pseudonymizing policy are put back, as in content."""
+their redacted text; placeholders of a pseudonymizing policy are put back, as in content. What the
+checks find joins the answer's output verdict (a flag is an event)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class ToolCallChecks:
                 for _, one in checked:
                     verdict.merge(one)
                 span.attributes.update(verdict.attributes())
+                turn.output_verdict.merge(verdict)  # a flagged or blocked call flags the answer, as content does
                 if verdict.action == "block":
                     turn.outcome.finish_reason = "content_filter"
                     return []
