@@ -3,8 +3,7 @@ request, citations, the outcome. `wire()` gives each the JSON shape it has in re
 and OpenAI's API.
 
 Model names: ``ragyard/auto`` (RAG, routed by the policy in settings), ``ragyard/<catalog model>``
-(RAG on that model), ``ragyard/agent`` (the server-side agent, `router.agent`), a plain catalog model
-(no retrieval: the messages go to the model as they are).
+(RAG on that model), a plain catalog model (no retrieval: the messages go to the model as they are).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from router.tracing import new_trace_id
 
 RAG_PREFIX = "ragyard/"
 AUTO = "ragyard/auto"
-AGENT = "ragyard/agent"
 
 
 @dataclass(frozen=True)
@@ -93,11 +91,7 @@ class ChatRequest:
 
     @property
     def rag(self) -> bool:
-        return self.model.startswith(RAG_PREFIX) and not self.agent
-
-    @property
-    def agent(self) -> bool:
-        return self.model == AGENT
+        return self.model.startswith(RAG_PREFIX)
 
     @property
     def tools(self) -> list[dict]:

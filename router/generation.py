@@ -61,7 +61,6 @@ class Generated:
     finish_reason: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     tool_deltas: list[dict] = field(default_factory=list)  # the calls of the answer, as streamed
-    tool_cost: float = 0.0  # the agent's tool calls, charged with the tokens
 
     @property
     def tool_calls(self) -> list[dict]:
@@ -82,7 +81,7 @@ class Generated:
 
     @property
     def cost(self) -> float:
-        return sum(a.cost for a in self.attempts) + self.tool_cost
+        return sum(a.cost for a in self.attempts)
 
     @property
     def usage_estimated(self) -> bool:

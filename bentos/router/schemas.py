@@ -6,14 +6,21 @@ The same two also work as headers: ``X-Ragyard-Session``, ``X-Ragyard-Cache: off
 
 Extras in every answer: ``citations`` [{index, source, title, chunk_id, doc_id, score}] (RAG models),
 and ``ragyard`` {trace_id, cost {amount, currency}, cache, route, prompt, fallbacks,
-usage_estimated}; a stream sends both on its last chunk, the one that carries `usage`.
+usage_estimated}; a stream sends both on its finishing chunk (the one with `finish_reason`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from router.routing.outcomes import FEEDBACK_SCORE
@@ -50,7 +57,7 @@ class ChatMessage(BaseModel):
     function_call: None = None
 
     @model_validator(mode="after")
-    def _fields_of_the_role(self) -> "ChatMessage":
+    def _fields_of_the_role(self) -> ChatMessage:
         if self.role == "assistant":
             if self.content is None and not self.tool_calls:
                 raise PydanticCustomError("missing", "an assistant message needs content or tool_calls")
@@ -119,7 +126,7 @@ UNSUPPORTED = {
     "prediction": "predicted outputs are not supported",
     "reasoning_effort": "not supported: the served models do not reason",
     "verbosity": "not supported",
-    "web_search_options": "web search is not supported; the server-side agent (model ragyard/agent) has tools",
+    "web_search_options": "web search is not supported",
 }
 
 
@@ -139,8 +146,7 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1, description="ragyard/auto, ragyard/<catalog model>, ragyard/agent, or a "
-                                                 "catalog model.")
+    model: str = Field(min_length=1, description="ragyard/auto, ragyard/<catalog model>, or a catalog model.")
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = False
     stream_options: StreamOptions | None = None

@@ -32,7 +32,7 @@ class ToolCallChecks:
                     checked = await turn.guard(asyncio.gather(*(
                         self.guardrails.check_output(c["function"]["arguments"], turn.verdict.placeholders)
                         for c in calls)), self.config.safety_timeout_s)
-                except (Unavailable, Rejected, asyncio.TimeoutError) as exc:
+                except (TimeoutError, Unavailable, Rejected) as exc:
                     raise answer_unchecked(exc) from exc
                 verdict = Verdict()
                 for _, one in checked:
