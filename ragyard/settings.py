@@ -114,6 +114,9 @@ class CatalogModel(BaseModel):
     input_per_1k: float | None = Field(default=None, ge=0)
     output_per_1k: float | None = Field(default=None, ge=0)
     quality: float | None = Field(default=None, ge=0, le=1)  # prior answer quality in [0, 1]
+    # Whether the model chooses among tools it is offered (tool_choice auto); None: llama_cpp reads its
+    # chat template (SmolLM2's ignores tools), the other backends say yes.
+    supports_tools: bool | None = None
 
     @property
     def priced(self) -> bool:

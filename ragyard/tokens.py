@@ -17,6 +17,7 @@ CHARS_PER_TOKEN = 4
 TEMPLATE_TOKENS_PER_MESSAGE = 4  # the estimate's: role markers and separators
 MAX_TEMPLATE_TOKENS = 64  # the bound's: a template's fixed tokens ...
 MAX_TEMPLATE_TOKENS_PER_MESSAGE = 8  # ... and its tokens per message
+MAX_TOOLS_TEMPLATE_TOKENS = 256  # ... and its instructions around the tools a request offers
 
 
 def estimate_tokens(text: str) -> int:

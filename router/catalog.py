@@ -1,7 +1,7 @@
 """The model catalog: every model the OpenAI-compatible upstreams serve, with prices.
 
 The LLM bento's `GET /v1/models` carries `context_length`, `pricing` {input_per_1k, output_per_1k,
-currency}, `quality` and `backend` per model; other upstreams (llama.cpp's server, providers) carry
+currency}, `quality`, `backend` and `supports_tools` per model; other upstreams (llama.cpp's server, providers) carry
 none, so prices then come from `router.prices` or `router.default_price` in the settings.
 """
 
@@ -36,6 +36,7 @@ class CatalogEntry:
     upstream: Upstream
     backend: str
     currency: str
+    supports_tools: bool = True  # chooses among offered tools (an upstream that does not say: yes)
 
 
 def card_from_model_object(obj: dict, settings: RouterSettings) -> tuple[ModelCard, str, str]:
@@ -90,7 +91,9 @@ class Catalog:
                 continue
             for obj in result:
                 card, backend, currency = card_from_model_object(obj, self.settings)
-                entries.setdefault(card.name, CatalogEntry(card, upstream, backend, currency))
+                entries.setdefault(
+                    card.name, CatalogEntry(card, upstream, backend, currency, bool(obj.get("supports_tools", True)))
+                )
         if entries:
             self.entries = entries
             self.loaded_at = time.monotonic()

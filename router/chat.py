@@ -9,10 +9,12 @@ Model names: ``ragyard/auto`` (RAG, routed by the policy in settings), ``ragyard
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ragyard.contracts.retriever import Hit
+from ragyard.tokens import MAX_TOOLS_TEMPLATE_TOKENS
 from router.keys import ApiKey
 from router.routing.base import RouteDecision
 from router.tracing import new_trace_id
@@ -23,18 +25,39 @@ AUTO = "ragyard/auto"
 
 @dataclass(frozen=True)
 class Message:
-    role: str  # system | user | assistant
+    role: str  # system | user | assistant | tool
     content: str
+    tool_calls: tuple[dict, ...] = ()  # an assistant's calls, OpenAI's shape (arguments a JSON string)
+    tool_call_id: str | None = None  # a tool message: the call it answers
+    name: str | None = None
 
     @classmethod
     def of(cls, wire: Mapping) -> Message:
-        return cls(str(wire["role"]), str(wire.get("content") or ""))
+        return cls(
+            str(wire["role"]),
+            str(wire.get("content") or ""),
+            tuple(wire.get("tool_calls") or ()),
+            wire.get("tool_call_id"),
+            wire.get("name"),
+        )
 
-    def wire(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def wire(self) -> dict:
+        wire: dict = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            wire["tool_calls"] = list(self.tool_calls)
+            wire["content"] = self.content or None
+        for optional in ("tool_call_id", "name"):
+            if getattr(self, optional) is not None:
+                wire[optional] = getattr(self, optional)
+        return wire
+
+    @property
+    def counted_text(self) -> str:
+        """What the model reads of this message, for token estimates: its content and its calls."""
+        return self.content + (json.dumps(self.tool_calls) if self.tool_calls else "")
 
 
-def wire_messages(messages: Iterable[Message]) -> list[dict[str, str]]:
+def wire_messages(messages: Iterable[Message]) -> list[dict]:
     return [message.wire() for message in messages]
 
 
@@ -62,17 +85,38 @@ class ChatRequest:
     model: str
     messages: tuple[Message, ...]
     max_tokens: int
-    params: dict  # temperature, top_p, stop: passed to the upstream as they are
+    params: dict  # temperature, top_p, stop, tools...: passed to the upstream as they are
     stream: bool
     key: ApiKey | None
     user: str | None = None
     session_id: str | None = None
     use_cache: bool = True
+    metadata: dict[str, str] = field(default_factory=dict)  # the client's, recorded on the trace
     trace_id: str = field(default_factory=new_trace_id)  # also the completion id: chatcmpl-<trace_id>
 
     @property
     def rag(self) -> bool:
         return self.model.startswith(RAG_PREFIX)
+
+    @property
+    def tools(self) -> list[dict]:
+        return self.params.get("tools") or []
+
+    @property
+    def uses_tools(self) -> bool:
+        """Tools offered, or a conversation with calls in it: no cached answer fits it."""
+        return bool(self.tools) or any(m.tool_calls or m.role == "tool" for m in self.messages)
+
+    @property
+    def tools_bytes(self) -> int:
+        """At most this many bytes (so tokens) of tool definitions, and the template's words about
+        them, come with the messages."""
+        return len(json.dumps(self.tools).encode()) + MAX_TOOLS_TEMPLATE_TOKENS if self.tools else 0
+
+    @property
+    def chooses_tools(self) -> bool:
+        """The model is offered tools and chooses whether to call one (a forced call needs no choice)."""
+        return bool(self.tools) and self.params.get("tool_choice") in (None, "auto")
 
     @property
     def question(self) -> str:
@@ -81,6 +125,13 @@ class ChatRequest:
     @property
     def key_id(self) -> str:
         return self.key.id if self.key else "anonymous"
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """The answer's tool calls in a stream, whole and checked (OpenAI's shape)."""
+
+    calls: list[dict]
 
 
 def route_wire(decision: RouteDecision) -> dict:
@@ -101,6 +152,7 @@ class Outcome:
     model: str
     text: str = ""
     finish_reason: str = "stop"
+    tool_calls: list[dict] = field(default_factory=list)
     citations: list[Citation] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -2,7 +2,7 @@
 
     catalog → memory → prompt (registry, name@alias) → limits (reserve the worst-case cost)
     → input safety → cache → retrieve → route → generate (retries, fallbacks) → output safety
-    → charge → settle the cost, store cache and memory → trace, metrics
+    (content, tool calls) → charge → settle the cost, store cache and memory → trace, metrics
 
 `answer()` returns a whole answer; `stream()` yields content deltas and ends with the same
 `Outcome`. Each step runs under its own timeout within the request's deadline and records a span of
@@ -24,7 +24,7 @@ import anyio
 from ragyard.kit.errors import Rejected, ServiceError, Unavailable
 from ragyard.settings import RouterSettings
 from router import metrics
-from router.chat import ChatRequest, Citation, Outcome, route_wire
+from router.chat import ChatRequest, Citation, Outcome, ToolCalls, route_wire
 from router.events import RouterEvents
 from router.generation import Generated
 from router.guardrails import WITHHELD
@@ -39,6 +39,7 @@ from router.steps.prompt import PromptStep
 from router.steps.retrieval import Retrieval
 from router.steps.routing import Routing
 from router.steps.safety import SafetyChecks
+from router.steps.tool_calls import ToolCallChecks
 from router.tracing import Tracer
 from router.turn import Plan, Turn
 
@@ -54,6 +55,7 @@ class Flow:
     cache: CacheStep
     retrieval: Retrieval
     generation: GenerationStep
+    tool_calls: ToolCallChecks
     tracer: Tracer
     keys: KeyStore  # the service's too: authentication, and who owns a completion
     events: RouterEvents  # feedback and flagged answers on the broker (or its outbox)
@@ -67,6 +69,7 @@ class Flow:
                 generated = turn.generated = await self.generation.complete(turn, plan)
                 self.accounting.charge(turn, generated)
                 text = await self.safety.check_output(turn, generated.text)
+                await self.tool_calls.check(turn, generated)
                 turn.outcome.text = text + self.references(turn, generated.text)
             await self.finish(turn)
         # Every ending settles the turn, a cancellation too; `failed` sets the cause of what it returns.
@@ -74,8 +77,9 @@ class Flow:
             raise await self.failed(turn, exc)  # noqa: B904
         return turn.outcome
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | Outcome, None]:
-        """Content deltas (str), then the Outcome. Every refusal comes before the first delta."""
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | ToolCalls | Outcome, None]:
+        """Content deltas (str), the checked tool calls, then the Outcome. Every refusal comes before
+        the first delta."""
         turn = self.begin(request)
         try:
             plan = await self.prepare(turn)
@@ -92,6 +96,8 @@ class Flow:
                         released.append(text)
                         yield text
                 self.accounting.charge(turn, generated)
+                if calls := await self.tool_calls.check(turn, generated):
+                    yield ToolCalls(calls)
                 if turn.outcome.finish_reason == "content_filter":
                     released.append(WITHHELD)
                     yield WITHHELD
@@ -126,7 +132,10 @@ class Flow:
         )
 
     def references(self, turn: Turn, answer: str) -> str:
-        return references_block(answer, turn.outcome.citations) if turn.request.rag else ""
+        """The sources of a RAG answer; none under an answer that calls tools (it is not the last word)."""
+        return (
+            references_block(answer, turn.outcome.citations) if turn.request.rag and not turn.outcome.tool_calls else ""
+        )
 
     async def finish(self, turn: Turn) -> None:
         """Settle the cost, store cache and memory, send the trace, count the metrics."""

@@ -4,6 +4,9 @@ retries, a circuit breaker per upstream and fallback along a chain of models.
 Streaming: a failure before the first token moves on to the next model transparently. A failure
 mid-stream (the upstream died) asks the next model to continue the partial answer, so the client's
 stream goes on; usage and cost then add up over both models, and the result lists the fallback.
+Except in a tool call: once one has begun, a failure ends the generation (half a call cannot be
+continued by another model). Tool-call deltas are collected in `Generated.tool_deltas`, not yielded:
+the caller checks the whole calls before the client sees them.
 Upstreams that send no usage in their stream (llama.cpp's server) get it estimated: one token per
 content chunk, the prompt by `ragyard.tokens`; `usage_estimated` says so.
 
@@ -31,6 +34,7 @@ from tenacity import AsyncRetrying
 from ragyard.clients.base import retry_policy
 from ragyard.kit.errors import Rejected, Unavailable, error_from_answer
 from ragyard.tokens import estimate_prompt_tokens, estimate_tokens
+from ragyard.tool_calls import call_deltas, merge_tool_deltas
 from router.catalog import CatalogEntry, Upstream
 from router.resilience import Breakers, Deadline
 
@@ -59,6 +63,11 @@ class Generated:
     text: str = ""
     finish_reason: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    tool_deltas: list[dict] = field(default_factory=list)  # the calls of the answer, as streamed
+
+    @property
+    def tool_calls(self) -> list[dict]:
+        return merge_tool_deltas(self.tool_deltas)
 
     @property
     def model(self) -> str:
@@ -196,7 +205,11 @@ class Generator:
                 continue
             breaker.success()
             usage = response.usage
-            result.text = response.choices[0].message.content or ""
+            message = response.choices[0].message
+            result.text = message.content or ""
+            result.tool_deltas = call_deltas(
+                [call.model_dump(include={"id", "type", "function"}) for call in message.tool_calls or []]
+            )
             attempt = Attempt(entry.card.name)
             if usage is not None:
                 attempt.prompt_tokens, attempt.completion_tokens = usage.prompt_tokens, usage.completion_tokens
@@ -248,6 +261,9 @@ class Generator:
                             chunks += 1
                             result.text += choice.delta.content
                             yield choice.delta.content
+                        if choice.delta and choice.delta.tool_calls:
+                            chunks += 1
+                            result.tool_deltas += [d.model_dump(exclude_none=True) for d in choice.delta.tool_calls]
                         if choice.finish_reason:
                             result.finish_reason = choice.finish_reason
             except Exception as exc:  # noqa: BLE001 - what is no upstream failure is raised as it is
@@ -258,6 +274,12 @@ class Generator:
                         raise  # no upstream failure (the deadline, a bug), or already the kit's Rejected
                     raise failure from exc
                 breaker.failure()
+                if result.tool_deltas:  # half a call cannot be continued by another model
+                    raise Unavailable(
+                        f"{entry.card.name} failed in the middle of a tool call ({attempt.error}); "
+                        "not continued on another model",
+                        retryable=False,
+                    ) from exc
                 logger.warning("stream from %s failed after %d chunks: %s", entry.card.name, chunks, attempt.error)
                 continue
             finally:

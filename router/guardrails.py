@@ -34,11 +34,14 @@ class Verdict:
     placeholders: dict[str, str] = field(default_factory=dict)
 
     def add(self, response: CheckResponse) -> None:
+        self.merge(Verdict(response.action, [f.category for f in response.findings], response.placeholders))
+
+    def merge(self, other: Verdict) -> None:
         order = ["allow", "flag", "redact", "block"]
-        if order.index(response.action) > order.index(self.action):
-            self.action = response.action
-        self.categories = sorted({*self.categories, *(f.category for f in response.findings)})
-        self.placeholders.update(response.placeholders)
+        if order.index(other.action) > order.index(self.action):
+            self.action = other.action
+        self.categories = sorted({*self.categories, *other.categories})
+        self.placeholders.update(other.placeholders)
 
     def attributes(self) -> dict:
         """For the trace: what was found, never the text."""

@@ -51,7 +51,12 @@ class Turn:
             "chat.completions",
             request.user,
             request.session_id,
-            attributes={"model.requested": request.model, "stream": request.stream, "key.id": request.key_id},
+            attributes={
+                "model.requested": request.model,
+                "stream": request.stream,
+                "key.id": request.key_id,
+                **{f"metadata.{k}": v for k, v in request.metadata.items()},
+            },
         )
         outcome = Outcome(
             id=f"chatcmpl-{request.trace_id}", created=int(time.time()), model=request.model, currency=currency

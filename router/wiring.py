@@ -35,6 +35,7 @@ from router.steps.prompt import PromptStep
 from router.steps.retrieval import Retrieval
 from router.steps.routing import Routing
 from router.steps.safety import SafetyChecks
+from router.steps.tool_calls import ToolCallChecks
 from router.tracing import Tracer, tracer_from_settings
 
 
@@ -84,6 +85,7 @@ def build_flow(settings: RouterBentoSettings, tracer: Tracer | None = None) -> F
         ),
         retrieval=Retrieval(retriever, config),
         generation=GenerationStep(generator),
+        tool_calls=ToolCallChecks(guardrails, config),
         tracer=tracer,
         keys=keys,
         events=events,

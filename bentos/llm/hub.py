@@ -6,15 +6,17 @@ wrong is raised here as a `ServiceError` naming the field, before any token is g
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bentos.llm.admission import Admission
-from bentos.llm.backends import ChatBackend, Generation, Piece, TokenUsage, make_backend
+from bentos.llm.backends import ChatBackend, Generation, Piece, Stream, TokenUsage, make_backend
 from bentos.llm.pricing import PROBE_MESSAGES, ThroughputMeter, price_per_1k
 from bentos.llm.schemas import ChatCompletionRequest, ModelCard, Pricing
+from bentos.llm.tool_calls import ToolCallFilter, plan_tools, template_messages
 from ragyard.kit.errors import ServiceError
 from ragyard.settings import CatalogModel, LLMBentoSettings
 
@@ -30,6 +32,7 @@ class Prepared:
     entry: CatalogModel
     generation: Generation
     prompt_tokens: int | None
+    tool_calls: ToolCallFilter | None = None  # the model writes calls as text: parse them
 
 
 def message_text(content: Any) -> str | None:
@@ -85,18 +88,20 @@ def trim_tool_deltas(deltas: list[dict[str, Any]], seen: set[int]) -> list[dict[
     return trimmed
 
 
-def merge_tool_deltas(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Streamed tool-call deltas as whole calls: the first delta of each index, arguments joined."""
-    calls: dict[int, dict[str, Any]] = {}
-    for delta in deltas:
-        index = delta.get("index", 0)
-        arguments = delta.get("function", {}).get("arguments", "")
-        if index not in calls:
-            calls[index] = {key: value for key, value in delta.items() if key != "index"}
-            calls[index]["function"] = {**delta.get("function", {}), "arguments": arguments}
-        else:
-            calls[index]["function"]["arguments"] += arguments
-    return [calls[index] for index in sorted(calls)]
+class FirstPiece:
+    """When a backend's first piece came (the throughput meter's split of prefill and decode),
+    measured before any tool-call parsing holds pieces back."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.at: float | None = None
+
+    async def tap(self, generation: Stream) -> Stream:
+        async with contextlib.aclosing(generation):
+            async for item in generation:
+                if self.at is None and not isinstance(item, TokenUsage):
+                    self.at = time.perf_counter()
+                yield item
 
 
 class ModelHub:
@@ -140,9 +145,14 @@ class ModelHub:
                 pricing=self.pricing(entry),
                 quality=entry.quality,
                 backend=entry.backend,
+                supports_tools=self.supports_tools(name),
             )
             for name, entry in self.entries.items()
         ]
+
+    def supports_tools(self, name: str) -> bool:
+        configured = self.entries[name].supports_tools
+        return configured if configured is not None else self.backends[name].supports_tools
 
     def entry(self, name: str) -> CatalogModel:
         entry = self.entries.get(name or self.default_model)
@@ -186,9 +196,19 @@ class ModelHub:
                 400, f"{field}: {wanted} exceeds this server's cap of {cap} tokens (llm.max_tokens)", param=field
             )
         messages = plain_messages(request)
-        tools = [tool.model_dump(exclude_none=True) for tool in request.tools] if request.tools else None
+        if backend.renders_chat:
+            messages = template_messages(messages)
+        requested_tools = [tool.model_dump(exclude_none=True) for tool in request.tools] if request.tools else None
+        tools = plan_tools(
+            entry.name,
+            requested_tools,
+            request.tool_choice,
+            request.parallel_tool_calls,
+            backend.renders_chat,
+            self.supports_tools(entry.name),
+        )
         try:
-            prompt_tokens = await backend.count_prompt_tokens(messages, tools)
+            prompt_tokens = await backend.count_prompt_tokens(messages, tools.tools)
         except ValueError as exc:  # the chat template refused the conversation (raise_exception)
             raise ServiceError(
                 400, f"messages: the model's chat template rejects them: {exc}", param="messages"
@@ -210,6 +230,10 @@ class ModelHub:
         else:
             max_tokens = wanted if wanted is not None else cap
         stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
+        # A forced call constrains the answer to its schema, whatever response_format asked.
+        fmt = (
+            {"type": "json_object", "schema": tools.forced_schema} if tools.forced_schema else response_format(request)
+        )
         generation = Generation(
             messages=messages,
             max_tokens=max_tokens,
@@ -217,14 +241,15 @@ class ModelHub:
             top_p=request.top_p,
             stop=stop,
             seed=request.seed,
-            response_format=response_format(request),
-            tools=tools,
-            tool_choice=request.tool_choice if tools else None,
+            response_format=fmt,
+            tools=tools.tools,
+            tool_choice=tools.tool_choice,
+            parallel_tool_calls=request.parallel_tool_calls if tools.tools else None,
             logit_bias=logit_bias(request),
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
         )
-        return Prepared(entry, generation, prompt_tokens)
+        return Prepared(entry, generation, prompt_tokens, tools.filter)
 
     async def run(self, prepared: Prepared) -> AsyncGenerator[Piece | TokenUsage, None]:
         """Wait for a slot, generate, measure. Closing this iterator stops the generation."""
@@ -232,20 +257,25 @@ class ModelHub:
         outcome, usage, pieces = "cancelled", None, 0
         try:
             async with self.admission[name].slot():
-                started = time.perf_counter()
-                first = None
-                async for item in self.backends[name].generate(prepared.generation, prepared.prompt_tokens):
-                    if isinstance(item, TokenUsage):
-                        usage = item
-                    else:
-                        first = first or time.perf_counter()
-                        pieces += bool(item.content or item.tool_calls)
-                        if item.finish_reason:
-                            outcome = item.finish_reason
-                    yield item
-                if usage is not None and first is not None:
+                timing = FirstPiece()
+                generation = timing.tap(self.backends[name].generate(prepared.generation, prepared.prompt_tokens))
+                if prepared.tool_calls is not None:
+                    generation = prepared.tool_calls.pieces(generation)
+                async with contextlib.aclosing(generation):
+                    async for item in generation:
+                        if isinstance(item, TokenUsage):
+                            usage = item
+                        else:
+                            pieces += bool(item.content or item.tool_calls)
+                            if item.finish_reason:
+                                outcome = item.finish_reason
+                        yield item
+                if usage is not None and timing.at is not None:
                     self.meters[name].record(
-                        usage.prompt_tokens, first - started, usage.completion_tokens, time.perf_counter() - first
+                        usage.prompt_tokens,
+                        timing.at - timing.started,
+                        usage.completion_tokens,
+                        time.perf_counter() - timing.at,
                     )
         except ServiceError:
             outcome = "error"

@@ -99,6 +99,7 @@ class ChatCompletionRequest(BaseModel):
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     # Token id (as a string, as OpenAI sends it) -> bias added to its logit.
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
     presence_penalty: float = Field(default=0.0, ge=-2, le=2)
@@ -178,6 +179,10 @@ class ModelCard(BaseModel):
     pricing: Pricing
     quality: float | None
     backend: str
+    supports_tools: bool = Field(
+        description="The model sees the tools it is offered and chooses among them "
+        "(tool_choice auto); a forced call works on every model."
+    )
 
 
 class ModelList(BaseModel):

@@ -26,7 +26,7 @@ from sse_starlette import EventSourceResponse
 from starlette.responses import JSONResponse
 
 from bentos.llm.backends import Piece, TokenUsage
-from bentos.llm.hub import ModelHub, Prepared, merge_tool_deltas, trim_tool_deltas
+from bentos.llm.hub import ModelHub, Prepared, trim_tool_deltas
 from bentos.llm.schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -42,6 +42,7 @@ from ragyard.kit.errors import ServiceError
 from ragyard.kit.metrics import counter
 from ragyard.kit.serving import error_response, serve_errors
 from ragyard.settings import LLMBentoSettings
+from ragyard.tool_calls import merge_tool_deltas
 
 logger = logging.getLogger("ragyard.llm")
 

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from typing import Any
 
 import anyio
 import bentoml
@@ -26,7 +27,8 @@ from ragyard.events.schema import DocumentChange, DocumentChanged
 from ragyard.kit.errors import ServiceError, Unavailable
 from ragyard.kit.serving import error_response, serve_errors
 from ragyard.settings import RouterBentoSettings
-from router.chat import AUTO, RAG_PREFIX, ChatRequest, Message, Outcome
+from ragyard.tool_calls import call_deltas
+from router.chat import AUTO, RAG_PREFIX, ChatRequest, Message, Outcome, ToolCalls
 from router.events import PRODUCER
 from router.keys import ApiKey
 from router.wiring import build_flow
@@ -60,19 +62,15 @@ def usage(outcome: Outcome) -> dict:
 
 
 def completion_body(outcome: Outcome) -> dict:
+    message: dict[str, Any] = {"role": "assistant", "content": outcome.text}
+    if outcome.tool_calls:
+        message = {"role": "assistant", "content": outcome.text or None, "tool_calls": outcome.tool_calls}
     return {
         "id": outcome.id,
         "object": "chat.completion",
         "created": outcome.created,
         "model": outcome.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": outcome.text},
-                "finish_reason": outcome.finish_reason,
-                "logprobs": None,
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": outcome.finish_reason, "logprobs": None}],
         "usage": usage(outcome),
         "citations": [c.wire() for c in outcome.citations],
         "ragyard": outcome.extra(),
@@ -83,14 +81,19 @@ def sse(data: dict | str) -> bytes:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
 
 
-def chunk(request_id: str, created: int, model: str, delta: dict, finish_reason: str | None = None, **extra) -> bytes:
+def chunk(
+    request_id: str, created: int, model: str, delta: dict | None, finish_reason: str | None = None, **extra
+) -> bytes:
+    """A stream chunk; `delta` None: the usage chunk, with no choices (OpenAI's last chunk when the
+    request asks for `stream_options.include_usage`)."""
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
     return sse(
         {
             "id": request_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            "choices": choices,
             **extra,
         }
     )
@@ -153,6 +156,7 @@ class Router:
                 },
                 "quality": card.quality,
                 "backend": entry.backend,
+                "supports_tools": entry.supports_tools,
             }
             data.append({"id": f"{RAG_PREFIX}{name}", **info, "description": f"RAG on {name}"})
             data.append({"id": name, **info, "description": f"{name} without retrieval"})
@@ -165,25 +169,31 @@ class Router:
             raise ServiceError(
                 400, f"{field}: {max_tokens} exceeds this router's limit of {self.config.max_tokens_limit}", param=field
             )
-        messages = tuple(Message(m.role, m.text()) for m in body.messages)
+        # "developer" is OpenAI's newer name for "system", which every upstream knows.
+        messages = tuple(
+            Message(
+                "system" if m.role == "developer" else m.role,
+                m.text(),
+                tuple(c.model_dump() for c in m.tool_calls or ()),
+                m.tool_call_id,
+                m.name,
+            )
+            for m in body.messages
+        )
         if body.model.startswith(RAG_PREFIX) and not any(m.role == "user" and m.content.strip() for m in messages):
-            raise ServiceError(400, "messages: a RAG model needs a user message with the question", param="messages")
-        params = {
-            k: v
-            for k, v in {"temperature": body.temperature, "top_p": body.top_p, "stop": body.stop}.items()
-            if v is not None
-        }
+            raise ServiceError(400, f"messages: {body.model} needs a user message with the question", param="messages")
         session = body.ragyard.session_id or request.headers.get("x-ragyard-session") or None
         cache_header = request.headers.get("x-ragyard-cache", "").strip().lower()
         return ChatRequest(
             model=body.model,
             messages=messages,
             max_tokens=max_tokens,
-            params=params,
-            stream=body.stream,
+            params=body.upstream_params(),
+            stream=bool(body.stream),
             key=key,
-            user=body.user,
+            user=body.user or body.safety_identifier,
             session_id=session,
+            metadata=body.metadata or {},
             use_cache=body.ragyard.cache and cache_header not in ("off", "false", "0", "no"),
         )
 
@@ -194,13 +204,17 @@ class Router:
             return completion_body(await self.flow.answer(chat))
         events = self.flow.stream(chat)
         first = await events.__anext__()  # every refusal (4xx, 429, 503) happens before the first delta
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            self.sse_body(chat, events, first),
+            self.sse_body(chat, events, first, include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def sse_body(self, chat: ChatRequest, events, first):
+    async def sse_body(self, chat: ChatRequest, events, first, include_usage: bool):
+        """OpenAI's chunks: the role, content deltas, tool-call deltas, the finish (with ragyard's
+        `citations` and `ragyard` extras), and with `include_usage` a last chunk with the usage and no
+        choices (every other chunk's usage null)."""
         created = int(time.time())
         request_id = f"chatcmpl-{chat.trace_id}"
         started = False
@@ -208,21 +222,28 @@ class Router:
             event = first
             while True:
                 if isinstance(event, Outcome):
+                    nulled = {"usage": None} if include_usage else {}
                     yield chunk(
                         event.id,
                         created,
                         event.model,
                         {},
                         event.finish_reason,
-                        usage=usage(event),
+                        **nulled,
                         citations=[c.wire() for c in event.citations],
                         ragyard=event.extra(),
                     )
+                    if include_usage:
+                        yield chunk(event.id, created, event.model, None, usage=usage(event))
                     break
                 if not started:
                     started = True
                     yield chunk(request_id, created, chat.model, {"role": "assistant", "content": ""})
-                yield chunk(request_id, created, chat.model, {"content": event})
+                if isinstance(event, ToolCalls):
+                    for delta in call_deltas(event.calls):
+                        yield chunk(request_id, created, chat.model, {"tool_calls": [delta]})
+                else:
+                    yield chunk(request_id, created, chat.model, {"content": event})
                 event = await events.__anext__()
         except StopAsyncIteration:
             pass

@@ -40,11 +40,11 @@ class Accounting:
         may answer (`candidates`, at most 1 + max_fallbacks of them) paid for its prompt (a
         mid-stream continuation re-sends prompt and partial answer), completions total max_tokens;
         at the dearest candidate's prices."""
-        extra_bytes = 0
+        extra_bytes = request.tools_bytes
         if request.rag and prompt is not None:
             extra_bytes = template_bytes(prompt) + self.config.top_k * (4 * self.config.max_context_chars + 256)
         prompt_tokens = max_prompt_tokens(
-            [m.content for m in (*history, *request.messages)], extra_bytes, extra_messages=1
+            [m.counted_text for m in (*history, *request.messages)], extra_bytes, extra_messages=1
         )
         attempts = min(len(candidates), 1 + self.config.max_fallbacks)
         in_price = max(e.card.input_per_1k for e in candidates)
@@ -57,7 +57,9 @@ class Accounting:
         """Tokens counted against the per-minute window up front: the completion budget plus a
         prompt estimate (the exact count replaces it once the usage is known)."""
         context_chars = self.config.top_k * self.config.max_context_chars if request.rag else 0
-        return request.max_tokens + estimate_prompt_tokens([m.content for m in request.messages], context_chars)
+        return request.max_tokens + estimate_prompt_tokens(
+            [m.counted_text for m in request.messages], context_chars + request.tools_bytes
+        )
 
     async def reserve(
         self, turn: Turn, candidates: Sequence[CatalogEntry], history: Sequence[Message], prompt: ResolvedPrompt | None

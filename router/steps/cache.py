@@ -33,7 +33,8 @@ class CacheStep:
         """True when the cache answered (the outcome is filled in from it). Without an index version
         nothing is served from the cache, nor stored in it."""
         request, outcome = turn.request, turn.outcome
-        if not (self.config.cache_enabled and request.use_cache):
+        # A conversation with tools depends on what the tools return now: never answered from a cache.
+        if not (self.config.cache_enabled and request.use_cache) or request.uses_tools:
             outcome.cache = "off"
             return False
         with turn.step("cache_lookup") as span:

@@ -35,8 +35,25 @@ class Routing:
         self.policy_error = ""
 
     async def models(self, turn: Turn) -> dict[str, CatalogEntry]:
+        """The catalog's models that can serve the request: those that support tools when it offers
+        some to choose from; a 400 when the named one cannot, or none can."""
         with turn.step("catalog"):
-            return await turn.guard(self.catalog.current(), 10.0)
+            catalog = await turn.guard(self.catalog.current(), 10.0)
+        request = turn.request
+        if not request.chooses_tools:
+            return catalog
+        capable = {name: entry for name, entry in catalog.items() if entry.supports_tools}
+        named = request.model.removeprefix(RAG_PREFIX)
+        if named in catalog and named not in capable:
+            raise ServiceError(
+                400,
+                f"tools: model {named!r} does not choose among tools; force a call with "
+                f"tool_choice, or use one of {sorted(capable)}",
+                param="tools",
+            )
+        if not capable:
+            raise ServiceError(400, "tools: no model here chooses among tools", param="tools")
+        return capable
 
     def pinned(self, request: ChatRequest, catalog: dict[str, CatalogEntry]) -> str | None:
         """The catalog model a request names (None for ragyard/auto); 404 for an unknown one."""

@@ -52,13 +52,14 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
-    """SmolLM2-135M's GGUF, from its PyPI package (`make llm-models-test`); skips without it."""
+    """SmolLM2-135M's GGUF, from its PyPI package (`make llm-models-test`, which `make test` runs); fails
+    without it."""
     from bentos.llm.models import ModelNotInstalled, resolve_gguf
 
     try:
         return resolve_gguf("smollm2-135m", Settings().llm_models_dir)
     except ModelNotInstalled as exc:
-        pytest.skip(f"SmolLM2 is not installed ({exc}); run `make llm-models-test`")
+        pytest.fail(f"SmolLM2 is not installed ({exc}); run `make llm-models-test`")
 
 
 @pytest.fixture

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bentos.llm.backends.base import ChatBackend, Generation, Piece, TokenUsage
+from bentos.llm.backends.base import ChatBackend, Generation, Piece, Stream, TokenUsage
 from bentos.llm.models import resolve_gguf
 from ragyard.settings import CatalogModel, LLMBentoSettings
 
-__all__ = ["ChatBackend", "Generation", "Piece", "TokenUsage", "make_backend"]
+__all__ = ["ChatBackend", "Generation", "Piece", "Stream", "TokenUsage", "make_backend"]
 
 
 def make_backend(entry: CatalogModel, settings: LLMBentoSettings) -> ChatBackend:

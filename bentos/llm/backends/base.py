@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,6 +21,7 @@ class Generation:
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     logit_bias: dict[int, float] | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -41,12 +42,25 @@ class TokenUsage:
     completion_tokens: int
 
 
+# The pieces of one answer, then its usage; closing the generator stops the model at once.
+Stream = AsyncGenerator[Piece | TokenUsage, None]
+
+
 class ChatBackend(ABC):
     """A loaded model. `generate` yields `Piece`s then one `TokenUsage`; closing it stops the model."""
 
     kind: ClassVar[str]
     self_hosted: ClassVar[bool]  # priced from measured throughput and the machine's cost
+    # Renders the chat template itself, so its model writes tool calls as text that
+    # `bentos.llm.tool_calls` parses (a provider returns them parsed).
+    renders_chat: ClassVar[bool]
     context_length: int
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the model sees the tools it is offered, and so can choose among them (the catalog
+        entry's `supports_tools` overrides this)."""
+        return True
 
     @abstractmethod
     async def count_prompt_tokens(
@@ -55,7 +69,7 @@ class ChatBackend(ABC):
         """Prompt tokens after the chat template; None when this backend cannot count locally."""
 
     @abstractmethod
-    def generate(self, request: Generation, prompt_tokens: int | None) -> AsyncIterator[Piece | TokenUsage]:
+    def generate(self, request: Generation, prompt_tokens: int | None) -> Stream:
         """Stream the answer; `prompt_tokens` is what `count_prompt_tokens` said."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional: only backends holding something override it

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from bentos.llm.backends.base import ChatBackend, Generation, Piece, TokenUsage
+from bentos.llm.backends.base import ChatBackend, Generation, Piece, Stream, TokenUsage
 from bentos.llm.errors import BackendError
 
 if TYPE_CHECKING:  # llama_cpp loads the native library: imported where a model is loaded
@@ -31,6 +30,8 @@ class ChatTokenizer:
             return llama.detokenize([token_id], special=True).decode("utf-8", "replace") if token_id >= 0 else ""
 
         self.llama = llama
+        # A template that never mentions tools (SmolLM2's ChatML) does not show them to the model.
+        self.shows_tools = "tools" in template
         self.formatter = Jinja2ChatFormatter(
             template=template,
             eos_token=special(llama.token_eos()),
@@ -85,6 +86,7 @@ def load_llama(path: Path, context_length: int, n_threads: int, vocab_only: bool
 class LlamaCppBackend(ChatBackend):
     kind = "llama_cpp"
     self_hosted = True
+    renders_chat = True
 
     def __init__(self, name: str, path: Path, context_length: int, n_threads: int):
         self.name = name
@@ -95,6 +97,10 @@ class LlamaCppBackend(ChatBackend):
         self.context_length = self.llama.n_ctx()
         # One generation at a time per loaded model: a cancelled one finishes its token first.
         self._busy = threading.Lock()
+
+    @property
+    def supports_tools(self) -> bool:
+        return self.tokenizer.shows_tools
 
     async def count_prompt_tokens(self, messages, tools) -> int:
         # In the event loop: a template and a tokenizer pass take well under a millisecond for
@@ -121,7 +127,7 @@ class LlamaCppBackend(ChatBackend):
             logits_processor=LogitsProcessorList([sampler]),
         )
 
-    async def generate(self, request: Generation, prompt_tokens: int | None) -> AsyncIterator[Piece | TokenUsage]:
+    async def generate(self, request: Generation, prompt_tokens: int | None) -> Stream:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()

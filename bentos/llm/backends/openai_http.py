@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import openai
 
-from bentos.llm.backends.base import ChatBackend, Generation, Piece, TokenUsage
+from bentos.llm.backends.base import ChatBackend, Generation, Piece, Stream, TokenUsage
 from bentos.llm.backends.llama_cpp import ChatTokenizer, load_llama
 from bentos.llm.errors import BackendError
 from ragyard.kit.errors import ServiceError
@@ -33,6 +32,7 @@ def provider_error(name: str, exc: openai.APIError) -> ServiceError:
 class OpenAIHTTPBackend(ChatBackend):
     kind = "openai"
     self_hosted = False
+    renders_chat = False
 
     def __init__(
         self,
@@ -65,6 +65,7 @@ class OpenAIHTTPBackend(ChatBackend):
             "response_format": request.response_format,
             "tools": request.tools,
             "tool_choice": request.tool_choice,
+            "parallel_tool_calls": request.parallel_tool_calls,
             "logit_bias": {str(k): v for k, v in request.logit_bias.items()} if request.logit_bias else None,
         }
         return dict(
@@ -80,7 +81,7 @@ class OpenAIHTTPBackend(ChatBackend):
             **{key: value for key, value in optional.items() if value is not None},
         )
 
-    async def generate(self, request: Generation, prompt_tokens: int | None) -> AsyncIterator[Piece | TokenUsage]:
+    async def generate(self, request: Generation, prompt_tokens: int | None) -> Stream:
         try:
             stream = await self.client.chat.completions.create(**self._arguments(request))
         except openai.APIError as exc:

@@ -7,10 +7,9 @@ skip without a GPU, so this module has not run here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-from bentos.llm.backends.base import ChatBackend, Generation, Piece, TokenUsage
+from bentos.llm.backends.base import ChatBackend, Generation, Piece, Stream, TokenUsage
 from bentos.llm.errors import BackendError
 
 
@@ -26,6 +25,7 @@ def vllm_available() -> bool:
 class VLLMBackend(ChatBackend):
     kind = "vllm"
     self_hosted = True
+    renders_chat = True
 
     def __init__(self, name: str, model: str, context_length: int):
         try:
@@ -72,7 +72,7 @@ class VLLMBackend(ChatBackend):
             structured_outputs=structured,
         )
 
-    async def generate(self, request: Generation, prompt_tokens: int | None) -> AsyncIterator[Piece | TokenUsage]:
+    async def generate(self, request: Generation, prompt_tokens: int | None) -> Stream:
         from vllm.inputs import TokensPrompt
 
         prompt = await self.render(request.messages, request.tools)

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ragyard.kit.errors import Rejected, ServiceError
+from ragyard.kit.errors import Rejected, ServiceError, Unavailable
 from router.catalog import CatalogEntry, Upstream
 from router.generation import Generated, Generator
 from router.resilience import Breakers, Deadline
@@ -34,21 +34,26 @@ def completion(model: str) -> dict:
     }
 
 
-def sse_chunk(model: str, content: str) -> bytes:
+CALL = {"id": "call_1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "2+2"}'}}
+
+
+def sse_chunk(model: str, content: str | None = None, tool_calls: list | None = None) -> bytes:
+    delta = {"content": content} if tool_calls is None else {"tool_calls": tool_calls}
     body = {
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
     }
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
 class Upstreams(BaseHTTPRequestHandler):
     """Model "good" answers (whole or streamed); model "cut" streams one chunk, then the connection
-    drops in the middle of the body, as an upstream that crashes mid-answer does; model "down"
-    answers 503 and model "refuse" 400, in OpenAI's error shape."""
+    drops in the middle of the body, as an upstream that crashes mid-answer does; model "call" answers
+    with a tool call, "cutcall" streams half of one and drops; model "down" answers 503 and model
+    "refuse" 400, in OpenAI's error shape."""
 
     protocol_version = "HTTP/1.1"
     calls: dict[str, int] = {}
@@ -70,7 +75,12 @@ class Upstreams(BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         if not request.get("stream"):
-            body = json.dumps(completion(model)).encode()
+            answer = completion(model)
+            if model == "call":
+                answer["choices"][0].update(
+                    message={"role": "assistant", "content": None, "tool_calls": [CALL]}, finish_reason="tool_calls"
+                )
+            body = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -84,10 +94,24 @@ class Upstreams(BaseHTTPRequestHandler):
         pieces = [sse_chunk(model, word + " ") for word in ANSWER.split()] + [b"data: [DONE]\n\n"]
         if model == "cut":
             pieces = pieces[:1]
+        if model == "cutcall":  # the call's id and name, then the connection drops
+            pieces = [
+                sse_chunk(
+                    model,
+                    tool_calls=[
+                        {
+                            "index": 0,
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "calculator", "arguments": ""},
+                        }
+                    ],
+                )
+            ]
         for piece in pieces:
             self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
             self.wfile.flush()
-        if model == "cut":
+        if model in ("cut", "cutcall"):
             self.close_connection = True  # no terminating chunk: the body is incomplete
             return
         self.wfile.write(b"0\r\n\r\n")
@@ -166,3 +190,25 @@ def test_an_upstream_that_refuses_the_request_is_rejected_without_retry_or_fallb
         asyncio.run(ask())
     assert (rejected.value.error.status, rejected.value.error.message) == (400, "refuse: no")
     assert Upstreams.calls == {"refuse": 1}
+
+
+def test_a_tool_call_answer_keeps_its_calls(upstream):
+    result = asyncio.run(generator().complete([entry("call", upstream)], MESSAGES, {"max_tokens": 16}, Deadline(30)))
+    assert result.text == "" and result.finish_reason == "tool_calls"
+    assert result.tool_calls == [CALL]
+
+
+def test_a_stream_cut_in_the_middle_of_a_tool_call_is_not_continued_by_another_model(upstream):
+    Upstreams.calls.clear()
+    result = Generated()
+
+    async def collect():
+        chain = [entry("cutcall", upstream), entry("good", upstream)]
+        return [d async for d in generator().stream(chain, MESSAGES, {"max_tokens": 16}, Deadline(30), result)]
+
+    with pytest.raises(Unavailable) as failed:
+        asyncio.run(collect())
+    assert "in the middle of a tool call" in failed.value.message
+    assert Upstreams.calls == {"cutcall": 1}  # the next model was never asked
+    assert result.tool_deltas[0]["function"]["name"] == "calculator"
+    assert result.attempts[0].error and result.attempts[0].usage_estimated  # what was generated is charged
