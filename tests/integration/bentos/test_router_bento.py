@@ -246,15 +246,16 @@ def test_streaming_rag_sends_real_sse_with_citations_and_cost_on_the_last_chunk(
         messages=[{"role": "user", "content": "What are generators?"}],
         max_tokens=80,
         stream=True,
+        stream_options={"include_usage": True},
         extra_body={"ragyard": {"cache": False}},
     )
     chunks = list(stream)
     deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     # Piece by piece, not one blob (the output safety guard releases ~32 characters at a time).
     assert len(deltas) >= 3
-    last = chunks[-1]
+    last, usage = chunks[-2], chunks[-1]  # the usage alone in a last chunk without choices, as OpenAI's
     assert last.choices[0].finish_reason in ("stop", "length")
-    assert last.usage.completion_tokens > 0
+    assert usage.choices == [] and usage.usage.completion_tokens > 0
     assert last.model_extra["citations"] and last.model_extra["ragyard"]["cost"]["amount"] > 0
     assert last.model_extra["ragyard"]["cache"] == "off"
     assert "References:" in "".join(deltas)
@@ -388,11 +389,12 @@ def test_streamed_answers_are_charged_from_their_usage(stack):
             messages=[{"role": "user", "content": "Count to five."}],
             max_tokens=10,
             stream=True,
+            stream_options={"include_usage": True},
             extra_body={"ragyard": {"cache": False}},
         )
     )
-    cost = chunks[-1].model_extra["ragyard"]["cost"]["amount"]
-    usage = chunks[-1].usage
+    cost = chunks[-2].model_extra["ragyard"]["cost"]["amount"]  # on the finishing chunk
+    usage = chunks[-1].usage  # alone in the last chunk
     assert cost == pytest.approx(
         (
             usage.prompt_tokens * PRICES[MODEL_B]["input_per_1k"]
@@ -703,23 +705,26 @@ def test_upstream_killed_mid_stream_falls_back_and_the_stream_completes(fallback
         model=MODEL_A,
         max_tokens=300,
         stream=True,
+        stream_options={"include_usage": True},
         temperature=0,
         extra_body={"ragyard": {"cache": False}},
         messages=[{"role": "user", "content": "Write a long story about a dragon who learns to program."}],
     )
     received, killed = [], False
+    chunks = []
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             received.append(chunk.choices[0].delta.content)
             if not killed:  # the first piece the output guard released: ~30 tokens in
                 stack.services.kill(MODEL_A)  # the LLM upstream dies mid-stream
                 killed = True
-        last = chunk
+        chunks.append(chunk)
     assert killed, "the stream ended before it could be interrupted"
+    last, usage = chunks[-2], chunks[-1].usage  # the finishing chunk, then the usage alone
     extra = last.model_extra["ragyard"]
     assert last.model == MODEL_B
     assert [f["model"] for f in extra["fallbacks"]] == [MODEL_A]
-    assert len(received) > 1 and last.usage.completion_tokens > 30
+    assert len(received) > 1 and usage.completion_tokens > 30
     assert extra["cost"]["amount"] > 0
     # Next requests for the dead model go to the fallback too.
     answer = client.chat.completions.create(
@@ -734,9 +739,11 @@ def test_upstream_killed_mid_stream_falls_back_and_the_stream_completes(fallback
 
 def test_all_upstreams_down_is_a_clear_503_not_a_hang(fallback_gateway):
     stack = fallback_gateway
+    key = stack.key()
+    # The router has loaded its catalog (as one that served requests has) when its upstreams die.
+    assert httpx.get(f"{stack.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).is_success
     stack.services.kill(MODEL_A)
     stack.services.kill(MODEL_B)
-    key = stack.key()
     response = stack.post(
         key,
         {
