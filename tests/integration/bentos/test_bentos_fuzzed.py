@@ -1,7 +1,7 @@
 """Every bento's OpenAPI document fuzzed with schemathesis: malformed requests get a 4xx, never a 5xx.
 
 One stack of real `bentoml serve` processes (embedder, retriever on a small index in milvus-lite,
-the LLM bento with SmolLM2, safety, the router), and schemathesis' own CLI against each bento's
+the LLM bento with SmolLM2, safety, the router, tools), and schemathesis' own CLI against each bento's
 `/docs.json` with the `not_a_server_error` check, in all its phases (the coverage phase sends the
 malformed Content-Types that once got 500s). Each bento gets a bounded number of cases (a few
 hundred) and a fixed seed, so a run is repeatable and the suite stays lean.
@@ -13,7 +13,9 @@ it each document labelled as what it is, 3.1.0; the requests still go to the ben
 
 The router is fuzzed with a key whose budget is zero: every well-formed chat stops at the budget
 (a 429) before it reaches the other bentos or a model, so what is fuzzed is the router's own
-validation, authentication and refusals; the other bentos serve for real.
+validation, authentication and refusals; the other bentos serve for real. The tools bento is
+fuzzed with the same key (tools are not budgeted): its built-in tools run (the calculator, the
+knowledge search through the retriever), so malformed arguments reach the tools themselves.
 """
 
 import json
@@ -32,6 +34,7 @@ from ragyard.settings import (
     MlflowSettings,
     RetrieverSettings,
     SafetySettings,
+    ToolsSettings,
     settings_env,
 )
 from tests.support.cli import ragyard
@@ -46,12 +49,13 @@ BENTOS = {
     "llm": "bentos.llm.service:LLM",
     "safety": "bentos.safety.service:Safety",
     "router": "bentos.router.service:Router",
+    "tools": "bentos.tools.service:Tools",
 }
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, milvus_uri, smollm2_path):
-    """The five bentos on free ports; yields their URLs and the environment they run with."""
+    """The six bentos on free ports; yields their URLs and the environment they run with."""
     root = tmp_path_factory.mktemp("fuzzed")
     settings = indexed_corpus(
         root,
@@ -63,6 +67,7 @@ def stack(tmp_path_factory, milvus_uri, smollm2_path):
     settings.embedder = EmbedderSettings(port=free_port())
     settings.retriever = RetrieverSettings(port=free_port())
     settings.safety = SafetySettings(port=free_port())
+    settings.tools = ToolsSettings(port=free_port())
     # A short cap keeps every generation the fuzzer asks for short.
     settings.llm = LLMSettings(
         port=free_port(),
@@ -78,6 +83,7 @@ def stack(tmp_path_factory, milvus_uri, smollm2_path):
         "llm": settings.llm.port,
         "safety": settings.safety.port,
         "router": free_port(),
+        "tools": settings.tools.port,
     }
     with Stack(root) as services:
         services.start(
@@ -100,7 +106,9 @@ def test_malformed_requests_get_a_4xx_never_a_5xx(stack, bento, tmp_path):
     document = httpx.get(f"{url}/docs.json", timeout=30).json()
     assert document["openapi"] == "3.0.2"  # when BentoML labels it rightly, hand it over as it is
     (tmp_path / "openapi.json").write_text(json.dumps({**document, "openapi": "3.1.0"}))
-    auth = ["--header", f"Authorization: Bearer {zero_budget_key(stack['env'])}"] if bento == "router" else []
+    auth = (
+        ["--header", f"Authorization: Bearer {zero_budget_key(stack['env'])}"] if bento in ("router", "tools") else []
+    )
     run = subprocess.run(
         [
             sys.executable,

@@ -96,7 +96,9 @@ def stack(tmp_path_factory, milvus_uri, mlflow_server, smollm2_path, event_broke
     seed_prompts(settings)
     settings.embedder = EmbedderSettings(port=free_port())
     settings.retriever = RetrieverSettings(port=free_port())
-    settings.safety = SafetySettings(port=free_port())
+    # A fixed placeholder key: SmolLM2 copies the placeholders of this one whole (with a random key per
+    # run, now and then it dropped a hex digit of one, and the pseudonymization test failed by chance).
+    settings.safety = SafetySettings(port=free_port(), pseudonym_key="k0")
     settings.llm = LLMSettings(
         port=free_port(),
         n_threads=1,
