@@ -58,13 +58,19 @@ run: setup llm-models
 # test-integration (real processes on loopback), test-infra (deployment files, images, locks, layers).
 test: setup llm-models-test
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(PARALLEL)
+
+# Two pytest-xdist workers, a test file each (its module fixtures stay in one process): the integration
+# tests mostly wait on the processes they start, so two at once nearly halve the suite's time on 2 cores.
+# TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
 test-unit test-infra: test-%: setup
 	$(PY) -m pytest tests/$*
 
 test-integration: setup llm-models-test
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest $(PARALLEL) tests/integration
 
 # ruff (lint and format check), mypy, import-linter's layer contracts; every check runs, any failure fails.
 lint:
