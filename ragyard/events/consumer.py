@@ -98,8 +98,9 @@ class Consumer:
                     await message.ack()
                     self._count("duplicate")
                     return
-                await self.handler(event)
-                await asyncio.to_thread(self.store.mark_processed, self.queue_name, event.id)
+                # Shielded: a broker that goes away mid-work cancels the delivery, and the work done must
+                # still be recorded, or its redelivery would do it again.
+                await asyncio.shield(self._work(event))
         except Unprocessable as exc:
             await self._dead_letter(message, f"unprocessable: {exc}")
             return
@@ -111,6 +112,11 @@ class Consumer:
                 self._in_flight.pop(event.id, None)
         await message.ack()
         self._count("done")
+
+    async def _work(self, event: Event) -> None:
+        """The handler's work, then its record (what makes a later copy of the event a duplicate)."""
+        await self.handler(event)
+        await asyncio.to_thread(self.store.mark_processed, self.queue_name, event.id)
 
     async def _retry(self, message: AbstractIncomingMessage, error: Exception) -> None:
         previous = (message.headers or {}).get(ATTEMPT_HEADER, 0)
