@@ -7,6 +7,7 @@ below the kernel's ephemeral range (where `bind(0)` and outgoing connections tak
 hands out one port twice.
 """
 
+import functools
 import os
 import random
 import socket
@@ -24,6 +25,7 @@ def _ephemeral_start() -> int:
         return 32_768
 
 
+@functools.cache  # fixed for the life of a worker: read once
 def _worker_ports() -> range:
     """This worker's share of the ports between _LOWEST and the ephemeral range."""
     index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
