@@ -238,7 +238,64 @@ def test_prod_llm_adds_a_provider_whose_key_comes_from_a_secret(monkeypatch):
 # ---- Kubernetes schemas -----------------------------------------------------------------------------
 
 
+# Custom resources whose CRD no package here ships (the operator installs it in the cluster): checked
+# against the part of the CRD's schema our manifests use, written from the operator's API reference
+# (rabbitmq.com/v1beta1, cluster-operator 2.x), strict about unknown fields.
+_QUANTITY = {"type": ["string", "integer"]}
+_RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "requests": {"type": "object", "additionalProperties": _QUANTITY},
+        "limits": {"type": "object", "additionalProperties": _QUANTITY},
+    },
+}
+CUSTOM_RESOURCES = {
+    ("rabbitmq.com/v1beta1", "RabbitmqCluster"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "replicas": {"type": "integer", "minimum": 1},
+                    "image": {"type": "string"},
+                    "persistence": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"storage": _QUANTITY, "storageClassName": {"type": "string"}},
+                    },
+                    "resources": _RESOURCES,
+                    "rabbitmq": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "additionalConfig": {"type": "string"},
+                            "advancedConfig": {"type": "string"},
+                            "envConfig": {"type": "string"},
+                            "additionalPlugins": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                    "override": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"statefulSet": {"type": "object"}, "service": {"type": "object"}},
+                    },
+                },
+            }
+        },
+    }
+}
+
+
 def validate(doc: dict, where: str) -> None:
+    custom = CUSTOM_RESOURCES.get((doc["apiVersion"], doc["kind"]))
+    if custom is not None:
+        errors = [f"{list(e.path)}: {e.message}" for e in jsonschema.Draft7Validator(custom).iter_errors(doc)]
+        if errors:
+            pytest.fail(f"{where}: {doc['kind']}/{doc['metadata'].get('name')}: {errors}")
+        return
     try:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:
@@ -266,6 +323,10 @@ def test_the_schema_check_catches_a_misspelt_field():
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    broker = json.loads(json.dumps(find(rendered("base"), "RabbitmqCluster", "broker")))
+    broker["spec"]["persistance"] = {"storage": "1Gi"}
+    with pytest.raises(pytest.fail.Exception, match="persistance"):
+        validate(broker, "a misspelt custom resource")
 
 
 # ---- bentos: ports, probes, scaling -----------------------------------------------------------------
@@ -365,7 +426,8 @@ def test_no_secret_is_written_in_a_manifest():
 
 
 # Helm values that name a Secret or a key inside one (existingSecret, rootPasswordSecretKey, ...).
-SECRET_REFERENCE = re.compile(r"\w*(SecretName|existingSecret|(Password|User|Secret)(Secret)?Key)")
+# The name of a key in a Secret, not a secret: existingSecret's passwordKey (but minio's secretKey is one).
+SECRET_REFERENCE = re.compile(r"\w*(SecretName|existingSecret|(Password|User|Secret)(Secret)?Key)|passwordKey|userKey")
 
 
 def literal_secrets(values: Any, path: str = "") -> Iterator[str]:
@@ -386,7 +448,7 @@ def literal_secrets(values: Any, path: str = "") -> Iterator[str]:
             yield from literal_secrets(item, f"{path}[{i}]")
 
 
-@pytest.mark.parametrize("chart", ["milvus", "dagster", "langfuse"])
+@pytest.mark.parametrize("chart", ["milvus", "dagster", "langfuse", "kube-prometheus-stack"])
 def test_helm_values_parse_and_take_secrets_from_secrets(chart):
     values = helm_values(chart)
     assert isinstance(values, dict) and values
@@ -498,6 +560,9 @@ def test_compose_runs_the_same_services_as_the_cluster():
             "langfuse-worker",
             "clickhouse",
             "redis",
+            "rabbitmq",
+            "prometheus",
+            "grafana",
         }
         <= services.keys()
     )

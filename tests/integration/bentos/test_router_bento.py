@@ -34,6 +34,7 @@ from ragyard.settings import (
 )
 from router.prompts import RAG_TEMPLATE, seed_prompts
 from tests.support.cli import ragyard
+from tests.support.dashboards import dashboard_files, exposed_names, queries
 from tests.support.databases import new_database
 from tests.support.ingest import indexed_corpus
 from tests.support.network import free_port
@@ -519,6 +520,12 @@ def test_metrics_count_requests_tokens_cost_and_routes(stack):
     assert metric_total(text, "ragyard_router_cost_total") > 0
     assert metric_total(text, "ragyard_router_route_choices_total", policy="pinned") > 0
     assert "ragyard_router_request_seconds_bucket" in text and "ragyard_router_step_seconds_bucket" in text
+    # Every BentoML series the Grafana dashboards read is one a serving bento exposes.
+    exposed = exposed_names(text)
+    read = {
+        name for path in dashboard_files() for q in queries(path) for name in q.series() if name.startswith("bentoml_")
+    }
+    assert read and read <= exposed, read - exposed
 
 
 def test_auto_routes_by_the_configured_policy_and_records_why(stack):

@@ -12,6 +12,7 @@ import pytest
 
 from ragyard.events.topology import Topology
 from tests.support.broker import LocalBroker, depth
+from tests.support.dashboards import dashboard_files, exposed_names, queries
 
 
 @pytest.fixture
@@ -60,8 +61,13 @@ def test_the_broker_starts_on_its_own_ports_on_loopback_and_stops_leaving_nothin
     )
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert httpx.get(f"http://127.0.0.1:{config.management_port}/api/overview", timeout=10).status_code == 401
+    # Every RabbitMQ series the Grafana dashboards read is one this broker exposes.
     metrics = httpx.get(f"http://127.0.0.1:{config.prometheus_port}/metrics", timeout=10).text
-    assert "rabbitmq_queue_messages" in metrics
+    exposed = exposed_names(metrics)
+    read = {
+        name for path in dashboard_files() for q in queries(path) for name in q.series() if name.startswith("rabbitmq_")
+    }
+    assert read and read <= exposed, read - exposed
 
     broker.stop()
     assert broker.processes() == []
