@@ -9,7 +9,8 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.ragyard-setup-stamp
 # python3.11-doc: the demo corpus. debian-reference-en: a documentation set the tests did not write.
 # rabbitmq-server: the event broker `make run` starts (its own folder and ports; no system service used).
-APT_PACKAGES := python3.11-doc debian-reference-en rabbitmq-server
+# chromium, chromium-driver: the browser the tests drive through the review UI (selenium).
+APT_PACKAGES := python3.11-doc debian-reference-en rabbitmq-server chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch's CPU build is not on PyPI: a folder of wheels that holds it (this machine's pip finds it
 # through PIP_FIND_LINKS), or PyTorch's CPU index.
