@@ -32,7 +32,8 @@ from ragyard.settings import Settings
 from router.routing.base import ModelCard, RouteRequest, RoutingPolicy
 from router.routing.outcomes import langfuse_outcomes, outcomes_from_eval
 from router.routing.policies import Learned, Threshold, build_policy, estimated_cost
-from router.routing.predictor import QualityPredictor, register_predictor
+from router.routing.predictor import QualityPredictor
+from router.routing.predictor_registry import document_sha256, register_predictor
 
 EXPERIMENT = "ragyard-router"
 TEST_SHARE = 0.5
@@ -255,7 +256,8 @@ def evaluate_router(
         lines += [
             "",
             f"Registered `models:/{settings.router.routing_model_name}@"
-            f"{settings.router.routing_model_alias}` (version {version}), fitted on all questions.",
+            f"{settings.router.routing_model_alias}` (version {version}, SHA-256 `{document_sha256(full)}`), "
+            "fitted on all questions.",
         ]
     return EvalReport(EXPERIMENT, runs, "\n".join(lines))
 

@@ -354,6 +354,9 @@ class RouterSettings(RouterEndpoint):
     routing_cost_weight: float = Field(default=0.1, ge=0.0)
     routing_model_name: str = "ragyard-router"
     routing_model_alias: str = "production"
+    # Pin the predictor: load only the version whose JSON document has this SHA-256 (shown by
+    # `ragyard eval run router` and in the version's tag ragyard.sha256); empty loads what the alias names.
+    routing_model_sha256: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
 
 
 class ToolPolicy(BaseModel):

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from ragyard.tokens import estimate_prompt_tokens
 from router.routing.base import POLICIES, ModelCard, RouteDecision, RouteRequest, RoutingPolicy, register
 from router.routing.features import routing_features
-from router.routing.predictor import QualityPredictor, UnknownModel, load_predictor
+from router.routing.predictor import QualityPredictor, UnknownModel
+from router.routing.predictor_registry import load_predictor
 
 if TYPE_CHECKING:
     from ragyard.settings import RouterBentoSettings
@@ -144,7 +145,9 @@ def build_policy(name: str, settings: RouterBentoSettings, predictor: QualityPre
     if name not in ("threshold", "learned"):
         return POLICIES[name]()
     if predictor is None:
-        predictor = load_predictor(settings.mlflow.url, router.routing_model_name, router.routing_model_alias)
+        predictor = load_predictor(
+            settings.mlflow.url, router.routing_model_name, router.routing_model_alias, router.routing_model_sha256
+        )
     if name == "threshold":
         return Threshold(predictor, router.routing_threshold)
     return Learned(predictor, router.routing_cost_weight)

@@ -1,30 +1,29 @@
 """A quality predictor: expected answer quality of each catalog model, given routing features.
 
-One small regressor per model (standard-scaled features, ridge regression, clipped to [0, 1]),
-fitted on logged outcomes: an outcome is (features, model, quality in [0, 1]). Per-model fits
-let each model have its own slopes, so the predictor can say "the small model copes when the
-retrieval is confident" rather than shifting every model by the same amount.
+One small linear regressor per model (standard-scaled features, ridge regression, clipped to [0, 1]),
+fitted on logged outcomes: an outcome is (features, model, quality in [0, 1]). Per-model fits let
+each model have its own slopes, so the predictor can say "the small model copes when the retrieval
+is confident" rather than shifting every model by the same amount.
 
-It is registered in the MLflow model registry as a pyfunc model (input: a DataFrame of the
-FEATURE_NAMES columns plus a `model` column; output: predicted quality) and loaded by alias,
-`models:/ragyard-router@production` by default.
+A fitted predictor is numbers only: per model the scaler's means and scales, the coefficients and
+the intercept. It is stored and loaded as a JSON document (router/routing/predictor_registry.py),
+never as pickled code: whoever can write to the registry can at worst register a bad route, never
+run code in the router.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from router.routing.features import FEATURE_NAMES
 
-if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted
-    from sklearn.pipeline import Pipeline
-
 MIN_OUTCOMES_PER_MODEL = 5
+FORMAT = "ragyard.quality-predictor"
+FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -41,19 +40,60 @@ class UnknownModel(KeyError):
     """The predictor was not trained on this model."""
 
 
+class LinearModel(BaseModel):
+    """One model's regressor: quality = ((x - mean) / scale) . coef + intercept, clipped to [0, 1]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    trained_on: int = Field(ge=MIN_OUTCOMES_PER_MODEL)
+
+    @model_validator(mode="after")
+    def _one_number_per_feature(self) -> LinearModel:
+        if not (len(self.mean) == len(self.scale) == len(self.coef) == len(FEATURE_NAMES)):
+            raise ValueError(f"mean, scale and coef need one number per feature ({len(FEATURE_NAMES)})")
+        if any(s <= 0 for s in self.scale):
+            raise ValueError("scales must be positive")
+        return self
+
+
+class PredictorDocument(BaseModel):
+    """A QualityPredictor as stored: the features it reads, in order, and one LinearModel per model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: str = Field(pattern=f"^{FORMAT}$")
+    version: int = Field(ge=FORMAT_VERSION, le=FORMAT_VERSION)
+    features: list[str]
+    models: dict[str, LinearModel] = Field(min_length=1)
+
+    @field_validator("features")
+    @classmethod
+    def _our_features(cls, features: list[str]) -> list[str]:
+        if tuple(features) != FEATURE_NAMES:
+            raise ValueError(f"made for the features {features}, this router computes {list(FEATURE_NAMES)}")
+        return features
+
+
 class QualityPredictor:
-    def __init__(self, pipelines: dict[str, Pipeline], trained_on: dict[str, int]):
-        self.pipelines = pipelines
-        self.trained_on = trained_on  # outcomes per model
+    def __init__(self, models: dict[str, LinearModel]):
+        self.linear = models
 
     @property
     def models(self) -> tuple[str, ...]:
-        return tuple(self.pipelines)
+        return tuple(self.linear)
+
+    @property
+    def trained_on(self) -> dict[str, int]:
+        """Outcomes per model."""
+        return {name: m.trained_on for name, m in self.linear.items()}
 
     @classmethod
     def fit(cls, outcomes: Iterable[Outcome], alpha: float = 1.0) -> QualityPredictor:
-        from sklearn.linear_model import Ridge
-        from sklearn.pipeline import make_pipeline
+        from sklearn.linear_model import Ridge  # scikit-learn only where a predictor is fitted
         from sklearn.preprocessing import StandardScaler
 
         by_model: dict[str, list[Outcome]] = {}
@@ -62,106 +102,38 @@ class QualityPredictor:
         too_few = {m: len(rows) for m, rows in by_model.items() if len(rows) < MIN_OUTCOMES_PER_MODEL}
         if not by_model or too_few:
             raise ValueError(f"need at least {MIN_OUTCOMES_PER_MODEL} outcomes per model; got {too_few or 'none'}")
-        pipelines = {}
+        fitted = {}
         for model, rows in by_model.items():
-            pipeline = make_pipeline(StandardScaler(), Ridge(alpha=alpha))
-            pipeline.fit(feature_matrix([r.features for r in rows]), np.array([r.quality for r in rows]))
-            pipelines[model] = pipeline
-        return cls(pipelines, {m: len(rows) for m, rows in by_model.items()})
+            scaler = StandardScaler().fit(feature_matrix([r.features for r in rows]))
+            ridge = Ridge(alpha=alpha).fit(
+                scaler.transform(feature_matrix([r.features for r in rows])), np.array([r.quality for r in rows])
+            )
+            fitted[model] = LinearModel(
+                mean=scaler.mean_.tolist(),
+                scale=scaler.scale_.tolist(),  # StandardScaler's scale is 1 for a constant feature, never 0
+                coef=ridge.coef_.tolist(),
+                intercept=float(ridge.intercept_),
+                trained_on=len(rows),
+            )
+        return cls(fitted)
 
     def predict(self, features: Sequence[dict[str, float]], model: str) -> np.ndarray:
         """Predicted quality in [0, 1] of `model` for each feature row."""
-        if model not in self.pipelines:
-            raise UnknownModel(f"the router model was not trained on {model!r}; it knows {list(self.pipelines)}")
-        return np.clip(self.pipelines[model].predict(feature_matrix(features)), 0.0, 1.0)
+        if model not in self.linear:
+            raise UnknownModel(f"the router model was not trained on {model!r}; it knows {list(self.linear)}")
+        m = self.linear[model]
+        scaled = (feature_matrix(features) - np.array(m.mean)) / np.array(m.scale)
+        return np.clip(scaled @ np.array(m.coef) + m.intercept, 0.0, 1.0)
+
+    def document(self) -> PredictorDocument:
+        return PredictorDocument(
+            format=FORMAT, version=FORMAT_VERSION, features=list(FEATURE_NAMES), models=self.linear
+        )
+
+    @classmethod
+    def from_document(cls, document: PredictorDocument) -> QualityPredictor:
+        return cls(dict(document.models))
 
 
 def feature_matrix(rows: Sequence[dict[str, float]]) -> np.ndarray:
     return np.array([[float(row[name]) for name in FEATURE_NAMES] for row in rows], dtype=float)
-
-
-# ---- MLflow model registry --------------------------------------------------------------------
-
-
-def _pyfunc_class():
-    from mlflow.pyfunc import PythonModel
-
-    class RouterQualityModel(PythonModel):
-        """The pyfunc face of a QualityPredictor: rows of features and a `model` column in, quality out."""
-
-        def __init__(self, predictor: QualityPredictor):
-            self.predictor = predictor
-
-        def predict(self, context, model_input, params=None):
-            out = np.zeros(len(model_input))
-            records = model_input.to_dict("records")
-            for model in set(model_input["model"]):
-                index = [i for i, r in enumerate(records) if r["model"] == model]
-                out[index] = self.predictor.predict([records[i] for i in index], model)
-            return out
-
-    return RouterQualityModel
-
-
-def model_uri(name: str, alias: str) -> str:
-    return f"models:/{name}@{alias}"
-
-
-def register_predictor(
-    predictor: QualityPredictor,
-    tracking_uri: str,
-    name: str,
-    alias: str,
-    run_id: str | None = None,
-    description: str = "",
-) -> str:
-    """Log `predictor` as a pyfunc model, register a new version of `name`, point `alias` at it.
-
-    Returns the version. With `run_id` the model is logged into that run (the router eval's);
-    otherwise into a run of its own in the "ragyard-router" experiment.
-    """
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    import mlflow
-    import pandas as pd
-    import sklearn
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    example = pd.DataFrame([{**{n: 0.0 for n in FEATURE_NAMES}, "model": predictor.models[0]}])
-    signature = infer_signature(example, np.zeros(1))
-    if run_id is None:
-        mlflow.set_experiment("ragyard-router")
-    with mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name="router-model"):
-        info = mlflow.pyfunc.log_model(
-            name="router_model",
-            python_model=_pyfunc_class()(predictor),
-            signature=signature,
-            # Listed, not inferred: inference loads the model in a subprocess, slow and needless here.
-            pip_requirements=[
-                f"scikit-learn=={sklearn.__version__}",
-                f"numpy=={np.__version__}",
-                f"pandas=={pd.__version__}",
-                f"mlflow=={mlflow.__version__}",
-            ],
-            registered_model_name=name,
-            tags={"ragyard.trained_on": ",".join(f"{m}={n}" for m, n in predictor.trained_on.items())},
-        )
-    version = str(info.registered_model_version)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    if description:
-        client.update_model_version(name, version, description=description)
-    client.set_registered_model_alias(name, alias, version)
-    return version
-
-
-def load_predictor(tracking_uri: str, name: str, alias: str) -> QualityPredictor:
-    """The QualityPredictor registered as `name` under `alias` (raises MlflowException if none)."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    import mlflow
-
-    mlflow.set_registry_uri(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    loaded = mlflow.pyfunc.load_model(model_uri(name, alias))
-    return loaded.unwrap_python_model().predictor

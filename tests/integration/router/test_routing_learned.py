@@ -9,9 +9,11 @@ from ragyard.settings import MlflowSettings, RouterSettings, Settings
 from router.routing.base import ModelCard, RouteRequest
 from router.routing.features import routing_features
 from router.routing.policies import Learned, Threshold, build_policy
-from router.routing.predictor import (
-    Outcome,
-    QualityPredictor,
+from router.routing.predictor import Outcome, QualityPredictor
+from router.routing.predictor_registry import (
+    DOCUMENT,
+    HASH_TAG,
+    UntrustedPredictor,
     load_predictor,
     register_predictor,
 )
@@ -61,6 +63,33 @@ def test_learned_policy_round_trips_through_the_model_registry_and_loads_by_alia
     client.set_registered_model_alias(name, "production", v2)
     assert build_policy("learned", settings).choose(request(0.9), (SMALL, LARGE)).model == "large"  # 0.45 < 0.6
     assert client.get_model_version(name, v1).description == "slope 1"
+
+
+def test_the_router_loads_only_the_document_that_was_registered(mlflow_server):
+    import mlflow
+    from mlflow import MlflowClient
+
+    name = "test-routing-untrusted"
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    version = client.get_model_version(name, register_predictor(predictor(1.0), mlflow_server, name, "production"))
+    recorded = version.tags[HASH_TAG]
+    assert load_predictor(mlflow_server, name, "production", pinned_sha256=recorded).models == ("small", "large")
+
+    # Pinned to another document: refused, although the registry is consistent.
+    with pytest.raises(UntrustedPredictor, match="pinned"):
+        load_predictor(mlflow_server, name, "production", pinned_sha256="0" * 64)
+
+    # A version that is not our document (a pyfunc model, anything else): refused without reading it.
+    foreign = client.create_model_version(name, version.source, run_id=version.run_id)
+    client.set_registered_model_alias(name, "foreign", foreign.version)
+    with pytest.raises(UntrustedPredictor, match="not a ragyard.quality-predictor/1 document"):
+        load_predictor(mlflow_server, name, "foreign")
+
+    # The registered document replaced in the artifact store (say, by a pickle): its hash no longer matches.
+    with mlflow.start_run(run_id=version.run_id):
+        mlflow.log_text("cos\nsystem\n(S'echo owned'\ntR.", f"router_model/{DOCUMENT}")
+    with pytest.raises(UntrustedPredictor, match="was registered"):
+        load_predictor(mlflow_server, name, "production")
 
 
 def test_loading_an_unset_alias_fails_with_mlflow_error(mlflow_server):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from ragyard.settings import RouterSettings, Settings
 from router.routing.base import POLICIES, ModelCard, RouteRequest
@@ -13,7 +17,7 @@ from router.routing.policies import (
     build_policy,
     estimated_prompt_tokens,
 )
-from router.routing.predictor import Outcome, QualityPredictor, UnknownModel
+from router.routing.predictor import Outcome, PredictorDocument, QualityPredictor, UnknownModel, feature_matrix
 
 SMALL = ModelCard("small", 2048, input_per_1k=0.01, output_per_1k=0.02, quality=0.2)
 MEDIUM = ModelCard("medium", 8192, input_per_1k=0.05, output_per_1k=0.10, quality=0.5)
@@ -89,6 +93,46 @@ def test_predictor_learns_per_model_slopes():
     assert predictor.predict([low, high], "large") == pytest.approx([0.7, 0.7], abs=0.02)
     with pytest.raises(UnknownModel):
         predictor.predict([low], "medium")
+
+
+def test_predictor_is_numbers_that_predict_as_the_fitted_scikit_learn_pipeline_does():
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    predictor = fitted_predictor()
+    rows = [routing_features(request("join paths", ({"score": s / 7, "text": "x" * (s * 300)},))) for s in range(8)]
+    outcomes = [  # the same outcomes for small as fitted_predictor's, fitted by scikit-learn itself
+        (routing_features(request("join paths", ({"score": i / 19, "text": "join paths"},))), i / 19) for i in range(20)
+    ]
+    reference = make_pipeline(StandardScaler(), Ridge(alpha=0.01)).fit(
+        feature_matrix([f for f, _ in outcomes]), [q for _, q in outcomes]
+    )
+    expected = np.clip(reference.predict(feature_matrix(rows)), 0, 1)
+    assert predictor.predict(rows, "small") == pytest.approx(expected, abs=1e-9)
+    # Stored as JSON and read back, it predicts the same.
+    document = PredictorDocument.model_validate_json(predictor.document().model_dump_json())
+    again = QualityPredictor.from_document(document)
+    assert again.predict(rows, "small") == pytest.approx(predictor.predict(rows, "small"), abs=1e-12)
+    assert again.trained_on == {"small": 20, "large": 20}
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d.update(format="pickle"), "format"),
+        (lambda d: d.update(features=list(reversed(d["features"]))), "made for the features"),
+        (lambda d: d["models"]["small"].update(coef=d["models"]["small"]["coef"][:-1]), "one number per feature"),
+        (lambda d: d["models"]["small"].update(intercept=float("nan")), "intercept"),
+        (lambda d: d["models"]["small"].update(scale=[0.0] * len(FEATURE_NAMES)), "scales must be positive"),
+        (lambda d: d["models"]["small"].update(code="__import__('os')"), "code"),
+    ],
+)
+def test_a_predictor_document_that_is_not_exactly_ours_is_refused(damage, message):
+    document = json.loads(fitted_predictor().document().model_dump_json())
+    damage(document)
+    with pytest.raises(ValidationError, match=message):
+        PredictorDocument.model_validate_json(json.dumps(document))
 
 
 def test_predictor_refuses_too_few_outcomes():
