@@ -65,7 +65,7 @@ test: setup llm-models-test
 # tests mostly wait on the processes they start, so two at once nearly halve the suite's time on 2 cores.
 # TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-PARALLEL = -n $(TEST_WORKERS) --dist loadfile
+PARALLEL = -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 test-unit test-infra: test-%: setup
 	$(PY) -m pytest tests/$*
