@@ -18,14 +18,21 @@ Per similarity threshold, three replays, each through a fresh cache:
    other earlier turns; sessions that share their opening show what a shared history hits; the
    same sessions with the conversation left out of the scope show what that scoping prevents.
 
-The summary recommends the lowest threshold at which no replay served a wrong answer.
+The threshold is chosen on a tuning split and reported on a held-out one (`evals.splits`): the
+questions are split by a fixed seed, each with its paraphrases and near-misses (a near-miss and the
+question it is worded like stay together), sessions by id. On the tuning split every threshold is
+replayed and the lowest at which no replay served a wrong answer is chosen; on the held-out split the
+chosen threshold is replayed beside the exact cache alone (the baseline), traffic rates with a
+bootstrap interval.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,15 +50,17 @@ from evals.cache_datasets import (
     load_sessions,
 )
 from evals.cache_replays import Keys, Replay, Served, history_blind_keys, replay_sessions, router_keys, zipf_traffic
+from evals.cache_summary import held_out_text, recommended, summary
 from evals.harness_types import EvalReport, EvalRun, ParamValue
 from evals.retrieval import DEFAULT_DATASET, load_dataset, quick_subset
+from evals.splits import SPLIT_SEED, Interval, bootstrap, groups, split
 from ragyard.embedding import EmbeddingModel
 from ragyard.settings import Settings
 
 EXPERIMENT = "ragyard-cache"
 TRAFFIC_REQUESTS, QUICK_TRAFFIC_REQUESTS = 1000, 300
 TRAFFIC_SEED, ZIPF_EXPONENT = 20261127, 1.0
-FALSE_HITS_SHOWN = 6
+EXACT_ONLY = math.inf  # a threshold no similarity reaches: the exact cache alone
 
 
 def thresholds(configured: float) -> list[float]:
@@ -113,8 +122,8 @@ def run_threshold(
     ordered: list[Asked],
     traffic: list[Asked],
     sessions: list[Session],
-) -> tuple[dict[str, float], dict[str, list[dict]]]:
-    """Every replay through its own fresh cache: metrics and detail tables."""
+) -> tuple[dict[str, float], dict[str, list[dict]], list[Served]]:
+    """Every replay through its own fresh cache: metrics, detail tables, and what the traffic was served."""
     with tempfile.TemporaryDirectory(prefix="ragyard-cache-eval-") as tmp:
 
         def fresh(name: str, keys: Keys = router_keys) -> Replay:
@@ -143,13 +152,7 @@ def run_threshold(
         + [{**s.row(), "mode": "stateless"} for s in stateless]
         + [{**s.row(), "mode": "history-blind"} for s in blind],
     }
-    return metrics, tables
-
-
-def recommended(results: dict[float, dict[str, float]]) -> float | None:
-    """The lowest threshold (the most hits) at which no replay served a wrong answer; None if none."""
-    clean = [t for t, m in sorted(results.items()) if m["false_hits_total"] == 0]
-    return clean[0] if clean else None
+    return metrics, tables, requests
 
 
 def load_all(quick: bool) -> tuple[str, list[Asked], list[Asked], list[Session]]:
@@ -167,149 +170,124 @@ def load_all(quick: bool) -> tuple[str, list[Asked], list[Asked], list[Session]]
     return name, [as_asked(q) for q in questions], variants, sessions
 
 
+@dataclass(frozen=True)
+class Part:
+    """One side of the split: its questions, their variants and the sessions, and the traffic drawn from them."""
+
+    name: str
+    questions: list[Asked]
+    variants: list[Asked]
+    sessions: list[Session]
+
+    @property
+    def ordered(self) -> list[Asked]:
+        return [*self.questions, *self.variants]  # variants: the paraphrases, then the near-misses
+
+    def traffic(self, requests: int) -> list[Asked]:
+        phrasings = defaultdict(list)
+        for asked in self.ordered:
+            phrasings[asked.of].append(asked)
+        return zipf_traffic(phrasings, requests, TRAFFIC_SEED, ZIPF_EXPONENT)
+
+
+def split_parts(questions: list[Asked], variants: list[Asked], sessions: list[Session]) -> tuple[Part, Part]:
+    """(tuning, held-out): questions by a seeded draw per group, a group being a question with those a
+    near-miss links it to (so that a near-miss meets the answer it must not be served); each variant
+    goes with its question, and with the question it is worded like; sessions by id."""
+    group = groups([q.of for q in questions], [(v.of, v.like) for v in variants if v.like])
+    parts = []
+    for side in (0, 1):
+        qs = split(questions, lambda a: group[a.of])[side]
+        vs = split(variants, lambda a: group[a.of])[side]
+        ss = split(sessions, lambda session: session.id)[side]
+        parts.append(Part(("tuning", "held-out")[side], qs, vs, ss))
+    return parts[0], parts[1]
+
+
 def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | None = None) -> EvalReport:
     name, questions, variants, sessions = load_all(quick)
-    ordered = [*questions, *variants]  # variants: the paraphrases, then the near-misses
-    phrasings = defaultdict(list)
-    for asked in ordered:
-        phrasings[asked.of].append(asked)
+    tuning, held = split_parts(questions, variants, sessions)
     requests = QUICK_TRAFFIC_REQUESTS if quick else TRAFFIC_REQUESTS
-    traffic = zipf_traffic(phrasings, requests, TRAFFIC_SEED, ZIPF_EXPONENT)
     e = settings.embedder
     model = model or EmbeddingModel(e.model, device=e.device, batch_size=e.batch_size)
-    texts = sorted({a.question for a in ordered} | {t.question for s in sessions for t in s.turns})
+    texts = sorted({a.question for a in [*questions, *variants]} | {t.question for s in sessions for t in s.turns})
     vectors = dict(zip(texts, model.encode(texts, normalize=True), strict=True))
     configured = settings.router.semantic_threshold
     params: dict[str, ParamValue] = {
         "dataset": name,
-        "questions": len(questions),
-        "paraphrases": sum(v.kind == PARAPHRASE for v in variants),
-        "near_misses": sum(v.kind == NEAR_MISS for v in variants),
-        "sessions": len(sessions),
-        "session_turns": sum(len(s.turns) for s in sessions),
+        "split_seed": SPLIT_SEED,
         "traffic_requests": requests,
         "traffic_seed": TRAFFIC_SEED,
         "zipf_exponent": ZIPF_EXPONENT,
         "embedder_model": e.model,
     }
+
+    def part_params(part: Part) -> dict[str, ParamValue]:
+        return {
+            **params,
+            "split": part.name,
+            "questions": len(part.questions),
+            "paraphrases": sum(v.kind == PARAPHRASE for v in part.variants),
+            "near_misses": sum(v.kind == NEAR_MISS for v in part.variants),
+            "sessions": len(part.sessions),
+            "session_turns": sum(len(s.turns) for s in part.sessions),
+        }
+
+    def replay(part: Part, threshold: float) -> tuple[dict[str, float], dict[str, list[dict]], list[Served]]:
+        return run_threshold(threshold, vectors, part.ordered, part.traffic(requests), part.sessions)
+
     results, runs = {}, []
     for threshold in thresholds(configured):
-        metrics, tables = run_threshold(threshold, vectors, ordered, traffic, sessions)
+        metrics, tables, _ = replay(tuning, threshold)
         results[threshold] = metrics
         runs.append(
             EvalRun(
-                name=f"semantic-{threshold:.2f}",
-                params={**params, "threshold": threshold, "configured": threshold == configured},
+                name=f"tuning-semantic-{threshold:.2f}",
+                params={**part_params(tuning), "threshold": threshold, "configured": threshold == configured},
                 metrics=metrics,
                 tables=tables,
             )
         )
-    # The configured threshold's wrong answers; with none there, the highest threshold's that had some.
-    shown = next((run for run in runs if run.params["configured"] and run.tables["false_hits"]), None) or max(
-        (run for run in runs if run.tables["false_hits"]), key=lambda run: run.params["threshold"], default=None
+    chosen = recommended(results)
+    held_out = {}
+    for label, threshold in [("exact-only", EXACT_ONLY), *([(f"semantic-{chosen:.2f}", chosen)] if chosen else [])]:
+        metrics, tables, traffic = replay(held, threshold)
+        intervals = traffic_intervals(traffic)
+        held_out[label] = (metrics, intervals)
+        runs.append(
+            EvalRun(
+                name=f"held-out-{label}",
+                params={**part_params(held), "threshold": -1.0 if threshold == EXACT_ONLY else threshold},
+                metrics={**metrics, **{f"{k}_low": v.low for k, v in intervals.items()}}
+                | {f"{k}_high": v.high for k, v in intervals.items()},
+                tables=tables,
+            )
+        )
+    # The configured threshold's wrong answers on the tuning split; with none there, the highest threshold's.
+    tuning_runs = [run for run in runs if run.params["split"] == "tuning"]
+    shown = next((run for run in tuning_runs if run.params["configured"] and run.tables["false_hits"]), None) or max(
+        (run for run in tuning_runs if run.tables["false_hits"]), key=lambda run: run.params["threshold"], default=None
     )
     closest = max(
-        (row["similarity"] for run in runs for row in run.tables["false_hits"] if row["similarity"] < 1), default=None
+        (row["similarity"] for run in tuning_runs for row in run.tables["false_hits"] if row["similarity"] < 1),
+        default=None,
     )
-    return EvalReport(
-        experiment=EXPERIMENT, runs=runs, summary_markdown=summary(params, results, configured, shown, closest)
-    )
-
-
-def pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
-def summary(
-    params: dict,
-    results: dict[float, dict[str, float]],
-    configured: float,
-    shown_run: EvalRun | None,
-    closest: float | None,
-) -> str:
-    rows = []
-    for threshold, m in sorted(results.items()):
-        rows.append(
-            f"| {threshold:.2f}{' (configured)' if threshold == configured else ''} "
-            f"| {pct(m['paraphrase_hit_rate'])} | {pct(m['paraphrase_false_hit_rate'])} "
-            f"| {pct(m['near_miss_false_hit_rate'])} | {pct(m['traffic_exact_hit_rate'])} "
-            f"| {pct(m['traffic_semantic_hit_rate'])} | {m['traffic_false_hits']:.0f} "
-            f"| {m['false_hits_total']:.0f} |"
-        )
-    m = results[configured]
-    ceiling = pct(m["traffic_reuse_ceiling"])
-    false_hits = shown_run.tables["false_hits"] if shown_run else []
-    shown = "".join(
-        f'\n- ({row["kind"]}, {row["result"]} {row["similarity"]}) "{row["question"]}" was served '
-        f'the answer to "{row["cached_question"]}"'
-        for row in false_hits[:FALSE_HITS_SHOWN]
-    )
-    at = shown_run.params["threshold"] if shown_run else configured
-    shown_label = (
-        f"Wrong answers at the configured {configured:.2f}:"
-        if at == configured
-        else f"Wrong answers at the configured {configured:.2f}: none. At {at:.2f}, the highest threshold "
-        "that served any:"
-    )
-    return (
-        f"Dataset `{params['dataset']}`: {params['questions']} questions, {params['paraphrases']} hand-written "
-        f"paraphrases of them, {params['near_misses']} near-misses (worded like one question, asking what another "
-        f"answers), {params['sessions']} sessions ({params['session_turns']} turns); embedder "
-        f"{params['embedder_model']}. Requests go through the router's `ResponseCache` with the router's keys "
-        "(scope from `router.cache.cache_scope`, exact key the digest of scope and messages), exact cache first. "
-        "A false hit serves an answer stored for a question whose gold shares no section with the asker's.\n\n"
-        "In order: the questions, then the paraphrases, then the near-misses, each asked once. Traffic: "
-        f"{params['traffic_requests']} requests, topics by Zipf-like popularity (exponent {params['zipf_exponent']}, "
-        f"seed {params['traffic_seed']}), each in any of its phrasings; a perfect cache would hit {ceiling} of them. "
-        "Wrong answers: every false hit of every replay below (questions, paraphrases, near-misses, traffic, "
-        "sessions).\n\n"
-        "| threshold | paraphrases served their answer | paraphrases served a wrong one | near-misses served a "
-        "wrong one | traffic exact hits | traffic semantic hits | traffic false hits | wrong answers |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-        + "\n".join(rows)
+    text = (
+        summary(part_params(tuning), results, configured, shown, closest)
         + "\n\n"
-        + sessions_text(results, configured)
-        + "\n\n"
-        + shown_label
-        + (shown or " none.")
-        + "\n\n"
-        + recommendation(results, configured, closest)
+        + held_out_text(part_params(held), chosen, configured, held_out)
     )
+    return EvalReport(experiment=EXPERIMENT, runs=runs, summary_markdown=text)
 
 
-def sessions_text(results: dict[float, dict[str, float]], configured: float) -> str:
-    other = max(
-        m[f"{mode}_followup_other_conversation_hits"] for m in results.values() for mode in ("sessions", "stateless")
-    )
-    m = results[configured]
-    return (
-        f"Sessions, with the router's memory (a session id) and stateless (the client resends the conversation): "
-        f"at any threshold, {other:.0f} of {m['sessions_followups']:.0f} follow-ups were served an answer stored "
-        f"after other earlier turns. At {configured:.2f}, {m['sessions_followups_after_shared_history']:.0f} "
-        "follow-ups came after a history an earlier session had had: "
-        f"{m['sessions_followup_exact_hits']:.0f} exact hits (the same follow-up), "
-        f"{m['sessions_followup_semantic_hits']:.0f} semantic hits, {m['sessions_followup_false_hits']:.0f} wrong "
-        f"(stateless: {m['stateless_followup_exact_hits']:.0f}, {m['stateless_followup_semantic_hits']:.0f}, "
-        f"{m['stateless_followup_false_hits']:.0f}). With the conversation left out of the scope, "
-        f"{m['blind_followup_other_conversation_hits']:.0f} follow-ups would have been served another "
-        f"conversation's answer, {m['blind_followup_false_hits']:.0f} of them wrong."
-    )
-
-
-def recommendation(results: dict[float, dict[str, float]], configured: float, closest: float | None) -> str:
-    best, c = recommended(results), results[configured]
-    now = (
-        f"At the configured {configured:.2f} the semantic cache adds {pct(c['traffic_semantic_hit_rate'])} of "
-        f"traffic to the exact cache's {pct(c['traffic_exact_hit_rate'])}, and serves a wrong answer to "
-        f"{pct(c['near_miss_false_hit_rate'])} of near-misses ({c['false_hits_total']:.0f} wrong answers in all)."
-    )
-    if best is None:
-        return f"No threshold measured served no wrong answer. {now}"
-    m = results[best]
-    margin = "" if closest is None else f" (the most similar question ever served a wrong answer scored {closest:.3f})"
-    return (
-        f"**The figures support {best:.2f} as the default**: the lowest threshold at which no replay served a "
-        f"wrong answer{margin}. There the semantic cache adds {pct(m['traffic_semantic_hit_rate'])} of traffic to "
-        f"the exact cache's {pct(m['traffic_exact_hit_rate'])} and serves {pct(m['paraphrase_hit_rate'])} of "
-        f"paraphrases their answer. " + ("" if best == configured else now)
-    )
+def traffic_intervals(traffic: Sequence[Served]) -> dict[str, Interval]:
+    """Semantic hit rate (of requests) and false-hit rate (of hits) of a traffic replay, bootstrapped."""
+    return {
+        "traffic_semantic_hit_rate": bootstrap(
+            traffic, lambda rows: share(sum(s.result == "semantic" for s in rows), len(rows))
+        ),
+        "traffic_false_hit_rate": bootstrap(
+            traffic, lambda rows: share(sum(s.false for s in rows), sum(s.hit for s in rows))
+        ),
+        "traffic_hit_rate": bootstrap(traffic, lambda rows: share(sum(s.hit for s in rows), len(rows))),
+    }

@@ -211,12 +211,15 @@ def write_summary(
     common: dict[str, ParamValue],
     command: str,
     path: Path = EVALS_DOC,
+    run_ids: list[str] | None = None,
 ) -> None:
-    """Replace the eval's section of docs/evals.md: date, machine, command, setup, the eval's own summary."""
+    """Replace the eval's section of docs/evals.md: date, machine, command, setup, the eval's own summary,
+    and the MLflow run behind each run of the report."""
     load = os.getloadavg()[0]  # timings depend on what else the machine was doing
+    runs = ", ".join(f"{run.name} `{run_id}`" for run, run_id in zip(report.runs, run_ids or [], strict=False))
     body = (
         f"Command: `{command}`, load average {load:.1f} at the end. {measured_against(common)}\n\n"
-        f"{report.summary_markdown}"
+        f"{report.summary_markdown}" + (f"\n\nMLflow runs (experiment `{experiment}`): {runs}." if runs else "")
     )
     write_section(f"{eval_name.capitalize()} (experiment `{experiment}`)", body, report=path, header=_DOC_HEADER)
 
@@ -236,5 +239,5 @@ def run_eval(
     run_ids = log_report(client, experiment, name, report, common, quick) if client is not None else []
     if docs is not None:
         command = f"ragyard eval run {name}" + (" --quick" if quick else "")
-        write_summary(name, experiment, report, common, command, docs)
+        write_summary(name, experiment, report, common, command, docs, run_ids)
     return HarnessResult(name, report, experiment, run_ids)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 from typing import Any, NoReturn
 
 import pytest
+
+# The standard library asks `uname -p` once per process, cached, for platform.platform(); MLflow's
+# telemetry calls it when first imported. Asked here, before any test, so that whichever unit test
+# imports MLflow first in a worker is not taken for one that starts a process.
+platform.processor()
 
 
 @pytest.fixture(autouse=True)

@@ -219,13 +219,29 @@ def test_traffic_is_seeded_and_favours_popular_topics():
 
 
 def test_quick_eval_reports_every_part_per_threshold(tmp_path):
-    from evals.cache import evaluate, thresholds
+    from evals.cache import evaluate, load_all, thresholds
     from ragyard.settings import Settings
 
     settings = Settings(home=tmp_path / "home")
     report = evaluate(settings, quick=True)
-    assert [r.params["threshold"] for r in report.runs] == thresholds(settings.router.semantic_threshold)
-    low, high = report.runs[0].metrics, report.runs[-1].metrics
+    tuning = [r for r in report.runs if r.params["split"] == "tuning"]
+    held = {r.name: r for r in report.runs if r.params["split"] == "held-out"}
+    assert [r.params["threshold"] for r in tuning] == thresholds(settings.router.semantic_threshold)
+    # Every question is on one side only; the held-out side is replayed with the exact cache alone and at
+    # the threshold the tuning side chose.
+    assert tuning[0].params["questions"] + next(iter(held.values())).params["questions"] == len(load_all(True)[1])
+    assert min(tuning[0].params["questions"], next(iter(held.values())).params["questions"]) >= 5
+    chosen = min(r.params["threshold"] for r in tuning if r.metrics["false_hits_total"] == 0)
+    assert set(held) == {"held-out-exact-only", f"held-out-semantic-{chosen:.2f}"}
+    exact_only = held["held-out-exact-only"].metrics
+    assert exact_only["traffic_semantic_hit_rate"] == 0 == exact_only["false_hits_total"]
+    semantic = held[f"held-out-semantic-{chosen:.2f}"].metrics
+    low_ci, high_ci = semantic["traffic_semantic_hit_rate_low"], semantic["traffic_semantic_hit_rate_high"]
+    assert low_ci <= semantic["traffic_semantic_hit_rate"] <= high_ci
+    assert "**Held out**" in report.summary_markdown and f"At {chosen:.2f}, chosen on the tuning split" in (
+        report.summary_markdown
+    )
+    low, high = tuning[0].metrics, tuning[-1].metrics
     for m in (low, high):
         assert m["traffic_requests"] == 300 and m["sessions_followups"] >= 20
         assert m["sessions_followup_other_conversation_hits"] == m["stateless_followup_other_conversation_hits"] == 0
@@ -234,5 +250,5 @@ def test_quick_eval_reports_every_part_per_threshold(tmp_path):
     # A lower threshold hits more, and serves more wrong answers.
     assert low["paraphrase_hit_rate"] > high["paraphrase_hit_rate"]
     assert low["false_hits_total"] > high["false_hits_total"] == 0
-    assert low["false_hits_total"] == len(report.runs[0].tables["false_hits"])
+    assert low["false_hits_total"] == len(tuning[0].tables["false_hits"])
     assert "The figures support" in report.summary_markdown and "| threshold |" in report.summary_markdown
