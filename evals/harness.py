@@ -33,6 +33,7 @@ EVALS: dict[str, str] = {
     "safety": "evals.safety",
     "router": "evals.router",
     "cache": "evals.cache",
+    "memory": "evals.memory",
 }
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EVALS_DOC = REPO_ROOT / "docs" / "evals.md"

@@ -177,15 +177,20 @@ def collection_dim(client: MilvusClient, name: str) -> int:
     raise CollectionMismatch(f"collection {name!r} has no {DENSE!r} field: not a ragyard collection")
 
 
-def ensure_collection(client: MilvusClient, name: str, dim: int, index: dict | None = None) -> bool:
+def ensure_collection(
+    client: MilvusClient, name: str, dim: int, index: dict | None = None, schema=None, **options: str
+) -> bool:
     """Create the collection if it is missing (its dense vector indexed by `index`, a `dense_index`;
-    HNSW by default), check its dimension, load it. True if created."""
+    HNSW by default; `schema` another collection's with the same DENSE and SPARSE fields, `options` for
+    `create_collection`), check its dimension, load it. True if created."""
     created = False
     if not client.has_collection(name):
         index_params = client.prepare_index_params()
         index_params.add_index(DENSE, **(index or dense_index()))
         index_params.add_index(SPARSE, **SPARSE_INDEX)
-        client.create_collection(name, schema=build_schema(dim), index_params=index_params)
+        client.create_collection(
+            name, schema=schema if schema is not None else build_schema(dim), index_params=index_params, **options
+        )
         created = True
     existing = collection_dim(client, name)
     if existing != dim:

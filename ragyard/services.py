@@ -239,6 +239,12 @@ def tools_spec(settings: Settings) -> ServiceSpec:
     return bento_spec(settings, "tools", "bentos.tools.service:Tools", settings.tools.port, "/readyz")
 
 
+def memory_spec(settings: Settings) -> ServiceSpec:
+    # /readyz: ready once its Milvus collection is open; the embedder, safety and LLM bentos it calls
+    # are reached per request (an add answers 503 while one is down, an extraction waits for it).
+    return bento_spec(settings, "memory", "bentos.memory.service:Memory", settings.memory.port, "/readyz")
+
+
 def platform_services(settings: Settings) -> list[ServiceSpec]:
     specs = []
     if settings.milvus.run_local:
@@ -255,5 +261,6 @@ def platform_services(settings: Settings) -> list[ServiceSpec]:
         llm_spec(settings),
         router_spec(settings),
         tools_spec(settings),
+        memory_spec(settings),
     ]
     return specs

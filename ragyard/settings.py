@@ -338,6 +338,14 @@ class RouterSettings(RouterEndpoint):
     # Conversation memory: turns kept per session id.
     memory_turns: int = Field(default=6, ge=0)
     memory_sessions_max: int = Field(default=10_000, ge=1)
+    # Long-term memory (the memory bento), for requests that name a `user`: the user's memories most
+    # relevant to the question join the prompt within this many (estimated) tokens, looked up within
+    # memory_timeout_s; each answered exchange is sent for extraction through a queue of this size.
+    long_term_memory: bool = True
+    memory_budget_tokens: int = Field(default=256, ge=16)
+    memory_top_k: int = Field(default=8, ge=1, le=50)
+    memory_timeout_s: float = Field(default=2.0, gt=0)
+    memory_queue_size: int = Field(default=256, ge=1)
     # Tracing: MLflow experiment that receives OTLP spans when Langfuse is not configured.
     trace_experiment: str = "ragyard-router-traces"
     trace_queue_size: int = Field(default=1000, ge=1)
@@ -446,6 +454,52 @@ class ToolsSettings(ToolsEndpoint):
         return v
 
 
+class MemoryEndpoint(ServiceEndpoint):
+    port: int = 3006
+
+
+class MemorySettings(MemoryEndpoint):
+    """The memory bento: long-term memories per user (bentos/memory), stored pseudonymized in their own
+    Milvus collection and in the state database (the router's: SQLite under the home, or its state URL)."""
+
+    collection: str = Field(default="ragyard_memories", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    # Bounds of what a request may carry: a memory's text, all messages of an exchange (413 naming the field).
+    max_text_chars: int = Field(default=1000, ge=1, le=2000)
+    max_exchange_chars: int = Field(default=20_000, ge=1)
+    max_top_k: int = Field(default=50, ge=1, le=200)
+    # Memories kept per user (scope and user); adding one more evicts the least recently used.
+    max_per_user: int = Field(default=200, ge=1)
+    # A memory's time to live unless the request gives one; 0: kept until deleted or evicted.
+    default_ttl_s: int = Field(default=365 * 86400, ge=0)
+    purge_interval_s: float = Field(default=300.0, gt=0)  # expired memories leave both stores this often
+    # Every text is pseudonymized by the safety bento with this policy before it is stored or extracted
+    # from; it must replace PII with reversible placeholders (its `pseudonymize` is true).
+    safety_policy: str = Field(default="pseudonymize", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Extraction: durable facts from an exchange by this catalog model of the LLM bento (Qwen 0.5B proved
+    # too weak for it: README, "Memory bento"), off the request path in a bounded queue.
+    extraction_model: str = "qwen2.5-coder-1.5b"
+    extraction_max_tokens: int = Field(default=300, ge=16)
+    extraction_timeout_s: float = Field(default=180.0, gt=0)
+    queue_size: int = Field(default=256, ge=1)
+    # A job whose model, safety check, embedder or store cannot answer is retried (backoff doubling up
+    # to the maximum) until it is this old; then it is dropped and counted.
+    retry_backoff_s: float = Field(default=2.0, gt=0)
+    retry_backoff_max_s: float = Field(default=120.0, gt=0)
+    job_max_age_s: float = Field(default=86400.0, gt=0)
+    # The user's memories nearest to an exchange that the model may update or delete.
+    neighbours: int = Field(default=5, ge=1, le=20)
+    # The similarity gate (cosine of the embedder's vectors): an update or delete applies only to a memory
+    # at least this similar to the new text (update) or to the user's turn (delete); an update that fails
+    # it becomes an add, a delete is dropped. A new text this similar to a memory is a duplicate.
+    update_similarity: float = Field(default=0.4, ge=0.0, le=1.0)
+    duplicate_similarity: float = Field(default=0.95, ge=0.0, le=1.0)
+    # Skip the model for user turns without a first-person word ("I", "my", "we"...): English only.
+    first_person_filter: bool = True
+    # Timeouts of the calls the bento makes on the request path.
+    safety_timeout_s: float = Field(default=30.0, gt=0)
+    embed_timeout_s: float = Field(default=30.0, gt=0)
+
+
 class LangfuseSettings(BaseModel):
     """Langfuse tracing; off while the keys are empty (then traces go to MLflow's OTLP endpoint)."""
 
@@ -501,6 +555,9 @@ class EvalsSettings(BaseModel):
     judge_model: str = ""
     # Questions of the QA set the full answer and router evals take (a fixed spread sample); 0: all.
     answer_limit: int = Field(default=0, ge=0)
+    # ---- the memory eval (evals/memory.py) ----
+    # Catalog models that answer with memory on and off; the quick eval takes the first only.
+    memory_models: list[str] = Field(default_factory=lambda: ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"], min_length=1)
 
 
 class ChunkerSettings(BaseModel):
@@ -693,6 +750,14 @@ class _Tools(_FromEnvironment):
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
 
 
+class _MemoryEndpoint(_FromEnvironment):
+    memory: MemoryEndpoint = Field(default_factory=MemoryEndpoint)
+
+
+class _Memory(_MemoryEndpoint):
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+
+
 class _Langfuse(_FromEnvironment):
     langfuse: LangfuseSettings = Field(default_factory=LangfuseSettings)
 
@@ -752,6 +817,7 @@ class RouterBentoSettings(
     _LLMEndpoint,
     _SafetyEndpoint,
     _Router,
+    _MemoryEndpoint,
     _Langfuse,
     _Prompts,
     _Mlflow,
@@ -767,6 +833,11 @@ class ToolsBentoSettings(_RetrieverEndpoint, _RouterEndpoint, _Tools, HomeSettin
     state (under the home, or its state URL), whose API keys it checks."""
 
 
+class MemoryBentoSettings(_Milvus, _Embedder, _LLMEndpoint, _SafetyEndpoint, _RouterEndpoint, _Memory, HomeSettings):
+    """The memory bento: its collection and bounds, the embedder (its URL and the vectors' dimension), the LLM
+    and safety bentos it calls, and the router's state (under the home, or its state URL) that holds the rows."""
+
+
 class IngestionSettings(_Milvus, _Embedder, _Chunker, _Ingest, _Broker, HomeSettings):
     """The ingestion's code location: the sources, the chunker, the embedding model (or the embedder
     bento's URL), the collection, the ledger under the home, and the broker its document events come from."""
@@ -779,6 +850,7 @@ class Settings(
     SafetyBentoSettings,
     RouterBentoSettings,
     ToolsBentoSettings,
+    MemoryBentoSettings,
     EmbedderBentoSettings,
     _Evals,
     _Dagster,
@@ -787,6 +859,10 @@ class Settings(
     """Every group: `ragyard run`, which hands them to the services it starts (`settings_env`); the evals
     (`ragyard eval` and their code location), which run the retriever's, LLM's, safety bento's and
     router's code in-process; the benchmarks; the tests."""
+
+    # Pydantic takes a field's default from the first base that declares it: RouterBentoSettings, which
+    # knows the memory bento by its endpoint only, comes before MemoryBentoSettings. So, the whole group.
+    memory: MemorySettings = Field(default_factory=MemorySettings)
 
 
 def settings_env(settings: HomeSettings) -> dict[str, str]:

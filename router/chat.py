@@ -91,6 +91,7 @@ class ChatRequest:
     user: str | None = None
     session_id: str | None = None
     use_cache: bool = True
+    memory: bool = True  # long-term memory (the memory bento); false: the request opts out
     metadata: dict[str, str] = field(default_factory=dict)  # the client's, recorded on the trace
     trace_id: str = field(default_factory=new_trace_id)  # also the completion id: chatcmpl-<trace_id>
 
@@ -163,6 +164,7 @@ class Outcome:
     prompt: dict | None = None  # {name, version, alias} of the RAG prompt
     fallbacks: list[dict] = field(default_factory=list)
     usage_estimated: bool = False
+    memory: dict | None = None  # long-term memory: {used: [ids], tokens} or why none; None: not asked
 
     @property
     def trace_id(self) -> str:
@@ -178,4 +180,5 @@ class Outcome:
             "prompt": self.prompt,
             "fallbacks": self.fallbacks,
             "usage_estimated": self.usage_estimated,
+            "memory": self.memory,
         }

@@ -1,8 +1,9 @@
 """The RAG flow of one chat completion, start to end, as the list of its steps (`router.steps`):
 
-    catalog → memory → prompt (registry, name@alias) → limits (reserve the worst-case cost)
+    catalog → memory (conversation, long-term) → prompt (registry, name@alias) → limits (reserve the worst-case cost)
     → input safety → cache → retrieve → route → generate (retries, fallbacks) → output safety
-    (content, tool calls) → charge → settle the cost, store cache and memory → trace, metrics
+    (content, tool calls) → charge → settle the cost, store cache and memory
+    (the exchange to the memory bento, off the request path) → trace, metrics
 
 `answer()` returns a whole answer; `stream()` yields content deltas and ends with the same
 `Outcome`. Each step runs under its own timeout within the request's deadline and records a span of
@@ -29,11 +30,13 @@ from router.events import RouterEvents
 from router.generation import Generated
 from router.guardrails import WITHHELD
 from router.keys import KeyStore
+from router.memory_context import with_memories
 from router.rag_prompt import references_block
 from router.resilience import DeadlineExceeded
 from router.steps.accounting import Accounting
 from router.steps.cache import CacheStep
 from router.steps.generation import GenerationStep
+from router.steps.long_term_memory import LongTermMemory
 from router.steps.memory import ConversationMemory
 from router.steps.prompt import PromptStep
 from router.steps.retrieval import Retrieval
@@ -49,6 +52,7 @@ class Flow:
     config: RouterSettings
     routing: Routing
     memory: ConversationMemory
+    long_term: LongTermMemory
     prompts: PromptStep
     accounting: Accounting
     safety: SafetyChecks
@@ -119,17 +123,19 @@ class Flow:
         catalog = await self.routing.models(turn)
         pinned = self.routing.pinned(turn.request, catalog)
         history = await self.memory.history(turn)
+        memories = await self.long_term.recall(turn)
         prompt = await self.prompts.load(turn)
-        await self.accounting.reserve(turn, self.routing.candidates(catalog, pinned), history, prompt)
+        # The memories count with the history: in the reservation, and in the cache key (an answer made
+        # with one user's memories is never another's).
+        await self.accounting.reserve(turn, self.routing.candidates(catalog, pinned), [*memories, *history], prompt)
         await self.safety.check_input(turn)
-        if await self.cache.lookup(turn, history):
+        if await self.cache.lookup(turn, [*memories, *history]):
             return None
         hits = await self.retrieval.search(turn) if turn.request.rag else []
         decision = await self.routing.route(turn, catalog, pinned, hits)
         turn.outcome.citations = Citation.numbered(hits)
-        return Plan(
-            self.routing.fallback_chain(catalog, decision.model), self.prompts.messages(turn, prompt, hits, history)
-        )
+        messages = with_memories(self.prompts.messages(turn, prompt, hits, history), memories)
+        return Plan(self.routing.fallback_chain(catalog, decision.model), messages)
 
     def references(self, turn: Turn, answer: str) -> str:
         """The sources of a RAG answer; none under an answer that calls tools (it is not the last word)."""
@@ -143,6 +149,7 @@ class Flow:
         await self.accounting.settle(turn)
         await self.cache.store(turn)
         await self.memory.remember(turn)
+        self.long_term.remember(turn)
         turn.trace.attributes.update(
             {
                 "cache": outcome.cache,

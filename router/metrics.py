@@ -24,3 +24,14 @@ CACHE_LOOKUPS = counter("ragyard_router_cache_lookups", "Response cache lookups 
 ROUTES = counter("ragyard_router_route_choices", "Models chosen by the routing policy", ["policy", "model"])
 FALLBACKS = counter("ragyard_router_fallbacks", "Generations that moved to a fallback model", ["from_model"])
 LIMITED = counter("ragyard_router_limited", "Requests refused by a per-key limit", ["code"])
+MEMORY_RECALLS = counter(
+    "ragyard_router_memory_recalls",
+    "Long-term memory lookups by outcome: used (memories joined the prompt), none, unavailable (the memory "
+    "bento could not answer: answered without memories), opted_out",
+    ["outcome"],
+)
+MEMORY_EXCHANGES = counter(
+    "ragyard_router_memory_exchanges",
+    "Answered exchanges for the memory bento by outcome: sent, dropped (its queue was full), failed",
+    ["outcome"],
+)

@@ -11,6 +11,7 @@ import contextlib
 import httpx
 
 from ragyard.clients.embedder import EmbedderClient
+from ragyard.clients.memory import MemoryClient
 from ragyard.clients.retriever import RetrieverClient
 from ragyard.clients.safety import SafetyClient
 from ragyard.settings import RouterBentoSettings
@@ -30,6 +31,7 @@ from router.state import database
 from router.steps.accounting import Accounting
 from router.steps.cache import CacheStep
 from router.steps.generation import GenerationStep
+from router.steps.long_term_memory import LongTermMemory
 from router.steps.memory import ConversationMemory
 from router.steps.prompt import PromptStep
 from router.steps.retrieval import Retrieval
@@ -68,12 +70,18 @@ def build_flow(settings: RouterBentoSettings, tracer: Tracer | None = None) -> F
     generator = Generator(
         Breakers(config.breaker_failures, config.breaker_reset_s), config.llm_attempts, config.first_token_timeout_s
     )
+    # One try per recall: a memory bento that is down costs the answer its memories, not its time.
+    long_term = LongTermMemory(
+        MemoryClient(settings.memory.url, pool, attempts=1) if config.long_term_memory else None, config
+    )
+    resources.push_async_callback(long_term.aclose)
     return Flow(
         config=config,
         routing=Routing(Catalog(upstreams, config, pool), settings),
         memory=ConversationMemory(
             Memory(database(settings, "memory"), config.memory_turns, config.memory_sessions_max)
         ),
+        long_term=long_term,
         prompts=PromptStep(PromptResolver.from_settings(settings), config),
         accounting=Accounting(Limits(keys), config),
         safety=SafetyChecks(guardrails, config),

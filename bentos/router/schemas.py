@@ -1,12 +1,15 @@
 """Wire schemas of the router bento (OpenAI-compatible chat completions, plus ragyard's extras).
 
 Extras a client may send (with the `openai` client: `extra_body={"ragyard": {...}}`):
-``ragyard.session_id`` (conversation memory), ``ragyard.cache`` (false: skip the caches).
-The same two also work as headers: ``X-Ragyard-Session``, ``X-Ragyard-Cache: off``.
+``ragyard.session_id`` (conversation memory), ``ragyard.cache`` (false: skip the caches),
+``ragyard.memory`` (false: no long-term memory of the request's `user` is read or written).
+The first two also work as headers: ``X-Ragyard-Session``, ``X-Ragyard-Cache: off``.
 
 Extras in every answer: ``citations`` [{index, source, title, chunk_id, doc_id, score}] (RAG models),
 and ``ragyard`` {trace_id, cost {amount, currency}, cache, route, prompt, fallbacks,
-usage_estimated}; a stream sends both on its finishing chunk (the one with `finish_reason`).
+usage_estimated, memory}: memory is {used: [ids], tokens} (or with `error` when the memory bento is
+down, or {used: [], opted_out: true}); null for a request without a `user`.
+A stream sends both on its finishing chunk (the one with `finish_reason`).
 """
 
 from __future__ import annotations
@@ -119,6 +122,10 @@ class RagyardOptions(BaseModel):
         description="Conversation memory: earlier turns of this session join the prompt.",
     )
     cache: bool = Field(default=True, description="false: neither read nor write the response caches.")
+    memory: bool = Field(
+        default=True,
+        description="false: long-term memory (of the request's `user`) is neither read nor written for this request.",
+    )
 
 
 # OpenAI's fields the router cannot honour: any value but null (or the one given) is a 400 saying why.

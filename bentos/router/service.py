@@ -195,6 +195,7 @@ class Router:
             session_id=session,
             metadata=body.metadata or {},
             use_cache=body.ragyard.cache and cache_header not in ("off", "false", "0", "no"),
+            memory=body.ragyard.memory,
         )
 
     @openai_app.post("/chat/completions")

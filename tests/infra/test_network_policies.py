@@ -51,10 +51,11 @@ def reachable(docs, target: str, port: int, source: dict[str, str], same_namespa
 
 # target -> the pods that must reach it (besides Prometheus); everything else must not.
 CALLERS = {
-    "embedder": [pod("router"), pod("retriever"), INGESTION, EVALS],
+    "embedder": [pod("router"), pod("retriever"), pod("memory"), INGESTION, EVALS],
     "retriever": [pod("router"), pod("tools"), EVALS],
-    "llm": [pod("router"), EVALS],
-    "safety": [pod("router")],
+    "llm": [pod("router"), pod("memory"), EVALS],
+    "safety": [pod("router"), pod("memory")],
+    "memory": [pod("router")],
     "mlflow": [pod("router"), INGESTION, EVALS],
 }
 EVERYONE = [pod(name) for name in BENTOS + ["mlflow"]] + [INGESTION, EVALS, ANY_POD]

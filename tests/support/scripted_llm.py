@@ -10,6 +10,8 @@ messages in the conversation so far, the model calls ``calls[k]`` while tools ar
 script is done it answers ``ANSWER after k tools: <each tool message>``. Any other conversation: the
 first offered tool is called with ``{"location": "Paris, France"}`` until a tool message is there,
 then it answers ``The weather in Paris: <the tool message>``; without tools it says ``Hello.``.
+A request for JSON (`response_format`) is answered with what follows ``REPLY `` on its last user
+message's line (``{}`` without one): the memory bento's extraction, say, given the operations to apply.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.support.paths import REPO_ROOT
 
 MODEL = "scripted"
 PREFIX = "SCRIPT "
+JSON_REPLY = "REPLY "
 
 
 def script(*calls: tuple[str, dict | str]) -> str:
@@ -41,6 +44,10 @@ def script_of(messages: list[dict]) -> dict | None:
 def reply(body: dict) -> tuple[str | None, list[dict] | None]:
     """(content, tool calls) for a request body."""
     messages = body["messages"]
+    if body.get("response_format"):
+        last = next((str(m.get("content")) for m in reversed(messages) if m["role"] == "user"), "")
+        _, found, rest = last.partition(JSON_REPLY)
+        return (rest.splitlines()[0] if found else "{}"), None
     observed = [str(m.get("content")) for m in messages if m["role"] == "tool"]
     script = script_of(messages)
     if script is not None:

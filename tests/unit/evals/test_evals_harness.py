@@ -28,7 +28,7 @@ def test_the_registry_imports_lazily_and_names_what_is_missing(registry):
 
 
 def test_the_shipped_registry_has_the_five_evals_and_retrieval_is_present():
-    assert list(harness.EVALS) == ["retrieval", "answers", "safety", "router", "cache"]
+    assert list(harness.EVALS) == ["retrieval", "answers", "safety", "router", "cache", "memory"]
     assert "retrieval" in available_evals()
 
 
