@@ -24,6 +24,7 @@ COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
 DEPLOYABLE_LOCKS := bentos/embedder/requirements.lock=embedder bentos/retriever/requirements.lock=retriever \
 	bentos/llm/requirements.lock=llm bentos/safety/requirements.lock=safety \
 	bentos/router/requirements.lock=router,postgres bentos/tools/requirements.lock=tools,postgres \
+	bentos/review/requirements.lock=review,postgres \
 	infra/images/pipelines/requirements.lock=pipelines,evals,k8s,object-store \
 	infra/images/mlflow/requirements.lock=mlflow-server
 LOCK_CHECK_DIR ?= .ragyard/lock-check

@@ -239,6 +239,11 @@ def tools_spec(settings: Settings) -> ServiceSpec:
     return bento_spec(settings, "tools", "bentos.tools.service:Tools", settings.tools.port, "/readyz")
 
 
+def review_spec(settings: Settings) -> ServiceSpec:
+    # /readyz: the queue's and the router's state are open; the broker is reached in the background.
+    return bento_spec(settings, "review", "bentos.review.service:Review", settings.review.port, "/readyz")
+
+
 def platform_services(settings: Settings) -> list[ServiceSpec]:
     specs = []
     if settings.milvus.run_local:
@@ -255,5 +260,6 @@ def platform_services(settings: Settings) -> list[ServiceSpec]:
         llm_spec(settings),
         router_spec(settings),
         tools_spec(settings),
+        review_spec(settings),
     ]
     return specs

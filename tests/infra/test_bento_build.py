@@ -24,6 +24,7 @@ BENTOS = {
     "safety": ("ragyard-safety", "bentos.safety.service:Safety", {"/check", "/check_batch"}),
     "router": ("ragyard-router", "bentos.router.service:Router", set()),
     "tools": ("ragyard-tools", "bentos.tools.service:Tools", set()),
+    "review": ("ragyard-review", "bentos.review.service:Review", set()),
 }
 
 # Run inside the bento's src/: import the service and list where our own modules came from.
