@@ -13,11 +13,9 @@ import json
 import time
 from dataclasses import dataclass
 
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Column, Double, MetaData, Table, Text, text
 
 from router.cache import digest
-from router.chat import Citation
 from router.state import Store, query, transaction
 
 TABLES = MetaData()
@@ -34,21 +32,6 @@ Table(
 
 def normalized(question: str) -> str:
     return " ".join(question.split()).casefold()
-
-
-_CITATION: TypeAdapter[Citation] = TypeAdapter(Citation)
-
-
-def router_citations(citations: list[dict]) -> list[dict]:
-    """The citations in the router's shape (`router.chat.Citation`); others (a flag from another
-    producer) are left out rather than break every request that the pin answers."""
-    kept = []
-    for citation in citations:
-        try:
-            kept.append(_CITATION.validate_python(citation).wire())
-        except ValidationError:
-            continue
-    return kept
 
 
 def pin_key(question: str, index_version: str | None) -> str:
@@ -71,7 +54,7 @@ class PinnedAnswers(Store):
         payload = json.dumps(
             {
                 "text": answer.text,
-                "citations": router_citations(answer.citations),
+                "citations": answer.citations,
                 "model": answer.model,
                 "review_id": answer.review_id,
             }

@@ -4,6 +4,7 @@ keys cover: `router.cache`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import anyio
@@ -20,6 +21,8 @@ from router.index_version import IndexVersion
 from router.pinned import PinnedAnswers
 from router.routing.base import RouteDecision
 from router.turn import Turn
+
+CITATION_FIELDS = {field.name for field in dataclasses.fields(Citation)}
 
 
 class CacheStep:
@@ -108,7 +111,9 @@ class CacheStep:
         pinned = await anyio.to_thread.run_sync(self.pinned.find, question, index_version)
         if pinned is None:
             return None
-        payload = {"text": pinned.text, "citations": pinned.citations, "model": pinned.model}
+        # A flag from another producer may carry citations of another shape: left out, never a failure.
+        citations = [c for c in pinned.citations if set(c) == CITATION_FIELDS]
+        payload = {"text": pinned.text, "citations": citations, "model": pinned.model}
         return CacheHit("pinned", payload, 1.0, f"{question} (review {pinned.review_id})")
 
     async def store(self, turn: Turn) -> None:

@@ -9,6 +9,7 @@ BAD = {
     "safety": ("RAGYARD_SAFETY__POLICIES", "{}"),
     "router": ("RAGYARD_ROUTER__TOP_K", "0"),
     "tools": ("RAGYARD_TOOLS__MCP_SERVERS", '[{"name": "both-or-neither"}]'),
+    "review": ("RAGYARD_REVIEW__SAFETY_POLICY", "no spaces allowed"),
     "langfuse": ("RAGYARD_LANGFUSE", "not json"),
     "chunker": ("RAGYARD_CHUNKER__MAX_CHARS", "1"),
     "prompts": ("RAGYARD_PROMPTS__AB_WEIGHTS", '{"production": -1}'),

@@ -15,6 +15,7 @@ COMPONENTS = [
     s.SafetyBentoSettings,
     s.RouterBentoSettings,
     s.ToolsBentoSettings,
+    s.ReviewBentoSettings,
     s.IngestionSettings,
     s.Settings,
 ]
@@ -25,6 +26,7 @@ ENDPOINTS = (
     s.SafetyEndpoint,
     s.RouterEndpoint,
     s.ToolsEndpoint,
+    s.ReviewEndpoint,
 )
 
 
