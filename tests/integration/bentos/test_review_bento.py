@@ -246,6 +246,13 @@ def test_an_edit_that_fails_output_safety_is_refused_with_the_findings_and_a_saf
     cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
     forged = httpx.post(f"{review.url}/reviews/{EDIT.id}/decision", data={"decision": "reject"}, cookies=cookies)
     assert forged.status_code == 403 and "form expired" in forged.text
+    # The approved review's form sent again (a second tab, a resubmission): a 409 page, nothing changed.
+    csrf = browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] input[name=csrf]").get_attribute("value")
+    again = httpx.post(
+        f"{review.url}/reviews/{KEYBOARD.id}/decision", data={"decision": "reject", "csrf": csrf}, cookies=cookies
+    )
+    assert again.status_code == 409 and "already decided (approved" in again.text
+    assert review.api("GET", f"/reviews/{KEYBOARD.id}").json()["status"] == "approved"
     browser.get(f"{review.url}/reviews/{EDIT.id}")
     press(browser, "e")  # to the edit box
     box = browser.switch_to.active_element
