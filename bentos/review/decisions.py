@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 from bentos.review.dataset import ReviewedAnswers
+from bentos.review.metrics import review_metrics
 from bentos.review.store import Decision, Review, ReviewStore
 from ragyard.clients.safety import SafetyClient
 from ragyard.contracts.safety import Finding
@@ -92,6 +93,7 @@ class Decisions:
         if not await asyncio.to_thread(self.store.decide, review_id, decision, final, reviewer, comment):
             decided = await asyncio.to_thread(self.store.get, review_id)
             raise already_decided(decided or review)
+        review_metrics().decisions.labels(decision=decision).inc()
         flag = review.flag
         if final is not None and flag.question:
             answer = PinnedAnswer(final, flag.citations, flag.model or "review", review_id)

@@ -9,6 +9,7 @@ database, adds a row to the MLflow dataset and publishes its outcome (feedback.s
 import asyncio
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -290,6 +291,14 @@ def test_reject_double_submission_and_outcomes(review):
     refused = review.decide(NO_QUESTION.id, "approve")
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "decision"
     assert review.api("GET", "/reviews").json()["pending"] == 1  # NO_QUESTION only
+    # The queue on /metrics: its gauges are read again every few seconds.
+    metrics = wait_for(
+        lambda: "ragyard_review_pending 1.0" in (text := httpx.get(f"{review.url}/metrics", timeout=30).text) and text,
+        "the queue's gauges",
+    )
+    assert 'ragyard_review_decisions_total{decision="approve"} 2.0' in metrics
+    oldest = re.search(r"^ragyard_review_oldest_age_seconds (\S+)$", metrics, re.MULTILINE)
+    assert oldest and float(oldest[1]) >= 600  # NO_QUESTION's age
 
     # One outcome per decision for the router's training, approve 1, edit 0.5, reject 0.
     messages = asyncio.run(drain(review.amqp_url, TOPOLOGY.queue(FEEDBACK)))
