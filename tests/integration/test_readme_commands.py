@@ -27,6 +27,7 @@ from ragyard.settings import (
     LLMSettings,
     MlflowSettings,
     RetrieverSettings,
+    ReviewSettings,
     RouterSettings,
     SafetySettings,
     Settings,
@@ -116,6 +117,7 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     )
     settings.safety = SafetySettings(port=free_port())
     settings.tools = ToolsSettings(port=free_port())
+    settings.review = ReviewSettings(port=free_port())
     settings.router = RouterSettings(port=free_port())
     settings.broker = BrokerSettings(
         port=free_port(),
