@@ -9,8 +9,8 @@
 - a second decision on one review is refused (409) and changes nothing.
 
 The decision is recorded first (that is what makes a second one a no-op); the pin and the event follow
-(the event through the publisher's outbox, so it is not lost); a dataset row MLflow did not take is
-logged and reported in the answer, not retried.
+(the event through the publisher's outbox, so it is not lost); an event neither the broker nor the
+outbox took, or a dataset row MLflow did not take, is logged and reported in the answer, not retried.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bentos.review.metrics import review_metrics
 from bentos.review.store import Decision, Review, ReviewStore
 from ragyard.clients.safety import SafetyClient
 from ragyard.contracts.safety import Finding
-from ragyard.events.publisher import Publisher
+from ragyard.events.publisher import EventNotStored, Publisher
 from ragyard.events.schema import FeedbackScored
 from ragyard.kit.errors import Rejected, ServiceError
 from router.pinned import PinnedAnswer, PinnedAnswers
@@ -51,7 +51,7 @@ class Outcome:
     review: Review
     pinned: bool
     dataset_run_id: str | None  # None: MLflow did not take the row (logged)
-    outcome_event_id: str
+    outcome_event_id: str | None  # None: neither the broker nor the outbox took it (logged)
 
 
 def outcome_event_id(review_id: str) -> str:
@@ -107,7 +107,12 @@ class Decisions:
             comment=comment,
             key_id=flag.key_id,
         )
-        await self.publisher.publish(event)
+        try:
+            await self.publisher.publish(event)
+            event_id: str | None = event.id
+        except EventNotStored:  # neither the broker nor the outbox: the decision stands, reported
+            logger.exception("review %s: its outcome event was not stored", review_id)
+            event_id = None
         row = {
             "review_id": review_id,
             "trace_id": flag.trace_id,
@@ -128,7 +133,7 @@ class Decisions:
             run_id = None
         decided = await asyncio.to_thread(self.store.get, review_id)
         assert decided is not None, "the review was just decided"
-        return Outcome(decided, final is not None and bool(flag.question), run_id, event.id)
+        return Outcome(decided, final is not None and bool(flag.question), run_id, event_id)
 
     @staticmethod
     def _final_answer(review: Review, decision: Decision, edited: str | None) -> str | None:

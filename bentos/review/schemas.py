@@ -71,4 +71,6 @@ class DecisionOut(BaseModel):
     review: ReviewOut
     pinned: bool = Field(description="The answer is now pinned for the question and index version.")
     dataset_run_id: str | None = Field(description="The MLflow run with the dataset row; null when MLflow failed.")
-    outcome_event_id: str = Field(description="The feedback.scored event (name 'review') for the router's training.")
+    outcome_event_id: str | None = Field(
+        description="The feedback.scored event (name 'review') for the router's training; null when it was not stored."
+    )
