@@ -20,12 +20,14 @@ import aio_pika
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -35,6 +37,7 @@ from ragyard.events.schema import AnswerFlagged, FeedbackScored, decode, encode
 from ragyard.events.topology import DEAD_REASON_HEADER, FEEDBACK, TOPOLOGY
 from ragyard.settings import MlflowSettings, ReviewSettings, SafetySettings, Settings, settings_env
 from ragyard.tracking import mlflow_client
+from router.chat import Citation
 from router.keys import KeyStore
 from router.pinned import PinnedAnswers
 from router.state import database
@@ -44,14 +47,7 @@ from tests.support.network import free_port
 from tests.support.stack import Stack
 
 VERSION = "docs:v7"
-CITATION = {
-    "index": 1,
-    "source": "howto/sorting.rst",
-    "title": "Sorting",
-    "chunk_id": "c1",
-    "doc_id": "d1",
-    "score": 0.8,
-}
+CITATION = Citation(1, "howto/sorting.rst", "Sorting", "c1", "d1", 0.8).wire()
 
 
 def flag(question: str | None, age_s: float, **fields) -> AnswerFlagged:
@@ -177,7 +173,13 @@ def press_to_leave(driver: WebDriver, *keys: str) -> None:
     """Press keys that load another page, and wait until it has replaced this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     press(driver, *keys)
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    left(driver, page)
+
+
+def left(driver: WebDriver, page: WebElement) -> None:
+    """Wait until a new document has replaced `page`'s. While it goes, chromedriver may answer with an
+    inspector error ("Node ... does not belong to the document") rather than a stale element: asked again."""
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(expected_conditions.staleness_of(page))
 
 
 def sign_in(driver: WebDriver, review: Review, key: str) -> None:
@@ -234,6 +236,14 @@ def test_a_reviewer_approves_with_the_keyboard_only(review, browser):
     decided = review.api("GET", f"/reviews/{KEYBOARD.id}").json()
     assert decided["status"] == "approved" and decided["final_answer"] == KEYBOARD.answer
     assert review.pinned(KEYBOARD.question) == KEYBOARD.answer
+    # The approved review's form sent again (a second tab, a resubmission): a 409 page, nothing changed.
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    csrf = browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] input[name=csrf]").get_attribute("value")
+    again = httpx.post(
+        f"{review.url}/reviews/{KEYBOARD.id}/decision", data={"decision": "reject", "csrf": csrf}, cookies=cookies
+    )
+    assert again.status_code == 409 and "already decided (approved" in again.text
+    assert review.api("GET", f"/reviews/{KEYBOARD.id}").json()["status"] == "approved"
     # Shortcuts do nothing inside a text field: typing "a" into the edit box approves nothing.
     browser.find_element(By.ID, "edited").click()
     press(browser, "a")
@@ -247,13 +257,6 @@ def test_an_edit_that_fails_output_safety_is_refused_with_the_findings_and_a_saf
     cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
     forged = httpx.post(f"{review.url}/reviews/{EDIT.id}/decision", data={"decision": "reject"}, cookies=cookies)
     assert forged.status_code == 403 and "form expired" in forged.text
-    # The approved review's form sent again (a second tab, a resubmission): a 409 page, nothing changed.
-    csrf = browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] input[name=csrf]").get_attribute("value")
-    again = httpx.post(
-        f"{review.url}/reviews/{KEYBOARD.id}/decision", data={"decision": "reject", "csrf": csrf}, cookies=cookies
-    )
-    assert again.status_code == 409 and "already decided (approved" in again.text
-    assert review.api("GET", f"/reviews/{KEYBOARD.id}").json()["status"] == "approved"
     browser.get(f"{review.url}/reviews/{EDIT.id}")
     press(browser, "e")  # to the edit box
     box = browser.switch_to.active_element
@@ -262,7 +265,7 @@ def test_an_edit_that_fails_output_safety_is_refused_with_the_findings_and_a_saf
     box.send_keys("Mail dana.whitfield@example.com for the answer.")
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "save-edit").click()
-    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(page))
+    left(browser, page)
     assert "refused the edit" in browser.find_element(By.ID, "error").text
     findings = browser.find_element(By.ID, "findings").text
     assert "pii: EMAIL_ADDRESS" in findings and "dana.whitfield@example.com" in findings
@@ -278,6 +281,7 @@ def test_an_edit_that_fails_output_safety_is_refused_with_the_findings_and_a_saf
 
 
 def test_reject_double_submission_and_outcomes(review):
+    """Also reads the outcomes of every decision this module's tests made (they run in file order)."""
     rejected = review.decide(REJECT.id, "reject", comment="wrong")
     assert rejected.status_code == 200 and rejected.json()["pinned"] is False
     assert review.pinned(REJECT.question) is None

@@ -9,21 +9,14 @@ import numpy as np
 from ragyard.clients.embedder import EmbedderClient
 from ragyard.settings import RouterSettings
 from router.cache import ResponseCache, cache_scope, exact_key
-from router.chat import ChatRequest, Message, wire_messages
+from router.chat import ChatRequest, Citation, Message, wire_messages
 from router.index_version import IndexVersion
 from router.pinned import PinnedAnswer, PinnedAnswers
 from router.steps.cache import CacheStep
 from router.turn import Turn
 
 VERSION = "docs:v1"
-SORTING = {
-    "index": 1,
-    "source": "howto/sorting.rst",
-    "title": "Sorting",
-    "chunk_id": "c1",
-    "doc_id": "d1",
-    "score": 0.8,
-}
+SORTING = Citation(1, "howto/sorting.rst", "Sorting", "c1", "d1", 0.8).wire()
 
 
 class FixedVersion(IndexVersion):
