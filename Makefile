@@ -25,6 +25,7 @@ DEPLOYABLE_LOCKS := bentos/embedder/requirements.lock=embedder bentos/retriever/
 	bentos/llm/requirements.lock=llm bentos/safety/requirements.lock=safety \
 	bentos/router/requirements.lock=router,postgres bentos/tools/requirements.lock=tools,postgres \
 	bentos/memory/requirements.lock=memory,postgres \
+	bentos/review/requirements.lock=review,postgres \
 	infra/images/pipelines/requirements.lock=pipelines,evals,k8s,object-store \
 	infra/images/mlflow/requirements.lock=mlflow-server
 LOCK_CHECK_DIR ?= .ragyard/lock-check

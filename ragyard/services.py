@@ -245,6 +245,11 @@ def memory_spec(settings: Settings) -> ServiceSpec:
     return bento_spec(settings, "memory", "bentos.memory.service:Memory", settings.memory.port, "/readyz")
 
 
+def review_spec(settings: Settings) -> ServiceSpec:
+    # /readyz: the queue's and the router's state are open; the broker is reached in the background.
+    return bento_spec(settings, "review", "bentos.review.service:Review", settings.review.port, "/readyz")
+
+
 def platform_services(settings: Settings) -> list[ServiceSpec]:
     specs = []
     if settings.milvus.run_local:
@@ -262,5 +267,6 @@ def platform_services(settings: Settings) -> list[ServiceSpec]:
         router_spec(settings),
         tools_spec(settings),
         memory_spec(settings),
+        review_spec(settings),
     ]
     return specs

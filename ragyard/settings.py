@@ -500,6 +500,26 @@ class MemorySettings(MemoryEndpoint):
     embed_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class ReviewEndpoint(ServiceEndpoint):
+    port: int = 3007
+
+
+class ReviewSettings(ReviewEndpoint):
+    """The review bento: the queue of flagged answers and its web UI."""
+
+    # Signs the reviewers' session cookies and CSRF tokens; empty: a random one per start (sessions
+    # end with the process). Set it where several replicas serve the UI.
+    session_secret: str = ""
+    session_max_age_s: int = Field(default=8 * 3600, ge=60)
+    # Cookies only over HTTPS; off for http://127.0.0.1 on one machine.
+    secure_cookies: bool = False
+    # The safety policy an edited answer must pass (as an output) before it is pinned.
+    safety_policy: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # The MLflow experiment whose runs hold the reviewed-answers dataset (one run per decision).
+    experiment: str = "reviewed-answers"
+    page_size: int = Field(default=50, ge=1, le=500)
+
+
 class LangfuseSettings(BaseModel):
     """Langfuse tracing; off while the keys are empty (then traces go to MLflow's OTLP endpoint)."""
 
@@ -758,6 +778,10 @@ class _Memory(_MemoryEndpoint):
     memory: MemorySettings = Field(default_factory=MemorySettings)
 
 
+class _Review(_FromEnvironment):
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+
+
 class _Langfuse(_FromEnvironment):
     langfuse: LangfuseSettings = Field(default_factory=LangfuseSettings)
 
@@ -838,6 +862,11 @@ class MemoryBentoSettings(_Milvus, _Embedder, _LLMEndpoint, _SafetyEndpoint, _Ro
     and safety bentos it calls, and the router's state (under the home, or its state URL) that holds the rows."""
 
 
+class ReviewBentoSettings(_SafetyEndpoint, _RouterEndpoint, _Review, _Mlflow, _Broker, HomeSettings):
+    """The review bento: its queue (in the state database, beside the router's, whose keys and pinned
+    answers it uses), the safety bento that checks edits, MLflow for the dataset, the broker."""
+
+
 class IngestionSettings(_Milvus, _Embedder, _Chunker, _Ingest, _Broker, HomeSettings):
     """The ingestion's code location: the sources, the chunker, the embedding model (or the embedder
     bento's URL), the collection, the ledger under the home, and the broker its document events come from."""
@@ -851,6 +880,7 @@ class Settings(
     RouterBentoSettings,
     ToolsBentoSettings,
     MemoryBentoSettings,
+    ReviewBentoSettings,
     EmbedderBentoSettings,
     _Evals,
     _Dagster,

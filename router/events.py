@@ -70,6 +70,7 @@ class RouterEvents:
         model: str,
         route: dict | None,
         key_id: str,
+        index_version: str | None = None,
     ) -> None:
         """Flag the answer when output safety flagged or blocked it. The answer has been given by now:
         a flag that cannot be stored is logged and counted (ragyard_events_dropped_total), not raised."""
@@ -89,6 +90,7 @@ class RouterEvents:
                     model=model,
                     route=route,
                     key_id=key_id,
+                    index_version=index_version,
                 )
             )
         except EventNotStored as exc:

@@ -170,6 +170,7 @@ class Flow:
             outcome.model,
             route_wire(outcome.route) if outcome.route else None,
             turn.request.key_id,
+            turn.index_version,
         )
         metrics.REQUESTS.labels(kind=turn.kind, status="ok").inc()
         metrics.LATENCY.labels(kind=turn.kind, cache=outcome.cache).observe(time.perf_counter() - turn.started)

@@ -54,6 +54,16 @@ Table(
 # Keys that may also call the platform's admin endpoints (POST /v1/documents/changed); a table of its
 # own, so that state databases made before it get it without a migration.
 Table("admin_keys", TABLES, Column("key_id", Text, primary_key=True), Column("granted_at", Double, nullable=False))
+# Roles a key holds besides calling the router (ROLES); a table of its own for the same reason.
+Table(
+    "key_roles",
+    TABLES,
+    Column("key_id", Text, primary_key=True),
+    Column("role", Text, primary_key=True),
+    Column("granted_at", Double, nullable=False),
+)
+# reviewer: may see and decide the review queue (the review bento).
+ROLES = ("reviewer",)
 Table(
     "completions",
     TABLES,  # which key asked for which answer: feedback is its owner's
@@ -104,8 +114,12 @@ class KeyStore(Store):
         rpm: int | None = None,
         tpm: int | None = None,
         admin: bool = False,
+        roles: tuple[str, ...] = (),
     ) -> tuple[ApiKey, str]:
         """A new key; the returned secret string is shown once and never stored."""
+        unknown = set(roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown roles {sorted(unknown)}; known: {list(ROLES)}")
         key_id = secrets.token_hex(4)
         secret = secrets.token_urlsafe(32)
         with transaction(self.engine) as conn:
@@ -129,12 +143,22 @@ class KeyStore(Store):
                     text("INSERT INTO admin_keys (key_id, granted_at) VALUES (:id, :now)"),
                     {"id": key_id, "now": time.time()},
                 )
+            for role in sorted(set(roles)):
+                conn.execute(
+                    text("INSERT INTO key_roles (key_id, role, granted_at) VALUES (:id, :role, :now)"),
+                    {"id": key_id, "role": role, "now": time.time()},
+                )
         created = self.get(key_id)
         assert created is not None, "the key was just stored"
         return created, f"{PREFIX}-{key_id}-{secret}"
 
     def is_admin(self, key_id: str) -> bool:
         return bool(query(self.engine, "SELECT 1 FROM admin_keys WHERE key_id = :id", id=key_id))
+
+    def has_role(self, key_id: str, role: str) -> bool:
+        return bool(
+            query(self.engine, "SELECT 1 FROM key_roles WHERE key_id = :id AND role = :role", id=key_id, role=role)
+        )
 
     def get(self, key_id: str) -> ApiKey | None:
         rows = query(self.engine, f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = :id", id=key_id)

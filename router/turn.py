@@ -41,6 +41,7 @@ class Turn:
     verdict: Verdict = field(default_factory=Verdict)  # input safety: what it found and pseudonymized
     output_verdict: Verdict = field(default_factory=Verdict)  # output safety: what it found (a flag is an event)
     cache_keys: CacheKeys | None = None  # the cache step: where the answer goes (None: caches off)
+    index_version: str | None = None  # the cache step: the index version the answer is for (RAG, caches on)
     generated: Generated | None = None  # generation: what the models produced, charged in any case
 
     @classmethod
@@ -65,7 +66,7 @@ class Turn:
 
     @property
     def from_cache(self) -> bool:
-        return self.outcome.cache in ("exact", "semantic")
+        return self.outcome.cache in ("pinned", "exact", "semantic")
 
     @property
     def kind(self) -> str:

@@ -25,6 +25,7 @@ from router.index_version import IndexVersion
 from router.keys import KeyStore
 from router.limits import Limits
 from router.memory import Memory
+from router.pinned import PinnedAnswers
 from router.prompts import PromptResolver
 from router.resilience import Breakers
 from router.state import database
@@ -87,6 +88,7 @@ def build_flow(settings: RouterBentoSettings, tracer: Tracer | None = None) -> F
         safety=SafetyChecks(guardrails, config),
         cache=CacheStep(
             cache,
+            PinnedAnswers(database(settings, "cache")),
             EmbedderClient(settings.embedder.url, pool=pool),
             IndexVersion(retriever, config.index_version_ttl_s),
             config,

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from ragyard.settings import RouterBentoSettings
-from router.keys import KeyStore
+from router.keys import ROLES, KeyStore
 from router.state import database
 
 
@@ -40,6 +40,13 @@ def add_keys(commands, name: str, summary: str) -> None:
     create.add_argument(
         "--admin", action="store_true", help="may also call the admin endpoints (POST /v1/documents/changed)"
     )
+    create.add_argument(
+        "--role",
+        action="append",
+        choices=ROLES,
+        default=[],
+        help="a role besides calling the router (repeatable); reviewer: may decide the review queue",
+    )
     create.add_argument("--json", action="store_true", help="print the key as JSON")
     listing = keys.add_parser("list", help="all keys with their spending")
     listing.add_argument("--json", action="store_true")
@@ -53,7 +60,9 @@ def manage_keys(args: argparse.Namespace) -> int:
     store = KeyStore(database(RouterBentoSettings(), "keys"))
     try:
         if args.action == "create":
-            key, secret = store.create(args.name, args.budget, args.rpm, args.tpm, admin=args.admin)
+            key, secret = store.create(
+                args.name, args.budget, args.rpm, args.tpm, admin=args.admin, roles=tuple(args.role)
+            )
             if args.json:
                 print(json.dumps({"id": key.id, "name": key.name, "key": secret}))
             else:

@@ -68,6 +68,8 @@ class AnswerFlagged(Event):
     categories: list[str] = Field(default_factory=list, max_length=32)  # safety findings: pii, toxicity, ...
     model: str | None = Field(default=None, max_length=256)
     route: dict[str, Any] | None = None
+    # The index version the answer was given against (RAG with the caches on): what a pinned answer is for.
+    index_version: str | None = Field(default=None, max_length=256)
     score: float | None = None  # the feedback value, or the groundedness
     key_id: str | None = Field(default=None, max_length=64)
 

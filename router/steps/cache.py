@@ -1,8 +1,10 @@
-"""The cache step: an answer from the exact cache, else the semantic cache, before any retrieval or
-generation; the new answer stored after it. What the keys cover: `router.cache`."""
+"""The cache step: a reviewer's pinned answer (`router.pinned`), else an answer from the exact cache,
+else the semantic cache, before any retrieval or generation; the new answer stored after it. What the
+keys cover: `router.cache`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import anyio
@@ -13,18 +15,27 @@ from ragyard.contracts.safety import restore
 from ragyard.kit.errors import Rejected, Unavailable
 from ragyard.settings import RouterSettings
 from router import metrics
-from router.cache import CacheKeys, ResponseCache, cache_scope, exact_key
+from router.cache import CacheHit, CacheKeys, ResponseCache, cache_scope, exact_key
 from router.chat import Citation, Message, wire_messages
 from router.index_version import IndexVersion
+from router.pinned import PinnedAnswers
 from router.routing.base import RouteDecision
 from router.turn import Turn
+
+CITATION_FIELDS = {field.name for field in dataclasses.fields(Citation)}
 
 
 class CacheStep:
     def __init__(
-        self, cache: ResponseCache, embedder: EmbedderClient, index_version: IndexVersion, config: RouterSettings
+        self,
+        cache: ResponseCache,
+        pinned: PinnedAnswers,
+        embedder: EmbedderClient,
+        index_version: IndexVersion,
+        config: RouterSettings,
     ):
         self.cache = cache
+        self.pinned = pinned
         self.embedder = embedder
         self.index_version = index_version
         self.config = config
@@ -56,7 +67,10 @@ class CacheStep:
             )
             key = exact_key(scope, wire_messages(request.messages))
             vector = None
-            hit = await anyio.to_thread.run_sync(self.cache.exact, key)
+            turn.index_version = version if request.rag else None
+            hit = await self._pinned(request.question, turn.index_version)
+            if hit is None:
+                hit = await anyio.to_thread.run_sync(self.cache.exact, key)
             if hit is None and request.question:
                 try:
                     embedded = await turn.guard(
@@ -90,6 +104,17 @@ class CacheStep:
             f"{hit.kind} cache hit (similarity {hit.similarity:.3f}) of: {hit.question[:200]}",
         )
         return True
+
+    async def _pinned(self, question: str | None, index_version: str | None) -> CacheHit | None:
+        if not question:
+            return None
+        pinned = await anyio.to_thread.run_sync(self.pinned.find, question, index_version)
+        if pinned is None:
+            return None
+        # A flag from another producer may carry citations of another shape: left out, never a failure.
+        citations = [c for c in pinned.citations if set(c) == CITATION_FIELDS]
+        payload = {"text": pinned.text, "citations": citations, "model": pinned.model}
+        return CacheHit("pinned", payload, 1.0, f"{question} (review {pinned.review_id})")
 
     async def store(self, turn: Turn) -> None:
         """Keep a new, complete answer (never one served from the cache, cut short or withheld)."""

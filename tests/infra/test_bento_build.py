@@ -25,6 +25,7 @@ BENTOS = {
     "router": ("ragyard-router", "bentos.router.service:Router", set()),
     "tools": ("ragyard-tools", "bentos.tools.service:Tools", set()),
     "memory": ("ragyard-memory", "bentos.memory.service:Memory", set()),
+    "review": ("ragyard-review", "bentos.review.service:Review", set()),
 }
 
 # Run inside the bento's src/: import the service and list where our own modules came from.

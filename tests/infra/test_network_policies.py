@@ -54,9 +54,9 @@ CALLERS = {
     "embedder": [pod("router"), pod("retriever"), pod("memory"), INGESTION, EVALS],
     "retriever": [pod("router"), pod("tools"), EVALS],
     "llm": [pod("router"), pod("memory"), EVALS],
-    "safety": [pod("router"), pod("memory")],
+    "safety": [pod("router"), pod("memory"), pod("review")],
     "memory": [pod("router")],
-    "mlflow": [pod("router"), INGESTION, EVALS],
+    "mlflow": [pod("router"), pod("review"), INGESTION, EVALS],
 }
 EVERYONE = [pod(name) for name in BENTOS + ["mlflow"]] + [INGESTION, EVALS, ANY_POD]
 
@@ -81,7 +81,7 @@ def test_internal_services_admit_only_their_callers_and_prometheus(overlay):
 @pytest.mark.parametrize("overlay", ["base", "overlays/prod"])
 def test_the_front_doors_admit_anyone_on_their_port_only(overlay):
     docs = rendered(overlay)
-    for target in ["router", "tools"]:
+    for target in ["router", "tools", "review"]:
         assert reachable(docs, target, default_port(target), ANY_POD, same_namespace=False)
         assert not reachable(docs, target, default_port(target) + 100, ANY_POD)
 

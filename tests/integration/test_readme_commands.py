@@ -28,6 +28,7 @@ from ragyard.settings import (
     MemorySettings,
     MlflowSettings,
     RetrieverSettings,
+    ReviewSettings,
     RouterSettings,
     SafetySettings,
     Settings,
@@ -118,6 +119,7 @@ def test_make_run_prints_urls_builds_the_index_survives_crashes_and_stops_cleanl
     settings.safety = SafetySettings(port=free_port())
     settings.tools = ToolsSettings(port=free_port())
     settings.memory = MemorySettings(port=free_port())
+    settings.review = ReviewSettings(port=free_port())
     settings.router = RouterSettings(port=free_port())
     settings.broker = BrokerSettings(
         port=free_port(),

@@ -10,6 +10,7 @@ BAD = {
     "router": ("RAGYARD_ROUTER__TOP_K", "0"),
     "tools": ("RAGYARD_TOOLS__MCP_SERVERS", '[{"name": "both-or-neither"}]'),
     "memory": ("RAGYARD_MEMORY__UPDATE_SIMILARITY", "2"),
+    "review": ("RAGYARD_REVIEW__SAFETY_POLICY", "no spaces allowed"),
     "langfuse": ("RAGYARD_LANGFUSE", "not json"),
     "chunker": ("RAGYARD_CHUNKER__MAX_CHARS", "1"),
     "prompts": ("RAGYARD_PROMPTS__AB_WEIGHTS", '{"production": -1}'),

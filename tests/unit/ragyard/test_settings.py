@@ -16,6 +16,7 @@ COMPONENTS = [
     s.RouterBentoSettings,
     s.ToolsBentoSettings,
     s.MemoryBentoSettings,
+    s.ReviewBentoSettings,
     s.IngestionSettings,
     s.Settings,
 ]
@@ -27,6 +28,7 @@ ENDPOINTS = (
     s.RouterEndpoint,
     s.ToolsEndpoint,
     s.MemoryEndpoint,
+    s.ReviewEndpoint,
 )
 
 
