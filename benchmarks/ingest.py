@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pipelines.chunking import chunk_document  # noqa: E402
 from pipelines.materialize import asset_metadata, check_outcomes, materialize_ingest  # noqa: E402
 from pipelines.resources import _loaded_model  # noqa: E402
-from pipelines.sources import compute_delta, scan_sources, settings_fingerprint  # noqa: E402
+from pipelines.sources import compute_delta, configured_fingerprint, scan_sources  # noqa: E402
 from ragyard.docs_report import write_section  # noqa: E402
 from ragyard.services import milvus_spec  # noqa: E402
 from ragyard.settings import PYTHON_DOCS, IngestSettings, MilvusSettings, Settings, SourceSettings  # noqa: E402
@@ -34,8 +34,8 @@ def _timed(function, *args):
 
 
 def _all_chunk_texts(settings: Settings) -> list[str]:
-    fingerprint = settings_fingerprint(settings.chunker, settings.embedder.model, settings.embedder.dim)
-    delta = compute_delta(scan_sources(settings.ingest.sources), {}, fingerprint, settings.ingest.max_file_bytes)
+    delta = compute_delta(scan_sources(settings.ingest.sources), {}, configured_fingerprint(settings),
+                          settings.ingest.max_file_bytes)
     return [c.text for d in delta.changed for c in chunk_document(d, settings.chunker)]
 
 

@@ -175,8 +175,7 @@ def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | No
         phrasings[asked.of].append(asked)
     requests = QUICK_TRAFFIC_REQUESTS if quick else TRAFFIC_REQUESTS
     traffic = zipf_traffic(phrasings, requests, TRAFFIC_SEED, ZIPF_EXPONENT)
-    e = settings.embedder
-    model = model or EmbeddingModel(e.model, device=e.device, batch_size=e.batch_size)
+    model = model or EmbeddingModel.from_settings(settings)
     texts = sorted({a.question for a in ordered} | {t.question for s in sessions for t in s.turns})
     vectors = dict(zip(texts, model.encode(texts, normalize=True), strict=True))
     configured = settings.router.semantic_threshold
@@ -190,7 +189,7 @@ def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | No
         "traffic_requests": requests,
         "traffic_seed": TRAFFIC_SEED,
         "zipf_exponent": ZIPF_EXPONENT,
-        "embedder_model": e.model,
+        "embedder_model": settings.embedder.model,
     }
     results, runs = {}, []
     for threshold in thresholds(configured):
