@@ -68,8 +68,15 @@ def timed_cpu(model: EmbeddingModel, texts: list[str]) -> tuple[np.ndarray, floa
 
 def backend_rounds(settings: Settings, texts: list[str], rounds: int) -> list[dict]:
     """Each backend against torch on the same texts, alternating, `rounds` times."""
-    models = {b: EmbeddingModel(settings.embedder.model, batch_size=settings.embedder.batch_size, backend=b,
-                                models_dir=settings.embedder.models_folder(settings.home)) for b in BACKENDS}
+    models = {
+        b: EmbeddingModel(
+            settings.embedder.model,
+            batch_size=settings.embedder.batch_size,
+            backend=b,
+            models_dir=settings.embedder.models_folder(settings.home),
+        )
+        for b in BACKENDS
+    }
     for model in models.values():
         model.encode(["warm-up on the main thread"])
     results = []
@@ -80,15 +87,20 @@ def backend_rounds(settings: Settings, texts: list[str], rounds: int) -> list[di
             ours, wall, cpu = timed_cpu(models[backend], texts)
             pairs.append((base_wall, base_cpu, wall, cpu))
         cosines = (ours * base).sum(axis=1)  # both unit length
-        results.append({
-            "backend": backend, "precision": models[backend].precision,
-            "torch_rate": len(texts) / statistics.median(p[0] for p in pairs),
-            "rate": len(texts) / statistics.median(p[2] for p in pairs),
-            "wall_ratio": statistics.median(p[0] / p[2] for p in pairs),
-            "cpu_ratio": statistics.median(p[1] / p[3] for p in pairs),
-            "torch_cpu_ms": 1000 * statistics.median(p[1] for p in pairs) / len(texts),
-            "cpu_ms": 1000 * statistics.median(p[3] for p in pairs) / len(texts),
-            "cos_min": float(cosines.min()), "cos_mean": float(cosines.mean())})
+        results.append(
+            {
+                "backend": backend,
+                "precision": models[backend].precision,
+                "torch_rate": len(texts) / statistics.median(p[0] for p in pairs),
+                "rate": len(texts) / statistics.median(p[2] for p in pairs),
+                "wall_ratio": statistics.median(p[0] / p[2] for p in pairs),
+                "cpu_ratio": statistics.median(p[1] / p[3] for p in pairs),
+                "torch_cpu_ms": 1000 * statistics.median(p[1] for p in pairs) / len(texts),
+                "cpu_ms": 1000 * statistics.median(p[3] for p in pairs) / len(texts),
+                "cos_min": float(cosines.min()),
+                "cos_mean": float(cosines.mean()),
+            }
+        )
     return results
 
 
@@ -142,7 +154,7 @@ def main() -> None:
         texts = distinct_chunks(settings, count + backend_texts, exclude=set(queries))
         backends = backend_rounds(settings, texts[count:], rounds)
         load_middle = load()
-        halves = [texts[: count // 2], texts[count // 2: count]]
+        halves = [texts[: count // 2], texts[count // 2 : count]]
         model = EmbeddingModel.from_settings(settings)
         model.encode(["warm-up of the in-process model"])
         with Supervisor(settings.logs_dir) as supervisor:
@@ -157,7 +169,9 @@ def main() -> None:
     backend_rows = "\n".join(
         f"| {b['backend']} | {b['precision']} | {b['torch_rate']:.1f} | {b['rate']:.1f} | **{b['wall_ratio']:.2f}** "
         f"| {b['torch_cpu_ms']:.1f} / {b['cpu_ms']:.1f} | **{b['cpu_ratio']:.2f}** "
-        f"| {b['cos_min']:.5f} / {b['cos_mean']:.5f} |" for b in backends)
+        f"| {b['cos_min']:.5f} / {b['cos_mean']:.5f} |"
+        for b in backends
+    )
     rows = "\n".join(
         f"| {p['per_request']} | {p['texts']} | {p['raw_rate']:.1f} | {p['bento_rate']:.1f} | **{p['ratio']:.2f}** "
         f"| {fmt(p['latency'])} |"

@@ -20,10 +20,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from benchmarks.measure import env_int, load  # noqa: E402
 from pipelines.chunking import chunk_document  # noqa: E402
 from pipelines.materialize import asset_metadata, check_outcomes, materialize_ingest  # noqa: E402
-from benchmarks.measure import env_int, load  # noqa: E402
-from pipelines.resources import ingest_resources  # noqa: E402
+from pipelines.resources import EmbedderResource, ingest_resources  # noqa: E402
 from pipelines.sources import compute_delta, configured_fingerprint, scan_sources  # noqa: E402
 from ragyard.docs_report import write_section  # noqa: E402
 from ragyard.services import milvus_spec  # noqa: E402
@@ -38,8 +38,9 @@ def _timed(function, *args):
 
 
 def _all_chunk_texts(settings: Settings) -> list[str]:
-    delta = compute_delta(scan_sources(settings.ingest.sources), {}, configured_fingerprint(settings),
-                          settings.ingest.max_file_bytes)
+    delta = compute_delta(
+        scan_sources(settings.ingest.sources), {}, configured_fingerprint(settings), settings.ingest.max_file_bytes
+    )
     return [c.text for d in delta.changed for c in chunk_document(d, settings.chunker)]
 
 
@@ -64,7 +65,9 @@ def main() -> None:
         )
         # Both sides start with the model loaded (and its export built): the comparison is of the work,
         # not of start-up. The pipeline's resource loads the same model object.
-        model = ingest_resources(settings)["embedder"].loaded_model()
+        embedder = ingest_resources(settings)["embedder"]
+        assert isinstance(embedder, EmbedderResource)
+        model = embedder.loaded_model()
         load_before = load()
         with Supervisor(settings.logs_dir) as supervisor:
             supervisor.start_all([milvus_spec(settings)])

@@ -50,11 +50,20 @@ def split_halves(questions: list[Question], seed: int = SPLIT_SEED) -> tuple[lis
 def _backend_settings(settings: Settings, backend: str, home: Path, sources: list[SourceSettings]) -> Settings:
     """The configured settings with this backend, a scratch home (sharing the exports) and its own collection."""
     models = str(settings.embedder.models_folder(settings.home))
-    milvus = MilvusSettings(**{**settings.milvus.model_dump(),
-                               "collection": f"{settings.milvus.collection}_backend_{backend.replace('-', '_')}"})
-    return Settings(home=home, milvus=milvus, chunker=settings.chunker, retriever=settings.retriever,
-                    ingest=settings.ingest.model_copy(update={"sources": sources, "use_embedder_bento": False}),
-                    embedder=settings.embedder.model_copy(update={"backend": backend, "models_dir": models}))
+    milvus = MilvusSettings(
+        **{
+            **settings.milvus.model_dump(),
+            "collection": f"{settings.milvus.collection}_backend_{backend.replace('-', '_')}",
+        }
+    )
+    return Settings(
+        home=home,
+        milvus=milvus,
+        chunker=settings.chunker,
+        retriever=settings.retriever,
+        ingest=settings.ingest.model_copy(update={"sources": sources, "use_embedder_bento": False}),
+        embedder=settings.embedder.model_copy(update={"backend": backend, "models_dir": models}),
+    )
 
 
 def _quick_sources(settings: Settings, questions: list[Question]) -> list[SourceSettings]:
@@ -64,7 +73,9 @@ def _quick_sources(settings: Settings, questions: list[Question]) -> list[Source
         for gold in question.gold:
             source, _, path = gold.doc_id.partition(":")
             wanted.setdefault(source, set()).add(Path(path).name)
-    return [s.model_copy(update={"include": sorted(wanted[s.name])}) for s in settings.ingest.sources if s.name in wanted]
+    return [
+        s.model_copy(update={"include": sorted(wanted[s.name])}) for s in settings.ingest.sources if s.name in wanted
+    ]
 
 
 def _index(settings: Settings) -> dict:
@@ -74,8 +85,13 @@ def _index(settings: Settings) -> dict:
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     chunked, vectors = result.output_for_node("embeddings")
     meta = asset_metadata(result, "embeddings")
-    return {"vectors": dict(zip([c.chunk_id for c in chunked.chunks], vectors)), "chunks": len(chunked.chunks),
-            "embed_seconds": meta["embed_seconds"], "ingest_seconds": wall, "ingest_cpu_seconds": cpu}
+    return {
+        "vectors": dict(zip([c.chunk_id for c in chunked.chunks], vectors, strict=True)),
+        "chunks": len(chunked.chunks),
+        "embed_seconds": meta["embed_seconds"],
+        "ingest_seconds": wall,
+        "ingest_cpu_seconds": cpu,
+    }
 
 
 def _scores(settings: Settings, model: EmbeddingModel, questions: list[Question]) -> dict[str, float]:
@@ -86,8 +102,10 @@ def _scores(settings: Settings, model: EmbeddingModel, questions: list[Question]
 def _top10(settings: Settings, model: EmbeddingModel, questions: list[Question]) -> list[list[str]]:
     searcher = Searcher.from_settings(settings)
     vectors = model.encode([q.question for q in questions])
-    return [[h["chunk_id"] for h in searcher.search("dense", q.question, v.tolist(), 10, "")]
-            for q, v in zip(questions, vectors)]
+    return [
+        [h["chunk_id"] for h in searcher.search("dense", q.question, v.tolist(), 10, "")]
+        for q, v in zip(questions, vectors, strict=True)
+    ]
 
 
 def evaluate(settings: Settings, quick: bool = False, backends: tuple[str, ...] = BACKENDS) -> EvalReport:
@@ -105,21 +123,30 @@ def evaluate(settings: Settings, quick: bool = False, backends: tuple[str, ...] 
         try:
             for backend in backends:
                 configured = _backend_settings(settings, backend, Path(scratch) / backend, sources)
-                client = client or col.connect(configured.milvus.uri, configured.milvus.token, configured.milvus.timeout_s)
+                client = client or col.connect(
+                    configured.milvus.uri, configured.milvus.token, configured.milvus.timeout_s
+                )
                 if client.has_collection(configured.milvus.collection):
                     client.drop_collection(configured.milvus.collection)  # a run cut short left it
                 indexed = _index(configured)
                 model = EmbeddingModel.from_settings(configured)
-                results[backend] = {**indexed, "settings": configured, "model": model, "precision": model.precision,
-                                    "tuning": _scores(configured, model, tuning),
-                                    "held_out": _scores(configured, model, held_out)}
+                results[backend] = {
+                    **indexed,
+                    "settings": configured,
+                    "model": model,
+                    "precision": model.precision,
+                    "tuning": _scores(configured, model, tuning),
+                    "held_out": _scores(configured, model, held_out),
+                }
             _compare_with_torch(results, questions)
         finally:
             for backend in results:
                 if client is not None:
                     client.drop_collection(results[backend]["settings"].milvus.collection)
-    default = choose_default({b: r["tuning"] for b, r in results.items()},
-                             {b: r["chunks"] / r["ingest_cpu_seconds"] for b, r in results.items()})
+    default = choose_default(
+        {b: r["tuning"] for b, r in results.items()},
+        {b: r["chunks"] / r["ingest_cpu_seconds"] for b, r in results.items()},
+    )
     return _report(results, default, len(tuning), len(held_out), quick)
 
 
@@ -134,15 +161,15 @@ def _compare_with_torch(results: dict[str, dict], questions: list[Question]) -> 
         cosines = (ours * theirs).sum(axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
         result["cosine_min"], result["cosine_mean"] = float(cosines.min()), float(cosines.mean())
         top = _top10(torch["settings"], result["model"], questions)
-        result["top10_overlap_on_torch_index"] = float(np.mean([len(set(a) & set(b)) / max(len(b), 1)
-                                                                for a, b in zip(top, torch_top)]))
+        result["top10_overlap_on_torch_index"] = float(
+            np.mean([len(set(a) & set(b)) / max(len(b), 1) for a, b in zip(top, torch_top, strict=True)])
+        )
 
 
 def choose_default(tuning: dict[str, dict[str, float]], speed: dict[str, float]) -> str:
     """The fastest backend whose tuning-half nDCG@10 is within the margin of torch's in every mode."""
     base = tuning["torch"]
-    holds = [b for b, scores in tuning.items()
-             if all(scores[key] >= base[key] - QUALITY_MARGIN for key in base)]
+    holds = [b for b, scores in tuning.items() if all(scores[key] >= base[key] - QUALITY_MARGIN for key in base)]
     return max(holds, key=lambda b: speed[b])
 
 
@@ -151,15 +178,30 @@ def _report(results: dict[str, dict], default: str, n_tuning: int, n_held_out: i
     torch = results["torch"]
     for backend, r in results.items():
         rate, cpu_rate = r["chunks"] / r["embed_seconds"], r["chunks"] / r["ingest_cpu_seconds"]
-        metrics = {**{f"tuning_{k}": v for k, v in r["tuning"].items()},
-                   **{f"held_out_{k}": v for k, v in r["held_out"].items()},
-                   "embed_chunks_per_second": rate, "ingest_chunks_per_cpu_second": cpu_rate,
-                   "cosine_to_torch_min": r["cosine_min"], "cosine_to_torch_mean": r["cosine_mean"],
-                   "top10_overlap_on_torch_index": r["top10_overlap_on_torch_index"]}
-        runs.append(EvalRun(name=f"backend-{backend}", metrics=metrics,
-                            params={"backend": backend, "precision": r["precision"], "chunks": r["chunks"],
-                                    "split_seed": SPLIT_SEED, "tuning_questions": n_tuning,
-                                    "held_out_questions": n_held_out, "chosen_default": backend == default}))
+        metrics = {
+            **{f"tuning_{k}": v for k, v in r["tuning"].items()},
+            **{f"held_out_{k}": v for k, v in r["held_out"].items()},
+            "embed_chunks_per_second": rate,
+            "ingest_chunks_per_cpu_second": cpu_rate,
+            "cosine_to_torch_min": r["cosine_min"],
+            "cosine_to_torch_mean": r["cosine_mean"],
+            "top10_overlap_on_torch_index": r["top10_overlap_on_torch_index"],
+        }
+        runs.append(
+            EvalRun(
+                name=f"backend-{backend}",
+                metrics=metrics,
+                params={
+                    "backend": backend,
+                    "precision": r["precision"],
+                    "chunks": r["chunks"],
+                    "split_seed": SPLIT_SEED,
+                    "tuning_questions": n_tuning,
+                    "held_out_questions": n_held_out,
+                    "chosen_default": backend == default,
+                },
+            )
+        )
         held, base = r["held_out"], torch["held_out"]
         rows.append(
             f"| {'**' + backend + '**' if backend == default else backend} | {r['precision']} "
@@ -168,20 +210,23 @@ def _report(results: dict[str, dict], default: str, n_tuning: int, n_held_out: i
             f"| {held['dense_ndcg_at_10'] - base['dense_ndcg_at_10']:+.3f} / "
             f"{held['hybrid_ndcg_at_10'] - base['hybrid_ndcg_at_10']:+.3f} "
             f"| {rate:.1f} | {cpu_rate:.1f} | {r['cosine_min']:.5f} / {r['cosine_mean']:.6f} "
-            f"| {r['top10_overlap_on_torch_index']:.1%} |")
+            f"| {r['top10_overlap_on_torch_index']:.1%} |"
+        )
     chunks = torch["chunks"]
-    summary = "\n".join([
-        f"{'Quick: the documents the quick questions name' if quick else 'The configured sources'} "
-        f"({chunks:,} chunks), indexed once per backend by the ingestion in one process "
-        f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end). Questions split by seed "
-        f"{SPLIT_SEED}: {n_tuning} tuning, {n_held_out} held out. Default: the fastest backend (chunks per "
-        f"CPU-second of the ingestion) within {QUALITY_MARGIN} nDCG@10 of torch on the tuning half, dense and "
-        f"hybrid: **{default}**.",
-        "",
-        "| backend | precision | tuning nDCG@10 dense / hybrid | held-out nDCG@10 dense / hybrid "
-        "| held-out vs torch | embed chunks/s | ingest chunks per CPU-s | chunk cosine to torch min / mean "
-        "| dense top-10 on torch's index, shared with torch's queries |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *rows,
-    ])
+    summary = "\n".join(
+        [
+            f"{'Quick: the documents the quick questions name' if quick else 'The configured sources'} "
+            f"({chunks:,} chunks), indexed once per backend by the ingestion in one process "
+            f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end). Questions split by seed "
+            f"{SPLIT_SEED}: {n_tuning} tuning, {n_held_out} held out. Default: the fastest backend (chunks per "
+            f"CPU-second of the ingestion) within {QUALITY_MARGIN} nDCG@10 of torch on the tuning half, dense and "
+            f"hybrid: **{default}**.",
+            "",
+            "| backend | precision | tuning nDCG@10 dense / hybrid | held-out nDCG@10 dense / hybrid "
+            "| held-out vs torch | embed chunks/s | ingest chunks per CPU-s | chunk cosine to torch min / mean "
+            "| dense top-10 on torch's index, shared with torch's queries |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *rows,
+        ]
+    )
     return EvalReport(EXPERIMENT, runs, summary)

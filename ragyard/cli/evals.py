@@ -1,4 +1,4 @@
-"""`ragyard eval run retrieval|answers|safety|router|cache|backends|all [--quick]`, and the regression gate's baseline."""
+"""`ragyard eval run retrieval|answers|safety|router|cache|backends|all [--quick]`; the regression baseline."""
 
 from __future__ import annotations
 

@@ -11,5 +11,11 @@ from ragyard.embedding.model import (
     vector_space,
 )
 
-__all__ = ["BACKENDS", "PACKAGED_MODEL_NAME", "QUANTIZED_BACKENDS", "EmbeddingModel", "resolve_model_path",
-           "vector_space"]
+__all__ = [
+    "BACKENDS",
+    "PACKAGED_MODEL_NAME",
+    "QUANTIZED_BACKENDS",
+    "EmbeddingModel",
+    "resolve_model_path",
+    "vector_space",
+]

@@ -50,15 +50,9 @@ class ExportError(RuntimeError):
 def export_folder(name: str, model_path: str, backend: str, models_dir: Path) -> Path:
     """The export of the model `name` (its folder: `model_path`) for `backend` under `models_dir`:
     reused when it is intact, built (or rebuilt) otherwise."""
-    if backend not in EXPORTED_BACKENDS:
-        raise ExportError(f"backend {backend!r} has no export; exported backends: {', '.join(EXPORTED_BACKENDS)}")
-    source = Path(model_path)
-    if not (source / "modules.json").is_file():
-        raise ExportError(f"backend {backend!r} exports from a local sentence-transformers folder (one with a "
-                          f"modules.json); {model_path!r} is not one. Use backend 'torch' for it.")
-    root = models_dir / "embedding" / f"{_slug(Path(name).name)}-{_digest(source, backend)}"
+    source, target = Path(model_path), export_path(name, model_path, backend, models_dir)
+    root = target.parent
     root.mkdir(parents=True, exist_ok=True)
-    target = root / backend
     with FileLock(str(root / f"{backend}.lock")):
         if is_intact(target):
             return target
@@ -72,6 +66,20 @@ def export_folder(name: str, model_path: str, backend: str, models_dir: Path) ->
     return target
 
 
+def export_path(name: str, model_path: str, backend: str, models_dir: Path) -> Path:
+    """Where the export of the model `name` (its folder: `model_path`) for `backend` is kept: a folder
+    named by the model and a digest of what the export depends on. Nothing is built."""
+    if backend not in EXPORTED_BACKENDS:
+        raise ExportError(f"backend {backend!r} has no export; exported backends: {', '.join(EXPORTED_BACKENDS)}")
+    source = Path(model_path)
+    if not (source / "modules.json").is_file():
+        raise ExportError(
+            f"backend {backend!r} exports from a local sentence-transformers folder (one with a "
+            f"modules.json); {model_path!r} is not one. Use backend 'torch' for it."
+        )
+    return models_dir / "embedding" / f"{_slug(Path(name).name)}-{_digest(source, backend)}" / backend
+
+
 def read_config(folder: Path) -> dict:
     """What the runtime needs besides the graph: input names, maximum length, dimension."""
     return json.loads((folder / CONFIG).read_text())
@@ -82,8 +90,9 @@ def is_intact(folder: Path) -> bool:
     try:
         expected = json.loads((folder / MANIFEST).read_text())["files"]
         present = {p.name for p in folder.iterdir() if p.name != MANIFEST}
-        return present == set(expected) and all(_file_sha256(folder / name) == digest
-                                                 for name, digest in expected.items())
+        return present == set(expected) and all(
+            _file_sha256(folder / name) == digest for name, digest in expected.items()
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -146,8 +155,9 @@ def _require(module: str, backend: str) -> None:
     try:
         __import__(module)
     except ImportError as exc:
-        raise ExportError(f"backend {backend!r} needs the {module} package (pip install 'ragyard[embedding]'): "
-                          f"{exc}") from exc
+        raise ExportError(
+            f"backend {backend!r} needs the {module} package (pip install 'ragyard[embedding]'): {exc}"
+        ) from exc
 
 
 def _export_onnx(source: Path, target: Path, out: Path) -> None:
@@ -169,22 +179,32 @@ def _export_onnx(source: Path, target: Path, out: Path) -> None:
             self.model = model
 
         def forward(self, *inputs):
-            return self.model(dict(zip(names, inputs)))["sentence_embedding"]
+            return self.model(dict(zip(names, inputs, strict=True)))["sentence_embedding"]
 
-    example = tokenizer(["a short text", "a somewhat longer text, for a padded batch"], padding=True,
-                        return_tensors="pt")
+    example = tokenizer(
+        ["a short text", "a somewhat longer text, for a padded batch"], padding=True, return_tensors="pt"
+    )
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     # The tracer warns about shape checks it records as constants; the graph is checked against torch's
     # vectors on texts of every length (tests/test_embedding_backends.py).
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(SentenceVectors(), tuple(example[n] for n in names), str(target), input_names=names,
-                          output_names=["sentence_embedding"], dynamic_axes={**axes, "sentence_embedding": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            SentenceVectors(),
+            tuple(example[n] for n in names),
+            str(target),
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes={**axes, "sentence_embedding": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     tokenizer.model_max_length = model.max_seq_length
     tokenizer.save_pretrained(out)
-    config = {"inputs": names, "max_seq_length": int(model.max_seq_length),
-              "dim": int(model.get_embedding_dimension()), "model_type": model[0].config.model_type}
+    dim, max_seq_length = model.get_embedding_dimension(), model.max_seq_length
+    if dim is None or max_seq_length is None:
+        raise ExportError(f"{source}: not a sentence-embedding model (no embedding dimension or sequence length)")
+    config = {"inputs": names, "max_seq_length": int(max_seq_length), "dim": int(dim)}
     (out / CONFIG).write_text(json.dumps(config, indent=1))
 
 
@@ -198,8 +218,13 @@ def _fuse(source: Path, raw: Path, target: Path) -> None:
     if config.get("model_type") != "bert":
         shutil.copyfile(raw, target)
         return
-    fused = optimizer.optimize_model(str(raw), model_type="bert", num_heads=int(config["num_attention_heads"]),
-                                     hidden_size=int(config["hidden_size"]), opt_level=1)
+    fused = optimizer.optimize_model(
+        str(raw),
+        model_type="bert",
+        num_heads=int(config["num_attention_heads"]),
+        hidden_size=int(config["hidden_size"]),
+        opt_level=1,
+    )
     fused.save_model_to_file(str(target))
 
 
@@ -210,7 +235,8 @@ def _quantize_int8(fused: Path, target: Path) -> None:
 
     # The fused operators carry no type information for the quantizer's shape inference: float says what
     # their outputs are.
-    quantize_dynamic(fused, target, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        fused, target, weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}
+    )
     for stray in target.parent.glob("*.onnx.data"):  # the quantizer's external-data scratch, if any
         os.remove(stray)

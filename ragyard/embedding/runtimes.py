@@ -9,6 +9,7 @@ did: docs/benchmarks.md, Embedder).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +19,8 @@ from ragyard.embedding.export import ONNX_FILE, OPENVINO_FILE
 
 
 class GraphRunner(Protocol):
+    precision: str  # what the runtime computes in
+
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
@@ -26,6 +29,8 @@ def default_threads() -> int:
 
 
 class OnnxRuntimeRunner:
+    precision = "f32"  # the quantized graph's int8 is the backend's to name
+
     def __init__(self, folder: Path, threads: int) -> None:
         import onnxruntime as ort
 
@@ -54,4 +59,8 @@ class OpenVinoRunner:
         return np.array(self.compiled.create_infer_request().infer(inputs)[0])
 
 
-RUNNERS = {"onnx": OnnxRuntimeRunner, "onnx-int8": OnnxRuntimeRunner, "openvino": OpenVinoRunner}
+RUNNERS: dict[str, Callable[[Path, int], GraphRunner]] = {
+    "onnx": OnnxRuntimeRunner,
+    "onnx-int8": OnnxRuntimeRunner,
+    "openvino": OpenVinoRunner,
+}

@@ -1,21 +1,22 @@
-"""The embedding backends: exports built offline from the packaged weights, reused, rebuilt when damaged;
-vectors that agree with torch's; the embedder bento serving the configured backend; the index fingerprint."""
+"""The embedding backends in this process: exports built offline from the packaged weights, reused,
+rebuilt when damaged; vectors that agree with torch's; one backend setting for the ingestion and the
+embedder bento; the index fingerprint. The exports live in the session's shared models folder
+(RAGYARD_EMBEDDER__MODELS_DIR, tests/conftest.py): built once, not once per test."""
 
 import json
 import shutil
 import socket
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from pipelines.resources import ingest_resources
 from pipelines.sources import configured_fingerprint
 from ragyard.embedding import EmbeddingModel, resolve_model_path, vector_space
-from ragyard.embedding.export import MANIFEST, ExportError, export_folder, is_intact
-from ragyard.settings import EmbedderSettings, Settings
-from tests.conftest import serving_bento
+from ragyard.embedding.export import MANIFEST, ExportError, export_folder, export_path, is_intact
+from ragyard.settings import EmbedderBentoSettings, EmbedderSettings, EmbeddingBackend, IngestionSettings, Settings
 
 MODEL = "all-MiniLM-L6-v2"
 # Every length the tokenizer treats differently: empty, one word, typical chunks, past the 256-token cut,
@@ -41,8 +42,9 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("models")
+def models_dir() -> Path:
+    """The session's shared models folder."""
+    return EmbedderSettings().models_folder(Path("unused"))
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,10 @@ def no_network(monkeypatch):
         return connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", loopback_only)
+
+
+def test_the_tests_share_one_models_folder_outside_any_home(models_dir):
+    assert models_dir.is_absolute() and "unused" not in models_dir.parts
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino"])
@@ -85,9 +91,20 @@ def test_the_export_is_built_once_and_reused(models_dir, no_network):
     assert first.parent.name.startswith(f"{MODEL}-")  # named by the model and a digest of its files
 
 
+@pytest.fixture
+def private_export(models_dir, tmp_path) -> tuple[Path, Path]:
+    """(models folder, export folder): a copy of the shared ONNX export, for a test to damage."""
+    shared = export_folder(MODEL, resolve_model_path(MODEL), "onnx", models_dir)
+    private = tmp_path / "models"
+    folder = private / shared.relative_to(models_dir)
+    shutil.copytree(shared, folder)
+    assert is_intact(folder)
+    return private, folder
+
+
 @pytest.mark.parametrize("damage", ["corrupt the graph", "delete the graph", "delete the manifest", "stray file"])
-def test_a_damaged_export_is_rebuilt(damage, models_dir, torch_vectors):
-    folder = export_folder(MODEL, resolve_model_path(MODEL), "onnx", models_dir)
+def test_a_damaged_export_is_not_intact(damage, private_export):
+    _, folder = private_export
     graph = folder / "model.onnx"
     if damage == "corrupt the graph":
         with graph.open("r+b") as f:
@@ -100,18 +117,31 @@ def test_a_damaged_export_is_rebuilt(damage, models_dir, torch_vectors):
     else:
         (folder / "leftover.partial").write_bytes(b"half a file")
     assert not is_intact(folder)
-    model = EmbeddingModel(MODEL, backend="onnx", models_dir=models_dir)
+
+
+def test_a_damaged_export_is_rebuilt_before_it_is_loaded(private_export, torch_vectors, no_network):
+    models, folder = private_export
+    with (folder / "model.onnx").open("r+b") as f:
+        f.seek(1024)
+        f.write(b"\0" * 4096)
+    (folder / "leftover.partial").write_bytes(b"half a file")
+    model = EmbeddingModel(MODEL, backend="onnx", models_dir=models)
     assert is_intact(folder) and not (folder / "leftover.partial").exists()
     assert cosines(model.encode(TEXTS), torch_vectors).min() > AGREEMENT["onnx"]
 
 
 def test_other_model_files_get_an_export_of_their_own(models_dir, tmp_path):
+    def digest(export: Path) -> str:
+        return export.parent.name.rsplit("-", 1)[1]
+
+    packaged = export_path(MODEL, resolve_model_path(MODEL), "openvino", models_dir)
     copy = tmp_path / "my-minilm"
     shutil.copytree(resolve_model_path(MODEL), copy)
+    same_files = export_path(str(copy), str(copy), "openvino", models_dir)
+    assert same_files.parent.name.startswith("my-minilm-") and digest(same_files) == digest(packaged)
     (copy / "README.md").write_text("a model of our own\n")
-    packaged = export_folder(MODEL, resolve_model_path(MODEL), "openvino", models_dir)
-    own = export_folder(str(copy), str(copy), "openvino", models_dir)
-    assert own.parent != packaged.parent and own.parent.name.startswith("my-minilm-") and is_intact(own)
+    assert digest(export_path(str(copy), str(copy), "openvino", models_dir)) != digest(packaged)
+    assert digest(export_path(MODEL, resolve_model_path(MODEL), "onnx", models_dir)) != digest(packaged)
 
 
 def test_a_model_without_local_files_is_refused_with_what_to_do(models_dir):
@@ -129,8 +159,19 @@ def test_the_backend_setting_is_checked(monkeypatch):
         Settings()
 
 
+def test_the_ingestion_and_the_embedder_bento_read_one_backend_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAGYARD_HOME", str(tmp_path))
+    monkeypatch.setenv("RAGYARD_EMBEDDER__BACKEND", "onnx-int8")
+    monkeypatch.setenv("RAGYARD_EMBEDDER__THREADS", "1")
+    resource = ingest_resources(IngestionSettings())["embedder"]
+    bento = EmbedderBentoSettings()
+    assert resource.backend == bento.embedder.backend == "onnx-int8"
+    assert resource.threads == bento.embedder.threads == 1
+    assert Path(resource.models_dir) == bento.embedder.models_folder(bento.home)
+
+
 def test_only_a_quantized_backend_changes_what_the_index_was_made_with(tmp_path):
-    def fingerprint(backend: str) -> str:
+    def fingerprint(backend: EmbeddingBackend) -> str:
         return configured_fingerprint(Settings(home=tmp_path, embedder=EmbedderSettings(backend=backend)))
 
     # The full-precision backends make torch's vectors to within float rounding: switching keeps the index.
@@ -138,17 +179,3 @@ def test_only_a_quantized_backend_changes_what_the_index_was_made_with(tmp_path)
     assert fingerprint("openvino") == fingerprint("torch") == fingerprint("onnx")
     # int8 vectors are not torch's: switching to it, or back, re-embeds.
     assert vector_space(MODEL, "onnx-int8") != MODEL and fingerprint("onnx-int8") != fingerprint("torch")
-
-
-def test_the_embedder_bento_serves_the_configured_backend(models_dir, tmp_path, torch_vectors):
-    texts = TEXTS[:5]
-    local = EmbeddingModel(MODEL, backend="onnx-int8", models_dir=models_dir).encode(texts)
-    env = {"RAGYARD_EMBEDDER__BACKEND": "onnx-int8", "RAGYARD_EMBEDDER__MODELS_DIR": str(models_dir)}
-    with serving_bento("bentos.embedder.service:Embedder", tmp_path / "home", env) as url:
-        response = httpx.post(f"{url}/embed", json={"texts": texts}, timeout=60)
-    assert response.status_code == 200, response.text
-    served = np.asarray(response.json()["embeddings"], dtype=np.float32)
-    # The int8 model's own vectors (activations are quantized per batch: a batch of the same texts)...
-    assert cosines(served, local).min() > 0.999
-    # ...which are not torch's: the bento did not fall back to the default.
-    assert cosines(served, torch_vectors[:5]).min() < 0.999
