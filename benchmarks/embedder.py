@@ -1,20 +1,26 @@
-"""Embedder benchmark: the bento under concurrent HTTP clients against raw in-process encoding.
+"""Embedder benchmark: every embedding backend against torch on the same texts, then the bento.
 
-`ragyard bench embedder` starts the embedder bento (`bentoml serve`, default settings, so
-the cache is on) on loopback and, in this process, the same model. Texts are real chunks of the
-Python docs (parsed and chunked by the ingestion code), distinct, each sent once: every throughput
-request misses the cache. Each throughput pass is timed right after the raw encode of the same
-texts, so that both see the same machine load. Single-text latency (the router's query path) uses
-the retrieval eval's questions, one client, one request at a time.
+`ragyard bench embedder`. Texts are real chunks of the Python docs (parsed and chunked by the
+ingestion code), distinct. (1) Backends: in this process, torch and each other backend encode the
+same texts in turns, round after round (torch, backend, torch, backend, ...), so that each pair sees
+the same machine load; the ratio of a backend is the median over rounds of torch's time over its
+time, in wall-clock and in CPU time of this process. (2) The bento (`bentoml serve`, the configured
+backend, cache on) on loopback against the raw in-process model of the same backend: each throughput
+pass is timed right after the raw encode of the same texts, and every request misses the cache.
+(3) Single-text latency (the router's query path): the retrieval eval's questions, one client, one
+request at a time.
 
-Environment: RAGYARD_BENCH_EMBED_TEXTS (chunk texts, default 512; split between the two request
-sizes), RAGYARD_BENCH_CLIENTS (default 16), RAGYARD_BENCH_QUERIES (questions, default all 234).
+Environment: RAGYARD_BENCH_BACKEND_TEXTS (texts per backend round, default 256),
+RAGYARD_BENCH_ROUNDS (default 3), RAGYARD_BENCH_EMBED_TEXTS (bento texts, default 512; split
+between the two request sizes), RAGYARD_BENCH_CLIENTS (default 16), RAGYARD_BENCH_QUERIES
+(questions, default all 234).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 
 from benchmarks.ingest import _all_chunk_texts  # noqa: E402
 from benchmarks.measure import (  # noqa: E402
@@ -37,7 +44,7 @@ from benchmarks.measure import (  # noqa: E402
     tree_cpu_seconds,
 )
 from ragyard.docs_report import write_section  # noqa: E402
-from ragyard.embedding import EmbeddingModel  # noqa: E402
+from ragyard.embedding import BACKENDS, EmbeddingModel  # noqa: E402
 from ragyard.services import embedder_spec  # noqa: E402
 from ragyard.settings import EmbedderSettings, Settings  # noqa: E402
 from ragyard.supervisor import Supervisor  # noqa: E402
@@ -50,6 +57,51 @@ def distinct_chunks(settings: Settings, count: int, exclude: set[str]) -> list[s
     if len(texts) < count:
         raise ValueError(f"only {len(texts)} distinct chunk texts, {count} asked for")
     return random.Random(0).sample(texts, count)
+
+
+def timed_cpu(model: EmbeddingModel, texts: list[str]) -> tuple[np.ndarray, float, float]:
+    """Vectors, wall seconds, and CPU seconds of this process (every thread) for one encode."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    vectors = model.encode(texts)
+    return vectors, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def backend_rounds(settings: Settings, texts: list[str], rounds: int) -> list[dict]:
+    """Each backend against torch on the same texts, alternating, `rounds` times."""
+    models = {
+        b: EmbeddingModel(
+            settings.embedder.model,
+            batch_size=settings.embedder.batch_size,
+            backend=b,
+            models_dir=settings.embedder.models_folder(settings.home),
+        )
+        for b in BACKENDS
+    }
+    for model in models.values():
+        model.encode(["warm-up on the main thread"])
+    results = []
+    for backend in BACKENDS[1:]:
+        pairs = []
+        for _ in range(rounds):
+            base, base_wall, base_cpu = timed_cpu(models["torch"], texts)
+            ours, wall, cpu = timed_cpu(models[backend], texts)
+            pairs.append((base_wall, base_cpu, wall, cpu))
+        cosines = (ours * base).sum(axis=1)  # both unit length
+        results.append(
+            {
+                "backend": backend,
+                "precision": models[backend].precision,
+                "torch_rate": len(texts) / statistics.median(p[0] for p in pairs),
+                "rate": len(texts) / statistics.median(p[2] for p in pairs),
+                "wall_ratio": statistics.median(p[0] / p[2] for p in pairs),
+                "cpu_ratio": statistics.median(p[1] / p[3] for p in pairs),
+                "torch_cpu_ms": 1000 * statistics.median(p[1] for p in pairs) / len(texts),
+                "cpu_ms": 1000 * statistics.median(p[3] for p in pairs) / len(texts),
+                "cos_min": float(cosines.min()),
+                "cos_mean": float(cosines.mean()),
+            }
+        )
+    return results
 
 
 def throughput_pass(model: EmbeddingModel, url: str, texts: list[str], per_request: int, clients: int) -> dict:
@@ -92,14 +144,18 @@ def single_text_latency(model: EmbeddingModel, url: str, bento_pid: int, queries
 def main() -> None:
     count = env_int("RAGYARD_BENCH_EMBED_TEXTS", 512)
     clients = env_int("RAGYARD_BENCH_CLIENTS", 16)
+    backend_texts = env_int("RAGYARD_BENCH_BACKEND_TEXTS", 256)
+    rounds = env_int("RAGYARD_BENCH_ROUNDS", 3)
     load_before = load()
     with tempfile.TemporaryDirectory(prefix="ragyard-bench-embedder-") as tmp:
         settings = Settings(home=Path(tmp) / "home", embedder=EmbedderSettings(port=free_port()))
         limits = settings.embedder
         queries = questions()[: env_int("RAGYARD_BENCH_QUERIES", 10_000)]
-        texts = distinct_chunks(settings, count, exclude=set(queries))
-        halves = [texts[: count // 2], texts[count // 2 :]]
-        model = EmbeddingModel(limits.model, device=limits.device, batch_size=limits.batch_size)
+        texts = distinct_chunks(settings, count + backend_texts, exclude=set(queries))
+        backends = backend_rounds(settings, texts[count:], rounds)
+        load_middle = load()
+        halves = [texts[: count // 2], texts[count // 2 : count]]
+        model = EmbeddingModel.from_settings(settings)
         model.encode(["warm-up of the in-process model"])
         with Supervisor(settings.logs_dir) as supervisor:
             supervisor.start_all([embedder_spec(settings)])
@@ -110,18 +166,34 @@ def main() -> None:
             ]
     load_after = load()
 
+    backend_rows = "\n".join(
+        f"| {b['backend']} | {b['precision']} | {b['torch_rate']:.1f} | {b['rate']:.1f} | **{b['wall_ratio']:.2f}** "
+        f"| {b['torch_cpu_ms']:.1f} / {b['cpu_ms']:.1f} | **{b['cpu_ratio']:.2f}** "
+        f"| {b['cos_min']:.5f} / {b['cos_mean']:.5f} |"
+        for b in backends
+    )
     rows = "\n".join(
         f"| {p['per_request']} | {p['texts']} | {p['raw_rate']:.1f} | {p['bento_rate']:.1f} | **{p['ratio']:.2f}** "
         f"| {fmt(p['latency'])} |"
         for p in passes
     )
     body = f"""
-Model {limits.model} on CPU, batch size {limits.batch_size}, torch's default threads (one per core);
-the bento (`bentoml serve`, default settings, cache on) on loopback, {clients} concurrent httpx
-clients in this process. Texts: {count} distinct chunks of the Python docs (median
-{sorted(map(len, texts))[len(texts) // 2]} characters), each sent once, so every request misses the
-cache; the raw in-process `EmbeddingModel.encode` of the same texts runs just before each pass.
-Load average (1/5/15 min) before: {load_before}; after: {load_after} (2 cores, shared machine).
+Model {limits.model}, batch size {limits.batch_size}, threads: one per core. Texts: distinct chunks of the
+Python docs.
+
+**Backends against torch** ({backend_texts} chunks, median {sorted(map(len, texts[count:]))[backend_texts // 2]}
+characters; {rounds} rounds of torch then the backend on the same texts, in this process; medians of the
+rounds). Load average (1/5/15 min) before: {load_before}; after: {load_middle} (2 cores, shared machine:
+the wall-clock ratio moves with the load, the CPU-time ratio much less).
+
+| backend | precision | torch chunks/s | backend chunks/s | **wall-clock ratio** | CPU ms per chunk, torch / backend | **CPU-time ratio** | cosine to torch min / mean |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |
+{backend_rows}
+
+**The bento** on the configured backend, **{limits.backend}** ({model.precision}): `bentoml serve`, default
+settings, cache on, on loopback, {clients} concurrent httpx clients in this process, against the raw in-process
+`EmbeddingModel.encode` of the same texts ({count} chunks, each sent once, so every request misses the cache)
+just before each pass. Load average after: {load_after}.
 
 | texts per request | texts | raw texts/s | bento texts/s | **bento / raw** (target ≥ 0.8) | request p50 / p99 ms |
 | ---: | ---: | ---: | ---: | ---: | ---: |
@@ -136,26 +208,9 @@ Single-text requests, one client, one at a time ({len(queries)} eval questions; 
 | raw in-process `encode([question])` | {fmt(single["raw"])} | {single["cpu_raw_ms"]:.1f} |
 | first request after `/readyz` | {single["first"]:.1f} (one request) | |
 
-Why one uncached single text once took ~580 ms: py-spy showed the time in torch's forward pass,
-not in BentoML or our code, and the bento used ~10x the CPU per single-text request that the same
-forward takes in a plain script. torch's OpenMP threads were spinning: libgomp's default lets a
-thread that finished its share spin at the end of every parallel region, and on two cores shared
-with other processes the spinning thread takes the CPU its preempted peer needs. It showed when the
-thread that ran the process's first forward pass was a worker thread, as in the bento, which ran
-its first forward lazily on the first request's thread. Two fixes, each enough on its own in these
-measurements, both applied: `OMP_WAIT_POLICY=PASSIVE` before torch loads
-(`ragyard/embedding.py`) and a warm-up forward pass on the main thread in the service's
-`__init__`, before `/readyz`. Before / after, measured 2026-11-27 11:00-11:10 UTC at load average
-17-20, 30 single-text requests per bento, the bentos taking turns on each request:
-
-| bento | CPU ms per request | p50 ms | first request ms |
-| --- | ---: | ---: | ---: |
-| before (first forward on a request thread, libgomp default) | 277-288 | 1060-1100 | 1560-2410 |
-| warm-up on the main thread only | 34-35 | 63-132 | 49-102 |
-| `OMP_WAIT_POLICY=PASSIVE` only | 32 | 53 | 44 |
-
-The same in a plain script (load ~17): first forward on a pool thread and later ones on that
-thread, 274 ms of CPU per short text; warm-up on the main thread first, 21-27 ms; with PASSIVE, 28-30 ms.
+The bento warms its model up on the main thread before `/readyz`, and no backend's threads spin while
+they wait (`OMP_WAIT_POLICY=PASSIVE` for torch, no intra-op spinning for ONNX Runtime): on cores shared
+with other processes, a spinning thread takes the CPU its preempted peer needs (see `ragyard/embedding/`).
 """
     write_section("Embedder", body)
     print(body)

@@ -139,7 +139,7 @@ def main() -> None:
             embedder = httpx.Client(base_url=settings.embedder.url, timeout=60)
             retriever = httpx.Client(base_url=settings.retriever.url, timeout=60)
             post_search(retriever, "warm-up query", "hybrid")  # the retriever's first load and connections
-            model = EmbeddingModel(settings.embedder.model, batch_size=settings.embedder.batch_size)
+            model = EmbeddingModel.from_settings(settings)
             vectors = [v.tolist() for v in model.encode(queries)]
             cold = cold_hybrid(queries, model, searcher, retriever)  # also fills the embedder's cache
             warm = {mode: warm_mode(mode, queries, vectors, searcher, embedder, retriever) for mode in MODES}

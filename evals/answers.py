@@ -68,8 +68,7 @@ def retrieve_contexts(settings: Settings, questions: list[str], top_k: int = CON
     from bentos.retriever.search import Searcher
     from ragyard.embedding import EmbeddingModel
 
-    e = settings.embedder
-    vectors = EmbeddingModel(e.model, device=e.device, batch_size=e.batch_size).encode(questions)
+    vectors = EmbeddingModel.from_settings(settings).encode(questions)
     searcher = Searcher.from_settings(settings)
     searcher.ensure_loaded()
     return [searcher.search(RETRIEVAL_MODE, q, v.tolist(), top_k, "") for q, v in zip(questions, vectors, strict=True)]

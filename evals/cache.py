@@ -208,8 +208,7 @@ def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | No
     name, questions, variants, sessions = load_all(quick)
     tuning, held = split_parts(questions, variants, sessions)
     requests = QUICK_TRAFFIC_REQUESTS if quick else TRAFFIC_REQUESTS
-    e = settings.embedder
-    model = model or EmbeddingModel(e.model, device=e.device, batch_size=e.batch_size)
+    model = model or EmbeddingModel.from_settings(settings)
     texts = sorted({a.question for a in [*questions, *variants]} | {t.question for s in sessions for t in s.turns})
     vectors = dict(zip(texts, model.encode(texts, normalize=True), strict=True))
     configured = settings.router.semantic_threshold
@@ -219,7 +218,7 @@ def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | No
         "traffic_requests": requests,
         "traffic_seed": TRAFFIC_SEED,
         "zipf_exponent": ZIPF_EXPONENT,
-        "embedder_model": e.model,
+        "embedder_model": settings.embedder.model,
     }
 
     def part_params(part: Part) -> dict[str, ParamValue]:

@@ -34,7 +34,11 @@ EVALS: dict[str, str] = {
     "router": "evals.router",
     "cache": "evals.cache",
     "memory": "evals.memory",
+    "backends": "evals.backends",
 }
+# Evals that build indexes of their own or need the platform running with its largest model (minutes to
+# hours): run by name only, never by `all`.
+ON_DEMAND_EVALS = ("backends", "memory")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EVALS_DOC = REPO_ROOT / "docs" / "evals.md"
 _DOC_HEADER = (
@@ -119,6 +123,7 @@ def common_params(settings: Settings) -> dict[str, ParamValue]:
         "chunker_min_chars": c.min_chars,
         "embedder_model": e.model,
         "embedder_dim": e.dim,
+        "embedder_backend": e.backend,
         "fusion": r.fusion,
         "rrf_k": r.rrf_k,
         "dense_weight": r.dense_weight,
@@ -198,7 +203,8 @@ def measured_against(common: dict[str, ParamValue]) -> str:
     return (
         f"Index `{c['collection']}` version `{c['index_version']}` ({c['index_chunks']:,} chunks from "
         f"{c['index_documents']:,} documents; chunker {c['chunker_max_chars']}/{c['chunker_overlap_chars']}/"
-        f"{c['chunker_min_chars']} max/overlap/min chars; {c['embedder_model']}); hybrid fusion {c['fusion']}"
+        f"{c['chunker_min_chars']} max/overlap/min chars; {c['embedder_model']} on "
+        f"{c.get('embedder_backend', 'torch')}); hybrid fusion {c['fusion']}"
         + (f" k={c['rrf_k']}" if c["fusion"] == "rrf" else f" dense weight {c['dense_weight']}")
         + reranker
         + "."

@@ -202,7 +202,6 @@ def evaluate(
     if quick:
         questions, dataset_name = quick_subset(questions), f"{dataset_name}-quick"
     if model is None and any(mode != "bm25" for mode in modes):
-        e = settings.embedder
-        model = EmbeddingModel(e.model, device=e.device, batch_size=e.batch_size)
+        model = EmbeddingModel.from_settings(settings)
     report = score_modes(questions, Searcher.from_settings(settings), model, modes, TOP_K, dataset_name)
     return to_eval_report(report)

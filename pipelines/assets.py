@@ -71,7 +71,7 @@ def documents(
         book.clear()  # nothing is in a new collection, and no refusal of the old one holds
     started = time.perf_counter()
     scan = scan_sources(corpus.source_settings())
-    fingerprint = settings_fingerprint(corpus.chunker(), embedder.model, embedder.dim)
+    fingerprint = settings_fingerprint(corpus.chunker(), embedder.vector_space, embedder.dim)
     delta = compute_delta(
         scan,
         book.entries(),
@@ -129,7 +129,7 @@ def chunks(corpus: CorpusResource, documents: DocumentDelta) -> dg.MaterializeRe
 def embeddings(
     context: dg.AssetExecutionContext, ledger: LedgerResource, embedder: EmbedderResource, chunks: ChunkedDelta
 ) -> dg.MaterializeResult:
-    checkpoint = EmbeddingCheckpoint.beside(ledger.ledger_path, embedder.model, embedder.dim)
+    checkpoint = EmbeddingCheckpoint.beside(ledger.ledger_path, embedder.vector_space, embedder.dim)
 
     def report(progress: Progress) -> None:
         context.log.info(progress.describe())
@@ -180,7 +180,7 @@ def vector_index(
         lock_path=ledger.lock_path,
     )
     # Every vector made is now in the index or belongs to a document recorded as failed.
-    EmbeddingCheckpoint.beside(ledger.ledger_path, embedder.model, embedder.dim).clear()
+    EmbeddingCheckpoint.beside(ledger.ledger_path, embedder.vector_space, embedder.dim).clear()
     for failure in report.failed:
         context.log.warning(f"skipped {failure.doc_id}: {failure.reason}")
     total = book.chunk_total()

@@ -9,12 +9,12 @@ from pipelines.checks import INDEX_CHECKS
 from pipelines.ledger import Ledger
 from pipelines.sources import (
     Scan,
+    configured_fingerprint,
     deleted_documents,
     is_current,
     known_failure,
     same_stat,
     scan_sources,
-    settings_fingerprint,
 )
 from ragyard.settings import IngestionSettings
 
@@ -42,7 +42,7 @@ def pending_changes(settings: IngestionSettings, scan: Scan) -> dict[str, list[s
     A file recorded as failing is not pending until it changes: it would fail again."""
     ledger = Ledger(settings.ledger_path)
     indexed, failed = ledger.entries(), ledger.failures()
-    fingerprint = settings_fingerprint(settings.chunker, settings.embedder.model, settings.embedder.dim)
+    fingerprint = configured_fingerprint(settings)
     new, changed = [], []
     for file in scan.files:
         entry, failure = indexed.get(file.doc_id), known_failure(failed, file, fingerprint)

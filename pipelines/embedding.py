@@ -28,10 +28,10 @@ class EmbeddingCheckpoint:
             db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
 
     @classmethod
-    def beside(cls, ledger_path: Path, model: str, dim: int) -> EmbeddingCheckpoint:
-        """The checkpoint beside the ledger, for the embedding model (what a vector depends on
-        besides its text)."""
-        return cls(ledger_path.parent / "embedding_checkpoint.sqlite3", f"{model}\0{dim}", dim)
+    def beside(cls, ledger_path: Path, vector_space: str, dim: int) -> EmbeddingCheckpoint:
+        """The checkpoint beside the ledger, for the embedding model and backend (what a vector depends
+        on besides its text: ragyard.embedding.vector_space)."""
+        return cls(ledger_path.parent / "embedding_checkpoint.sqlite3", f"{vector_space}\0{dim}", dim)
 
     def _connect(self):
         return transaction(self.path)
@@ -84,7 +84,7 @@ def embed_with_checkpoint(
     report: Callable[[Progress], None],
 ) -> tuple[np.ndarray, EmbeddingReport]:
     """Vectors for `texts`, in order: from the checkpoint where an earlier run made them, else
-    encoded `batch_size` distinct texts at a time, each batch checkpointed before the next."""
+    encoded `batch_size` distinct texts at a time, longest first, each batch checkpointed before the next."""
     started = time.perf_counter()
     keys = [checkpoint.key(t) for t in texts]
     known = checkpoint.load(list(set(keys)))
@@ -99,7 +99,10 @@ def embed_with_checkpoint(
     reused = done = len(texts) - sum(len(p) for p in positions.values())
     if texts:
         report(Progress(done, len(texts)))
-    pending = list(positions)
+    # Longest first across the whole run, not only within a batch: texts of similar length share a
+    # batch, so the model pads little (the encoders sort within a batch; the order here sets the
+    # batches). Longest first also keeps the early rate, and so the ETA, on the safe side.
+    pending = sorted(positions, key=lambda key: -len(texts[positions[key][0]]))
     encode_started = time.perf_counter()
     for start in range(0, len(pending), batch_size):
         batch = pending[start : start + batch_size]

@@ -15,7 +15,7 @@ from pymilvus import MilvusClient
 from pipelines.ledger import Ledger
 from ragyard import collection as col
 from ragyard.clients.embedder import EmbedderClient
-from ragyard.embedding import EmbeddingModel
+from ragyard.embedding import EmbeddingModel, vector_space
 from ragyard.settings import ChunkerSettings, IngestionSettings, SourceSettings
 
 
@@ -58,9 +58,13 @@ class LedgerResource(dg.ConfigurableResource):
 
 
 @lru_cache(maxsize=2)
-def _loaded_model(name: str, device: str, batch_size: int) -> EmbeddingModel:
+def _loaded_model(
+    name: str, device: str, batch_size: int, backend: str, models_dir: str, threads: int
+) -> EmbeddingModel:
     # Loaded once per process: in-process executors and tests materialize many times.
-    return EmbeddingModel(name, device=device, batch_size=batch_size)
+    return EmbeddingModel(
+        name, device=device, batch_size=batch_size, backend=backend, models_dir=Path(models_dir), threads=threads
+    )
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -71,6 +75,9 @@ class EmbedderResource(dg.ConfigurableResource):
     dim: int
     device: str
     batch_size: int
+    backend: str  # torch, onnx, onnx-int8, openvino: in this process and in the embedder bento alike
+    models_dir: str  # where the backend's export is built (under RAGYARD_HOME)
+    threads: int
     use_bento: bool
     url: str
     max_texts_per_request: int
@@ -86,11 +93,20 @@ class EmbedderResource(dg.ConfigurableResource):
             vectors = self._encode_with_bento(texts)
             dim = vectors.shape[1] if len(vectors) else self.dim
         else:
-            model = _loaded_model(self.model, self.device, self.batch_size)
+            model = self.loaded_model()
             vectors, dim = model.encode(texts), model.dim
         if dim != self.dim:
             raise ValueError(f"model {self.model!r} makes {dim}-dim vectors but RAGYARD_EMBEDDER__DIM is {self.dim}")
         return vectors
+
+    def loaded_model(self) -> EmbeddingModel:
+        return _loaded_model(self.model, self.device, self.batch_size, self.backend, self.models_dir, self.threads)
+
+    @property
+    def vector_space(self) -> str:
+        """What the vectors depend on besides the texts (model, and a quantized backend): the ledger's
+        fingerprint and the checkpoint's keys."""
+        return vector_space(self.model, self.backend)
 
     def _encode_with_bento(self, texts: list[str]) -> np.ndarray:
         client = EmbedderClient(self.url, timeout_s=300)
@@ -149,6 +165,9 @@ def ingest_resources(settings: IngestionSettings) -> dict[str, dg.ConfigurableRe
             dim=embedder.dim,
             device=embedder.device,
             batch_size=embedder.batch_size,
+            backend=embedder.backend,
+            models_dir=str(embedder.models_folder(settings.home)),
+            threads=embedder.threads,
             use_bento=ingest.use_embedder_bento,
             url=embedder.url,
             max_texts_per_request=embedder.max_texts_per_request,

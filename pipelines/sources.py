@@ -16,7 +16,8 @@ from pipelines.ledger import FailedDocument, LedgerEntry
 from pipelines.parsing import parser_for
 from pipelines.text import UnparsableFile, bom_codec
 from ragyard import collection as col
-from ragyard.settings import ChunkerSettings, SourceSettings
+from ragyard.embedding import vector_space
+from ragyard.settings import ChunkerSettings, IngestionSettings, SourceSettings
 
 # Bump when parsing or chunking changes in a way that should re-index every document.
 PIPELINE_VERSION = 1
@@ -44,14 +45,21 @@ class Scan:
     unavailable_sources: list[SkippedFile]  # folders that could not be listed: their documents stay
 
 
-def settings_fingerprint(chunker: ChunkerSettings, embedder_model: str, embedder_dim: int) -> str:
-    """What a document's chunks and vectors depend on besides its own bytes."""
+def settings_fingerprint(chunker: ChunkerSettings, vector_space: str, embedder_dim: int) -> str:
+    """What a document's chunks and vectors depend on besides its own bytes; `vector_space` is the
+    embedding model, with the backend if that is a quantized one (ragyard.embedding.vector_space)."""
     parts = {
         "pipeline": PIPELINE_VERSION,
         "chunker": chunker.model_dump(),
-        "embedder": [embedder_model, embedder_dim],
+        "embedder": [vector_space, embedder_dim],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def configured_fingerprint(settings: IngestionSettings) -> str:
+    """The fingerprint of the configured chunker and embedding."""
+    embedder = settings.embedder
+    return settings_fingerprint(settings.chunker, vector_space(embedder.model, embedder.backend), embedder.dim)
 
 
 def _wanted(name: str, source: SourceSettings) -> bool:

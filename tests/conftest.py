@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # MLflow clients otherwise retry for minutes against a server that is gone.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+# The embedding backend's export (content-hashed, checked on load) is built once for every test and
+# process of the session, and kept for the next session, not once per temporary RAGYARD_HOME.
+os.environ.setdefault("RAGYARD_EMBEDDER__MODELS_DIR", str(Path(tempfile.gettempdir()) / "ragyard-test-models"))
 
 TIERS = {
     "unit": "runs in the pytest process only: no other process, no server (tests/unit)",
@@ -68,6 +72,8 @@ def _start_reaper(config: pytest.Config) -> subprocess.Popen[bytes]:
 LONGEST_FIRST = (
     "integration/test_readme_commands.py",
     "integration/bentos/test_router_bento.py",
+    "integration/bentos/test_memory_bento.py",
+    "integration/bentos/test_review_bento.py",
     "integration/pipelines/test_ingest_debian_docs.py",
     "integration/bentos/test_router_events.py",
     "infra/test_bento_build.py",

@@ -30,7 +30,8 @@ from ragyard.kit.serving import answers_errors, serve_errors
 from ragyard.settings import EmbedderBentoSettings, EmbedderSettings
 
 # The settings, parsed once per process, here: the decorators below need the bounds at import.
-LIMITS: EmbedderSettings = EmbedderBentoSettings().embedder
+SETTINGS = EmbedderBentoSettings()
+LIMITS: EmbedderSettings = SETTINGS.embedder
 # Each /embed or /v1/embeddings request holds one slot and, on a cache miss, a second one for the
 # in-process call to the batching API: 64 slots serve 32 concurrent clients without a 429.
 MAX_CONCURRENCY = 64
@@ -64,8 +65,9 @@ class Embedder:
         from transformers import AutoTokenizer
 
         self.limits = LIMITS
-        self.model = EmbeddingModel(self.limits.model, device=self.limits.device, batch_size=self.limits.batch_size)
-        # The first forward pass sets up torch's kernels and OpenMP threads: here, before /readyz, on
+        # On an exported backend, the first start builds the export (seconds; once per model and versions).
+        self.model = EmbeddingModel.from_settings(SETTINGS)
+        # The first forward pass sets up the backend's kernels and threads: here, before /readyz, on
         # the main thread, not on the first request's worker thread (docs/benchmarks.md, Embedder).
         self.model.encode(["warm-up on the main thread, before /readyz"])
         if self.model.dim != self.limits.dim:

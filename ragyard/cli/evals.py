@@ -1,4 +1,4 @@
-"""`ragyard eval run retrieval|answers|safety|router|cache|all [--quick]`, and the regression gate's baseline."""
+"""`ragyard eval run retrieval|answers|safety|router|cache|backends|all [--quick]`; the regression baseline."""
 
 from __future__ import annotations
 
@@ -61,11 +61,12 @@ def add_eval(commands, name: str, summary: str) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    names = available_evals() if args.eval == "all" else [args.eval]
+    names = [n for n in available_evals() if n not in harness.ON_DEMAND_EVALS] if args.eval == "all" else [args.eval]
     if args.eval == "all":
         print(
             f"evals present: {', '.join(names)}; not in this checkout: "
-            f"{', '.join(sorted(set(harness.EVALS) - set(names))) or 'none'}"
+            f"{', '.join(sorted(set(harness.EVALS) - set(names) - set(harness.ON_DEMAND_EVALS))) or 'none'}; "
+            f"by name only: {', '.join(harness.ON_DEMAND_EVALS)}"
         )
     retrieval_options = {"dataset": args.dataset, **({"modes": tuple(args.modes)} if args.modes else {})}
     # docs/evals.md keeps the standard full runs: not quick ones, nor a chosen dataset or mode subset.

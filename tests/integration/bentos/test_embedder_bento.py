@@ -194,7 +194,7 @@ def test_ingestion_embeds_through_the_bento_when_configured(embedder_url, settin
     rows = col.connect(settings.milvus.uri).query(
         settings.milvus.collection, filter="", output_fields=[col.TEXT, col.DENSE], limit=5
     )
-    local = EmbeddingModel(MODEL).encode([r[col.TEXT] for r in rows])
+    local = EmbeddingModel.from_settings(settings).encode([r[col.TEXT] for r in rows])  # the bento's backend
     assert np.allclose(local, np.asarray([r[col.DENSE] for r in rows]), atol=1e-4)
 
 

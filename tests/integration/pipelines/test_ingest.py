@@ -64,7 +64,7 @@ def test_every_search_mode_finds_the_right_document_on_the_configured_index(
     assert index["index_type"] == index_type  # (milvus-lite does not report the build parameters)
     searcher = Searcher.from_settings(settings)
     query = "how do decorators work in python"
-    vector = EmbeddingModel(settings.embedder.model).encode([query])[0].tolist()
+    vector = EmbeddingModel.from_settings(settings).encode([query])[0].tolist()  # the ingestion's backend
     for mode in ("hybrid", "dense"):  # hybrid first: its dense half must already use the collection's index
         assert searcher.search(mode, query, vector, 3, "")[0][col.DOC_ID] == "docs:guide/decorators.rst"
     assert searcher.bm25("generators revision", 3, "")[0][col.DOC_ID] == "docs:reference/generators.rst"

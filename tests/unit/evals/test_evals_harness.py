@@ -27,9 +27,10 @@ def test_the_registry_imports_lazily_and_names_what_is_missing(registry):
         load_eval("nope")
 
 
-def test_the_shipped_registry_has_the_five_evals_and_retrieval_is_present():
-    assert list(harness.EVALS) == ["retrieval", "answers", "safety", "router", "cache", "memory"]
+def test_the_shipped_registry_has_the_evals_and_retrieval_is_present():
+    assert list(harness.EVALS) == ["retrieval", "answers", "safety", "router", "cache", "memory", "backends"]
     assert "retrieval" in available_evals()
+    assert harness.ON_DEMAND_EVALS == ("backends", "memory")  # an index per backend; the 1.5B model: never in `all`
 
 
 def test_table_csv_flattens_nested_values_and_takes_every_column():
