@@ -43,6 +43,10 @@ def _kind(call: ast.Call) -> str | None:
     func = call.func
     if isinstance(func, ast.Name) and func.id in ("counter", "histogram"):
         return _KINDS[func.id]
+    if isinstance(func, ast.Name) and func.id == "LazyMetric" and call.args:  # LazyMetric("Gauge", name, ...)
+        kind = call.args[0]
+        if isinstance(kind, ast.Constant) and kind.value in _KINDS:
+            return _KINDS[str(kind.value)]
     if isinstance(func, ast.Attribute) and func.attr in ("Counter", "Gauge", "Histogram"):
         if isinstance(func.value, ast.Name) and func.value.id == "prometheus_client":
             return _KINDS[func.attr]
@@ -61,6 +65,9 @@ def declared_in(path: Path) -> list[Metric]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Call) and (kind := _kind(node)) and node.args:
+            lazy = isinstance(node.func, ast.Name) and node.func.id == "LazyMetric"
+            if lazy:  # its arguments start with the kind: read it like the others
+                node = ast.copy_location(ast.Call(node.func, node.args[1:], node.keywords), node)
             name = node.args[0]
             if isinstance(name, ast.Constant) and isinstance(name.value, str):
                 found.append(Metric(name.value, kind, _labels(node)))
