@@ -65,9 +65,10 @@ test: setup llm-models-test
 
 # Two pytest-xdist workers, a test file each (its module fixtures stay in one process): the integration
 # tests mostly wait on the processes they start, so two at once nearly halve the suite's time on 2 cores.
-# TEST_WORKERS=0 runs in one process.
+# Files go out in collection order, which tests/conftest.py starts with the longest (xdist's default
+# order, most tests first, left the one-test `make run` file for last, alone). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-PARALLEL = -n $(TEST_WORKERS) --dist loadfile --durations=30
+PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
 
 test-unit test-infra: test-%: setup
 	$(PY) -m pytest tests/$*

@@ -67,20 +67,24 @@ def _start_reaper(config: pytest.Config) -> subprocess.Popen[bytes]:
         )
 
 
-# The longest files (`make test` prints the slowest tests), run first: xdist hands each worker the next
-# file in collection order as it finishes one, so a long file collected last would run alone at the end.
+# The longest files (`make test` prints the slowest tests), run first: with --no-loadscope-reorder (the
+# Makefile) xdist hands each worker the next file in collection order as it finishes one, so a long file
+# collected last would run alone at the end.
 LONGEST_FIRST = (
-    "integration/test_readme_commands.py",
     "integration/bentos/test_router_bento.py",
+    "integration/test_readme_commands.py",
     "integration/bentos/test_memory_bento.py",
-    "integration/bentos/test_review_bento.py",
-    "integration/pipelines/test_ingest_debian_docs.py",
-    "integration/bentos/test_router_events.py",
     "infra/test_bento_build.py",
     "integration/bentos/test_bentos_fuzzed.py",
+    "integration/bentos/test_review_bento.py",
+    "integration/test_front_door_smoke.py",
+    "integration/bentos/test_router_events.py",
     "integration/bentos/test_router_tools.py",
     "integration/ragyard/test_index_build.py",
+    "integration/bentos/test_retriever_bento.py",
     "integration/pipelines/test_ingest_recovery.py",
+    "integration/pipelines/test_ingest_debian_docs.py",
+    "integration/bentos/test_safety_bento.py",
 )
 
 

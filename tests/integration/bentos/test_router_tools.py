@@ -265,7 +265,8 @@ def test_the_rest_of_the_request_surface_reaches_the_model_or_is_refused_by_name
     }
     answered = stack.post(body)
     assert answered.status_code == 200, answered.text
-    assert answered.json()["choices"][0]["message"]["content"] == "Hello."
+    # The scripted model answers a JSON request with a JSON object: the empty one, asked for nothing else.
+    assert answered.json()["choices"][0]["message"]["content"] == "{}"
     sent = stack.last_sent()
     assert sent["seed"] == 7 and sent["presence_penalty"] == 0.5 and sent["frequency_penalty"] == 0.25
     assert sent["logit_bias"] == {"42": -5.0} and sent["stop"] == ["\n\n"] and sent["tool_choice"] == "none"
