@@ -65,10 +65,12 @@ test: setup llm-models-test
 
 # Two pytest-xdist workers, a test file each (its module fixtures stay in one process): the integration
 # tests mostly wait on the processes they start, so two at once nearly halve the suite's time on 2 cores.
-# Files go out in collection order, which tests/conftest.py starts with the longest (xdist's default
-# order, most tests first, left the one-test `make run` file for last, alone). TEST_WORKERS=0: one process.
+# xdist's own order (files with most tests first) leaves the one-test `make run` file near the end; started
+# first instead, it ran beside the router's stack and both slowed (the suite took longer, a bento timed out).
+# test_front_door_smoke.py is `make lock-check`'s: the suite covers its path (the official client through
+# the router, whole and streamed) in tests/integration/bentos/test_router_bento.py. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-PARALLEL = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
+PARALLEL = -n $(TEST_WORKERS) --dist loadfile --durations=30 --ignore=tests/integration/test_front_door_smoke.py
 
 test-unit test-infra: test-%: setup
 	$(PY) -m pytest tests/$*

@@ -67,36 +67,12 @@ def _start_reaper(config: pytest.Config) -> subprocess.Popen[bytes]:
         )
 
 
-# The longest files (`make test` prints the slowest tests), run first: with --no-loadscope-reorder (the
-# Makefile) xdist hands each worker the next file in collection order as it finishes one, so a long file
-# collected last would run alone at the end.
-LONGEST_FIRST = (
-    "integration/bentos/test_router_bento.py",
-    "integration/test_readme_commands.py",
-    "integration/bentos/test_memory_bento.py",
-    "infra/test_bento_build.py",
-    "integration/bentos/test_bentos_fuzzed.py",
-    "integration/bentos/test_review_bento.py",
-    "integration/test_front_door_smoke.py",
-    "integration/bentos/test_router_events.py",
-    "integration/bentos/test_router_tools.py",
-    "integration/ragyard/test_index_build.py",
-    "integration/bentos/test_retriever_bento.py",
-    "integration/pipelines/test_ingest_recovery.py",
-    "integration/pipelines/test_ingest_debian_docs.py",
-    "integration/bentos/test_safety_bento.py",
-)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests = REPO_ROOT / "tests"
     for item in items:
         parts = Path(item.path).relative_to(tests).parts
         if parts[0] in TIERS:
             item.add_marker(parts[0])
-    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    order = {id(item): n for n, item in enumerate(items)}  # a file's tests keep their order
-    items.sort(key=lambda item: (rank.get(Path(item.path).relative_to(tests).as_posix(), len(rank)), order[id(item)]))
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own, which tears the session's fixtures down

@@ -3,7 +3,7 @@ CLI, and the official `openai` client used the way its own documentation shows, 
 
 `make lock-check` runs this file in a scratch environment with the newest versions pyproject.toml
 allows: an upgrade that breaks the client, the router or the LLM bento fails here before it is
-adopted. In the normal suite it is the quick check that a chat goes through at all.
+adopted. `make test` leaves it out: test_router_bento.py covers the same path.
 """
 
 import os
