@@ -195,13 +195,10 @@ def split_parts(questions: list[Asked], variants: list[Asked], sessions: list[Se
     near-miss links it to (so that a near-miss meets the answer it must not be served); each variant
     goes with its question, and with the question it is worded like; sessions by id."""
     group = groups([q.of for q in questions], [(v.of, v.like) for v in variants if v.like])
-    parts = []
-    for side in (0, 1):
-        qs = split(questions, lambda a: group[a.of])[side]
-        vs = split(variants, lambda a: group[a.of])[side]
-        ss = split(sessions, lambda session: session.id)[side]
-        parts.append(Part(("tuning", "held-out")[side], qs, vs, ss))
-    return parts[0], parts[1]
+    qs = split(questions, lambda a: group[a.of])
+    vs = split(variants, lambda a: group[a.of])
+    ss = split(sessions, lambda session: session.id)
+    return Part("tuning", qs[0], vs[0], ss[0]), Part("held-out", qs[1], vs[1], ss[1])
 
 
 def evaluate(settings: Settings, quick: bool = False, model: EmbeddingModel | None = None) -> EvalReport:

@@ -49,8 +49,10 @@ def groups(ids: Iterable[str], together: Iterable[tuple[str, str]]) -> dict[str,
 
 def split(items: Sequence[T], key: Callable[[T], str], seed: int = SPLIT_SEED) -> tuple[list[T], list[T]]:
     """(tuning, held-out) of `items`, by the held-out draw of each item's group key."""
-    tuning = [item for item in items if not held_out(key(item), seed)]
-    rest = [item for item in items if held_out(key(item), seed)]
+    tuning: list[T] = []
+    rest: list[T] = []
+    for item in items:
+        (rest if held_out(key(item), seed) else tuning).append(item)
     return tuning, rest
 
 
