@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragyard.contracts.safety import Action as SafetyAction
+
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 
 
@@ -192,9 +194,6 @@ class LLMSettings(LLMEndpoint):
         return next((m for m in self.models if m.name == name), None)
 
 
-SafetyAction = Literal["allow", "flag", "redact", "block"]
-
-
 class CategoryPolicy(BaseModel):
     """What to do about one category of finding: findings scoring below `threshold` are ignored."""
 
@@ -228,6 +227,14 @@ class SafetyPolicy(BaseModel):
     # so the router can put the originals back into the answer.
     pseudonymize: bool = False
 
+    @model_validator(mode="after")
+    def _review_holds_answers_only(self) -> SafetyPolicy:
+        # A held answer waits for a reviewer; a question has nothing to hold (block or flag it).
+        for category in ("pii", "injection", "toxicity"):
+            if getattr(self.input, category).action == "review":
+                raise ValueError(f"input.{category}.action: review holds answers for a reviewer; use it in output")
+        return self
+
 
 def _default_policies() -> dict[str, SafetyPolicy]:
     # strict trades false positives for recall (docs/evals.md, "Where the defaults come from").
@@ -245,6 +252,14 @@ def _default_policies() -> dict[str, SafetyPolicy]:
         "default": SafetyPolicy(),
         "strict": SafetyPolicy(input=strict_input, output=strict_output),
         "pseudonymize": SafetyPolicy(pseudonymize=True),
+        # Answers with PII or toxicity wait for a reviewer's approval instead of reaching the user.
+        "review": SafetyPolicy(
+            output=DirectionPolicy(
+                pii=CategoryPolicy(action="review", threshold=0.4),
+                injection=CategoryPolicy(action="allow"),
+                toxicity=CategoryPolicy(action="review", threshold=0.8),
+            )
+        ),
         "monitor": SafetyPolicy(
             input=DirectionPolicy(
                 pii=CategoryPolicy(action="flag"),
@@ -370,6 +385,9 @@ class RouterSettings(RouterEndpoint):
     trace_queue_size: int = Field(default=1000, ge=1)
     # Feedback scored below this flags its answer for review (an answer.flagged event).
     flag_feedback_below: float = 0.5
+    # A RAG answer with at least this many claims (numbers, names, options) found in none of its
+    # passages is flagged for review (answer.flagged, low_groundedness; ragyard/grounding.py); 0: never.
+    flag_unsupported_claims: int = Field(default=1, ge=0)
 
     # ---- cost-quality routing (router/routing/policies.py) ----
     # cheapest | strongest | threshold | learned; the last two load a quality predictor registered
@@ -526,8 +544,8 @@ class ReviewEndpoint(ServiceEndpoint):
 class ReviewSettings(ReviewEndpoint):
     """The review bento: the queue of flagged answers and its web UI."""
 
-    # Signs the reviewers' session cookies and CSRF tokens; empty: a random one per start (sessions
-    # end with the process). Set it where several replicas serve the UI.
+    # Signs the reviewers' session cookies and CSRF tokens; empty: one generated once and kept in
+    # $RAGYARD_HOME/review/session_secret (ragyard/local_secret.py). Set it where several replicas serve the UI.
     session_secret: str = ""
     session_max_age_s: int = Field(default=8 * 3600, ge=60)
     # Cookies only over HTTPS; off for http://127.0.0.1 on one machine.

@@ -165,6 +165,8 @@ class Outcome:
     fallbacks: list[dict] = field(default_factory=list)
     usage_estimated: bool = False
     memory: dict | None = None  # long-term memory: {used: [ids], tokens} or why none; None: not asked
+    held_for_review: bool = False  # the output policy withheld the answer until a reviewer approves it
+    grounding: dict | None = None  # RAG answers: {claims, unsupported, score} (ragyard/grounding.py)
 
     @property
     def trace_id(self) -> str:
@@ -181,4 +183,6 @@ class Outcome:
             "fallbacks": self.fallbacks,
             "usage_estimated": self.usage_estimated,
             "memory": self.memory,
+            "held_for_review": self.held_for_review,
+            "grounding": self.grounding,
         }

@@ -22,13 +22,15 @@ from dataclasses import dataclass
 
 import anyio
 
+from ragyard.contracts.safety import WITHHOLDING, conceal
+from ragyard.grounding import Grounding, grounding
 from ragyard.kit.errors import Rejected, ServiceError, Unavailable
 from ragyard.settings import RouterSettings
 from router import metrics
 from router.chat import ChatRequest, Citation, Outcome, ToolCalls, route_wire
-from router.events import RouterEvents
+from router.events import AnsweredTurn, RouterEvents
 from router.generation import Generated
-from router.guardrails import WITHHELD
+from router.guardrails import withheld_text
 from router.keys import KeyStore
 from router.memory_context import with_memories
 from router.rag_prompt import references_block
@@ -103,8 +105,8 @@ class Flow:
                 if calls := await self.tool_calls.check(turn, generated):
                     yield ToolCalls(calls)
                 if turn.outcome.finish_reason == "content_filter":
-                    released.append(WITHHELD)
-                    yield WITHHELD
+                    released.append(withheld := withheld_text(turn.output_verdict.action))
+                    yield withheld
                 references = self.references(turn, generated.text)
                 if references:
                     yield references
@@ -134,6 +136,7 @@ class Flow:
         hits = await self.retrieval.search(turn) if turn.request.rag else []
         decision = await self.routing.route(turn, catalog, pinned, hits)
         turn.outcome.citations = Citation.numbered(hits)
+        turn.sources = [hit.text for hit in hits]
         messages = with_memories(self.prompts.messages(turn, prompt, hits, history), memories)
         return Plan(self.routing.fallback_chain(catalog, decision.model), messages)
 
@@ -142,6 +145,25 @@ class Flow:
         return (
             references_block(answer, turn.outcome.citations) if turn.request.rag and not turn.outcome.tool_calls else ""
         )
+
+    def grounded(self, turn: Turn) -> Grounding | None:
+        """The checkable claims of a generated RAG answer against its passages and the user's words;
+        None for answers from the cache, withheld ones and tool calls (nothing was stated)."""
+        generated = turn.generated
+        if not turn.sources or generated is None or turn.outcome.tool_calls:
+            return None
+        if turn.output_verdict.action in WITHHOLDING:
+            return None
+        said = [m.content for m in turn.request.messages if m.role == "user"]
+        return grounding(generated.text, [*turn.sources, *said])
+
+    def answer_for_review(self, turn: Turn) -> str:
+        """The answer a reviewer judges: the model's own, with its sources, where the client got the
+        withheld notice instead (kept as the router keeps answers: with the input's pseudonyms)."""
+        if turn.output_verdict.action not in WITHHOLDING or turn.generated is None:
+            return turn.kept_text()
+        generated = turn.generated.text
+        return conceal(generated + self.references(turn, generated), turn.verdict.placeholders)
 
     async def finish(self, turn: Turn) -> None:
         """Settle the cost, store cache and memory, send the trace, count the metrics."""
@@ -161,16 +183,24 @@ class Flow:
         )
         turn.trace.finish(output=turn.kept_text())
         self.tracer.submit(turn.trace)
-        await self.events.output_checked(
-            turn.request.trace_id,
+        outcome.held_for_review = turn.output_verdict.action == "review"
+        checked = self.grounded(turn)
+        if checked is not None:
+            outcome.grounding = turn.trace.attributes["grounding"] = checked.wire()
+            metrics.GROUNDING.labels(result="unsupported" if checked.unsupported else "grounded").inc()
+        await self.events.answered(
+            AnsweredTurn(
+                turn.request.trace_id,
+                turn.trace.input,
+                self.answer_for_review(turn),
+                [c.wire() for c in outcome.citations],
+                outcome.model,
+                route_wire(outcome.route) if outcome.route else None,
+                turn.request.key_id,
+                turn.index_version,
+            ),
             turn.output_verdict,
-            turn.trace.input,
-            turn.kept_text(),
-            [c.wire() for c in outcome.citations],
-            outcome.model,
-            route_wire(outcome.route) if outcome.route else None,
-            turn.request.key_id,
-            turn.index_version,
+            checked,
         )
         metrics.REQUESTS.labels(kind=turn.kind, status="ok").inc()
         metrics.LATENCY.labels(kind=turn.kind, cache=outcome.cache).observe(time.perf_counter() - turn.started)

@@ -2,7 +2,9 @@
 
 Input: every user message of the request is checked in one batch; "block" refuses the request,
 "redact" replaces the message by its redacted text (so retrieval, the model, caches, memory and
-traces only see that), "flag" lets it pass and is recorded. Output: a whole answer is checked once;
+traces only see that), "flag" lets it pass and is recorded. Output: "review" withholds the answer
+until a reviewer approves it (the review bento pins it for the question, and the cache serves it
+next time); "block" withholds it. A whole answer is checked once;
 a stream goes through the `OutputGuard`, which holds back a short tail so that PII
 split across tokens is still caught. Placeholders of a pseudonymizing policy are restored in the
 answer. The safety bento unreachable means a 503 (fail closed), unless safety is switched off.
@@ -14,11 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from ragyard.clients.safety import SafetyClient
-from ragyard.contracts.safety import CheckRequest, CheckResponse, restore
+from ragyard.contracts.safety import WITHHOLDING, Action, CheckRequest, CheckResponse, restore, strongest
 from router.chat import Message
 from router.output_guard import OutputGuard
 
 WITHHELD = "[The answer was withheld by the safety policy.]"
+HELD = "[The answer is held for review by a person. Ask again once it has been approved.]"
+
+
+def withheld_text(action: str) -> str:
+    """What the client gets instead of an answer the policy withholds."""
+    return HELD if action == "review" else WITHHELD
 
 
 class InputBlocked(Exception):
@@ -29,7 +37,7 @@ class InputBlocked(Exception):
 
 @dataclass
 class Verdict:
-    action: str = "allow"  # the strongest action taken: allow | flag | redact | block
+    action: Action = "allow"  # the strongest action taken: allow | flag | redact | review | block
     categories: list[str] = field(default_factory=list)
     placeholders: dict[str, str] = field(default_factory=dict)
 
@@ -37,9 +45,7 @@ class Verdict:
         self.merge(Verdict(response.action, [f.category for f in response.findings], response.placeholders))
 
     def merge(self, other: Verdict) -> None:
-        order = ["allow", "flag", "redact", "block"]
-        if order.index(other.action) > order.index(self.action):
-            self.action = other.action
+        self.action = strongest([self.action, other.action])
         self.categories = sorted({*self.categories, *other.categories})
         self.placeholders.update(other.placeholders)
 
@@ -78,8 +84,8 @@ class Guardrails:
             return text, verdict
         response = await self.client.check(text, "output", self.policy)
         verdict.add(response)
-        if response.action == "block":
-            return WITHHELD, verdict
+        if response.action in WITHHOLDING:
+            return withheld_text(response.action), verdict
         if response.action == "redact" and response.redacted_text is not None:
             text = response.redacted_text
         return restore(text, placeholders), verdict

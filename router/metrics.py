@@ -24,6 +24,12 @@ CACHE_LOOKUPS = counter("ragyard_router_cache_lookups", "Response cache lookups 
 ROUTES = counter("ragyard_router_route_choices", "Models chosen by the routing policy", ["policy", "model"])
 FALLBACKS = counter("ragyard_router_fallbacks", "Generations that moved to a fallback model", ["from_model"])
 LIMITED = counter("ragyard_router_limited", "Requests refused by a per-key limit", ["code"])
+GROUNDING = counter(
+    "ragyard_router_grounding_checks",
+    "RAG answers whose checkable claims were looked up in their passages, by result: grounded, unsupported "
+    "(at least one claim in none of them)",
+    ["result"],
+)
 MEMORY_RECALLS = counter(
     "ragyard_router_memory_recalls",
     "Long-term memory lookups by outcome: used (memories joined the prompt), none, unavailable (the memory "

@@ -4,8 +4,8 @@ The router feeds model chunks to an `OutputGuard` (or wraps its chunk iterator i
 The guard never releases the last `hold_chars` characters until more text (or the end) arrives,
 and never cuts inside a PII finding or a word, so a secret split across chunks
 ("...mail me at jo" + "hn@example.com") is checked whole before any of it leaves. When the policy
-redacts, the released text is the redacted text; when it blocks, `StreamBlocked` is raised and
-nothing more is released; placeholders of a reversible policy are put back (`restore`).
+redacts, the released text is the redacted text; when it blocks or holds the answer for review,
+`StreamBlocked` is raised and nothing more is released; placeholders of a reversible policy are put back (`restore`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
-from ragyard.contracts.safety import CheckResponse, Finding, restore
+from ragyard.contracts.safety import WITHHOLDING, CheckResponse, Finding, restore
 
 CheckFn = Callable[[str], Awaitable[CheckResponse]]
 
@@ -21,7 +21,8 @@ _WHITESPACE = re.compile(r"\s")
 
 
 class StreamBlocked(Exception):
-    """The policy blocked the stream; `response` holds the findings of the window that tripped it."""
+    """The policy withheld the rest of the stream (block, or review); `response` holds the action and
+    the findings of the window that tripped it."""
 
     def __init__(self, response: CheckResponse):
         super().__init__(f"output blocked by safety policy: {[f.type for f in response.findings]}")
@@ -105,7 +106,7 @@ class OutputGuard:
 
     async def _checked(self, text: str) -> CheckResponse:
         response = await self.check(text)
-        if response.action == "block":
+        if response.action in WITHHOLDING:
             self.pending = ""
             raise StreamBlocked(response)
         return response

@@ -43,6 +43,7 @@ class Turn:
     cache_keys: CacheKeys | None = None  # the cache step: where the answer goes (None: caches off)
     index_version: str | None = None  # the cache step: the index version the answer is for (RAG, caches on)
     generated: Generated | None = None  # generation: what the models produced, charged in any case
+    sources: list[str] = field(default_factory=list)  # retrieval: the passages the answer must keep to
 
     @classmethod
     def begin(cls, request: ChatRequest, deadline_s: float, currency: str) -> Turn:

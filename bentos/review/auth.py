@@ -34,7 +34,7 @@ class Reviewers:
     def __init__(self, keys: KeyStore, secret: str, max_age_s: int):
         self.keys = keys
         self.max_age_s = max_age_s
-        self.signer = URLSafeTimedSerializer(secret or secrets.token_urlsafe(32), salt="ragyard-review-session")
+        self.signer = URLSafeTimedSerializer(secret, salt="ragyard-review-session")
 
     def reviewer_of(self, presented: str) -> str:
         """The id of the reviewer key presented; 401 for no valid key, 403 for a key without the role."""

@@ -19,6 +19,7 @@ from ragyard.events.publisher import Publisher
 from ragyard.events.schema import AnswerFlagged, Event
 from ragyard.events.store import EventStore
 from ragyard.events.topology import FLAGS
+from ragyard.local_secret import local_secret
 from ragyard.settings import ReviewBentoSettings
 from router.keys import KeyStore
 from router.pinned import PinnedAnswers
@@ -35,7 +36,8 @@ class Runtime:
         self.settings = settings
         self.store = ReviewStore(database(settings, "review"))
         self.keys = KeyStore(database(settings, "keys"))
-        self.reviewers = Reviewers(self.keys, config.session_secret, config.session_max_age_s)
+        secret = config.session_secret or local_secret(settings.home / "review" / "session_secret")
+        self.reviewers = Reviewers(self.keys, secret, config.session_max_age_s)
         self.pinned = PinnedAnswers(database(settings, "cache"))  # the router's cache reads them
         self.events = EventStore(database(settings, "review-events"))
         self.publisher = Publisher(settings.broker, self.events, "review")

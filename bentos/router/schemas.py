@@ -7,8 +7,11 @@ The first two also work as headers: ``X-Ragyard-Session``, ``X-Ragyard-Cache: of
 
 Extras in every answer: ``citations`` [{index, source, title, chunk_id, doc_id, score}] (RAG models),
 and ``ragyard`` {trace_id, cost {amount, currency}, cache, route, prompt, fallbacks,
-usage_estimated, memory}: memory is {used: [ids], tokens} (or with `error` when the memory bento is
-down, or {used: [], opted_out: true}); null for a request without a `user`.
+usage_estimated, memory, held_for_review}: memory is {used: [ids], tokens} (or with `error` when the
+memory bento is down, or {used: [], opted_out: true}); null for a request without a `user`;
+held_for_review is true when the output policy's `review` action withheld the answer for a reviewer;
+grounding is {claims, unsupported, score} for a generated RAG answer: its checkable claims (numbers,
+options, code names) and those found in none of its passages (ragyard/grounding.py), else null.
 A stream sends both on its finishing chunk (the one with `finish_reason`).
 """
 

@@ -10,11 +10,9 @@ from bentos.safety.injection import InjectionDetector
 from bentos.safety.pii import PiiDetector
 from bentos.safety.redaction import Redactor
 from bentos.safety.toxicity import ToxicityDetector
-from ragyard.contracts.safety import Action, Category, CheckResponse, Direction, Finding
+from ragyard.contracts.safety import WITHHOLDING, Action, Category, CheckResponse, Direction, Finding, strongest
 from ragyard.settings import DirectionPolicy, SafetyBentoSettings, SafetySettings
 
-# The strongest action wins when several categories have findings.
-ACTION_RANK: dict[str, int] = {"allow": 0, "flag": 1, "redact": 2, "block": 3}
 CATEGORIES: tuple[Category, ...] = ("pii", "injection", "toxicity")
 
 
@@ -27,12 +25,7 @@ class UnknownPolicy(KeyError):
 
 
 def decide(rules: DirectionPolicy, findings: list[Finding]) -> Action:
-    action: Action = "allow"
-    for finding in findings:
-        candidate = getattr(rules, finding.category).action
-        if ACTION_RANK[candidate] > ACTION_RANK[action]:
-            action = candidate
-    return action
+    return strongest([getattr(rules, finding.category).action for finding in findings])
 
 
 class SafetyChecker:
@@ -70,7 +63,7 @@ class SafetyChecker:
         if action == "redact":
             redacted, placeholders = self.redactor.redact(text, findings, reversible=chosen.pseudonymize)
         return CheckResponse(
-            allowed=action != "block",
+            allowed=action not in WITHHOLDING,
             action=action,
             redacted_text=redacted,
             findings=sorted(findings, key=lambda f: (f.start, f.category)),

@@ -10,7 +10,16 @@ from pydantic import BaseModel, Field
 
 Direction = Literal["input", "output"]
 Category = Literal["pii", "injection", "toxicity"]
-Action = Literal["allow", "redact", "block", "flag"]
+Action = Literal["allow", "flag", "redact", "review", "block"]
+# Weakest first: when several categories have findings, the strongest action wins. "review" withholds
+# an answer until a person has approved it (output policies only); "block" withholds it for good.
+ACTION_ORDER: tuple[Action, ...] = ("allow", "flag", "redact", "review", "block")
+WITHHOLDING: tuple[Action, ...] = ("review", "block")
+
+
+def strongest(actions: list[Action]) -> Action:
+    return max(actions, key=ACTION_ORDER.index, default="allow")
+
 
 # The service answers 413 above the configured byte bound; the schema only refuses empty text.
 POLICY_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -38,9 +47,9 @@ class Finding(BaseModel):
 
 
 class CheckResponse(BaseModel):
-    allowed: bool = Field(description="False only when the action is block.")
+    allowed: bool = Field(description="False when the action withholds the text: block, or review.")
     action: Action = Field(
-        description="The strongest action the policy takes on the findings: block > redact > flag > allow."
+        description="The strongest action the policy takes on the findings: block > review > redact > flag > allow."
     )
     redacted_text: str | None = Field(
         default=None, description="The text with PII replaced; null unless action is redact."

@@ -54,13 +54,17 @@ class FeedbackScored(Event):
     key_id: str | None = Field(default=None, max_length=64)
 
 
+FlagReason = Literal["output_safety", "low_groundedness", "negative_feedback"]
+MAX_UNSUPPORTED = 32
+
+
 class AnswerFlagged(Event):
     """An answer for human review. What the router knew then travels with it (redacted as the policy
     redacts); a flag raised by feedback carries only the trace id and the score."""
 
     type: Literal["answer.flagged"] = "answer.flagged"
     trace_id: str = Field(pattern=_TRACE_ID)
-    reason: Literal["output_safety", "low_groundedness", "negative_feedback"]
+    reason: FlagReason
     question: str | None = Field(default=None, max_length=100_000)
     answer: str | None = Field(default=None, max_length=200_000)
     citations: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
@@ -71,6 +75,8 @@ class AnswerFlagged(Event):
     # The index version the answer was given against (RAG with the caches on): what a pinned answer is for.
     index_version: str | None = Field(default=None, max_length=256)
     score: float | None = None  # the feedback value, or the groundedness
+    # Claims of the answer found in none of its passages (numbers, names: ragyard/grounding.py).
+    unsupported: list[str] = Field(default_factory=list, max_length=MAX_UNSUPPORTED)
     key_id: str | None = Field(default=None, max_length=64)
 
 

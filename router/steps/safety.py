@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ragyard.contracts.safety import WITHHOLDING
 from ragyard.kit.errors import Rejected, ServiceError, Unavailable
 from ragyard.settings import RouterSettings
 from router.guardrails import Guardrails, InputBlocked
@@ -49,7 +50,7 @@ class SafetyChecks:
         turn.trace.input = turn.request.question
 
     async def check_output(self, turn: Turn, text: str) -> str:
-        """The whole answer as the client may see it: redacted, or withheld when blocked."""
+        """The whole answer as the client may see it: redacted, or withheld when blocked or held for review."""
         if self.guardrails is None:
             return text
         with turn.step("output_safety", policy=self.config.safety_policy) as span:
@@ -61,7 +62,7 @@ class SafetyChecks:
                 raise answer_unchecked(exc) from exc
             span.attributes.update(verdict.attributes())
         turn.output_verdict = verdict
-        if verdict.action == "block":
+        if verdict.action in WITHHOLDING:
             turn.outcome.finish_reason = "content_filter"
         return checked
 

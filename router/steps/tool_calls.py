@@ -1,6 +1,6 @@
 """Output safety for tool calls: each call's arguments are checked as text by the safety bento, as an
 answer's content is, before the client sees the calls (whole: a stream sends them once checked).
-A block withholds the answer (finish_reason content_filter); a redaction replaces the arguments by
+A block or a hold for review withholds the answer (finish_reason content_filter); a redaction replaces the arguments by
 their redacted text; placeholders of a pseudonymizing policy are put back, as in content. What the
 checks find joins the answer's output verdict (a flag is an event)."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ragyard.contracts.safety import WITHHOLDING
 from ragyard.kit.errors import Rejected, Unavailable
 from ragyard.settings import RouterSettings
 from router.generation import Generated
@@ -45,7 +46,7 @@ class ToolCallChecks:
                     verdict.merge(one)
                 span.attributes.update(verdict.attributes())
                 turn.output_verdict.merge(verdict)  # a flagged or blocked call flags the answer, as content does
-                if verdict.action == "block":
+                if verdict.action in WITHHOLDING:
                     turn.outcome.finish_reason = "content_filter"
                     return []
                 calls = [

@@ -10,6 +10,7 @@ settings' defaults, and probe paths the ones BentoML serves.
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.resources
 import inspect
@@ -17,7 +18,8 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,6 +31,8 @@ import yaml
 from pydantic import BaseModel
 
 from ragyard.settings import Settings
+from tests.support.dashboards import SELECTOR, Query
+from tests.support.metrics import Metric, exposed_series
 from tests.support.paths import REPO_ROOT, VENV_BIN
 
 INFRA = REPO_ROOT / "infra"
@@ -88,6 +92,23 @@ def bento_container(docs: tuple[dict, ...], bento: str) -> dict:
 
 def env_value(container: dict, name: str) -> str | None:
     return next((e.get("value") for e in container.get("env", []) if e["name"] == name), None)
+
+
+def scalers(docs: tuple[dict, ...]) -> dict[tuple[str, str], list[dict]]:
+    """The HPAs and KEDA ScaledObjects that scale each workload, by the (kind, name) of their target."""
+    found: dict[tuple[str, str], list[dict]] = {}
+    for doc in docs:
+        if doc["kind"] in ("HorizontalPodAutoscaler", "ScaledObject"):
+            target = doc["spec"]["scaleTargetRef"]
+            found.setdefault((target.get("kind", "Deployment"), target["name"]), []).append(doc)  # KEDA's default
+    return found
+
+
+def replica_range(scaler: dict) -> tuple[int, int]:
+    spec = scaler["spec"]
+    if scaler["kind"] == "ScaledObject":  # KEDA's defaults: scale to zero, at most 100
+        return spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    return spec.get("minReplicas", 1), spec["maxReplicas"]
 
 
 def compose() -> dict:
@@ -239,8 +260,14 @@ def test_prod_llm_adds_a_provider_whose_key_comes_from_a_secret(monkeypatch):
 
 
 # Custom resources whose CRD no package here ships (the operator installs it in the cluster): checked
-# against the part of the CRD's schema our manifests use, written from the operator's API reference
-# (rabbitmq.com/v1beta1, cluster-operator 2.x), strict about unknown fields.
+# against the part of the CRD's schema our manifests use, strict about unknown fields at every level
+# modelled. RabbitmqCluster from the operator's API reference (rabbitmq.com/v1beta1, cluster-operator
+# 2.x); KEDA's ScaledObject and TriggerAuthentication (keda.sh/v1alpha1) from its CRDs
+# (kedacore/keda, config/crd/bases/keda.sh_scaledobjects.yaml and keda.sh_triggerauthentications.yaml,
+# KEDA 2.20), and the metadata keys of each trigger type we use from its scaler's config struct
+# (pkg/scalers/<type>_scaler.go, the `keda:"name=..., order=triggerMetadata"` fields; a resolvedEnv
+# field is also read from <name>FromEnv). The CRD leaves a trigger's metadata free, and KEDA ignores
+# a key it does not know: without these lists a misspelt optional key would be silently dropped.
 _QUANTITY = {"type": ["string", "integer"]}
 _RESOURCES = {
     "type": "object",
@@ -250,42 +277,180 @@ _RESOURCES = {
         "limits": {"type": "object", "additionalProperties": _QUANTITY},
     },
 }
-CUSTOM_RESOURCES = {
-    ("rabbitmq.com/v1beta1", "RabbitmqCluster"): {
-        "type": "object",
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "spec": {
+_STRING = {"type": "string"}
+_STRINGS = {"type": "object", "additionalProperties": _STRING}
+# autoscaling/v2 HPAScalingRules, as the ScaledObject CRD embeds them.
+_SCALING_RULES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "stabilizationWindowSeconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+        "selectPolicy": {"enum": ["Max", "Min", "Disabled"]},
+        "policies": {
+            "type": "array",
+            "items": {
                 "type": "object",
                 "additionalProperties": False,
+                "required": ["type", "value", "periodSeconds"],
                 "properties": {
-                    "replicas": {"type": "integer", "minimum": 1},
-                    "image": {"type": "string"},
-                    "persistence": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {"storage": _QUANTITY, "storageClassName": {"type": "string"}},
-                    },
-                    "resources": _RESOURCES,
-                    "rabbitmq": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "additionalConfig": {"type": "string"},
-                            "advancedConfig": {"type": "string"},
-                            "envConfig": {"type": "string"},
-                            "additionalPlugins": {"type": "array", "items": {"type": "string"}},
-                        },
-                    },
-                    "override": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {"statefulSet": {"type": "object"}, "service": {"type": "object"}},
+                    "type": {"enum": ["Pods", "Percent"]},
+                    "value": {"type": "integer", "minimum": 1},
+                    "periodSeconds": {"type": "integer", "minimum": 1, "maximum": 1800},
+                },
+            },
+        },
+    },
+}
+KEDA_TRIGGER_METADATA = {
+    "rabbitmq": [
+        *["queueName", "mode", "queueLength", "value", "activationValue", "host", "hostFromEnv", "protocol"],
+        *["vhostName", "useRegex", "excludeUnacknowledged", "pageSize", "operation", "timeout", "unsafeSsl"],
+        *["usernameFromEnv", "passwordFromEnv"],
+    ],
+    "prometheus": [
+        *["serverAddress", "query", "queryParameters", "threshold", "activationThreshold", "namespace"],
+        *["customHeaders", "ignoreNullValues", "unsafeSsl", "awsRegion", "timeout", "identityOwner", "authModes"],
+    ],
+    "cpu": ["value", "containerName"],
+}
+_KEDA_SECRET_REF = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["parameter", "name", "key"],
+        "properties": {"parameter": _STRING, "name": _STRING, "key": _STRING},
+    },
+}
+
+
+def _custom_resource(spec: dict) -> dict:
+    """A custom resource's schema: the usual envelope around a strict schema of its spec."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {"spec": {"type": "object", "additionalProperties": False, **spec}},
+    }
+
+
+CUSTOM_RESOURCES = {
+    ("keda.sh/v1alpha1", "ScaledObject"): _custom_resource(
+        {
+            "required": ["scaleTargetRef", "triggers"],
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "apiVersion": _STRING,
+                        "kind": _STRING,
+                        "name": {"type": "string", "minLength": 1},
+                        "envSourceContainerName": _STRING,
                     },
                 },
-            }
-        },
-    }
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "idleReplicaCount": {"type": "integer", "minimum": 0},
+                "pollingInterval": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer", "minimum": 0},
+                "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+                "advanced": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "restoreToOriginalReplicaCount": {"type": "boolean"},
+                        "horizontalPodAutoscalerConfig": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": _STRING,
+                                "behavior": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {"scaleUp": _SCALING_RULES, "scaleDown": _SCALING_RULES},
+                                },
+                            },
+                        },
+                    },
+                },
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["type", "metadata"],
+                        "properties": {
+                            "type": {"enum": sorted(KEDA_TRIGGER_METADATA)},
+                            "name": _STRING,
+                            # Every value a string, as the CRD says ("50", not 50).
+                            "metadata": _STRINGS,
+                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                            "useCachedMetrics": {"type": "boolean"},
+                            "authenticationRef": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["name"],
+                                "properties": {
+                                    "name": _STRING,
+                                    "kind": {"enum": ["TriggerAuthentication", "ClusterTriggerAuthentication"]},
+                                },
+                            },
+                        },
+                        "allOf": [
+                            {
+                                "if": {"properties": {"type": {"const": kind}}},
+                                "then": {
+                                    "properties": {
+                                        "metadata": {
+                                            "additionalProperties": False,
+                                            "properties": dict.fromkeys(keys, _STRING),
+                                        }
+                                    }
+                                },
+                            }
+                            for kind, keys in KEDA_TRIGGER_METADATA.items()
+                        ],
+                    },
+                },
+            },
+        }
+    ),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): _custom_resource(
+        {
+            "properties": {"secretTargetRef": _KEDA_SECRET_REF, "configMapTargetRef": _KEDA_SECRET_REF},
+        }
+    ),
+    ("rabbitmq.com/v1beta1", "RabbitmqCluster"): _custom_resource(
+        {
+            "properties": {
+                "replicas": {"type": "integer", "minimum": 1},
+                "image": {"type": "string"},
+                "persistence": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"storage": _QUANTITY, "storageClassName": {"type": "string"}},
+                },
+                "resources": _RESOURCES,
+                "rabbitmq": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "additionalConfig": {"type": "string"},
+                        "advancedConfig": {"type": "string"},
+                        "envConfig": {"type": "string"},
+                        "additionalPlugins": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "override": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"statefulSet": {"type": "object"}, "service": {"type": "object"}},
+                },
+            },
+        }
+    ),
 }
 
 
@@ -329,6 +494,40 @@ def test_the_schema_check_catches_a_misspelt_field():
         validate(broker, "a misspelt custom resource")
 
 
+@pytest.mark.parametrize(
+    "misspell, wrong",
+    [
+        (
+            lambda spec: spec.update(maxReplicas=10),
+            "'maxReplicas' was unexpected",
+        ),  # the HPA's name, not KEDA's maxReplicaCount
+        (lambda spec: spec["scaleTargetRef"].update(namespace="ragyard"), "'namespace' was unexpected"),
+        (
+            lambda spec: spec["advanced"]["horizontalPodAutoscalerConfig"].update(behaviour={}),
+            "'behaviour' was unexpected",
+        ),
+        (lambda spec: spec["triggers"][0].update(authenticationRefs={"name": "broker"}), "'authenticationRefs' was"),
+        (lambda spec: spec["triggers"][0]["metadata"].update(queueNmae="x"), "'queueNmae' was unexpected"),
+        (lambda spec: spec["triggers"][0]["metadata"].update(value=50), "50 is not of type 'string'"),
+        (lambda spec: spec["triggers"][1].update(metricType="Utilisation"), "'Utilisation' is not one of"),
+    ],
+    ids=["maxReplicas", "scaleTargetRef.namespace", "behaviour", "authenticationRefs", "queueNmae", "int", "enum"],
+)
+def test_the_schema_check_catches_a_misspelt_scaled_object_field(misspell, wrong):
+    scaled = json.loads(json.dumps(find(rendered("overlays/prod"), "ScaledObject", "review")))
+    validate(scaled, "as rendered")
+    misspell(scaled["spec"])
+    with pytest.raises(pytest.fail.Exception, match=wrong):
+        validate(scaled, "a misspelt ScaledObject")
+
+
+def test_the_schema_check_catches_a_misspelt_trigger_authentication_field():
+    auth = json.loads(json.dumps(find(rendered("overlays/prod"), "TriggerAuthentication", "broker")))
+    auth["spec"]["secretTargetRef"][0]["secret"] = auth["spec"]["secretTargetRef"][0].pop("name")
+    with pytest.raises(pytest.fail.Exception, match="'secret' was unexpected"):
+        validate(auth, "a misspelt TriggerAuthentication")
+
+
 # ---- bentos: ports, probes, scaling -----------------------------------------------------------------
 
 
@@ -354,15 +553,15 @@ def test_bento_has_deployment_service_hpa_pdb_on_its_settings_port(overlay, bent
     assert container["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     assert {"configMapRef": {"name": "ragyard-settings"}} in container["envFrom"]
 
-    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    assert "replicas" not in deployment["spec"], "the HPA (or KEDA's) owns the replica count"
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     service = find(docs, "Service", bento)
     assert service["spec"]["selector"] == selector
     assert service["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http"}]
-    hpa = find(docs, "HorizontalPodAutoscaler", bento)
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": bento}
-    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    (scaler,) = scalers(docs)[("Deployment", bento)]  # an HPA, or a ScaledObject where KEDA scales it
+    assert scaler["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": bento}
+    assert 1 <= replica_range(scaler)[0] <= replica_range(scaler)[1]
     assert find(docs, "PodDisruptionBudget", bento)["spec"]["selector"]["matchLabels"] == selector
 
 
@@ -372,8 +571,9 @@ def test_cpu_bentos_scale_on_cpu_and_the_llm_on_requests_in_flight():
         (metric,) = find(docs, "HorizontalPodAutoscaler", bento)["spec"]["metrics"]
         assert metric["resource"]["name"] == "cpu"
         assert find(docs, "HorizontalPodAutoscaler", bento)["spec"]["maxReplicas"] > 3
-    (metric,) = find(docs, "HorizontalPodAutoscaler", "llm")["spec"]["metrics"]
-    assert metric["pods"]["metric"]["name"] == "bentoml_service_request_in_progress"
+    for overlay in ["base", "overlays/dev"]:  # prod: KEDA, on the same metric (test_llm_scales_with_keda_...)
+        (metric,) = find(rendered(overlay), "HorizontalPodAutoscaler", "llm")["spec"]["metrics"]
+        assert metric["pods"]["metric"]["name"] == "bentoml_service_request_in_progress"
 
 
 def test_router_scales_out_only_with_its_state_in_postgres():
@@ -406,6 +606,211 @@ def test_settings_urls_name_services_that_exist_on_the_right_port():
         assert find(docs, "Service", host)["spec"]["ports"][0]["port"] == int(port) == default_port(bento)
     assert find(docs, "Service", "mlflow")["spec"]["ports"][0]["port"] == 5000
     assert settings["RAGYARD_MLFLOW__URL"] == "http://mlflow:5000"
+
+
+# ---- KEDA (infra/k8s/components/keda, which the prod overlay uses) -------------------------------------
+
+# The keys of the Secret <cluster>-default-user that the RabbitMQ Cluster Operator makes for a RabbitmqCluster
+# without TLS or extra plugins: rabbitmq/cluster-operator, internal/resource/default_user_secret.go (Build,
+# updatePorts, updateConnectionString); connection_string (amqp://<username>:<password>@<host>:<port>/) since
+# operator v2.11.0.
+BROKER_SECRET_KEYS = {
+    "username",
+    "password",
+    "default_user.conf",
+    "provider",
+    "type",
+    "host",
+    "port",
+    "connection_string",
+}
+# What a rabbitmq trigger may take from a TriggerAuthentication: kedacore/keda, pkg/scalers/rabbitmq_scaler.go,
+# the fields read in order=...authParams (username and password since KEDA v2.16.0).
+RABBITMQ_AUTH_PARAMETERS = {
+    *["host", "protocol", "vhostName", "username", "password"],
+    *["ca", "cert", "key", "keyPassword", "tls", "workloadIdentityResource"],
+}
+# The bentos KEDA scales in prod, and the trigger that replaces their HPA's metric.
+KEDA_SCALED = {"review": "rabbitmq", "llm": "prometheus"}
+# A matcher of a PromQL selector: name="value".
+MATCHER_VALUE = re.compile(r'([a-z_][a-z0-9_]*)\s*=\s*"([^"]*)"')
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_workload_is_scaled_by_both_an_hpa_and_a_scaled_object(overlay):
+    docs = rendered(overlay)
+    for target, found in scalers(docs).items():
+        names = [f"{d['kind']}/{d['metadata']['name']}" for d in found]
+        assert len(found) == 1, f"{overlay}: {target} is scaled by {names}"  # KEDA makes an HPA of its own
+        find(docs, *target)  # and it exists
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "ScaledObject"}
+    assert scaled == (KEDA_SCALED.keys() if overlay == "overlays/prod" else set()), overlay
+
+
+def hpa_ranges_in_the_prod_overlay() -> dict[str, tuple[int, int]]:
+    """What the prod overlay's JSON6902 patches give each bento's HPA (names are regexes, anchored by kustomize)."""
+    kustomization = yaml.safe_load((K8S / "overlays" / "prod" / "kustomization.yaml").read_text())
+    ranges = {}
+    for patch in kustomization["patches"]:
+        if patch.get("target", {}).get("kind") == "HorizontalPodAutoscaler":
+            ops = {op["path"]: op["value"] for op in yaml.safe_load(patch["patch"])}
+            for bento in BENTOS:
+                if re.fullmatch(patch["target"]["name"], bento):
+                    ranges[bento] = (ops["/spec/minReplicas"], ops["/spec/maxReplicas"])
+    return ranges
+
+
+def test_prod_scaled_objects_keep_the_replica_range_and_scale_down_of_the_hpas_they_replace():
+    docs = rendered("overlays/prod")
+    assert (
+        "../../components/keda" in yaml.safe_load((K8S / "overlays/prod/kustomization.yaml").read_text())["components"]
+    )
+    ranges = hpa_ranges_in_the_prod_overlay()
+    for bento, trigger in KEDA_SCALED.items():
+        (scaled,) = scalers(docs)[("Deployment", bento)]
+        assert scaled["kind"] == "ScaledObject" and scaled["metadata"]["namespace"] == "ragyard"
+        assert trigger in {t["type"] for t in scaled["spec"]["triggers"]}
+        assert replica_range(scaled) == ranges[bento]  # review 2-10, llm 2-8
+        hpa = find(rendered("base"), "HorizontalPodAutoscaler", bento)
+        # The HPA's scale-down window; Kubernetes' default, 300 s, where it sets none.
+        window = hpa["spec"].get("behavior", {}).get("scaleDown", {}).get("stabilizationWindowSeconds", 300)
+        behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] == window, bento
+
+
+def test_review_scales_on_its_flag_queue_authenticated_by_the_operators_broker_secret():
+    from ragyard.events.topology import FLAGS, TOPOLOGY
+
+    docs = rendered("overlays/prod")
+    (scaled,) = scalers(docs)[("Deployment", "review")]
+    triggers = {t["type"]: t for t in scaled["spec"]["triggers"]}
+    assert triggers.keys() == {"rabbitmq", "cpu"}
+    rabbitmq = triggers["rabbitmq"]["metadata"]
+    assert rabbitmq["queueName"] in {TOPOLOGY.queue(spec) for spec in TOPOLOGY.queues}
+    assert rabbitmq["queueName"] == TOPOLOGY.queue(FLAGS)
+    runtime = (REPO_ROOT / "bentos" / "review" / "runtime.py").read_text()
+    assert re.search(r"Consumer\([^)]*\bFLAGS\b", runtime), "the review bento consumes FLAGS"
+    assert rabbitmq["mode"] == "QueueLength" and rabbitmq["protocol"] == "amqp" and float(rabbitmq["value"]) > 0
+    # Its web UI still scales on load, as the HPA it replaces did.
+    (metric,) = find(rendered("base"), "HorizontalPodAutoscaler", "review")["spec"]["metrics"]
+    assert triggers["cpu"]["metricType"] == metric["resource"]["target"]["type"] == "Utilization"
+    assert int(triggers["cpu"]["metadata"]["value"]) == metric["resource"]["target"]["averageUtilization"]
+
+    # The broker's address and credentials come from the Secret the operator makes, none by hand.
+    ref = triggers["rabbitmq"]["authenticationRef"]
+    assert ref.get("kind", "TriggerAuthentication") == "TriggerAuthentication"
+    auth = find(docs, "TriggerAuthentication", ref["name"])
+    assert auth["metadata"]["namespace"] == scaled["metadata"]["namespace"]
+    refs = auth["spec"]["secretTargetRef"]
+    secret = f"{find(docs, 'RabbitmqCluster', 'broker')['metadata']['name']}-default-user"
+    assert refs and {r["name"] for r in refs} == {secret}
+    assert {r["key"] for r in refs} <= BROKER_SECRET_KEYS, {r["key"] for r in refs} - BROKER_SECRET_KEYS
+    parameters = {r["parameter"] for r in refs}
+    assert parameters <= RABBITMQ_AUTH_PARAMETERS, parameters - RABBITMQ_AUTH_PARAMETERS
+    assert not parameters & rabbitmq.keys(), "a parameter set in both places: the trigger's metadata wins"
+    # A host with the credentials in it, or the two apart (KEDA 2.16+) with a host written in the trigger.
+    assert "host" in parameters or ({"username", "password"} <= parameters and "host" in rabbitmq)
+    # The same Secret the review bento builds its own broker URL from.
+    env = bento_container(docs, "review")["env"]
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env if e["name"].startswith("BROKER_")} == {secret}
+
+
+def bentoml_service_series() -> dict[str, frozenset[str]]:
+    """The series (with their labels) that BentoML's traffic middleware gives every bento's /metrics, the LLM's
+    included: _bentoml_impl/server/app.py installs RunnerTrafficMetricsMiddleware under the metrics namespace of
+    the services' configuration: its default (services.metrics.namespace) unless the service's
+    @bentoml.service(metrics=...) says otherwise (see service_keywords). Declared by the middleware itself, into a
+    client that records the declarations. (A serving bento's /metrics is checked for the dashboards' BentoML
+    series in tests/integration/bentos/test_router_bento.py.)"""
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    defaults = importlib.resources.files("bentoml._internal.configuration.v2") / "default_configuration.yaml"
+    namespace = yaml.safe_load(defaults.read_text())["services"]["metrics"]["namespace"]
+    declared: list[Metric] = []
+
+    class Recorder:
+        def __getattr__(self, kind: str) -> Any:
+            def declare(*, namespace: str, name: str, labelnames: Sequence[str] = (), **_: Any) -> None:
+                declared.append(Metric(f"{namespace}_{name}", kind.lower(), frozenset(labelnames)))
+
+            return declare
+
+    app: Any = None  # never called: only its metrics are declared
+    recorder: Any = Recorder()
+    RunnerTrafficMetricsMiddleware(app, namespace=namespace)._setup(metrics_client=recorder, duration_buckets=(1.0,))
+    return exposed_series([m for m in declared if m.kind in ("counter", "gauge", "histogram")])
+
+
+def service_keywords(path: Path) -> set[str]:
+    """The keyword arguments of the @bentoml.service(...) decorator in a bento's service module."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "bentoml.service":
+            return {k.arg for k in node.keywords if k.arg}
+    raise AssertionError(f"no @bentoml.service in {path}")
+
+
+def kube_prometheus_stack_prometheus(release: str, values: dict) -> str:
+    """The Service of the chart's Prometheus: <fullname>-prometheus (templates/prometheus/service.yaml), fullname as
+    its templates/_helpers.tpl makes it: the release name if it holds the chart's name, else <release>-<chart>,
+    cut to 26 characters and a trailing "-" (fullnameOverride and nameOverride replace these; ours set neither)."""
+    assert not {"fullnameOverride", "nameOverride"} & values.keys()
+    chart = "kube-prometheus-stack"
+    fullname = (release if chart in release else f"{release}-{chart}")[:26].removesuffix("-")
+    return f"{fullname}-prometheus"
+
+
+def test_kube_prometheus_stack_service_names_follow_the_charts_rule():
+    assert kube_prometheus_stack_prometheus("monitoring", {}) == "monitoring-kube-prometheus-prometheus"
+    assert kube_prometheus_stack_prometheus("kube-prometheus-stack", {}) == "kube-prometheus-stack-prometheus"
+    assert kube_prometheus_stack_prometheus("prom", {}) == "prom-kube-prometheus-stack-prometheus"
+
+
+def test_llm_scales_with_keda_on_requests_in_flight_read_from_the_charts_prometheus():
+    docs = rendered("overlays/prod")
+    (scaled,) = scalers(docs)[("Deployment", "llm")]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "prometheus" and trigger.get("metricType", "AverageValue") == "AverageValue"
+    # The HPA's target per pod: an AverageValue trigger divides the query's value by the replicas, so the
+    # query sums over the pods.
+    (metric,) = find(rendered("base"), "HorizontalPodAutoscaler", "llm")["spec"]["metrics"]
+    assert float(trigger["metadata"]["threshold"]) == float(metric["pods"]["target"]["averageValue"])
+    query = Query("keda", "llm", trigger["metadata"]["query"])
+    assert query.expr.startswith("sum(") and not query.grouping_labels()
+
+    # A series the LLM bento exports, with labels it or Prometheus's scrape job gives it.
+    exported = bentoml_service_series()
+    assert "metrics" not in service_keywords(REPO_ROOT / "bentos" / "llm" / "service.py")
+    assert query.series() == {metric["pods"]["metric"]["name"]} and query.series() <= exported.keys()
+    values = helm_values("kube-prometheus-stack")
+    (job,) = [j for j in values["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"] if j["job_name"] == "bentos"]
+    relabelled = {
+        r["target_label"]: r.get("source_labels")
+        for r in job["relabel_configs"]
+        if not r.get("target_label", "__").startswith("__")  # __metrics_path__ and the like are no labels
+    }
+    assert relabelled["service"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+    (name,) = query.series()
+    selectors = SELECTOR.findall(query.expr)
+    assert selectors, "the query selects the llm pods' series"
+    for series, matchers in selectors:
+        assert series == name
+        matched = dict(MATCHER_VALUE.findall(matchers))
+        assert matched.keys() <= exported[name] | relabelled.keys() | {"job", "instance"}, matched
+        pod_labels = find(docs, "Deployment", "llm")["spec"]["template"]["metadata"]["labels"]
+        assert matched["service"] == pod_labels["app.kubernetes.io/name"] == "llm"
+        assert matched["namespace"] == scaled["metadata"]["namespace"]
+
+    # Prometheus where docs/deploy.md installs it: `helm upgrade --install <release> <chart> -n <namespace>`.
+    install = re.search(
+        r"helm upgrade --install (\S+) prometheus-community/kube-prometheus-stack -n (\S+)",
+        (REPO_ROOT / "docs" / "deploy.md").read_text(),
+    )
+    assert install, "docs/deploy.md installs kube-prometheus-stack"
+    release, namespace = install.groups()
+    address = urllib.parse.urlsplit(trigger["metadata"]["serverAddress"])
+    assert address.scheme == "http" and address.port == values["prometheus"].get("service", {}).get("port", 9090)
+    assert address.hostname == f"{kube_prometheus_stack_prometheus(release, values)}.{namespace}.svc"
+    assert namespace == scaled["metadata"]["namespace"]
 
 
 # ---- secrets ------------------------------------------------------------------------------------------

@@ -71,7 +71,13 @@ def flag(question: str | None, age_s: float, **fields) -> AnswerFlagged:
 
 
 # The keyboard test's flag waits longest: it leads the queue.
-KEYBOARD = flag("How do I sort a list in place?", 3600, answer="Call list.sort(); it sorts in place.")
+KEYBOARD = flag(
+    "How do I sort a list in place?",
+    3600,
+    answer="Call list.sort(); it sorts in place, in 3 passes.",
+    action="review",
+    unsupported=["3"],
+)
 EDIT = flag("How do I read a file line by line?", 1800)
 REJECT = flag("What does the walrus operator do?", 1200)
 TWICE = flag("How do I copy a dict?", 900)
@@ -229,6 +235,8 @@ def test_a_reviewer_approves_with_the_keyboard_only(review, browser):
     press_to_leave(browser, "j", Keys.ENTER)  # the first row (the oldest flag), opened
     assert browser.current_url == f"{review.url}/reviews/{KEYBOARD.id}"
     assert browser.find_element(By.ID, "question").text == KEYBOARD.question
+    assert "withheld from the user" in browser.find_element(By.ID, "safety").text
+    assert browser.find_element(By.ID, "unsupported").text == "3"
     press_to_leave(browser, "a")
     # On to the next review, saying what happened to this one.
     assert browser.current_url.startswith(f"{review.url}/reviews/{EDIT.id}?decided=")

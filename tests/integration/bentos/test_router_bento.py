@@ -8,6 +8,7 @@ upstreams of their own (`fallback_gateway`), so the tests can run in any order.
 """
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import httpx
 import openai
 import pytest
 
+from ragyard.grounding import claims
 from ragyard.settings import (
     CatalogModel,
     EmbedderSettings,
@@ -240,6 +242,11 @@ def test_rag_answer_has_citations_numbered_references_and_a_cost(stack):
     assert extra["ragyard"]["cost"] == {"amount": pytest.approx(expected, rel=1e-6), "currency": "USD"}
     assert extra["ragyard"]["route"]["model"] == MODEL_A and extra["ragyard"]["prompt"]["version"]
     assert completion.model == MODEL_A
+    # The answer's checkable claims, looked up in its passages (what the reference block adds is not checked).
+    checked = extra["ragyard"]["grounding"]
+    answer_claims = claims(text.split("References:")[0])
+    assert checked["claims"] == len(answer_claims) and set(checked["unsupported"]) <= set(answer_claims)
+    assert checked["score"] == pytest.approx(1 - len(checked["unsupported"]) / max(1, len(answer_claims)), abs=1e-3)
 
 
 def test_streaming_rag_sends_real_sse_with_citations_and_cost_on_the_last_chunk(stack):
@@ -283,6 +290,7 @@ def test_repeated_and_similar_questions_hit_the_caches_unless_opted_out(stack):
     assert exact["ragyard"]["cache"] == "exact" and exact["ragyard"]["cost"]["amount"] == 0
     assert exact["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
     assert exact["citations"] == first["citations"]
+    assert first["ragyard"]["grounding"] is not None and exact["ragyard"]["grounding"] is None  # not generated now
     similar = {**body, "messages": [{"role": "user", "content": "How do I use context managers in Python"}]}
     semantic = stack.post(key, similar).json()
     assert semantic["ragyard"]["cache"] == "semantic"
@@ -520,6 +528,7 @@ def test_metrics_count_requests_tokens_cost_and_routes(stack):
     assert metric_total(text, "ragyard_router_cost_total") > 0
     assert metric_total(text, "ragyard_router_route_choices_total", policy="pinned") > 0
     assert "ragyard_router_request_seconds_bucket" in text and "ragyard_router_step_seconds_bucket" in text
+    assert metric_total(text, "ragyard_router_grounding_checks_total") > 0
     # Every BentoML series the Grafana dashboards read is one a serving bento exposes.
     exposed = exposed_names(text)
     read = {
@@ -661,47 +670,82 @@ def test_pseudonymized_personal_data_is_restored_for_its_owner_and_kept_out_of_c
     assert b"EMAIL_ADDRESS_" in kept and not any(email.encode() in kept for email in emails)
 
 
-def test_an_answer_the_output_check_flags_goes_to_the_review_queue(stack, event_broker):
-    """A router whose policy only flags: an answer carrying an email address is given, and flagged for
-    review as an answer.flagged event, with the question, the answer and the findings."""
+COPYING = [
+    {"role": "user", "content": "Copy: apple"},
+    {"role": "assistant", "content": "apple"},
+    {"role": "user", "content": "Copy: blue car"},
+    {"role": "assistant", "content": "blue car"},
+]
+COPY_EMAIL = {
+    "model": MODEL_A,
+    "max_tokens": 24,
+    "temperature": 0,
+    "ragyard": {"cache": False},
+    "messages": [*COPYING, {"role": "user", "content": f"Copy: {EMAIL}"}],
+}
+
+
+@contextlib.contextmanager
+def router_with_policy(stack, policy: str) -> Iterator[tuple[str, str]]:
+    """A router of its own (URL, and a key of its state) whose output safety uses `policy`."""
+    home = stack.root / f"policy-{policy}"
+    env = {
+        **settings_env(stack.settings),
+        "RAGYARD_ROUTER__SAFETY_POLICY": policy,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    }
+    del env["RAGYARD_HOME"]
+    with Stack(home) as own:
+        yield own.bento(ROUTER, home=home, env=env), stack.key({"RAGYARD_HOME": str(home)})
+
+
+def flags_of(event_broker, trace_ids: list[str]) -> list[dict]:
+    """The answer.flagged events of these traces in the review queue, in trace order."""
     import asyncio
 
     from ragyard.events.topology import FLAGS, TOPOLOGY
     from tests.support.broker import drain
 
-    home = stack.root / "monitoring"
-    env = {
-        **settings_env(stack.settings),
-        "RAGYARD_ROUTER__SAFETY_POLICY": "monitor",
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    }
-    del env["RAGYARD_HOME"]
-    copying = [
-        {"role": "user", "content": "Copy: apple"},
-        {"role": "assistant", "content": "apple"},
-        {"role": "user", "content": "Copy: blue car"},
-        {"role": "assistant", "content": "blue car"},
-    ]
-    with Stack(home) as monitoring:
-        url = monitoring.bento(ROUTER, home=home, env=env)
-        key = stack.key({"RAGYARD_HOME": str(home)})
-        answer = stack.post(
-            key,
-            {
-                "model": MODEL_A,
-                "max_tokens": 24,
-                "temperature": 0,
-                "ragyard": {"cache": False},
-                "messages": [*copying, {"role": "user", "content": f"Copy: {EMAIL}"}],
-            },
-            router=url,
-        ).json()
+    flags = {}
+    for message in asyncio.run(drain(event_broker.config.amqp_url, TOPOLOGY.queue(FLAGS))):
+        flag = json.loads(message.body)
+        flags[flag["trace_id"]] = flag
+    return [flags[t] for t in trace_ids]
+
+
+def test_an_answer_the_output_check_flags_goes_to_the_review_queue(stack, event_broker):
+    """A router whose policy only flags: an answer carrying an email address is given, and flagged for
+    review as an answer.flagged event, with the question, the answer and the findings."""
+    with router_with_policy(stack, "monitor") as (url, key):
+        answer = stack.post(key, COPY_EMAIL, router=url).json()
     assert EMAIL in answer["choices"][0]["message"]["content"]  # flagged, not withheld
-    trace_id = answer["ragyard"]["trace_id"]
-    flags = [json.loads(m.body) for m in asyncio.run(drain(event_broker.config.amqp_url, TOPOLOGY.queue(FLAGS)))]
-    [flag] = [f for f in flags if f["trace_id"] == trace_id]
+    assert answer["ragyard"]["held_for_review"] is False
+    [flag] = flags_of(event_broker, [answer["ragyard"]["trace_id"]])
     assert flag["reason"] == "output_safety" and flag["action"] == "flag" and "pii" in flag["categories"]
     assert EMAIL in flag["question"] and EMAIL in flag["answer"] and flag["model"] == MODEL_A
+
+
+def test_an_answer_the_review_policy_holds_is_withheld_and_queued_whole_and_streamed(stack, event_broker):
+    """The `review` action: the client gets the notice instead of the answer (content_filter,
+    held_for_review), streamed too, and the reviewer gets the model's own answer in the flag."""
+    from router.guardrails import HELD
+
+    with router_with_policy(stack, "review") as (url, key):
+        whole = stack.post(key, COPY_EMAIL, router=url).json()
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=120)
+        body = {k: v for k, v in COPY_EMAIL.items() if k != "ragyard"}
+        chunks = list(client.chat.completions.create(stream=True, extra_body={"ragyard": {"cache": False}}, **body))
+    assert whole["choices"][0]["message"]["content"] == HELD
+    assert whole["choices"][0]["finish_reason"] == "content_filter" and whole["ragyard"]["held_for_review"] is True
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert EMAIL not in streamed and streamed.endswith(HELD)
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishing[-1].choices[0].finish_reason == "content_filter"
+    assert finishing[-1].model_extra["ragyard"]["held_for_review"] is True
+    flags = flags_of(event_broker, [whole["ragyard"]["trace_id"], finishing[-1].model_extra["ragyard"]["trace_id"]])
+    for flag in flags:
+        assert flag["reason"] == "output_safety" and flag["action"] == "review" and "pii" in flag["categories"]
+        assert EMAIL in flag["answer"] and HELD not in flag["answer"]
 
 
 # ---- resilience: these kill upstreams, each of its own router ------------------------------------

@@ -137,7 +137,7 @@ def test_toxicity_detector_scores_insults_high_and_plain_text_low(safety_url):
     assert all(f["score"] < 0.5 for f in plain["findings"] if f["category"] == "toxicity")
 
 
-def test_policy_actions_allow_redact_block_flag(safety_url):
+def test_policy_actions_allow_redact_review_block_flag(safety_url):
     allow = check(safety_url, "How do generators work?", policy="default")
     assert allow == {
         **allow,
@@ -156,6 +156,13 @@ def test_policy_actions_allow_redact_block_flag(safety_url):
     assert flag["allowed"] and flag["action"] == "flag"
     # The same text as model output: the default policy blocks toxic answers.
     assert check(safety_url, "This fucking library is shit.", direction="output", policy="default")["action"] == "block"
+    # The review policy holds a toxic answer, or one with PII, for a reviewer: withheld, not blocked.
+    held = check(safety_url, "This fucking library is shit.", direction="output", policy="review")
+    assert held["allowed"] is False and held["action"] == "review" and held["redacted_text"] is None
+    assert (
+        check(safety_url, "Write to bob.jones@example.com.", direction="output", policy="review")["action"] == "review"
+    )
+    assert check(safety_url, "This fucking library is shit.", policy="review")["action"] == "flag"  # input: default's
     # strict blocks PII on input rather than redacting it.
     strict = check(safety_url, "Please write to bob.jones@example.com about generators.", policy="strict")
     assert strict["action"] == "block"
@@ -327,7 +334,8 @@ def test_stream_guard_holds_a_private_key_block_until_it_ends(safety_url):
     assert "MIIEvQ" not in joined and "<PRIVATE_KEY>" in joined and joined.endswith("rotate it soon.")
 
 
-def test_stream_guard_stops_at_a_blocked_window(safety_url):
+@pytest.mark.parametrize("policy, action", [("default", "block"), ("review", "review")])
+def test_stream_guard_stops_at_a_withholding_window(safety_url, policy, action):
     from router.output_guard import StreamBlocked, guard_stream
 
     text = (
@@ -344,14 +352,15 @@ def test_stream_guard_stops_at_a_blocked_window(safety_url):
         async with SafetyClient(safety_url, timeout_s=60) as client:
             with pytest.raises(StreamBlocked) as blocked:
                 async for piece in guard_stream(
-                    chunks(), lambda w: client.check(w, "output", "default"), hold_chars=32, release_chars=16
+                    chunks(), lambda w: client.check(w, "output", policy), hold_chars=32, release_chars=16
                 ):
                     released.append(piece)
         return "".join(released), blocked.value
 
     released, blocked = asyncio.run(scenario())
     assert "fucking" not in released and "More text" not in released
-    assert blocked.response.action == "block"
+    assert released.startswith("Thanks for the question")
+    assert blocked.response.action == action
 
 
 def test_stream_guard_restores_input_placeholders_in_the_answer(safety_url):

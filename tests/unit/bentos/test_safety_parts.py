@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from evals.safety import binary_metrics, f_beta, threshold_at_fpr
 from ragyard.contracts.safety import Finding, conceal, restore
-from ragyard.settings import CategoryPolicy, DirectionPolicy, SafetySettings
+from ragyard.settings import CategoryPolicy, DirectionPolicy, SafetyPolicy, SafetySettings
 from router.output_guard import safe_cut
 
 
@@ -61,6 +61,30 @@ def test_policy_settings_refuse_redacting_whole_text_categories_and_a_missing_de
         SafetySettings(policies={"strict": {}})
     with pytest.raises(ValidationError):
         CategoryPolicy(action="block", threshold=1.5)
+    with pytest.raises(ValidationError, match="input.toxicity.action: review holds answers"):
+        SafetyPolicy(input=DirectionPolicy(toxicity=CategoryPolicy(action="review")))
+    assert (
+        SafetyPolicy(output=DirectionPolicy(toxicity=CategoryPolicy(action="review"))).output.toxicity.action
+        == "review"
+    )
+
+
+def test_the_strongest_action_wins_and_review_withholds_below_block():
+    from bentos.safety.checker import decide
+    from router.guardrails import HELD, WITHHELD, Verdict, withheld_text
+
+    rules = DirectionPolicy(pii=CategoryPolicy(action="redact"), toxicity=CategoryPolicy(action="review"))
+    pii = Finding(category="pii", type="EMAIL_ADDRESS", start=0, end=3, score=1.0)
+    toxic = Finding(category="toxicity", type="profanity", start=0, end=3, score=1.0)
+    assert decide(rules, []) == "allow"
+    assert decide(rules, [pii]) == "redact"
+    assert decide(rules, [pii, toxic]) == decide(rules, [toxic, pii]) == "review"
+    verdict = Verdict("review", ["toxicity"])
+    verdict.merge(Verdict("redact", ["pii"]))
+    assert verdict.action == "review" and verdict.categories == ["pii", "toxicity"]
+    verdict.merge(Verdict("block", ["injection"]))
+    assert verdict.action == "block"
+    assert withheld_text("review") == HELD and withheld_text("block") == WITHHELD != HELD
 
 
 def test_policies_come_from_the_environment_as_json(monkeypatch):
