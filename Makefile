@@ -8,9 +8,10 @@ UV := $(VENV)/bin/uv
 # Setup is redone only when what it installs from changes.
 STAMP := $(VENV)/.ragyard-setup-stamp
 # python3.11-doc: the demo corpus. debian-reference-en: a documentation set the tests did not write.
+# sqlite3-doc: the documentation the SQLite answer eval is written against (evals/sqlite_answers_dataset.py).
 # rabbitmq-server: the event broker `make run` starts (its own folder and ports; no system service used).
 # chromium, chromium-driver: the browser the tests drive through the review UI (selenium).
-APT_PACKAGES := python3.11-doc debian-reference-en rabbitmq-server chromium chromium-driver
+APT_PACKAGES := python3.11-doc debian-reference-en sqlite3-doc rabbitmq-server chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch's CPU build is not on PyPI: a folder of wheels that holds it (this machine's pip finds it
 # through PIP_FIND_LINKS), or PyTorch's CPU index.

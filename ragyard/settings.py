@@ -612,6 +612,9 @@ class EvalsSettings(BaseModel):
     judge_model: str = ""
     # Questions of the QA set the full answer and router evals take (a fixed spread sample); 0: all.
     answer_limit: int = Field(default=0, ge=0)
+    # The SQLite documentation (Debian's sqlite3-doc) the SQLite answer set is written against
+    # (evals/sqlite_answers_dataset.py); empty: /usr/share/doc/sqlite3.
+    sqlite_docs: str = ""
     # ---- the memory eval (evals/memory.py) ----
     # Catalog models that answer with memory on and off; the quick eval takes the first only.
     memory_models: list[str] = Field(default_factory=lambda: ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"], min_length=1)

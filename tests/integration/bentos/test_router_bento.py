@@ -727,25 +727,28 @@ def test_an_answer_the_output_check_flags_goes_to_the_review_queue(stack, event_
 
 def test_an_answer_the_review_policy_holds_is_withheld_and_queued_whole_and_streamed(stack, event_broker):
     """The `review` action: the client gets the notice instead of the answer (content_filter,
-    held_for_review), streamed too, and the reviewer gets the model's own answer in the flag."""
+    held_for_review), streamed too, and the reviewer gets the model's own answer in the flag. (A toxic
+    answer: the policy's input side redacts an email before the model could copy it.)"""
     from router.guardrails import HELD
 
+    toxic = "This fucking library is shit."
+    body = {**COPY_EMAIL, "messages": [*COPYING, {"role": "user", "content": f"Copy: {toxic}"}]}
     with router_with_policy(stack, "review") as (url, key):
-        whole = stack.post(key, COPY_EMAIL, router=url).json()
+        whole = stack.post(key, body, router=url).json()
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=120)
-        body = {k: v for k, v in COPY_EMAIL.items() if k != "ragyard"}
-        chunks = list(client.chat.completions.create(stream=True, extra_body={"ragyard": {"cache": False}}, **body))
+        wire = {k: v for k, v in body.items() if k != "ragyard"}
+        chunks = list(client.chat.completions.create(stream=True, extra_body={"ragyard": {"cache": False}}, **wire))
     assert whole["choices"][0]["message"]["content"] == HELD
     assert whole["choices"][0]["finish_reason"] == "content_filter" and whole["ragyard"]["held_for_review"] is True
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert EMAIL not in streamed and streamed.endswith(HELD)
+    assert "fucking" not in streamed and streamed.endswith(HELD)
     finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishing[-1].choices[0].finish_reason == "content_filter"
     assert finishing[-1].model_extra["ragyard"]["held_for_review"] is True
     flags = flags_of(event_broker, [whole["ragyard"]["trace_id"], finishing[-1].model_extra["ragyard"]["trace_id"]])
     for flag in flags:
-        assert flag["reason"] == "output_safety" and flag["action"] == "review" and "pii" in flag["categories"]
-        assert EMAIL in flag["answer"] and HELD not in flag["answer"]
+        assert flag["reason"] == "output_safety" and flag["action"] == "review" and "toxicity" in flag["categories"]
+        assert "fucking" in flag["answer"] and HELD not in flag["answer"]
 
 
 # ---- resilience: these kill upstreams, each of its own router ------------------------------------
