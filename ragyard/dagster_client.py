@@ -165,6 +165,45 @@ def active_ingest_runs(settings: Settings) -> list[str]:
     return [run["runId"] for run in reversed(answer["results"])]
 
 
+_UNFINISHED_RUNS = """
+query UnfinishedRuns {
+  runsOrError(filter: {statuses: [STARTING, STARTED, CANCELING]}) {
+    __typename
+    ... on Runs { results { runId creationTime } }
+    ... on PythonError { message }
+  }
+}
+"""
+_MARK_CANCELED = """
+mutation MarkCanceled($runIds: [String!]!) {
+  terminateRuns(runIds: $runIds, terminatePolicy: MARK_AS_CANCELED_IMMEDIATELY) {
+    __typename
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def cancel_orphaned_runs(settings: Settings, created_before: float) -> list[str]:
+    """Mark canceled the runs a platform stopped by a kill left starting or under way; their ids.
+
+    A run's worker is a child of the `dagster dev` that launched it and dies with it, but the run
+    stays STARTED: the default run launcher has no health check, so run monitoring never notices,
+    and the sensor and `build_index` would wait on it forever. Call this once the new Dagster is
+    up, with the time the platform started: runs created since then are alive.
+    """
+    with httpx.Client(base_url=settings.dagster.url, timeout=60) as http:
+        answer = _graphql(http, _UNFINISHED_RUNS)["runsOrError"]
+        if answer["__typename"] != "Runs":
+            raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
+        orphans = [run["runId"] for run in answer["results"] if run["creationTime"] < created_before]
+        if orphans:
+            marked = _graphql(http, _MARK_CANCELED, {"runIds": orphans})["terminateRuns"]
+            if marked["__typename"] != "TerminateRunsResult":
+                raise DagsterGraphQLClientError(marked["__typename"], marked.get("message", ""))
+    return orphans
+
+
 def run_progress(settings: Settings, run_id: str) -> Progress | None:
     """The latest embedding progress the run has reported in its event log; None before its
     embedding step reported any."""

@@ -12,6 +12,7 @@ from rich.progress import Progress as ProgressBar
 from ragyard.dagster_client import (
     Progress,
     active_ingest_runs,
+    cancel_orphaned_runs,
     index_summary,
     launch_ingest,
     run_progress,
@@ -51,11 +52,18 @@ def _follow(settings: Settings, run_id: str, timeout_s: float, console: Console)
     return status
 
 
-def build_index(settings: Settings, timeout_s: float, console: Console) -> bool:
+def build_index(settings: Settings, timeout_s: float, console: Console, platform_started: float | None = None) -> bool:
     """Bring the index up to date with an ingest run; True if it succeeded. A run already under way
     (the sensor starts one as soon as the platform is up, if files changed) is followed first: it
-    does the work, and ours, queued behind it, finds little or nothing left."""
+    does the work, and ours, queued behind it, finds little or nothing left. With `platform_started`,
+    runs a killed platform left under way are marked canceled first (`cancel_orphaned_runs`)."""
     deadline = time.monotonic() + timeout_s
+    if platform_started is not None:
+        for run_id in cancel_orphaned_runs(settings, platform_started):
+            console.print(
+                f"[yellow]run {run_url(settings, run_id)} marked canceled: "
+                "it ended with the platform that started it[/yellow]"
+            )
     for run_id in active_ingest_runs(settings):
         _follow(settings, run_id, deadline - time.monotonic(), console)
     run_id = launch_ingest(settings)

@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import time
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -73,13 +74,13 @@ def _print_urls(services: list[ServiceStatus], logs_dir: Path) -> None:
     )
 
 
-def _index(settings: Settings, timeout_s: float, services: dict[str, ServiceStatus]) -> bool:
+def _index(settings: Settings, timeout_s: float, services: dict[str, ServiceStatus], started: float) -> bool:
     """Build the index if Dagster is up; a failure of the build leaves the services running."""
     if (dagster := services["dagster"]).state is not ServiceState.UP:
         console.print(f"[red]not building the index: dagster is {dagster.state.value} ({dagster.last_exit})[/red]")
         return False
     try:
-        return build_index(settings, timeout_s, console)
+        return build_index(settings, timeout_s, console, platform_started=started)
     except Exception as exc:  # noqa: BLE001 - e.g. Dagster crashed mid-build: the platform keeps serving
         console.print(
             f"[red]building the index failed: {exc!r}[/red]; the services keep running: launch the "
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     specs = platform_services(settings)
+    platform_started = time.time()  # Dagster runs created before it were left by a platform that is gone
     try:
         with ServiceKeeper(specs, settings.logs_dir, settings.supervisor, status_file) as keeper:
             console.print(f"data directory: {settings.home}; logs: {settings.logs_dir}")
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             if services.get("mlflow") is None or services["mlflow"].state is ServiceState.UP:
                 _seed_prompts(settings)
             _print_urls(started, settings.logs_dir)
-            indexed = args.skip_index or _index(settings, args.index_timeout, services)
+            indexed = args.skip_index or _index(settings, args.index_timeout, services, platform_started)
             all_up = all(s.state is ServiceState.UP for s in started)
             if args.exit_after_start:
                 return 0 if indexed and all_up else 1

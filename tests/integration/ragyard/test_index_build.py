@@ -4,6 +4,7 @@ read from the run's event log over Dagster's GraphQL API."""
 import io
 import re
 import time
+import uuid
 
 from rich.console import Console
 
@@ -43,3 +44,33 @@ def test_build_index_follows_the_run_under_way_with_progress_then_its_own(settin
         assert index_summary(settings, own_run)["total_chunks"] == chunks
     assert f"embedded {chunks:,} chunks" in printed and "no chunks to embed" in printed
     assert f"index ready: {chunks:,} chunks from 7 documents" in printed
+
+
+def test_a_run_a_killed_platform_left_under_way_is_marked_canceled_not_followed(settings, corpus, monkeypatch):
+    """A run left STARTED (its worker died with the killed platform's Dagster) would be followed until
+    the timeout, and keeps the sensor from starting any: the next start marks it canceled first."""
+    from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+
+    from ragyard.services import prepare_dagster_home
+
+    write_corpus(corpus)
+    settings.embedder.batch_size = 4
+    settings.dagster = DagsterSettings(port=free_port())
+    monkeypatch.setenv("DAGSTER_HOME", str(prepare_dagster_home(settings)))
+    with DagsterInstance.get() as instance:
+        orphan = instance.add_run(
+            DagsterRun(job_name="ingest", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED)
+        )
+    platform_started = time.time()
+    out = io.StringIO()
+    with Stack(settings.home) as stack:
+        stack.start(dagster_spec(settings))
+        assert orphan.run_id in active_ingest_runs(settings)
+        built = build_index(settings, 600, Console(file=out, width=200), platform_started=platform_started)
+        assert built and orphan.run_id not in active_ingest_runs(settings)
+    with DagsterInstance.get() as instance:
+        left = instance.get_run_by_id(orphan.run_id)
+        assert left is not None and left.status == DagsterRunStatus.CANCELED
+    printed = out.getvalue()
+    assert f"/runs/{orphan.run_id} marked canceled" in printed
+    assert re.search(r"index ready: [\d,]+ chunks from 7 documents", printed), printed
