@@ -42,21 +42,20 @@ PROMPTS = [
 ]
 
 
-def raw_stream(llama, prompt: str) -> tuple[float, float, int, str]:
-    """(ttft_s, decode_s, tokens, text) of one greedy streamed answer from llama-cpp-python itself."""
+def raw_stream(llama, prompt: str) -> tuple[float, float, str]:
+    """(ttft_s, decode_s, text) of one greedy streamed answer from llama-cpp-python itself."""
     messages = [{"role": "user", "content": prompt}]
     started = time.perf_counter()
-    first, tokens, text = None, 0, []
+    first, text = None, []
     for chunk in llama.create_chat_completion(
         messages, max_tokens=MAX_TOKENS, temperature=0, seed=0, repeat_penalty=1.0, stream=True
     ):
         content = chunk["choices"][0]["delta"].get("content")
         if content:
             first = first or time.perf_counter()
-            tokens += 1
             text.append(content)
     assert first is not None, "no token was streamed"
-    return first - started, time.perf_counter() - first, tokens, "".join(text)
+    return first - started, time.perf_counter() - first, "".join(text)
 
 
 async def bento_stream(
@@ -88,9 +87,16 @@ async def compare(client: openai.AsyncOpenAI, model: str, path: Path, n_threads:
 
     llama = Llama(model_path=str(path), n_ctx=2048, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
     raw_runs, bento_runs, same_text = [], [], 0
+
+    def counted(ttft: float, decode: float, text: str) -> tuple[float, float, int, str]:
+        # One count on both sides: the model's own tokens of the text each side delivered (a
+        # streamed chunk is not always one token, and the bento's usage counts sampled tokens).
+        return ttft, decode, len(llama.tokenize(text.encode(), add_bos=False, special=False)), text
+
     for prompt in [PROMPTS[0]] + PROMPTS:  # the first pair warms both up and is not counted
-        raw = raw_stream(llama, prompt)
-        served = await bento_stream(client, model, prompt)
+        raw = counted(*raw_stream(llama, prompt))
+        ttft, decode, _, served_text = await bento_stream(client, model, prompt)
+        served = counted(ttft, decode, served_text)
         raw_runs.append(raw)
         bento_runs.append(served)
         same_text += raw[3] == served[3]
@@ -139,7 +145,8 @@ def report(
     lines = [
         (
             f"Streamed, greedy, {MAX_TOKENS} new tokens per answer, {len(PROMPTS)} prompts per model, raw and bento "
-            f"alternating in one run; llama.cpp with {n_threads} threads in both. Load average (1/5/15 min) "
+            f"alternating in one run; llama.cpp with {n_threads} threads in both; tokens counted alike on both sides "
+            "(the model's tokenizer over the text each side streamed). Load average (1/5/15 min) "
             f"before: {load_before}; after: {load_after}."
         ),
         "",
