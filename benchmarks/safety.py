@@ -1,8 +1,10 @@
 """Safety benchmark: latency of `POST /check` on a 200-word input, and throughput at 8 clients.
 
 `ragyard bench safety`: a fresh data directory and a real `bentoml serve` of the safety
-bento on loopback; the default policy, input direction (all three detectors run). Baseline: the
-same requests from one client, measured in the same run.
+bento on loopback; the default policy, input direction (all three detectors run). Baselines, in
+the same run: the same check in this process (the bento's own `SafetyChecker` on the same data
+directory, calls alternating with the HTTP requests so that both see the same load), and one
+client for the concurrent throughput.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 
 from benchmarks.measure import free_port, load, percentiles  # noqa: E402
+from bentos.safety.checker import SafetyChecker  # noqa: E402
 from ragyard.docs_report import write_section  # noqa: E402
 from ragyard.services import safety_spec  # noqa: E402
 from ragyard.settings import SafetySettings, Settings  # noqa: E402
@@ -48,6 +51,17 @@ def two_hundred_words() -> str:
     return " ".join(words[:200])
 
 
+def alternating(client: httpx.Client, url: str, body: dict, checker: SafetyChecker, count: int) -> tuple[list, list]:
+    """(HTTP, in-process) seconds per check, the two taking turns."""
+    served, in_process = [], []
+    for _ in range(count):
+        served.append(timed_checks(client, url, body, 1)[0])
+        started = time.perf_counter()
+        checker.check(body["text"], body["direction"], body["policy"])
+        in_process.append(time.perf_counter() - started)
+    return served, in_process
+
+
 def timed_checks(client: httpx.Client, url: str, body: dict, count: int) -> list[tuple[float, float]]:
     """(client-side seconds, server latency_ms) per request."""
     out = []
@@ -70,8 +84,9 @@ def main() -> None:
             supervisor.start_all([safety_spec(settings)])
             load_before = load()
             first = client.post(f"{url}/check", json=body).json()
-            timed_checks(client, url, body, 5)  # warm-up
-            sequential = timed_checks(client, url, body, SEQUENTIAL_REQUESTS)
+            checker = SafetyChecker(settings.safety, settings.home)  # the model files the bento made
+            alternating(client, url, body, checker, 5)  # warm-up
+            sequential, in_process = alternating(client, url, body, checker, SEQUENTIAL_REQUESTS)
             one_client_rps = len(sequential) / sum(s for s, _ in sequential)
 
             def one_client(_: int) -> list[tuple[float, float]]:
@@ -84,6 +99,7 @@ def main() -> None:
             concurrent_s = time.perf_counter() - started
             load_after = load()
     latencies_ms = [s * 1000 for s, _ in sequential]
+    in_process_ms = statistics.median(in_process) * 1000
     concurrent_rps = len(concurrent) / concurrent_s
     findings = ", ".join(sorted({f"{f['category']}:{f['type']}" for f in first["findings"]})) or "none"
     result = f"""
@@ -97,6 +113,8 @@ Machine load average (1/5/15 min) before: {load_before}; after: {load_after} (ot
 | p50 latency, 1 client, {SEQUENTIAL_REQUESTS} requests | **{statistics.median(latencies_ms):.1f} ms** |
 | p99 latency, 1 client | **{percentiles(latencies_ms)["p99"]:.1f} ms** |
 | server-side `latency_ms` p50 (detectors only) | {statistics.median(ms for _, ms in sequential):.1f} ms |
+| in-process `SafetyChecker.check` p50 (baseline, alternating with the requests) | {in_process_ms:.1f} ms |
+| added by serving over HTTP, p50 | {statistics.median(latencies_ms) - in_process_ms:+.1f} ms ({statistics.median(latencies_ms) / in_process_ms:.2f}x in-process) |
 | throughput, 1 client (baseline) | {one_client_rps:.1f} req/s |
 | throughput, {CONCURRENT_CLIENTS} concurrent clients, {len(concurrent)} requests | **{concurrent_rps:.1f} req/s** ({concurrent_rps / one_client_rps:.2f}x the 1-client baseline) |
 | p50 / p99 latency at {CONCURRENT_CLIENTS} clients | {statistics.median(s * 1000 for s, _ in concurrent):.1f} / {percentiles([s * 1000 for s, _ in concurrent])["p99"]:.1f} ms |
