@@ -26,12 +26,13 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from bentos.retriever.search import Searcher
+from evals.eval_index import own_index_settings
 from evals.harness_types import EvalReport, EvalRun
 from evals.retrieval import DEFAULT_DATASET, Question, load_dataset, quick_subset, score_modes
 from pipelines.materialize import asset_metadata, materialize_ingest
 from ragyard import collection as col
 from ragyard.embedding import BACKENDS, EmbeddingModel
-from ragyard.settings import MilvusSettings, Settings, SourceSettings
+from ragyard.settings import Settings, SourceSettings
 
 EXPERIMENT = "ragyard-embedding-backends"
 SPLIT_SEED = 17
@@ -45,25 +46,6 @@ def split_halves(questions: list[Question], seed: int = SPLIT_SEED) -> tuple[lis
     random.Random(seed).shuffle(shuffled)
     half = len(shuffled) // 2
     return shuffled[:half], shuffled[half:]
-
-
-def _backend_settings(settings: Settings, backend: str, home: Path, sources: list[SourceSettings]) -> Settings:
-    """The configured settings with this backend, a scratch home (sharing the exports) and its own collection."""
-    models = str(settings.embedder.models_folder(settings.home))
-    milvus = MilvusSettings(
-        **{
-            **settings.milvus.model_dump(),
-            "collection": f"{settings.milvus.collection}_backend_{backend.replace('-', '_')}",
-        }
-    )
-    return Settings(
-        home=home,
-        milvus=milvus,
-        chunker=settings.chunker,
-        retriever=settings.retriever,
-        ingest=settings.ingest.model_copy(update={"sources": sources, "use_embedder_bento": False}),
-        embedder=settings.embedder.model_copy(update={"backend": backend, "models_dir": models}),
-    )
 
 
 def _quick_sources(settings: Settings, questions: list[Question]) -> list[SourceSettings]:
@@ -122,7 +104,8 @@ def evaluate(settings: Settings, quick: bool = False, backends: tuple[str, ...] 
     with tempfile.TemporaryDirectory(prefix="ragyard-eval-backends-") as scratch:
         try:
             for backend in backends:
-                configured = _backend_settings(settings, backend, Path(scratch) / backend, sources)
+                collection = f"{settings.milvus.collection}_backend_{backend.replace('-', '_')}"
+                configured = own_index_settings(settings, Path(scratch) / backend, collection, sources, backend)
                 client = client or col.connect(
                     configured.milvus.uri, configured.milvus.token, configured.milvus.timeout_s
                 )

@@ -35,10 +35,11 @@ EVALS: dict[str, str] = {
     "cache": "evals.cache",
     "memory": "evals.memory",
     "backends": "evals.backends",
+    "sqlite-answers": "evals.sqlite_answers",
 }
 # Evals that build indexes of their own or need the platform running with its largest model (minutes to
 # hours): run by name only, never by `all`.
-ON_DEMAND_EVALS = ("backends", "memory")
+ON_DEMAND_EVALS = ("backends", "memory", "sqlite-answers")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EVALS_DOC = REPO_ROOT / "docs" / "evals.md"
 _DOC_HEADER = (

@@ -615,6 +615,10 @@ class EvalsSettings(BaseModel):
     # The SQLite documentation (Debian's sqlite3-doc) the SQLite answer set is written against
     # (evals/sqlite_answers_dataset.py); empty: /usr/share/doc/sqlite3.
     sqlite_docs: str = ""
+    # Catalog models the SQLite answer eval (evals/sqlite_answers.py) asks; the quick eval takes the first only.
+    sqlite_models: list[str] = Field(
+        default_factory=lambda: ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"], min_length=1
+    )
     # ---- the memory eval (evals/memory.py) ----
     # Catalog models that answer with memory on and off; the quick eval takes the first only.
     memory_models: list[str] = Field(default_factory=lambda: ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"], min_length=1)

@@ -28,9 +28,19 @@ def test_the_registry_imports_lazily_and_names_what_is_missing(registry):
 
 
 def test_the_shipped_registry_has_the_evals_and_retrieval_is_present():
-    assert list(harness.EVALS) == ["retrieval", "answers", "safety", "router", "cache", "memory", "backends"]
+    assert list(harness.EVALS) == [
+        "retrieval",
+        "answers",
+        "safety",
+        "router",
+        "cache",
+        "memory",
+        "backends",
+        "sqlite-answers",
+    ]
     assert "retrieval" in available_evals()
-    assert harness.ON_DEMAND_EVALS == ("backends", "memory")  # an index per backend; the 1.5B model: never in `all`
+    # Own indexes, or the 1.5B model over many questions: never in `all`.
+    assert harness.ON_DEMAND_EVALS == ("backends", "memory", "sqlite-answers")
 
 
 def test_table_csv_flattens_nested_values_and_takes_every_column():
