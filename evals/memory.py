@@ -11,8 +11,11 @@ at the end.
 
 Scored by a rule (memory_dataset.correct: the key facts present, the forbidden ones absent), per
 question type and on the held-out users apart; with `evals.judge_model` set, an LLM judge's verdict as
-a secondary figure. Leaks: another user's fact in an answer with memory on (`other_user` questions),
-and memories recalled for a user that are not that user's (read back from the bento); both must be 0.
+a secondary figure. Leaks, which must be 0: memories recalled for a user that are not that user's
+(read back from the bento), and answers with memory on that name another user's fact (`other_user`
+questions) which the memories given to the model held. An answer that names it although no memory
+given held it is the model's guess (the commonest answer: "diabetes" for a chronic condition), counted
+apart as `guesses`: the platform did not pass it on.
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ class Record:
     memory: bool
     answer: str
     correct: bool
-    leak: bool
+    leak: bool  # another user's fact in the answer, and in the memories the model was given
+    guess: bool  # another user's fact in the answer, in none of the memories given
     stale: bool
     memories_used: int
     judge: bool | None = None
@@ -188,6 +192,15 @@ def judge(generator: Generator, cache: AnswerCache, model: str, question: Questi
     return True if verdict.startswith("yes") else False if verdict.startswith("no") else None
 
 
+def another_users_fact(answer: str, question: Question, given: str | None) -> tuple[bool, bool]:
+    """(leak, guess) of an answer made with the memories `given` (None: memory off): does it name
+    another user's fact (an `other_user` question's forbidden terms), passed on by the memories or not."""
+    if given is None or question.type != "other_user" or not mentions(answer, question.forbid):
+        return False, False
+    passed_on = mentions(given, question.forbid)
+    return passed_on, not passed_on
+
+
 def answer_all(
     settings: Settings, users: list[EvalUser], contexts: dict[str, MemoryContext], models: list[str]
 ) -> list[Record]:
@@ -207,6 +220,7 @@ def answer_all(
                     messages = wire_messages(with_memories(base, memories))
                     reply, _ = generate_cached(cache, generator, model, messages, MAX_TOKENS)
                     text = reply.text
+                    leak, guess = another_users_fact(text, question, block if memory else None)
                     records.append(
                         Record(
                             question.id,
@@ -217,7 +231,8 @@ def answer_all(
                             memory,
                             text,
                             correct(text, question),
-                            leak=memory and question.type == "other_user" and mentions(text, question.forbid),
+                            leak=leak,
+                            guess=guess,
                             stale=bool(question.stale)
                             and mentions(text, question.stale)
                             and not correct(text, question),
@@ -241,6 +256,7 @@ def answer_metrics(records: list[Record]) -> dict[str, float]:
         "heldout_accuracy": accuracy([r for r in records if r.heldout]),
         "tune_accuracy": accuracy([r for r in records if not r.heldout]),
         "leaks": sum(r.leak for r in records),
+        "guesses": sum(r.guess for r in records),
         "stale_answers": sum(r.stale for r in records),
         "memories_used_mean": statistics.fmean(r.memories_used for r in records),
     }
@@ -294,8 +310,8 @@ def report(
         f"{params['questions']} questions; facts extracted by `{settings.memory.extraction_model}`, answers "
         f"with at most {MAX_TOKENS} tokens, memories within {MEMORY_BUDGET_TOKENS} tokens.",
         "",
-        "| model | memory | held-out accuracy | " + " | ".join(TYPES) + " | tune-split accuracy | leaks |",
-        "| --- | --- | ---: | " + " | ".join("---:" for _ in TYPES) + " | ---: | ---: |",
+        "| model | memory | held-out accuracy | " + " | ".join(TYPES) + " | tune-split accuracy | leaks | guesses |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in TYPES) + " | ---: | ---: | ---: |",
     ]
     for model in models:
         for memory in (True, False):
@@ -312,7 +328,7 @@ def report(
             lines.append(
                 f"| {model} | {'on' if memory else 'off'} | {metrics['heldout_accuracy']:.2f} | "
                 + " | ".join(f"{metrics[f'heldout_accuracy_{t}']:.2f}" for t in TYPES)
-                + f" | {metrics['tune_accuracy']:.2f} | {int(metrics['leaks'])} |"
+                + f" | {metrics['tune_accuracy']:.2f} | {int(metrics['leaks'])} | {int(metrics['guesses'])} |"
             )
     x = extraction_metrics(extraction)
     lines += [
@@ -329,7 +345,9 @@ def report(
         "Accuracy: share of answers holding every key fact and none of the forbidden ones "
         "(evals/memory_dataset.py); `forgotten` and `other user` are right when the fact is absent, so memory "
         "off scores them high by construction: their point is that memory on must not lower them. Leaks: "
-        "answers with memory on that hold another user's fact. Anchors, not comparable (other data, hosted "
+        "answers with memory on that hold another user's fact which the memories given to the model held; "
+        "guesses: answers with memory on that hold it although no memory given did (the model's guess). "
+        "Anchors, not comparable (other data, hosted "
         "models, an LLM judge): mem0 reports 66.9% LLM-judge accuracy on LoCoMo, Zep about 75%.",
     ]
     return EvalReport(EXPERIMENT, runs, "\n".join(lines))
