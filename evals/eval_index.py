@@ -10,19 +10,13 @@ the ingestion is incremental by itself, this only spares a Dagster run when noth
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipelines.automation import pending_changes
 from pipelines.ledger import Ledger
 from pipelines.materialize import materialize_ingest
-from pipelines.sources import (
-    configured_fingerprint,
-    deleted_documents,
-    is_current,
-    known_failure,
-    same_stat,
-    scan_sources,
-)
+from pipelines.sources import scan_sources
 from ragyard import collection as col
 from ragyard.settings import MilvusSettings, Settings, SourceSettings
 
@@ -47,26 +41,16 @@ def own_index_settings(
 
 
 def pending_documents(settings: Settings) -> int | None:
-    """How many documents the ingestion would (re)index, re-stat or delete now, by the ledger alone (sizes
-    and mtimes, no file read); None when the collection is missing (everything is to index)."""
+    """How many documents the ingestion would (re)index or delete now, by the sensor's own stat scan
+    against the ledger (`pending_changes`, no file read); None when the collection is missing
+    (everything is to index)."""
     client = col.connect(settings.milvus.uri, settings.milvus.token, settings.milvus.timeout_s)
     if not client.has_collection(settings.milvus.collection):
         return None
-    ledger = Ledger(settings.ledger_path)
-    entries, failures = ledger.entries(), ledger.failures()
-    fingerprint = configured_fingerprint(settings)
     scan = scan_sources(settings.ingest.sources)
-    pending = len(deleted_documents(scan, entries))
-    for file in scan.files:
-        if file.size_bytes > settings.ingest.max_file_bytes:
-            continue  # the ingestion skips it unread, and records nothing for it
-        entry = entries.get(file.doc_id)
-        if is_current(entry, fingerprint) and same_stat(entry, file):
-            continue
-        failure = known_failure(failures, file, fingerprint)
-        if failure is None or not same_stat(failure, file):
-            pending += 1
-    return pending
+    # A file too large to read is skipped by the ingestion without a ledger row: never pending.
+    readable = replace(scan, files=[f for f in scan.files if f.size_bytes <= settings.ingest.max_file_bytes])
+    return sum(len(docs) for docs in pending_changes(settings, readable).values())
 
 
 @dataclass(frozen=True)
